@@ -1,0 +1,254 @@
+//! Who may read and write what — one pure function, no I/O.
+//!
+//! The engine gathers a person's [`Standing`] in an event (or their role in an
+//! organization) from the database, then asks [`decide`] (or [`decide_org`]). Every path
+//! that returns or changes data goes through one of these two functions, and the sync
+//! feed will use the same function to filter what each client receives.
+//!
+//! Architecture invariant: nothing else in the engine decides access.
+
+use serde::{Deserialize, Serialize};
+
+/// A person's role inside an organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgRole {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl OrgRole {
+    pub fn manages(self) -> bool {
+        matches!(self, OrgRole::Owner | OrgRole::Admin)
+    }
+}
+
+/// Free collaborator access: the one collaborator a person belongs to in an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub collaborator: String,
+    /// Read-only set on the collaborator or on this person in it.
+    pub read_only: bool,
+}
+
+/// Everything access needs to know about one person in one event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// Holds one of the event's Event Pro seats.
+    pub seat: bool,
+    /// Role in the organization that owns the event, if any.
+    pub org_role: Option<OrgRole>,
+    /// Free access through a collaborator, if any.
+    pub membership: Option<Membership>,
+}
+
+/// The five tabs of a collaborator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Dashboard,
+    Tasks,
+    Schedule,
+    Files,
+    Advances,
+}
+
+/// What is being read or written inside an event.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// The event's name and the caller's own standing in it.
+    EventInfo,
+    /// A record of one of the five tabs, scoped to the collaborators it belongs to (one for
+    /// tasks, files and advances; the tagged collaborators for a schedule activity).
+    Tab { tab: Tab, collaborators: &'a [String] },
+    /// Building the event: renaming it, collaborators, invitations, read-only settings, and
+    /// records that span collaborators.
+    Setup,
+    /// The event's Event Pro seats.
+    Seats,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Read,
+    Write,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// The caller may not know the target exists: answer "not found".
+    Hidden,
+    /// The caller sees the target but their collaborator (or they in it) is read-only.
+    ReadOnly,
+    /// The caller sees the target but this action needs more (a seat, an admin role).
+    Denied,
+}
+
+/// The access matrix for records of an event.
+///
+/// - An Event Pro seat holder reads and writes the whole event (but seats are managed by
+///   the organization's owners and admins).
+/// - A collaborator member reads their own collaborator's five tabs and writes them unless
+///   read-only; a record shared with other collaborators (an activity tagged to several) can
+///   be read but not changed, since free access is contained in one collaborator.
+/// - Organization owners and admins see the event and manage its seats.
+/// - Anyone else: nothing.
+pub fn decide(s: &Standing, action: Action, target: Target<'_>) -> Decision {
+    let manager = s.org_role.is_some_and(OrgRole::manages);
+    match target {
+        Target::EventInfo => {
+            if s.seat || manager || s.membership.is_some() {
+                if action == Action::Read || s.seat { Decision::Allow } else { Decision::Denied }
+            } else {
+                Decision::Hidden
+            }
+        }
+        Target::Seats => match (manager, action) {
+            (true, _) => Decision::Allow,
+            (false, Action::Read) if s.seat => Decision::Allow,
+            (false, _) if s.seat || s.membership.is_some() => Decision::Denied,
+            _ => Decision::Hidden,
+        },
+        Target::Setup => {
+            if s.seat {
+                Decision::Allow
+            } else if manager || s.membership.is_some() {
+                Decision::Denied
+            } else {
+                Decision::Hidden
+            }
+        }
+        Target::Tab { collaborators, .. } => {
+            if s.seat {
+                return Decision::Allow;
+            }
+            let Some(m) = &s.membership else {
+                return Decision::Hidden;
+            };
+            if !collaborators.iter().any(|c| c == &m.collaborator) {
+                return Decision::Hidden;
+            }
+            match action {
+                Action::Read => Decision::Allow,
+                Action::Write if m.read_only => Decision::ReadOnly,
+                Action::Write if collaborators.len() == 1 => Decision::Allow,
+                Action::Write => Decision::Denied,
+            }
+        }
+    }
+}
+
+/// What can be done to an organization itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrgAction {
+    /// See the organization, its members and its events' names.
+    View,
+    /// Payment method, billing address, licenses, people, event creation.
+    Manage,
+    /// Grant or take the owner role.
+    ManageOwners,
+}
+
+/// The access matrix for an organization.
+pub fn decide_org(role: Option<OrgRole>, action: OrgAction) -> Decision {
+    match (role, action) {
+        (None, _) => Decision::Hidden,
+        (Some(_), OrgAction::View) => Decision::Allow,
+        (Some(r), OrgAction::Manage) if r.manages() => Decision::Allow,
+        (Some(OrgRole::Owner), OrgAction::ManageOwners) => Decision::Allow,
+        (Some(_), _) => Decision::Denied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(c: &str, read_only: bool) -> Option<Membership> {
+        Some(Membership { collaborator: c.into(), read_only })
+    }
+
+    /// The people of the matrix.
+    fn people() -> Vec<(&'static str, Standing)> {
+        vec![
+            ("seat holder", Standing { seat: true, ..Default::default() }),
+            (
+                "seat holder, also read-only member",
+                Standing { seat: true, membership: member("A", true), ..Default::default() },
+            ),
+            ("member of A", Standing { membership: member("A", false), ..Default::default() }),
+            ("read-only member of A", Standing { membership: member("A", true), ..Default::default() }),
+            ("org owner", Standing { org_role: Some(OrgRole::Owner), ..Default::default() }),
+            ("org admin", Standing { org_role: Some(OrgRole::Admin), ..Default::default() }),
+            ("org member", Standing { org_role: Some(OrgRole::Member), ..Default::default() }),
+            ("stranger", Standing::default()),
+        ]
+    }
+
+    use Decision::{Allow as A, Denied as D, Hidden as H, ReadOnly as R};
+
+    #[test]
+    fn event_matrix_every_cell() {
+        let a = ["A".to_string()];
+        let b = ["B".to_string()];
+        let ab = ["A".to_string(), "B".to_string()];
+        let targets: Vec<(&str, Target<'_>)> = vec![
+            ("event info", Target::EventInfo),
+            ("tab of A", Target::Tab { tab: Tab::Tasks, collaborators: &a }),
+            ("tab of B", Target::Tab { tab: Tab::Files, collaborators: &b }),
+            ("shared A+B", Target::Tab { tab: Tab::Schedule, collaborators: &ab }),
+            ("setup", Target::Setup),
+            ("seats", Target::Seats),
+        ];
+        // Rows: people in the order of `people()`; per target (read, write).
+        #[rustfmt::skip]
+        let expected: [[(Decision, Decision); 6]; 8] = [
+            //  info     tab A    tab B    A+B      setup    seats
+            [(A, A), (A, A), (A, A), (A, A), (A, A), (A, D)], // seat holder
+            [(A, A), (A, A), (A, A), (A, A), (A, A), (A, D)], // seat + read-only member
+            [(A, D), (A, A), (H, H), (A, D), (D, D), (D, D)], // member of A
+            [(A, D), (A, R), (H, H), (A, R), (D, D), (D, D)], // read-only member of A
+            [(A, D), (H, H), (H, H), (H, H), (D, D), (A, A)], // org owner
+            [(A, D), (H, H), (H, H), (H, H), (D, D), (A, A)], // org admin
+            [(H, H), (H, H), (H, H), (H, H), (H, H), (H, H)], // org member
+            [(H, H), (H, H), (H, H), (H, H), (H, H), (H, H)], // stranger
+        ];
+        for ((who, standing), row) in people().iter().zip(expected) {
+            for ((what, target), (read, write)) in targets.iter().zip(row) {
+                assert_eq!(decide(standing, Action::Read, *target), read, "{who} reads {what}");
+                assert_eq!(decide(standing, Action::Write, *target), write, "{who} writes {what}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_tab_is_scoped_alike() {
+        let b = ["B".to_string()];
+        let a = ["A".to_string()];
+        let m = Standing { membership: member("A", false), ..Default::default() };
+        for tab in [Tab::Dashboard, Tab::Tasks, Tab::Schedule, Tab::Files, Tab::Advances] {
+            assert_eq!(decide(&m, Action::Read, Target::Tab { tab, collaborators: &a }), A);
+            assert_eq!(decide(&m, Action::Read, Target::Tab { tab, collaborators: &b }), H);
+            assert_eq!(decide(&m, Action::Read, Target::Tab { tab, collaborators: &[] }), H);
+        }
+    }
+
+    #[test]
+    fn org_matrix_every_cell() {
+        let roles = [Some(OrgRole::Owner), Some(OrgRole::Admin), Some(OrgRole::Member), None];
+        let actions = [OrgAction::View, OrgAction::Manage, OrgAction::ManageOwners];
+        #[rustfmt::skip]
+        let expected = [
+            [A, A, A], // owner
+            [A, A, D], // admin
+            [A, D, D], // member
+            [H, H, H], // not in the organization
+        ];
+        for (role, row) in roles.iter().zip(expected) {
+            for (action, want) in actions.iter().zip(row) {
+                assert_eq!(decide_org(*role, *action), want, "{role:?} {action:?}");
+            }
+        }
+    }
+}

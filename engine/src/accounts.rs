@@ -1,0 +1,219 @@
+//! Accounts: sign-up (with its personal organization), password login, and accounts that
+//! arrive with a token from an external identity provider.
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    Engine, Error, PasswordHashing, Result,
+    model::{Account, new_id},
+    store::on_duplicate,
+    time,
+};
+
+/// Longest accepted email address (RFC 5321 path limit).
+pub const EMAIL_LEN_MAX: usize = 254;
+/// Longest accepted display name, in characters.
+pub const NAME_LEN_MAX: usize = 200;
+pub const PASSWORD_LEN_MIN: usize = 8;
+/// Longest accepted password: bounds the hashing work one request can cause.
+pub const PASSWORD_LEN_MAX: usize = 1024;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+}
+
+/// Normalizes an email (trimmed, lower case) and checks its shape.
+pub fn validate_email(email: &str) -> Result<String> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= EMAIL_LEN_MAX
+        && !e.chars().any(char::is_whitespace)
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+        });
+    if ok { Ok(e) } else { Err(Error::invalid("email must be an address like name@example.com")) }
+}
+
+/// Checks a name-like text field: trimmed, non-empty, bounded.
+pub(crate) fn validate_name(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::invalid(format!("{field} must not be empty")));
+    }
+    if v.chars().count() > NAME_LEN_MAX {
+        return Err(Error::invalid(format!("{field} must be at most {NAME_LEN_MAX} characters")));
+    }
+    Ok(v.to_string())
+}
+
+fn hasher(mode: PasswordHashing) -> Argon2<'static> {
+    match mode {
+        PasswordHashing::Standard => Argon2::default(),
+        PasswordHashing::Fast => Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(256, 1, 1, None).unwrap_or_default(),
+        ),
+    }
+}
+
+async fn hash_password(mode: PasswordHashing, password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        hasher(mode)
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| Error::Internal(format!("password hashing: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
+}
+
+/// Verifies `password` against `hash`; with no hash (unknown email, or an account without a
+/// password), a stand-in hash is verified instead so the answer takes about as long.
+async fn verify_password(mode: PasswordHashing, hash: Option<String>, password: String) -> bool {
+    static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let real = hash.is_some();
+        let hash = hash.unwrap_or_else(|| {
+            STAND_IN
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    hasher(mode).hash_password(b"stand-in", &salt).map(|h| h.to_string()).unwrap_or_default()
+                })
+                .clone()
+        });
+        let ok = PasswordHash::new(&hash)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false);
+        ok && real
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[derive(Deserialize)]
+struct StoredAccount {
+    #[serde(flatten)]
+    account: Account,
+    #[serde(default)]
+    password_hash: Option<String>,
+}
+
+const ACCOUNT_FIELDS: &str = "record::id(id) AS id, email, name, created_at, password_hash";
+
+impl Engine {
+    /// Creates an account and, in the same transaction, its personal organization. Pending
+    /// collaborator invitations for the email become memberships at once.
+    pub async fn sign_up(&self, input: NewAccount) -> Result<Account> {
+        let email = validate_email(&input.email)?;
+        let name = validate_name("name", &input.name)?;
+        let len = input.password.chars().count();
+        if !(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&len) {
+            return Err(Error::invalid(format!(
+                "password must be {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"
+            )));
+        }
+        let hash = hash_password(self.config.password_hashing, input.password).await?;
+        self.create_account(email, name, Some(hash)).await
+    }
+
+    async fn create_account(&self, email: String, name: String, hash: Option<String>) -> Result<Account> {
+        let account = Account { id: new_id(), email, name, created_at: time::now() };
+        let org_id = new_id();
+        // An account without a password (external identity) has no password_hash field.
+        let mut stored = json!({ "email": account.email, "name": account.name, "created_at": account.created_at });
+        if let Some(h) = hash {
+            stored["password_hash"] = json!(h);
+        }
+        self.store
+            .run(
+                "BEGIN TRANSACTION;
+                 CREATE type::record('account', $id) CONTENT $account;
+                 CREATE type::record('org', $org) CONTENT {
+                     name: $name, kind: 'personal', created_by: $id, created_at: $now };
+                 CREATE type::record('org_member', $org + '|' + $id) CONTENT {
+                     org: $org, person: $id, role: 'owner', created_at: $now };
+                 FOR $inv IN (SELECT * FROM invitation WHERE email = $email) {
+                     CREATE type::record('collab_member', $inv.event + '|' + $id) CONTENT {
+                         event: $inv.event, collaborator: $inv.collaborator, person: $id,
+                         read_only: $inv.read_only, invited_by: $inv.invited_by, created_at: $now };
+                 };
+                 DELETE invitation WHERE email = $email;
+                 COMMIT TRANSACTION;",
+                json!({
+                    "id": account.id, "email": account.email, "name": account.name,
+                    "account": stored, "org": org_id, "now": account.created_at,
+                }),
+            )
+            .await
+            .map_err(|e| on_duplicate(e, "email_taken", "an account with that email already exists"))?;
+        tracing::info!(account = %account.id, "account created");
+        Ok(account)
+    }
+
+    /// Checks an email and password. Wrong email and wrong password are indistinguishable,
+    /// in the answer and (roughly) in time.
+    pub async fn log_in(&self, email: &str, password: &str) -> Result<Account> {
+        if password.chars().count() > PASSWORD_LEN_MAX {
+            return Err(Error::BadCredentials);
+        }
+        let email = email.trim().to_lowercase();
+        let stored = self.stored_account_by_email(&email).await?;
+        let hash = stored.as_ref().and_then(|s| s.password_hash.clone());
+        let ok = verify_password(self.config.password_hashing, hash, password.to_string()).await;
+        match stored {
+            Some(s) if ok => Ok(s.account),
+            _ => Err(Error::BadCredentials),
+        }
+    }
+
+    async fn stored_account_by_email(&self, email: &str) -> Result<Option<StoredAccount>> {
+        self.store
+            .run(&format!("SELECT {ACCOUNT_FIELDS} FROM account WHERE email = $email"), json!({ "email": email }))
+            .await?
+            .first(0)
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Option<Account>> {
+        Ok(self
+            .store
+            .run(&format!("SELECT {ACCOUNT_FIELDS} FROM type::record('account', $id)"), json!({ "id": id }))
+            .await?
+            .first::<StoredAccount>(0)?
+            .map(|s| s.account))
+    }
+
+    pub async fn account_by_email(&self, email: &str) -> Result<Option<Account>> {
+        Ok(self.stored_account_by_email(&email.trim().to_lowercase()).await?.map(|s| s.account))
+    }
+
+    /// The account for a person vouched for by an external identity provider, created (with
+    /// its personal organization) the first time they arrive. Such an account has no
+    /// password: it can only be reached through the provider's tokens.
+    pub async fn external_account(&self, email: &str, name: Option<&str>) -> Result<Account> {
+        let email = validate_email(email)?;
+        if let Some(a) = self.account_by_email(&email).await? {
+            return Ok(a);
+        }
+        let name = match name {
+            Some(n) => validate_name("name", n)?,
+            None => email.split('@').next().unwrap_or("member").to_string(),
+        };
+        match self.create_account(email.clone(), name, None).await {
+            Err(Error::Conflict { .. }) => {
+                // Two first requests raced; the other one created it.
+                self.account_by_email(&email).await?.ok_or_else(|| Error::Internal("account vanished".into()))
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The engine's one error type.
+//!
+//! Every variant carries a stable machine-readable `code` and a sentence meant for people.
+//! Messages name what is wrong with the caller's own input and never include internals
+//! (queries, storage errors) or data the caller may not see: storage failures are logged
+//! by the engine and reach callers only as [`Error::Internal`].
+
+/// Convenience alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A business rule refused the request (maps to HTTP 422).
+    #[error("{message}")]
+    Rule { code: &'static str, message: String },
+    /// The request collides with existing state, e.g. every seat is taken (HTTP 409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The caller can see the target but may not do this to it (HTTP 403).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// The target does not exist *or the caller may not see it* (HTTP 404). The two cases are
+    /// deliberately indistinguishable so that nobody can probe another tenant's records.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// Wrong email or password (HTTP 401).
+    #[error("email or password is incorrect")]
+    BadCredentials,
+    /// The database was written by a newer BackOps than this binary.
+    #[error(
+        "the database is at schema version {database}, but this binary knows only up to version {binary}; upgrade BackOps before opening this database"
+    )]
+    SchemaTooNew { database: u32, binary: u32 },
+    /// The database URL cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// A storage failure or broken invariant. The detail is for logs only.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn rule(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Rule { code, message: message.into() }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict { code, message: message.into() }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Forbidden { code, message: message.into() }
+    }
+
+    /// Invalid field content: the message names the field and what it must be.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Rule { code: "invalid_input", message: message.into() }
+    }
+
+    pub fn not_found(what: &'static str) -> Self {
+        Error::NotFound { what }
+    }
+
+    /// The stable code a client can branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Rule { code, .. } | Error::Conflict { code, .. } | Error::Forbidden { code, .. } => code,
+            Error::NotFound { .. } => "not_found",
+            Error::BadCredentials => "bad_credentials",
+            Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::Config(_) => "config",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<surrealdb::Error> for Error {
+    fn from(e: surrealdb::Error) -> Self {
+        Error::Internal(format!("surrealdb: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("decode: {e}"))
+    }
+}

@@ -1,0 +1,494 @@
+//! Events, their Event Pro seats, collaborators and collaborator membership.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    Engine, Error, Result,
+    access::{Action, Decision, Membership, OrgAction, Standing, Target, decide, decide_org},
+    accounts::{validate_email, validate_name},
+    model::{CollabMember, Collaborator, Event, EventView, Invitation, LicenseStatus, MyAccess, Seat, Seats, new_id},
+    store::on_duplicate,
+    time,
+};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    pub name: String,
+    pub default_collaborator_name: String,
+    pub license: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteInput {
+    pub email: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+pub(crate) const EVENT_FIELDS: &str =
+    "record::id(id) AS id, org, name, license, default_collaborator, created_by, created_at";
+const COLLAB_FIELDS: &str = "record::id(id) AS id, event, name, read_only, created_at";
+const SEAT_FIELDS: &str = "event, slot, person, assigned_by, created_at";
+
+/// Turns a decision inside an event into the error the caller may see.
+pub(crate) fn gate(decision: Decision, what: &'static str) -> Result<()> {
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::Hidden => Err(Error::not_found(what)),
+        Decision::ReadOnly => Err(Error::forbidden("read_only", "your access to this collaborator is read-only")),
+        Decision::Denied => Err(Error::forbidden("not_permitted", "your access to this event does not allow this")),
+    }
+}
+
+impl Engine {
+    /// Loads an event and `actor`'s standing in it. A missing event and an event the actor
+    /// has no standing in are both "not found".
+    pub(crate) async fn standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
+        let mut rows = self
+            .store
+            .run(
+                &format!(
+                    "SELECT {EVENT_FIELDS} FROM type::record('event', $event);
+                     SELECT VALUE slot FROM seat WHERE event = $event AND person = $p;
+                     SELECT collaborator, read_only,
+                            type::record('collaborator', collaborator).read_only AS collaborator_read_only
+                         FROM type::record('collab_member', $event + '|' + $p);"
+                ),
+                json!({ "event": event, "p": actor }),
+            )
+            .await?;
+        let Some(ev) = rows.first::<Event>(0)? else { return Err(Error::not_found("event")) };
+        let seat = !rows.all::<i64>(1)?.is_empty();
+        #[derive(Deserialize)]
+        struct M {
+            collaborator: String,
+            read_only: bool,
+            #[serde(default)]
+            collaborator_read_only: Option<bool>,
+        }
+        let membership = rows.first::<M>(2)?.map(|m| Membership {
+            collaborator: m.collaborator,
+            read_only: m.read_only || m.collaborator_read_only.unwrap_or(false),
+        });
+        let org_role = self.org_role(actor, &ev.org).await?;
+        let standing = Standing { seat, org_role, membership };
+        if decide(&standing, Action::Read, Target::EventInfo) == Decision::Hidden {
+            return Err(Error::not_found("event"));
+        }
+        Ok((ev, standing))
+    }
+
+    /// Creates an event in `org` with its default collaborator, in one transaction. The
+    /// creator takes the event's first Event Pro seat.
+    pub async fn create_event(&self, actor: &str, org: &str, input: NewEvent) -> Result<EventView> {
+        let role = self.org_role(actor, org).await?;
+        match decide_org(role, OrgAction::Manage) {
+            Decision::Allow => {}
+            Decision::Hidden => return Err(Error::not_found("organization")),
+            _ => {
+                return Err(Error::forbidden(
+                    "org_admin_required",
+                    "only the organization's owners and admins can create events",
+                ));
+            }
+        }
+        let name = validate_name("name", &input.name)?;
+        let collab_name = validate_name("default_collaborator_name", &input.default_collaborator_name)?;
+        let license = self.org_license(org, input.license.trim()).await?.ok_or(Error::not_found("license"))?;
+        if self.event_pro_slots(org).await? < 1 {
+            return Err(Error::rule(
+                "event_pro_required",
+                "creating an event needs at least one active Event Pro license in this organization",
+            ));
+        }
+        if license.status != LicenseStatus::Active {
+            return Err(Error::rule("license_not_active", "that license is not active yet"));
+        }
+        if !license.kind.allows_event_creation() {
+            return Err(Error::rule(
+                "license_cannot_create_events",
+                "an Org Standard license does not include event creation; choose an Org Pro or Event Pro license",
+            ));
+        }
+        let now = time::now();
+        let ev = Event {
+            id: new_id(),
+            org: org.into(),
+            name,
+            license: license.id,
+            default_collaborator: new_id(),
+            created_by: actor.into(),
+            created_at: now.clone(),
+        };
+        self.store
+            .run(
+                "BEGIN TRANSACTION;
+                 CREATE type::record('event', $id) CONTENT {
+                     org: $org, name: $name, license: $license, default_collaborator: $collab,
+                     created_by: $by, created_at: $now };
+                 CREATE type::record('collaborator', $collab) CONTENT {
+                     event: $id, name: $collab_name, read_only: false, created_at: $now };
+                 CREATE type::record('seat', $id + '|0') CONTENT {
+                     event: $id, slot: 0, person: $by, assigned_by: $by, created_at: $now };
+                 COMMIT TRANSACTION;",
+                json!({
+                    "id": ev.id, "org": ev.org, "name": ev.name, "license": ev.license,
+                    "collab": ev.default_collaborator, "collab_name": collab_name, "by": actor, "now": now,
+                }),
+            )
+            .await?;
+        tracing::info!(event = %ev.id, org, "event created");
+        let access = MyAccess { seat: true, org_role: role, collaborator: None, read_only: false };
+        Ok(EventView { event: ev, access })
+    }
+
+    pub async fn get_event(&self, actor: &str, event: &str) -> Result<EventView> {
+        let (ev, s) = self.standing(actor, event).await?;
+        Ok(EventView { event: ev, access: my_access(&s) })
+    }
+
+    pub async fn rename_event(&self, actor: &str, event: &str, name: &str) -> Result<EventView> {
+        let (mut ev, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Write, Target::Setup), "event")?;
+        ev.name = validate_name("name", name)?;
+        self.store
+            .run("UPDATE type::record('event', $id) SET name = $name", json!({ "id": ev.id, "name": ev.name }))
+            .await?
+            .written::<Value>(0)?;
+        Ok(EventView { event: ev, access: my_access(&s) })
+    }
+
+    /// Every event `actor` can reach, optionally only those of one organization.
+    pub async fn list_events(&self, actor: &str, org: Option<&str>) -> Result<Vec<EventView>> {
+        let mut rows = self
+            .store
+            .run(
+                "SELECT VALUE event FROM seat WHERE person = $p;
+                 SELECT VALUE event FROM collab_member WHERE person = $p;
+                 LET $managed = SELECT VALUE org FROM org_member WHERE person = $p AND role IN ['owner', 'admin'];
+                 SELECT VALUE record::id(id) FROM event WHERE org IN $managed;",
+                json!({ "p": actor }),
+            )
+            .await?;
+        let mut ids: Vec<String> = rows.all(0)?;
+        ids.extend(rows.all::<String>(1)?);
+        ids.extend(rows.all::<String>(3)?);
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids {
+            match self.standing(actor, &id).await {
+                Ok((ev, s)) if org.is_none_or(|o| o == ev.org) => {
+                    out.push(EventView { event: ev, access: my_access(&s) })
+                }
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.event.created_at.cmp(&b.event.created_at));
+        Ok(out)
+    }
+
+    // ---- seats ----
+
+    pub async fn seats(&self, actor: &str, event: &str) -> Result<Seats> {
+        let (ev, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Read, Target::Seats), "event")?;
+        self.load_seats(&ev).await
+    }
+
+    async fn load_seats(&self, ev: &Event) -> Result<Seats> {
+        let limit = self.event_pro_slots(&ev.org).await?;
+        let seats: Vec<Seat> = self
+            .store
+            .run(&format!("SELECT {SEAT_FIELDS} FROM seat WHERE event = $e ORDER BY slot"), json!({ "e": ev.id }))
+            .await?
+            .all(0)?;
+        Ok(Seats { limit, used: seats.len() as i64, seats })
+    }
+
+    /// Gives `email`'s account one of the event's Event Pro seats. Anyone with an account
+    /// may hold a seat, inside the organization or not. The seats are the organization's
+    /// active Event Pro quantity; past it the assignment is refused.
+    pub async fn assign_seat(&self, actor: &str, event: &str, email: &str) -> Result<Seat> {
+        let (ev, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Write, Target::Seats), "event")?;
+        let email = validate_email(email)?;
+        let person = self.account_by_email(&email).await?.ok_or_else(|| {
+            Error::rule("no_account", "no BackOps account uses that email; ask the person to sign up first")
+        })?;
+        // Slots are keys: if two assignments race for the last free slot, one CREATE fails
+        // and that request tries again, finding no free slot.
+        for _ in 0..4 {
+            let current = self.load_seats(&ev).await?;
+            if current.seats.iter().any(|x| x.person == person.id) {
+                return Err(Error::conflict("already_seated", "that person already holds a seat on this event"));
+            }
+            let Some(slot) = (0..current.limit).find(|n| !current.seats.iter().any(|x| x.slot == *n)) else {
+                return Err(Error::conflict(
+                    "seats_exhausted",
+                    format!(
+                        "all {} Event Pro seats of this event are taken (the limit is the organization's {} active Event Pro licenses); release a seat or buy more",
+                        current.limit, current.limit
+                    ),
+                ));
+            };
+            let seat = Seat {
+                event: ev.id.clone(),
+                slot,
+                person: person.id.clone(),
+                assigned_by: actor.into(),
+                created_at: time::now(),
+            };
+            let r = self
+                .store
+                .run(
+                    "CREATE type::record('seat', $event + '|' + <string>$slot) CONTENT $c",
+                    json!({ "event": ev.id, "slot": slot, "c": seat }),
+                )
+                .await;
+            match r {
+                Ok(mut rows) => {
+                    rows.written::<Value>(0)?;
+                    return Ok(seat);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("busy", "seats changed while assigning; try again"))
+    }
+
+    pub async fn release_seat(&self, actor: &str, event: &str, person: &str) -> Result<()> {
+        let (ev, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Write, Target::Seats), "event")?;
+        let removed: Vec<Value> = self
+            .store
+            .run("DELETE seat WHERE event = $e AND person = $p RETURN BEFORE", json!({ "e": ev.id, "p": person }))
+            .await?
+            .all(0)?;
+        if removed.is_empty() {
+            return Err(Error::not_found("seat"));
+        }
+        Ok(())
+    }
+
+    // ---- collaborators ----
+
+    pub(crate) async fn collaborator(&self, event: &str, id: &str) -> Result<Option<Collaborator>> {
+        self.store
+            .run(
+                &format!("SELECT {COLLAB_FIELDS} FROM type::record('collaborator', $id) WHERE event = $e"),
+                json!({ "id": id, "e": event }),
+            )
+            .await?
+            .first(0)
+    }
+
+    /// A collaborator of `event` that `actor` may act on as `action` for `target`'s sake.
+    async fn collaborator_for(
+        &self,
+        actor: &str,
+        event: &str,
+        collab: &str,
+        action: Action,
+        setup: bool,
+    ) -> Result<(Collaborator, Standing)> {
+        let (_, s) = self.standing(actor, event).await?;
+        let c = self.collaborator(event, collab).await?;
+        let ids = [collab.to_string()];
+        // Whether the collaborator is visible at all is decided like a tab of it.
+        let visible = decide(&s, Action::Read, Target::Tab { tab: crate::access::Tab::Dashboard, collaborators: &ids });
+        gate(visible, "collaborator")?;
+        let Some(c) = c else { return Err(Error::not_found("collaborator")) };
+        if setup || action == Action::Write {
+            gate(decide(&s, action, Target::Setup), "collaborator")?;
+        }
+        Ok((c, s))
+    }
+
+    pub async fn create_collaborator(&self, actor: &str, event: &str, name: &str) -> Result<Collaborator> {
+        let (ev, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Write, Target::Setup), "event")?;
+        let c = Collaborator {
+            id: new_id(),
+            event: ev.id,
+            name: validate_name("name", name)?,
+            read_only: false,
+            created_at: time::now(),
+        };
+        let mut content = serde_json::to_value(&c)?;
+        content.as_object_mut().map(|m| m.remove("id"));
+        self.store
+            .run("CREATE type::record('collaborator', $id) CONTENT $c", json!({ "id": c.id, "c": content }))
+            .await?
+            .written::<Value>(0)?;
+        Ok(c)
+    }
+
+    /// Collaborators of the event the actor can see: all for seat holders, their own for
+    /// collaborator members.
+    pub async fn list_collaborators(&self, actor: &str, event: &str) -> Result<Vec<Collaborator>> {
+        let (ev, s) = self.standing(actor, event).await?;
+        let all: Vec<Collaborator> = self
+            .store
+            .run(
+                &format!("SELECT {COLLAB_FIELDS} FROM collaborator WHERE event = $e ORDER BY created_at"),
+                json!({ "e": ev.id }),
+            )
+            .await?
+            .all(0)?;
+        Ok(all
+            .into_iter()
+            .filter(|c| {
+                let ids = [c.id.clone()];
+                decide(&s, Action::Read, Target::Tab { tab: crate::access::Tab::Dashboard, collaborators: &ids })
+                    == Decision::Allow
+            })
+            .collect())
+    }
+
+    /// Renames a collaborator and/or makes it read-only for its members.
+    pub async fn update_collaborator(
+        &self,
+        actor: &str,
+        event: &str,
+        collab: &str,
+        name: Option<&str>,
+        read_only: Option<bool>,
+    ) -> Result<Collaborator> {
+        let (mut c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
+        if let Some(n) = name {
+            c.name = validate_name("name", n)?;
+        }
+        if let Some(r) = read_only {
+            c.read_only = r;
+        }
+        self.store
+            .run(
+                "UPDATE type::record('collaborator', $id) SET name = $name, read_only = $ro",
+                json!({ "id": c.id, "name": c.name, "ro": c.read_only }),
+            )
+            .await?
+            .written::<Value>(0)?;
+        Ok(c)
+    }
+
+    /// Invites a person into a collaborator (free access). With an account they are a
+    /// member at once; otherwise the invitation waits for an account with that email.
+    pub async fn invite(&self, actor: &str, event: &str, collab: &str, input: InviteInput) -> Result<Invitation> {
+        let (c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
+        let email = validate_email(&input.email)?;
+        let now = time::now();
+        let Some(person) = self.account_by_email(&email).await? else {
+            self.store
+                .run(
+                    "UPSERT type::record('invitation', $e + '|' + $email) CONTENT {
+                         event: $e, collaborator: $c, email: $email, read_only: $ro, invited_by: $by, created_at: $now }",
+                    json!({ "e": event, "c": c.id, "email": email, "ro": input.read_only, "by": actor, "now": now }),
+                )
+                .await?
+                .written::<Value>(0)?;
+            return Ok(Invitation::Pending { email, collaborator: c.id, read_only: input.read_only });
+        };
+        let member = CollabMember {
+            event: event.into(),
+            collaborator: c.id.clone(),
+            person: person.id.clone(),
+            read_only: input.read_only,
+            invited_by: actor.into(),
+            created_at: now,
+        };
+        let existing: Option<String> = self
+            .store
+            .run(
+                "SELECT VALUE collaborator FROM type::record('collab_member', $e + '|' + $p)",
+                json!({ "e": event, "p": person.id }),
+            )
+            .await?
+            .value(0)?;
+        if let Some(other) = existing {
+            let message = if other == c.id {
+                "that person is already a member of this collaborator"
+            } else {
+                "that person already belongs to another collaborator of this event; someone who needs more than one collaborator needs an Event Pro seat"
+            };
+            return Err(Error::conflict("already_member", message));
+        }
+        self.store
+            .run(
+                "CREATE type::record('collab_member', $e + '|' + $p) CONTENT $c",
+                json!({ "e": event, "p": person.id, "c": member }),
+            )
+            .await
+            .map_err(|e| {
+                on_duplicate(e, "already_member", "that person already belongs to a collaborator of this event")
+            })?
+            .written::<Value>(0)?;
+        Ok(Invitation::Member { person: person.id, collaborator: c.id, read_only: input.read_only })
+    }
+
+    pub async fn list_collab_members(&self, actor: &str, event: &str, collab: &str) -> Result<Vec<CollabMember>> {
+        let (c, _) = self.collaborator_for(actor, event, collab, Action::Read, false).await?;
+        self.store
+            .run(
+                "SELECT event, collaborator, person, read_only, invited_by, created_at FROM collab_member
+                     WHERE collaborator = $c ORDER BY created_at",
+                json!({ "c": c.id }),
+            )
+            .await?
+            .all(0)
+    }
+
+    /// Sets read-only for one person in a collaborator.
+    pub async fn set_member_read_only(
+        &self,
+        actor: &str,
+        event: &str,
+        collab: &str,
+        person: &str,
+        read_only: bool,
+    ) -> Result<()> {
+        let (c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
+        let updated: Vec<Value> = self
+            .store
+            .run(
+                "UPDATE type::record('collab_member', $e + '|' + $p) SET read_only = $ro WHERE collaborator = $c",
+                json!({ "e": event, "p": person, "c": c.id, "ro": read_only }),
+            )
+            .await?
+            .all(0)?;
+        if updated.is_empty() {
+            return Err(Error::not_found("member"));
+        }
+        Ok(())
+    }
+
+    pub async fn remove_collab_member(&self, actor: &str, event: &str, collab: &str, person: &str) -> Result<()> {
+        let (c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
+        let removed: Vec<Value> = self
+            .store
+            .run(
+                "DELETE type::record('collab_member', $e + '|' + $p) WHERE collaborator = $c RETURN BEFORE",
+                json!({ "e": event, "p": person, "c": c.id }),
+            )
+            .await?
+            .all(0)?;
+        if removed.is_empty() {
+            return Err(Error::not_found("member"));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn my_access(s: &Standing) -> MyAccess {
+    MyAccess {
+        seat: s.seat,
+        org_role: s.org_role,
+        collaborator: s.membership.as_ref().map(|m| m.collaborator.clone()),
+        read_only: !s.seat && s.membership.as_ref().is_some_and(|m| m.read_only),
+    }
+}

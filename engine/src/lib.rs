@@ -1,0 +1,79 @@
+//! The BackOps engine: the business rules of organizations, licenses, events, seats,
+//! collaborators and the five tabs, on top of SurrealDB.
+//!
+//! `engine` knows nothing about HTTP or WebSockets: the `server` crate (and, later, the
+//! device bridge) drive it. Every read and write takes the acting person's id and is
+//! judged by the one access function in [`access`]; the engine is the authority on access,
+//! not the database's own permissions (embedded SurrealDB enforces none).
+
+pub mod access;
+mod accounts;
+mod error;
+mod events;
+pub mod model;
+mod orgs;
+pub mod store;
+mod tabs;
+pub mod time;
+
+use std::{sync::Arc, time::Duration};
+
+pub use accounts::{NewAccount, validate_email};
+pub use error::{Error, Result};
+pub use events::{InviteInput, NewEvent};
+pub use orgs::{PurchaseInput, RoleInput};
+pub use store::{RemoteAuth, Store};
+pub use tabs::{ActivityPatch, AdvancePatch, ListFilter, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch};
+
+/// Tunables of the engine. Every limit has a name and a stated policy.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Time between a license purchase and its activation (the payment provider's
+    /// confirmation in production; short and configurable here).
+    pub license_activation_delay: Duration,
+    /// Strength of password hashing. Production uses the argon2 defaults; tests may lower
+    /// it to keep the suite quick.
+    pub password_hashing: PasswordHashing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasswordHashing {
+    /// argon2id with the crate's recommended parameters.
+    Standard,
+    /// argon2id with minimal memory and time: for tests only.
+    Fast,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { license_activation_delay: Duration::from_secs(2), password_hashing: PasswordHashing::Standard }
+    }
+}
+
+/// A handle on the engine; cheap to clone and share across tasks.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    store: Store,
+    config: Arc<EngineConfig>,
+}
+
+impl Engine {
+    /// Opens the database at `url`, migrates it, and resumes activation of licenses that
+    /// were still pending when the process last stopped.
+    pub async fn open(url: &str, auth: Option<&RemoteAuth>, config: EngineConfig) -> Result<Engine> {
+        let store = Store::connect(url, auth).await?;
+        let version = store.migrate().await?;
+        tracing::info!(url, schema_version = version, "database ready");
+        let engine = Engine { store, config: Arc::new(config) };
+        engine.resume_pending_activations().await?;
+        Ok(engine)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,481 @@
+//! Routes of the HTTP API under `/v1`: each handler is one engine call.
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, patch, post, put},
+};
+use engine::{
+    ActivityPatch, AdvancePatch, InviteInput, ListFilter, NewAccount, NewActivity, NewAdvance, NewEvent, NewFile,
+    NewTask, PurchaseInput, RoleInput, TaskPatch,
+    model::{BillingAddress, PaymentMethod},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    AppState,
+    auth::Caller,
+    error::{ApiError, ApiResult},
+};
+
+/// A JSON request body whose every rejection is a JSON error: 400 for malformed or
+/// mistyped JSON, 413 past the body limit, 415 without a JSON content type.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::JsonSyntaxError(_) => {
+                    ApiError::bad_request("malformed_json", "the request body is not valid JSON")
+                }
+                JsonRejection::JsonDataError(e) => {
+                    // serde's description of what is wrong with the caller's own input.
+                    let detail = e.body_text();
+                    let detail = detail.rsplit(": ").next().unwrap_or("invalid body").to_string();
+                    ApiError::bad_request("invalid_body", format!("the request body does not fit: {detail}"))
+                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as JSON with `Content-Type: application/json`",
+                ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "the request body is larger than this server accepts",
+                ),
+                other => ApiError::bad_request(
+                    "invalid_body",
+                    format!("the request body could not be read ({})", other.status()),
+                ),
+            }),
+        }
+    }
+}
+
+/// Query string parsing with JSON errors.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Q(v))
+            .map_err(|_| ApiError::bad_request("invalid_query", "the query string does not fit this endpoint"))
+    }
+}
+
+fn created<T: Serialize>(v: T) -> Response {
+    (StatusCode::CREATED, Json(v)).into_response()
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
+    let v1 = Router::new()
+        .route("/health", get(health))
+        .route("/accounts", post(sign_up))
+        .route("/sessions", post(log_in))
+        .route("/me", get(me))
+        .route("/orgs", get(list_orgs).post(create_org))
+        .route("/orgs/{org}", get(get_org).patch(rename_org))
+        .route("/orgs/{org}/members", get(list_org_members).post(add_org_member))
+        .route("/orgs/{org}/members/{person}", patch(set_org_role).delete(remove_org_member))
+        .route("/orgs/{org}/billing", get(billing))
+        .route("/orgs/{org}/billing/payment-method", put(set_payment_method))
+        .route("/orgs/{org}/billing/address", put(set_billing_address))
+        .route("/orgs/{org}/licenses", get(list_licenses).post(purchase_license))
+        .route("/orgs/{org}/events", get(list_org_events).post(create_event))
+        .route("/events", get(list_events))
+        .route("/events/{event}", get(get_event).patch(rename_event))
+        .route("/events/{event}/seats", get(seats).post(assign_seat))
+        .route("/events/{event}/seats/{person}", axum::routing::delete(release_seat))
+        .route("/events/{event}/collaborators", get(list_collaborators).post(create_collaborator))
+        .route("/events/{event}/collaborators/{collab}", patch(update_collaborator))
+        .route("/events/{event}/collaborators/{collab}/members", get(list_members).post(invite))
+        .route("/events/{event}/collaborators/{collab}/members/{person}", patch(set_member).delete(remove_member))
+        .route("/events/{event}/dashboard", get(dashboard))
+        .route("/events/{event}/tasks", get(list_tasks).post(create_task))
+        .route("/events/{event}/tasks/{id}", patch(update_task).delete(delete_task))
+        .route("/events/{event}/activities", get(list_activities).post(create_activity))
+        .route("/events/{event}/activities/{id}", patch(update_activity).delete(delete_activity))
+        .route("/events/{event}/files", get(list_files).post(add_file))
+        .route("/events/{event}/files/{id}", axum::routing::delete(delete_file))
+        .route("/events/{event}/advances", get(list_advances).post(create_advance))
+        .route("/events/{event}/advances/{id}", patch(update_advance).delete(delete_advance));
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), caller = tracing::field::Empty)
+            }),
+        )
+        .with_state(state)
+}
+
+async fn health(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    let version = st.engine.store().schema_version().await?;
+    Ok(Json(json!({ "status": "ok", "schema_version": version })))
+}
+
+#[derive(Serialize)]
+struct SessionOut {
+    token: String,
+    expires_at: u64,
+    account: engine::model::Account,
+}
+
+async fn sign_up(State(st): State<AppState>, Body(input): Body<NewAccount>) -> ApiResult<Response> {
+    let account = st.engine.sign_up(input).await?;
+    let (token, expires_at) = st.tokens.issue(&account.id)?;
+    Ok(created(SessionOut { token, expires_at, account }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogIn {
+    email: String,
+    password: String,
+}
+
+async fn log_in(State(st): State<AppState>, Body(input): Body<LogIn>) -> ApiResult<Json<SessionOut>> {
+    let account = st.engine.log_in(&input.email, &input.password).await?;
+    let (token, expires_at) = st.tokens.issue(&account.id)?;
+    Ok(Json(SessionOut { token, expires_at, account }))
+}
+
+async fn me(State(st): State<AppState>, Caller(me): Caller) -> ApiResult<Json<engine::model::Account>> {
+    st.engine.account(&me).await?.map(Json).ok_or_else(ApiError::not_found)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameIn {
+    name: String,
+}
+
+async fn list_orgs(State(st): State<AppState>, Caller(me): Caller) -> ApiResult<Response> {
+    Ok(Json(st.engine.list_orgs(&me).await?).into_response())
+}
+
+async fn create_org(State(st): State<AppState>, Caller(me): Caller, Body(b): Body<NameIn>) -> ApiResult<Response> {
+    Ok(created(st.engine.create_team_org(&me, &b.name).await?))
+}
+
+async fn get_org(State(st): State<AppState>, Caller(me): Caller, Path(org): Path<String>) -> ApiResult<Response> {
+    Ok(Json(st.engine.get_org(&me, &org).await?).into_response())
+}
+
+async fn rename_org(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+    Body(b): Body<NameIn>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.rename_org(&me, &org, &b.name).await?).into_response())
+}
+
+async fn list_org_members(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.list_org_members(&me, &org).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    email: String,
+    role: engine::model::OrgRole,
+}
+
+async fn add_org_member(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+    Body(b): Body<AddMember>,
+) -> ApiResult<Response> {
+    Ok(created(st.engine.add_org_member(&me, &org, &b.email, b.role).await?))
+}
+
+async fn set_org_role(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((org, person)): Path<(String, String)>,
+    Body(b): Body<RoleInput>,
+) -> ApiResult<Response> {
+    st.engine.set_org_role(&me, &org, &person, b.role).await?;
+    Ok(no_content())
+}
+
+async fn remove_org_member(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((org, person)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    st.engine.remove_org_member(&me, &org, &person).await?;
+    Ok(no_content())
+}
+
+async fn billing(State(st): State<AppState>, Caller(me): Caller, Path(org): Path<String>) -> ApiResult<Response> {
+    Ok(Json(st.engine.billing(&me, &org).await?).into_response())
+}
+
+async fn set_payment_method(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+    Body(b): Body<PaymentMethod>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.set_payment_method(&me, &org, b).await?).into_response())
+}
+
+async fn set_billing_address(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+    Body(b): Body<BillingAddress>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.set_billing_address(&me, &org, b).await?).into_response())
+}
+
+async fn list_licenses(State(st): State<AppState>, Caller(me): Caller, Path(org): Path<String>) -> ApiResult<Response> {
+    Ok(Json(st.engine.list_licenses(&me, &org).await?).into_response())
+}
+
+async fn purchase_license(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+    Body(b): Body<PurchaseInput>,
+) -> ApiResult<Response> {
+    Ok(created(st.engine.purchase_license(&me, &org, b).await?))
+}
+
+async fn list_org_events(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+) -> ApiResult<Response> {
+    st.engine.get_org(&me, &org).await?;
+    Ok(Json(st.engine.list_events(&me, Some(&org)).await?).into_response())
+}
+
+async fn create_event(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(org): Path<String>,
+    Body(b): Body<NewEvent>,
+) -> ApiResult<Response> {
+    Ok(created(st.engine.create_event(&me, &org, b).await?))
+}
+
+async fn list_events(State(st): State<AppState>, Caller(me): Caller) -> ApiResult<Response> {
+    Ok(Json(st.engine.list_events(&me, None).await?).into_response())
+}
+
+async fn get_event(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
+    Ok(Json(st.engine.get_event(&me, &ev).await?).into_response())
+}
+
+async fn rename_event(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    Body(b): Body<NameIn>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.rename_event(&me, &ev, &b.name).await?).into_response())
+}
+
+async fn seats(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
+    Ok(Json(st.engine.seats(&me, &ev).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailIn {
+    email: String,
+}
+
+async fn assign_seat(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    Body(b): Body<EmailIn>,
+) -> ApiResult<Response> {
+    Ok(created(st.engine.assign_seat(&me, &ev, &b.email).await?))
+}
+
+async fn release_seat(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, person)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    st.engine.release_seat(&me, &ev, &person).await?;
+    Ok(no_content())
+}
+
+async fn list_collaborators(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.list_collaborators(&me, &ev).await?).into_response())
+}
+
+async fn create_collaborator(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    Body(b): Body<NameIn>,
+) -> ApiResult<Response> {
+    Ok(created(st.engine.create_collaborator(&me, &ev, &b.name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CollabPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    read_only: Option<bool>,
+}
+
+async fn update_collaborator(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, c)): Path<(String, String)>,
+    Body(b): Body<CollabPatch>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.update_collaborator(&me, &ev, &c, b.name.as_deref(), b.read_only).await?).into_response())
+}
+
+async fn list_members(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, c)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.list_collab_members(&me, &ev, &c).await?).into_response())
+}
+
+async fn invite(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, c)): Path<(String, String)>,
+    Body(b): Body<InviteInput>,
+) -> ApiResult<Response> {
+    Ok(created(st.engine.invite(&me, &ev, &c, b).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberPatch {
+    read_only: bool,
+}
+
+async fn set_member(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, c, person)): Path<(String, String, String)>,
+    Body(b): Body<MemberPatch>,
+) -> ApiResult<Response> {
+    st.engine.set_member_read_only(&me, &ev, &c, &person, b.read_only).await?;
+    Ok(no_content())
+}
+
+async fn remove_member(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, c, person)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    st.engine.remove_collab_member(&me, &ev, &c, &person).await?;
+    Ok(no_content())
+}
+
+async fn dashboard(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    Q(f): Q<ListFilter>,
+) -> ApiResult<Response> {
+    Ok(Json(st.engine.dashboard(&me, &ev, f.collaborator).await?).into_response())
+}
+
+/// List, create, update and delete handlers of one tab, each a single engine call.
+macro_rules! tab_handlers {
+    ($list:ident, $create:ident, $new:ty, $engine_list:ident, $engine_create:ident) => {
+        async fn $list(
+            State(st): State<AppState>,
+            Caller(me): Caller,
+            Path(ev): Path<String>,
+            Q(f): Q<ListFilter>,
+        ) -> ApiResult<Response> {
+            Ok(Json(st.engine.$engine_list(&me, &ev, f).await?).into_response())
+        }
+
+        async fn $create(
+            State(st): State<AppState>,
+            Caller(me): Caller,
+            Path(ev): Path<String>,
+            Body(b): Body<$new>,
+        ) -> ApiResult<Response> {
+            Ok(created(st.engine.$engine_create(&me, &ev, b).await?))
+        }
+    };
+}
+
+macro_rules! update_handler {
+    ($name:ident, $patch:ty, $engine:ident) => {
+        async fn $name(
+            State(st): State<AppState>,
+            Caller(me): Caller,
+            Path((ev, id)): Path<(String, String)>,
+            Body(b): Body<$patch>,
+        ) -> ApiResult<Response> {
+            Ok(Json(st.engine.$engine(&me, &ev, &id, b).await?).into_response())
+        }
+    };
+}
+
+macro_rules! delete_handler {
+    ($name:ident, $engine:ident) => {
+        async fn $name(
+            State(st): State<AppState>,
+            Caller(me): Caller,
+            Path((ev, id)): Path<(String, String)>,
+        ) -> ApiResult<Response> {
+            st.engine.$engine(&me, &ev, &id).await?;
+            Ok(no_content())
+        }
+    };
+}
+
+tab_handlers!(list_tasks, create_task, NewTask, list_tasks, create_task);
+update_handler!(update_task, TaskPatch, update_task);
+delete_handler!(delete_task, delete_task);
+tab_handlers!(list_activities, create_activity, NewActivity, list_activities, create_activity);
+update_handler!(update_activity, ActivityPatch, update_activity);
+delete_handler!(delete_activity, delete_activity);
+tab_handlers!(list_files, add_file, NewFile, list_files, add_file);
+delete_handler!(delete_file, delete_file);
+tab_handlers!(list_advances, create_advance, NewAdvance, list_advances, create_advance);
+update_handler!(update_advance, AdvancePatch, update_advance);
+delete_handler!(delete_advance, delete_advance);

@@ -1,0 +1,173 @@
+//! Tokens: HS256 tokens this server signs at login, and RS256 tokens from an external
+//! identity provider when its public key is configured. Every request that returns data
+//! carries one; the extractor [`Caller`] verifies signature, expiry and issuer.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use serde::{Deserialize, Serialize};
+
+use crate::{AppState, error::ApiError};
+
+/// Issuer of the tokens this server signs.
+pub const ISSUER: &str = "backops";
+/// Clock skew tolerated when checking expiry, in seconds.
+const LEEWAY_SECS: u64 = 5;
+/// Longest accepted token, in bytes.
+const TOKEN_LEN_MAX: usize = 8 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub iss: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Claims of a token from an external identity provider: the person is known by email.
+#[derive(Debug, Deserialize)]
+struct ExternalClaims {
+    email: Option<String>,
+    name: Option<String>,
+}
+
+/// Keys and rules for tokens.
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    external: Option<DecodingKey>,
+    external_issuer: Option<String>,
+    external_audience: Option<String>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("external", &self.external.is_some()).field("ttl", &self.ttl).finish()
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Tokens {
+    pub fn new(
+        secret: &[u8],
+        external_public_key_pem: Option<&[u8]>,
+        external_issuer: Option<String>,
+        external_audience: Option<String>,
+        ttl: Duration,
+    ) -> Result<Tokens, String> {
+        let external = external_public_key_pem
+            .map(|pem| {
+                DecodingKey::from_rsa_pem(pem).map_err(|e| format!("the JWT public key is not an RSA PEM key: {e}"))
+            })
+            .transpose()?;
+        Ok(Tokens {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            external,
+            external_issuer,
+            external_audience,
+            ttl,
+        })
+    }
+
+    /// Signs a token for `account`; returns it with its expiry (unix seconds).
+    pub fn issue(&self, account: &str) -> Result<(String, u64), ApiError> {
+        let iat = unix_now();
+        let exp = iat + self.ttl.as_secs();
+        let claims = Claims { sub: account.to_string(), iss: ISSUER.into(), iat, exp };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+            tracing::error!(error = %e, "token signing failed");
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
+        })?;
+        Ok((token, exp))
+    }
+
+    fn reject(e: &jsonwebtoken::errors::Error) -> ApiError {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::ExpiredSignature => {
+                ApiError::unauthenticated("token_expired", "the token has expired; log in again")
+            }
+            _ => ApiError::unauthenticated("invalid_token", "the token is not valid"),
+        }
+    }
+
+    /// Verifies a token and returns who it speaks for.
+    async fn verify(&self, state: &AppState, token: &str) -> Result<String, ApiError> {
+        if token.len() > TOKEN_LEN_MAX {
+            return Err(ApiError::unauthenticated("invalid_token", "the token is not valid"));
+        }
+        let header = decode_header(token).map_err(|e| Self::reject(&e))?;
+        match header.alg {
+            Algorithm::HS256 => {
+                let mut v = Validation::new(Algorithm::HS256);
+                v.leeway = LEEWAY_SECS;
+                v.set_issuer(&[ISSUER]);
+                v.set_required_spec_claims(&["exp", "sub", "iss"]);
+                let data = decode::<Claims>(token, &self.decoding, &v).map_err(|e| Self::reject(&e))?;
+                // A token outlives nothing: its account must still exist.
+                match state.engine.account(&data.claims.sub).await? {
+                    Some(a) => Ok(a.id),
+                    None => Err(ApiError::unauthenticated("invalid_token", "the token is not valid")),
+                }
+            }
+            Algorithm::RS256 => {
+                let Some(key) = &self.external else {
+                    return Err(ApiError::unauthenticated("invalid_token", "the token is not valid"));
+                };
+                let mut v = Validation::new(Algorithm::RS256);
+                v.leeway = LEEWAY_SECS;
+                v.set_required_spec_claims(&["exp", "sub"]);
+                if let Some(iss) = &self.external_issuer {
+                    v.set_issuer(&[iss]);
+                }
+                match &self.external_audience {
+                    Some(aud) => v.set_audience(&[aud]),
+                    None => v.validate_aud = false,
+                }
+                let data = decode::<ExternalClaims>(token, key, &v).map_err(|e| Self::reject(&e))?;
+                let Some(email) = data.claims.email else {
+                    return Err(ApiError::unauthenticated(
+                        "invalid_token",
+                        "the identity provider's token carries no email claim",
+                    ));
+                };
+                let account = state.engine.external_account(&email, data.claims.name.as_deref()).await?;
+                Ok(account.id)
+            }
+            _ => Err(ApiError::unauthenticated("invalid_token", "the token's algorithm is not accepted")),
+        }
+    }
+}
+
+/// The authenticated caller of a request: their account id.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthenticated("unauthenticated", "this request needs a bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthenticated("unauthenticated", "the Authorization header must be `Bearer <token>`")
+            })?;
+        let id = state.tokens.verify(state, token).await?;
+        tracing::Span::current().record("caller", id.as_str());
+        Ok(Caller(id))
+    }
+}

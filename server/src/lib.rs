@@ -1,0 +1,137 @@
+//! The BackOps server: the HTTP API under `/v1` (and, next to it, the sync socket) in
+//! front of the engine. A library with [`run`] so that tests and the `backops` binary start
+//! the very same server; `main.rs` only parses flags.
+//!
+//! Architecture invariant: handlers translate HTTP to engine calls and back; every rule and
+//! every access decision lives in `engine`.
+
+mod api;
+pub mod auth;
+mod error;
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use engine::{Engine, EngineConfig, RemoteAuth};
+
+pub use error::{ApiError, ApiResult};
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `surrealkv://PATH` (default), `mem://` or `ws://HOST:PORT`.
+    pub database_url: String,
+    /// Credentials when the database is a SurrealDB server.
+    pub database_auth: Option<RemoteAuth>,
+    /// Where the server keeps its own files (the generated JWT secret).
+    pub data_dir: PathBuf,
+    /// HS256 secret; generated and kept in `data_dir` when absent.
+    pub jwt_secret: Option<String>,
+    /// An external identity provider's RSA public key (PEM): its RS256 tokens are accepted.
+    pub jwt_public_key_pem: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// Lifetime of the tokens this server signs.
+    pub token_ttl: Duration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    pub engine: EngineConfig,
+}
+
+impl Config {
+    /// The embedded default: SurrealKV under `data_dir`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Config {
+        let data_dir = data_dir.into();
+        Config {
+            database_url: format!("surrealkv://{}", data_dir.join("db").display()),
+            database_auth: None,
+            data_dir,
+            jwt_secret: None,
+            jwt_public_key_pem: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            token_ttl: Duration::from_secs(12 * 3600),
+            body_limit_bytes: 256 * 1024,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared by every request handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub engine: Engine,
+    pub tokens: Arc<auth::Tokens>,
+}
+
+/// Name of the generated secret inside the data directory.
+const SECRET_FILE: &str = "jwt-secret";
+
+/// Reads the HS256 secret from `data_dir`, creating it (owner-only) on first start.
+fn load_or_create_secret(data_dir: &Path) -> Result<String, Error> {
+    let path = data_dir.join(SECRET_FILE);
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+        return Err(Error::Config(format!("{} is too short to be a JWT secret", path.display())));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let bytes: [u8; 32] = rand::random();
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    std::io::Write::write_all(&mut opts.open(&path)?, secret.as_bytes())?;
+    tracing::warn!(path = %path.display(), "no JWT secret configured: generated one and stored it in the data directory");
+    Ok(secret)
+}
+
+/// Opens the engine and builds the application state for `config`.
+pub async fn prepare(config: &Config) -> Result<AppState, Error> {
+    let secret = match &config.jwt_secret {
+        Some(s) if s.len() >= 32 => s.clone(),
+        Some(_) => return Err(Error::Config("the JWT secret must be at least 32 characters".into())),
+        None => load_or_create_secret(&config.data_dir)?,
+    };
+    let tokens = auth::Tokens::new(
+        secret.as_bytes(),
+        config.jwt_public_key_pem.as_deref().map(str::as_bytes),
+        config.jwt_issuer.clone(),
+        config.jwt_audience.clone(),
+        config.token_ttl,
+    )
+    .map_err(Error::Config)?;
+    let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), config.engine.clone()).await?;
+    Ok(AppState { engine, tokens: Arc::new(tokens) })
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let state = prepare(&config).await?;
+    let app = api::router(state, config.body_limit_bytes);
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

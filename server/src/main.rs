@@ -1,0 +1,96 @@
+//! `backops`: the BackOps sync server.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "backops", version, about = "BackOps sync server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SurrealKV under ./data unless told otherwise).
+    Serve(Serve),
+}
+
+#[derive(Parser)]
+struct Serve {
+    /// Address to listen on.
+    #[arg(long, env = "BACKOPS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the embedded database and the server's own files.
+    #[arg(long, env = "BACKOPS_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Database URL: surrealkv://PATH, mem:// or ws://HOST:PORT [default: surrealkv://DATA_DIR/db]
+    #[arg(long, env = "BACKOPS_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Root user for a SurrealDB server reached over ws://.
+    #[arg(long, env = "BACKOPS_DATABASE_USER")]
+    database_user: Option<String>,
+    #[arg(long, env = "BACKOPS_DATABASE_PASSWORD", hide_env_values = true)]
+    database_password: Option<String>,
+    /// HS256 signing secret (32+ characters); generated into DATA_DIR when absent.
+    #[arg(long, env = "BACKOPS_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM file with an external identity provider's RSA public key (accepts its RS256 tokens).
+    #[arg(long, env = "BACKOPS_JWT_PUBLIC_KEY_FILE")]
+    jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` of external tokens.
+    #[arg(long, env = "BACKOPS_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` of external tokens.
+    #[arg(long, env = "BACKOPS_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, env = "BACKOPS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
+    token_ttl_secs: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "BACKOPS_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
+    body_limit_bytes: usize,
+    /// Delay between a license purchase and its activation, in milliseconds.
+    #[arg(long, env = "BACKOPS_LICENSE_ACTIVATION_DELAY_MS", default_value_t = 2000)]
+    license_activation_delay_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BACKOPS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,surrealdb=warn,surrealkv=warn")),
+        )
+        .init();
+    let Command::Serve(args) = Cli::parse().command;
+    let mut config = server::Config::embedded(&args.data_dir);
+    if let Some(url) = args.database_url {
+        config.database_url = url;
+    }
+    if let (Some(username), Some(password)) = (args.database_user, args.database_password) {
+        config.database_auth = Some(engine::RemoteAuth { username, password });
+    }
+    config.jwt_secret = args.jwt_secret;
+    if let Some(path) = args.jwt_public_key_file {
+        config.jwt_public_key_pem = Some(
+            std::fs::read_to_string(&path).with_context(|| format!("reading the JWT public key {}", path.display()))?,
+        );
+    }
+    config.jwt_issuer = args.jwt_issuer;
+    config.jwt_audience = args.jwt_audience;
+    config.token_ttl = Duration::from_secs(args.token_ttl_secs);
+    config.body_limit_bytes = args.body_limit_bytes;
+    config.engine.license_activation_delay = Duration::from_millis(args.license_activation_delay_ms);
+
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    server::run(listener, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    Ok(())
+}

@@ -63,7 +63,8 @@ pub enum PaymentKind {
 pub struct PaymentMethod {
     pub kind: PaymentKind,
     /// The payment provider's token for the card or account; the number itself never
-    /// reaches BackOps.
+    /// reaches BackOps. Stored, but never shown back: answers carry only kind and last four.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub provider_token: String,
     pub last4: String,
 }

@@ -98,8 +98,8 @@ impl Engine {
             .store
             .run(
                 "SELECT role, org FROM org_member WHERE person = $p;
-                 SELECT record::id(id) AS id, name, kind, created_by, created_at FROM org
-                     WHERE record::id(id) IN (SELECT VALUE org FROM org_member WHERE person = $p);",
+                 SELECT record::id(id) AS id, name, kind, created_by, created_at
+                     FROM (SELECT VALUE type::record('org', org) FROM org_member WHERE person = $p);",
                 json!({ "p": actor }),
             )
             .await?;
@@ -233,13 +233,18 @@ impl Engine {
         self.load_billing(org).await
     }
 
+    /// The billing profile as shown to the organization: the provider token stays inside.
     async fn load_billing(&self, org: &str) -> Result<Billing> {
-        Ok(self
+        let mut b: Billing = self
             .store
             .run("SELECT payment_method, address FROM type::record('billing', $org)", json!({ "org": org }))
             .await?
             .first(0)?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        if let Some(pm) = &mut b.payment_method {
+            pm.provider_token.clear();
+        }
+        Ok(b)
     }
 
     /// Stores a payment method: the provider's token and the last four digits, never a

@@ -14,7 +14,10 @@ use engine::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::json;
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    LatencyUnit,
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
+};
 
 use crate::{
     AppState,
@@ -123,9 +126,18 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), caller = tracing::field::Empty)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        caller = tracing::field::Empty
+                    )
+                })
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis))
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::ERROR)),
         )
         .with_state(state)
 }

@@ -73,6 +73,7 @@ async fn billing_gaps_are_named() {
     let billing = u.api.get(&format!("/v1/orgs/{org}/billing")).await.ok();
     assert_eq!(billing["payment_method"]["last4"], "1881", "refused updates changed nothing");
     assert!(!billing.to_string().contains("4242424242424242"));
+    assert!(!billing.to_string().contains("tok_x"), "the provider token is not shown back: {billing}");
 
     // Quantity is bounded.
     u.api

@@ -22,7 +22,7 @@ fn access(c: &mut Criterion) {
 
 fn writes(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let f = rt.block_on(benches::fixture("mem://"));
+    let f = rt.block_on(tests::fixture("mem://"));
     let mut n = 0u64;
     c.bench_function("engine/create_task_mem", |b| {
         b.iter(|| {

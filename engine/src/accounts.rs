@@ -112,7 +112,7 @@ const ACCOUNT_FIELDS: &str = "record::id(id) AS id, email, name, created_at, pas
 
 impl Engine {
     /// Creates an account and, in the same transaction, its personal organization. Pending
-    /// collaborator invitations for the email become memberships at once.
+    /// collaborator invitations for the email then become memberships.
     pub async fn sign_up(&self, input: NewAccount) -> Result<Account> {
         let email = validate_email(&input.email)?;
         let name = validate_name("name", &input.name)?;
@@ -142,12 +142,6 @@ impl Engine {
                      name: $name, kind: 'personal', created_by: $id, created_at: $now };
                  CREATE type::record('org_member', $org + '|' + $id) CONTENT {
                      org: $org, person: $id, role: 'owner', created_at: $now };
-                 FOR $inv IN (SELECT * FROM invitation WHERE email = $email) {
-                     CREATE type::record('collab_member', $inv.event + '|' + $id) CONTENT {
-                         event: $inv.event, collaborator: $inv.collaborator, person: $id,
-                         read_only: $inv.read_only, invited_by: $inv.invited_by, created_at: $now };
-                 };
-                 DELETE invitation WHERE email = $email;
                  COMMIT TRANSACTION;",
                 json!({
                     "id": account.id, "email": account.email, "name": account.name,
@@ -157,6 +151,7 @@ impl Engine {
             .await
             .map_err(|e| on_duplicate(e, "email_taken", "an account with that email already exists"))?;
         tracing::info!(account = %account.id, "account created");
+        self.accept_invitations(&account.id, &account.email).await?;
         Ok(account)
     }
 
@@ -171,7 +166,10 @@ impl Engine {
         let hash = stored.as_ref().and_then(|s| s.password_hash.clone());
         let ok = verify_password(self.config.password_hashing, hash, password.to_string()).await;
         match stored {
-            Some(s) if ok => Ok(s.account),
+            Some(s) if ok => {
+                self.accept_invitations(&s.account.id, &s.account.email).await?;
+                Ok(s.account)
+            }
             _ => Err(Error::BadCredentials),
         }
     }

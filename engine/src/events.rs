@@ -1,12 +1,13 @@
 //! Events, their Event Pro seats, collaborators and collaborator membership.
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     Engine, Error, Result,
     access::{Action, Decision, Membership, OrgAction, Standing, Target, decide, decide_org},
     accounts::{validate_email, validate_name},
+    changes::Write,
     model::{CollabMember, Collaborator, Event, EventView, Invitation, LicenseStatus, MyAccess, Seat, Seats, new_id},
     store::on_duplicate,
     time,
@@ -123,23 +124,25 @@ impl Engine {
             created_by: actor.into(),
             created_at: now.clone(),
         };
-        self.store
-            .run(
-                "BEGIN TRANSACTION;
-                 CREATE type::record('event', $id) CONTENT {
-                     org: $org, name: $name, license: $license, default_collaborator: $collab,
-                     created_by: $by, created_at: $now };
-                 CREATE type::record('collaborator', $collab) CONTENT {
-                     event: $id, name: $collab_name, read_only: false, created_at: $now };
-                 CREATE type::record('seat', $id + '|0') CONTENT {
-                     event: $id, slot: 0, person: $by, assigned_by: $by, created_at: $now };
-                 COMMIT TRANSACTION;",
-                json!({
-                    "id": ev.id, "org": ev.org, "name": ev.name, "license": ev.license,
-                    "collab": ev.default_collaborator, "collab_name": collab_name, "by": actor, "now": now,
-                }),
-            )
-            .await?;
+        let collab = Collaborator {
+            id: ev.default_collaborator.clone(),
+            event: ev.id.clone(),
+            name: collab_name,
+            read_only: false,
+            created_at: now.clone(),
+        };
+        let seat =
+            Seat { event: ev.id.clone(), slot: 0, person: actor.into(), assigned_by: actor.into(), created_at: now };
+        self.commit(
+            &ev.id,
+            vec![
+                Write::create("event", &ev.id, &ev, Vec::new())?,
+                Write::create("collaborator", &collab.id, &collab, vec![collab.id.clone()])?,
+                Write::create("seat", &seat_key(&ev.id, 0), &seat, Vec::new())?.about(actor),
+            ],
+            None,
+        )
+        .await?;
         tracing::info!(event = %ev.id, org, "event created");
         let access = MyAccess { seat: true, org_role: role, collaborator: None, read_only: false };
         Ok(EventView { event: ev, access })
@@ -154,10 +157,7 @@ impl Engine {
         let (mut ev, s) = self.standing(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "event")?;
         ev.name = validate_name("name", name)?;
-        self.store
-            .run("UPDATE type::record('event', $id) SET name = $name", json!({ "id": ev.id, "name": ev.name }))
-            .await?
-            .written::<Value>(0)?;
+        self.commit(&ev.id, vec![Write::replace("event", &ev.id, &ev, Vec::new(), Vec::new())?], None).await?;
         Ok(EventView { event: ev, access: my_access(&s) })
     }
 
@@ -243,18 +243,15 @@ impl Engine {
                 assigned_by: actor.into(),
                 created_at: time::now(),
             };
-            let r = self
-                .store
-                .run(
-                    "CREATE type::record('seat', $event + '|' + <string>$slot) CONTENT $c",
-                    json!({ "event": ev.id, "slot": slot, "c": seat }),
+            match self
+                .commit(
+                    &ev.id,
+                    vec![Write::create("seat", &seat_key(&ev.id, slot), &seat, Vec::new())?.about(&person.id)],
+                    None,
                 )
-                .await;
-            match r {
-                Ok(mut rows) => {
-                    rows.written::<Value>(0)?;
-                    return Ok(seat);
-                }
+                .await
+            {
+                Ok(_) => return Ok(seat),
                 Err(Error::Conflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
@@ -265,14 +262,12 @@ impl Engine {
     pub async fn release_seat(&self, actor: &str, event: &str, person: &str) -> Result<()> {
         let (ev, s) = self.standing(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Seats), "event")?;
-        let removed: Vec<Value> = self
-            .store
-            .run("DELETE seat WHERE event = $e AND person = $p RETURN BEFORE", json!({ "e": ev.id, "p": person }))
-            .await?
-            .all(0)?;
-        if removed.is_empty() {
+        let seats = self.load_seats(&ev).await?;
+        let Some(seat) = seats.seats.iter().find(|x| x.person == person) else {
             return Err(Error::not_found("seat"));
-        }
+        };
+        self.commit(&ev.id, vec![Write::delete("seat", &seat_key(&ev.id, seat.slot), Vec::new()).about(person)], None)
+            .await?;
         Ok(())
     }
 
@@ -320,12 +315,7 @@ impl Engine {
             read_only: false,
             created_at: time::now(),
         };
-        let mut content = serde_json::to_value(&c)?;
-        content.as_object_mut().map(|m| m.remove("id"));
-        self.store
-            .run("CREATE type::record('collaborator', $id) CONTENT $c", json!({ "id": c.id, "c": content }))
-            .await?
-            .written::<Value>(0)?;
+        self.commit(&c.event, vec![Write::create("collaborator", &c.id, &c, vec![c.id.clone()])?], None).await?;
         Ok(c)
     }
 
@@ -367,13 +357,8 @@ impl Engine {
         if let Some(r) = read_only {
             c.read_only = r;
         }
-        self.store
-            .run(
-                "UPDATE type::record('collaborator', $id) SET name = $name, read_only = $ro",
-                json!({ "id": c.id, "name": c.name, "ro": c.read_only }),
-            )
-            .await?
-            .written::<Value>(0)?;
+        let scope = vec![c.id.clone()];
+        self.commit(&c.event, vec![Write::replace("collaborator", &c.id, &c, scope.clone(), scope)?], None).await?;
         Ok(c)
     }
 
@@ -384,14 +369,28 @@ impl Engine {
         let email = validate_email(&input.email)?;
         let now = time::now();
         let Some(person) = self.account_by_email(&email).await? else {
-            self.store
+            let key = format!("{event}|{email}");
+            let pending = PendingInvitation {
+                event: event.into(),
+                collaborator: c.id.clone(),
+                email: email.clone(),
+                read_only: input.read_only,
+                invited_by: actor.into(),
+                created_at: now,
+            };
+            let previous: Option<PendingInvitation> = self
+                .store
                 .run(
-                    "UPSERT type::record('invitation', $e + '|' + $email) CONTENT {
-                         event: $e, collaborator: $c, email: $email, read_only: $ro, invited_by: $by, created_at: $now }",
-                    json!({ "e": event, "c": c.id, "email": email, "ro": input.read_only, "by": actor, "now": now }),
+                    "SELECT event, collaborator, email, read_only, invited_by, created_at FROM type::record('invitation', $k)",
+                    json!({ "k": key }),
                 )
                 .await?
-                .written::<Value>(0)?;
+                .first(0)?;
+            let write = match previous {
+                Some(p) => Write::replace("invitation", &key, &pending, vec![p.collaborator], vec![c.id.clone()])?,
+                None => Write::create("invitation", &key, &pending, vec![c.id.clone()])?,
+            };
+            self.commit(event, vec![write], None).await?;
             return Ok(Invitation::Pending { email, collaborator: c.id, read_only: input.read_only });
         };
         let member = CollabMember {
@@ -418,16 +417,18 @@ impl Engine {
             };
             return Err(Error::conflict("already_member", message));
         }
-        self.store
-            .run(
-                "CREATE type::record('collab_member', $e + '|' + $p) CONTENT $c",
-                json!({ "e": event, "p": person.id, "c": member }),
-            )
-            .await
-            .map_err(|e| {
-                on_duplicate(e, "already_member", "that person already belongs to a collaborator of this event")
-            })?
-            .written::<Value>(0)?;
+        self.commit(
+            event,
+            vec![
+                Write::create("collab_member", &member_key(event, &person.id), &member, vec![c.id.clone()])?
+                    .about(&person.id),
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| {
+            on_duplicate(e, "already_member", "that person already belongs to a collaborator of this event")
+        })?;
         Ok(Invitation::Member { person: person.id, collaborator: c.id, read_only: input.read_only })
     }
 
@@ -453,35 +454,101 @@ impl Engine {
         read_only: bool,
     ) -> Result<()> {
         let (c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
-        let updated: Vec<Value> = self
-            .store
-            .run(
-                "UPDATE type::record('collab_member', $e + '|' + $p) SET read_only = $ro WHERE collaborator = $c",
-                json!({ "e": event, "p": person, "c": c.id, "ro": read_only }),
-            )
+        let mut member = self
+            .collab_member(event, person)
             .await?
-            .all(0)?;
-        if updated.is_empty() {
-            return Err(Error::not_found("member"));
-        }
+            .filter(|m| m.collaborator == c.id)
+            .ok_or(Error::not_found("member"))?;
+        member.read_only = read_only;
+        let scope = vec![c.id.clone()];
+        let write =
+            Write::replace("collab_member", &member_key(event, person), &member, scope.clone(), scope)?.about(person);
+        self.commit(event, vec![write], None).await?;
         Ok(())
     }
 
     pub async fn remove_collab_member(&self, actor: &str, event: &str, collab: &str, person: &str) -> Result<()> {
         let (c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
-        let removed: Vec<Value> = self
+        self.collab_member(event, person)
+            .await?
+            .filter(|m| m.collaborator == c.id)
+            .ok_or(Error::not_found("member"))?;
+        self.commit(
+            event,
+            vec![Write::delete("collab_member", &member_key(event, person), vec![c.id.clone()]).about(person)],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn collab_member(&self, event: &str, person: &str) -> Result<Option<CollabMember>> {
+        self.store
+            .run(
+                "SELECT event, collaborator, person, read_only, invited_by, created_at FROM type::record('collab_member', $k)",
+                json!({ "k": member_key(event, person) }),
+            )
+            .await?
+            .first(0)
+    }
+
+    /// Turns the invitations waiting for `person`'s email into memberships, one event at a
+    /// time. Runs at sign-up and again at every login, so an interrupted run finishes later.
+    pub(crate) async fn accept_invitations(&self, person: &str, email: &str) -> Result<()> {
+        let pending: Vec<PendingInvitation> = self
             .store
             .run(
-                "DELETE type::record('collab_member', $e + '|' + $p) WHERE collaborator = $c RETURN BEFORE",
-                json!({ "e": event, "p": person, "c": c.id }),
+                "SELECT event, collaborator, email, read_only, invited_by, created_at FROM invitation WHERE email = $email",
+                json!({ "email": email }),
             )
             .await?
             .all(0)?;
-        if removed.is_empty() {
-            return Err(Error::not_found("member"));
+        for inv in pending {
+            let member = CollabMember {
+                event: inv.event.clone(),
+                collaborator: inv.collaborator.clone(),
+                person: person.into(),
+                read_only: inv.read_only,
+                invited_by: inv.invited_by.clone(),
+                created_at: time::now(),
+            };
+            let scope = vec![inv.collaborator.clone()];
+            let key = format!("{}|{}", inv.event, inv.email);
+            let writes = vec![
+                Write::create("collab_member", &member_key(&inv.event, person), &member, scope.clone())?.about(person),
+                Write::delete("invitation", &key, scope.clone()),
+            ];
+            match self.commit(&inv.event, writes, None).await {
+                // Already a member there (invited twice, or a retry): drop the invitation.
+                Err(Error::Conflict { .. }) => {
+                    self.commit(&inv.event, vec![Write::delete("invitation", &key, scope)], None).await?;
+                }
+                other => {
+                    other?;
+                }
+            }
         }
         Ok(())
     }
+}
+
+fn seat_key(event: &str, slot: i64) -> String {
+    format!("{event}|{slot}")
+}
+
+fn member_key(event: &str, person: &str) -> String {
+    format!("{event}|{person}")
+}
+
+/// An invitation waiting for an account with its email.
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+struct PendingInvitation {
+    event: String,
+    collaborator: String,
+    email: String,
+    read_only: bool,
+    invited_by: String,
+    created_at: String,
 }
 
 pub(crate) fn my_access(s: &Standing) -> MyAccess {

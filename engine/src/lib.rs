@@ -8,10 +8,13 @@
 
 pub mod access;
 mod accounts;
+pub mod changes;
 mod error;
 mod events;
+pub mod feed;
 pub mod model;
 mod orgs;
+pub mod protocol;
 pub mod store;
 mod tabs;
 pub mod time;
@@ -55,7 +58,13 @@ impl Default for EngineConfig {
 pub struct Engine {
     store: Store,
     config: Arc<EngineConfig>,
+    /// Announces every commit of this process (event id and its new head seq) so the feed
+    /// wakes at once; commits by other processes are found by polling the log.
+    commits: tokio::sync::broadcast::Sender<(String, i64)>,
 }
+
+/// Commit notices buffered for a slow listener before it is told it lagged.
+const COMMIT_NOTICES_MAX: usize = 4096;
 
 impl Engine {
     /// Opens the database at `url`, migrates it, and resumes activation of licenses that
@@ -64,7 +73,8 @@ impl Engine {
         let store = Store::connect(url, auth).await?;
         let version = store.migrate().await?;
         tracing::info!(url, schema_version = version, "database ready");
-        let engine = Engine { store, config: Arc::new(config) };
+        let (commits, _) = tokio::sync::broadcast::channel(COMMIT_NOTICES_MAX);
+        let engine = Engine { store, config: Arc::new(config), commits };
         engine.resume_pending_activations().await?;
         Ok(engine)
     }
@@ -75,5 +85,10 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Notices of this process's commits: `(event, head)`.
+    pub fn commit_notices(&self) -> tokio::sync::broadcast::Receiver<(String, i64)> {
+        self.commits.subscribe()
     }
 }

@@ -209,6 +209,17 @@ impl Rows {
         self.first(index)?.ok_or_else(|| Error::Internal(format!("write statement {index} returned no record")))
     }
 
+    /// The value of the last statement that produced one (a transaction's closing
+    /// `RETURN`), skipping the empty results of `COMMIT` and friends.
+    pub fn last_value<T: DeserializeOwned>(&mut self) -> Result<Option<T>> {
+        for i in (0..self.0.num_statements()).rev() {
+            if let Some(v) = self.value::<T>(i)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
     /// A single scalar value (e.g. from `RETURN` or `SELECT VALUE`).
     pub fn value<T: DeserializeOwned>(&mut self, index: usize) -> Result<Option<T>> {
         let v: Option<Value> = self.0.take(index)?;

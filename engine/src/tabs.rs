@@ -4,13 +4,14 @@
 //! Every operation loads the caller's standing once and asks the access function about the
 //! record's collaborators *before* the change and, for moves, *after* it as well.
 
-use serde::{Deserialize, Deserializer, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use crate::{
     Engine, Error, Result,
     access::{Action, Decision, Standing, Tab, Target, decide},
     accounts::validate_name,
+    changes::Write,
     events::gate,
     model::{
         Activity, Advance, AdvanceCounts, AdvanceStatus, Dashboard, Event, FileMeta, Task, TaskCounts, TaskStatus,
@@ -133,17 +134,6 @@ pub struct AdvancePatch {
     pub status: Option<AdvanceStatus>,
 }
 
-/// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
-/// fields are NONE in SurrealDB).
-fn content<T: Serialize>(record: &T) -> Result<Value> {
-    let mut v = serde_json::to_value(record)?;
-    if let Some(m) = v.as_object_mut() {
-        m.remove("id");
-        m.retain(|_, x| !x.is_null());
-    }
-    Ok(v)
-}
-
 fn one(c: &str) -> [String; 1] {
     [c.to_string()]
 }
@@ -164,23 +154,6 @@ impl Engine {
             )
             .await?
             .first(0)
-    }
-
-    async fn put<T: Serialize>(&self, table: &str, id: &str, record: &T, create: bool) -> Result<()> {
-        let verb = if create { "CREATE" } else { "UPDATE" };
-        self.store
-            .run(
-                &format!("{verb} type::record($tb, $id) CONTENT $c"),
-                json!({ "tb": table, "id": id, "c": content(record)? }),
-            )
-            .await?
-            .written::<Value>(0)?;
-        Ok(())
-    }
-
-    async fn remove(&self, table: &str, id: &str) -> Result<()> {
-        self.store.run("DELETE type::record($tb, $id)", json!({ "tb": table, "id": id })).await?;
-        Ok(())
     }
 
     /// The collaborator a new record goes to: the one asked for (which must exist in the
@@ -277,13 +250,15 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.put("task", &task.id, &task, true).await?;
+        self.commit(&ev.id, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?], None)
+            .await?;
         Ok(task)
     }
 
     pub async fn update_task(&self, actor: &str, event: &str, id: &str, patch: TaskPatch) -> Result<Task> {
         let (ev, s) = self.standing(actor, event).await?;
         let mut task: Task = self.load("task", &ev.id, id).await?.ok_or(Error::not_found("task"))?;
+        let before = vec![task.collaborator.clone()];
         gate(
             decide(&s, Action::Read, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
             "task",
@@ -310,7 +285,8 @@ impl Engine {
             task.due = d.as_deref().map(|d| time::parse_date("due", d)).transpose()?;
         }
         task.updated_at = time::now();
-        self.put("task", &task.id, &task, false).await?;
+        let after = vec![task.collaborator.clone()];
+        self.commit(&ev.id, vec![Write::replace("task", &task.id, &task, before, after)?], None).await?;
         Ok(task)
     }
 
@@ -325,7 +301,8 @@ impl Engine {
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
             "task",
         )?;
-        self.remove("task", &task.id).await
+        self.commit(&ev.id, vec![Write::delete("task", &task.id, vec![task.collaborator.clone()])], None).await?;
+        Ok(())
     }
 
     // ---- schedule ----
@@ -385,13 +362,14 @@ impl Engine {
         if a.ends_at < a.starts_at {
             return Err(Error::invalid("ends_at must not be before starts_at"));
         }
-        self.put("activity", &a.id, &a, true).await?;
+        self.commit(&ev.id, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?], None).await?;
         Ok(a)
     }
 
     pub async fn update_activity(&self, actor: &str, event: &str, id: &str, patch: ActivityPatch) -> Result<Activity> {
         let (ev, s) = self.standing(actor, event).await?;
         let mut a: Activity = self.load("activity", &ev.id, id).await?.ok_or(Error::not_found("activity"))?;
+        let before = a.collaborators.clone();
         if !s.seat {
             gate(
                 decide(&s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: &a.collaborators }),
@@ -419,7 +397,8 @@ impl Engine {
             return Err(Error::invalid("ends_at must not be before starts_at"));
         }
         a.updated_at = time::now();
-        self.put("activity", &a.id, &a, false).await?;
+        let after = a.collaborators.clone();
+        self.commit(&ev.id, vec![Write::replace("activity", &a.id, &a, before, after)?], None).await?;
         Ok(a)
     }
 
@@ -433,7 +412,8 @@ impl Engine {
             )?;
         }
         gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
-        self.remove("activity", &a.id).await
+        self.commit(&ev.id, vec![Write::delete("activity", &a.id, a.collaborators.clone())], None).await?;
+        Ok(())
     }
 
     // ---- files ----
@@ -476,7 +456,7 @@ impl Engine {
             uploaded_by: actor.into(),
             created_at: time::now(),
         };
-        self.put("file_meta", &f.id, &f, true).await?;
+        self.commit(&ev.id, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?], None).await?;
         Ok(f)
     }
 
@@ -485,7 +465,8 @@ impl Engine {
         let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
         gate(decide(&s, Action::Read, Target::Tab { tab: Tab::Files, collaborators: &one(&f.collaborator) }), "file")?;
         gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &one(&f.collaborator) }), "file")?;
-        self.remove("file_meta", &f.id).await
+        self.commit(&ev.id, vec![Write::delete("file_meta", &f.id, vec![f.collaborator.clone()])], None).await?;
+        Ok(())
     }
 
     // ---- advances ----
@@ -518,7 +499,7 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.put("advance", &a.id, &a, true).await?;
+        self.commit(&ev.id, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?], None).await?;
         Ok(a)
     }
 
@@ -528,6 +509,7 @@ impl Engine {
     pub async fn update_advance(&self, actor: &str, event: &str, id: &str, patch: AdvancePatch) -> Result<Advance> {
         let (ev, s) = self.standing(actor, event).await?;
         let mut a: Advance = self.load("advance", &ev.id, id).await?.ok_or(Error::not_found("advance"))?;
+        let before = vec![a.collaborator.clone()];
         let scope = one(&a.collaborator);
         gate(decide(&s, Action::Read, Target::Tab { tab: Tab::Advances, collaborators: &scope }), "advance")?;
         gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Advances, collaborators: &scope }), "advance")?;
@@ -564,7 +546,8 @@ impl Engine {
             a.status = st;
         }
         a.updated_at = time::now();
-        self.put("advance", &a.id, &a, false).await?;
+        let after = vec![a.collaborator.clone()];
+        self.commit(&ev.id, vec![Write::replace("advance", &a.id, &a, before, after)?], None).await?;
         Ok(a)
     }
 
@@ -576,7 +559,8 @@ impl Engine {
             "advance",
         )?;
         gate(decide(&s, Action::Write, Target::Setup), "advance")?;
-        self.remove("advance", &a.id).await
+        self.commit(&ev.id, vec![Write::delete("advance", &a.id, vec![a.collaborator.clone()])], None).await?;
+        Ok(())
     }
 
     // ---- dashboard ----

@@ -89,6 +89,7 @@ fn no_content() -> Response {
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     let v1 = Router::new()
         .route("/health", get(health))
+        .route("/sync", get(crate::sync::handler))
         .route("/accounts", post(sign_up))
         .route("/sessions", post(log_in))
         .route("/me", get(me))

@@ -30,6 +30,7 @@ pub struct Claims {
 struct ExternalClaims {
     email: Option<String>,
     name: Option<String>,
+    exp: u64,
 }
 
 /// Keys and rules for tokens.
@@ -97,8 +98,8 @@ impl Tokens {
         }
     }
 
-    /// Verifies a token and returns who it speaks for.
-    async fn verify(&self, state: &AppState, token: &str) -> Result<String, ApiError> {
+    /// Verifies a token and returns who it speaks for and until when (unix seconds).
+    pub async fn verify(&self, state: &AppState, token: &str) -> Result<(String, u64), ApiError> {
         if token.len() > TOKEN_LEN_MAX {
             return Err(ApiError::unauthenticated("invalid_token", "the token is not valid"));
         }
@@ -112,7 +113,7 @@ impl Tokens {
                 let data = decode::<Claims>(token, &self.decoding, &v).map_err(|e| Self::reject(&e))?;
                 // A token outlives nothing: its account must still exist.
                 match state.engine.account(&data.claims.sub).await? {
-                    Some(a) => Ok(a.id),
+                    Some(a) => Ok((a.id, data.claims.exp)),
                     None => Err(ApiError::unauthenticated("invalid_token", "the token is not valid")),
                 }
             }
@@ -138,7 +139,7 @@ impl Tokens {
                     ));
                 };
                 let account = state.engine.external_account(&email, data.claims.name.as_deref()).await?;
-                Ok(account.id)
+                Ok((account.id, data.claims.exp))
             }
             _ => Err(ApiError::unauthenticated("invalid_token", "the token's algorithm is not accepted")),
         }
@@ -166,7 +167,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthenticated("unauthenticated", "the Authorization header must be `Bearer <token>`")
             })?;
-        let id = state.tokens.verify(state, token).await?;
+        let (id, _) = state.tokens.verify(state, token).await?;
         tracing::Span::current().record("caller", id.as_str());
         Ok(Caller(id))
     }

@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 mod error;
+pub mod sync;
 
 use std::{
     future::Future,
@@ -16,7 +17,8 @@ use std::{
     time::Duration,
 };
 
-use engine::{Engine, EngineConfig, RemoteAuth};
+use engine::{Engine, EngineConfig, RemoteAuth, protocol::Limits};
+use tokio::sync::watch;
 
 pub use error::{ApiError, ApiResult};
 
@@ -39,6 +41,10 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Limits of the sync socket.
+    pub sync: Limits,
+    /// How long shutdown waits for connections to finish before it stops anyway.
+    pub drain_timeout: Duration,
     pub engine: EngineConfig,
 }
 
@@ -56,6 +62,8 @@ impl Config {
             jwt_audience: None,
             token_ttl: Duration::from_secs(12 * 3600),
             body_limit_bytes: 256 * 1024,
+            sync: Limits::default(),
+            drain_timeout: Duration::from_secs(10),
             engine: EngineConfig::default(),
         }
     }
@@ -76,6 +84,7 @@ pub enum Error {
 pub struct AppState {
     pub engine: Engine,
     pub tokens: Arc<auth::Tokens>,
+    pub hub: Arc<sync::Hub>,
 }
 
 /// Name of the generated secret inside the data directory.
@@ -103,8 +112,9 @@ fn load_or_create_secret(data_dir: &Path) -> Result<String, Error> {
     Ok(secret)
 }
 
-/// Opens the engine and builds the application state for `config`.
-pub async fn prepare(config: &Config) -> Result<AppState, Error> {
+/// Opens the engine and builds the application state for `config`. Sync sessions end when
+/// `shutdown` turns true.
+pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result<AppState, Error> {
     let secret = match &config.jwt_secret {
         Some(s) if s.len() >= 32 => s.clone(),
         Some(_) => return Err(Error::Config("the JWT secret must be at least 32 characters".into())),
@@ -119,19 +129,35 @@ pub async fn prepare(config: &Config) -> Result<AppState, Error> {
     )
     .map_err(Error::Config)?;
     let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), config.engine.clone()).await?;
-    Ok(AppState { engine, tokens: Arc::new(tokens) })
+    let hub = sync::Hub::new(engine.clone(), config.sync.clone(), shutdown);
+    Ok(AppState { engine, tokens: Arc::new(tokens), hub })
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+/// Serves the API on `listener` until `shutdown` completes; then sync sessions are closed
+/// with "going away" (and their resume cursors) and open requests drain, for at most
+/// `config.drain_timeout`.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let state = prepare(&config).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = prepare(&config, stop_rx.clone()).await?;
     let app = api::router(state, config.body_limit_bytes);
     tracing::info!(addr = %listener.local_addr()?, "listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopping = stop_rx;
+    let drain = config.drain_timeout;
+    tokio::select! {
+        r = std::future::IntoFuture::into_future(serve) => r?,
+        () = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(drain).await;
+        } => tracing::warn!("connections did not finish in time; stopping anyway"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

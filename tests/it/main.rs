@@ -1,7 +1,10 @@
-//! The one integration-test binary: every scenario runs against the real server.
+//! The one integration-test binary: scenarios against the real server, and engine-level
+//! checks of the store and the change log.
 
 mod bad_input;
+mod changes;
 mod getting_set_up;
 mod rules;
 mod store;
+mod sync;
 mod tokens;

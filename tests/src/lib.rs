@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use engine::{Engine, EngineConfig, NewAccount, NewEvent, PasswordHashing, PurchaseInput, model::*};
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -279,4 +280,292 @@ impl Api {
     pub async fn delete(&self, path: &str) -> Reply {
         self.try_send(reqwest::Method::DELETE, path, None).await.expect("request")
     }
+}
+
+// ---- engine-level fixture (no server) ----
+
+/// An engine with one account owning an event, ready for work: for engine-level tests and
+/// the benchmarks.
+
+pub struct Fixture {
+    pub engine: Engine,
+    pub owner: String,
+    pub event: String,
+}
+
+/// Opens an engine on `url` and prepares an event owned by a fresh account.
+pub async fn fixture(url: &str) -> Fixture {
+    let config = EngineConfig { license_activation_delay: Duration::ZERO, password_hashing: PasswordHashing::Fast };
+    let engine = Engine::open(url, None, config).await.expect("open");
+    let owner = engine
+        .sign_up(NewAccount {
+            email: "bench@example.test".into(),
+            name: "Bench".into(),
+            password: "benchmark pass".into(),
+        })
+        .await
+        .expect("sign up")
+        .id;
+    let org = engine.list_orgs(&owner).await.expect("orgs")[0].org.id.clone();
+    engine
+        .set_payment_method(
+            &owner,
+            &org,
+            PaymentMethod { kind: PaymentKind::Card, provider_token: "tok".into(), last4: "4242".into() },
+        )
+        .await
+        .expect("card");
+    engine
+        .set_billing_address(
+            &owner,
+            &org,
+            BillingAddress {
+                name: None,
+                line1: "1 Bench St".into(),
+                line2: None,
+                city: "Austin".into(),
+                region: None,
+                zip: "78701".into(),
+                country: "US".into(),
+            },
+        )
+        .await
+        .expect("address");
+    let license = engine
+        .purchase_license(&owner, &org, PurchaseInput { kind: LicenseKind::EventPro, quantity: 5 })
+        .await
+        .expect("purchase")
+        .id;
+    let event = loop {
+        match engine
+            .create_event(
+                &owner,
+                &org,
+                NewEvent {
+                    name: "Bench Fest".into(),
+                    default_collaborator_name: "Prod".into(),
+                    license: license.clone(),
+                },
+            )
+            .await
+        {
+            Ok(ev) => break ev.event.id,
+            Err(engine::Error::Rule { .. }) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(e) => panic!("create event: {e:?}"),
+        }
+    };
+    Fixture { engine, owner, event }
+}
+
+// ---- sync socket client ----
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What a sync client received: a message, or the close frame that ended the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    Message(Value),
+    Closed { code: u16, reason: String },
+}
+
+/// A real WebSocket client of `/v1/sync` that keeps a replica the way a device would.
+pub struct SyncClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    /// Every message received, in order.
+    pub log: Vec<Value>,
+    /// The records held, per event: (kind, id) → data.
+    pub replica: std::collections::HashMap<String, std::collections::BTreeMap<(String, String), Value>>,
+    pub cursors: std::collections::HashMap<String, i64>,
+}
+
+impl TestServer {
+    pub fn sync_url(&self) -> String {
+        format!("{}/v1/sync", self.base.replace("http://", "ws://"))
+    }
+}
+
+impl SyncClient {
+    /// Connects without saying anything.
+    pub async fn raw(srv: &TestServer) -> SyncClient {
+        let (ws, _) = tokio_tungstenite::connect_async(srv.sync_url()).await.expect("connect");
+        SyncClient { ws, log: Vec::new(), replica: Default::default(), cursors: Default::default() }
+    }
+
+    /// Connects, says hello with `token` and waits for the welcome.
+    pub async fn connect(srv: &TestServer, token: &str) -> SyncClient {
+        let mut c = Self::raw(srv).await;
+        c.hello(token).await;
+        c
+    }
+
+    async fn hello(&mut self, token: &str) {
+        self.send(json!({ "type": "hello", "protocol": 1, "token": token, "device": "test-device" })).await;
+        match self.recv().await {
+            Received::Message(m) if m["type"] == "welcome" => {}
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Drops the connection (the replica and cursors stay).
+    pub async fn disconnect(&mut self) {
+        let _ = self.ws.close(None).await;
+    }
+
+    /// A new connection that keeps this client's replica and cursors, as a device does
+    /// after a dropped connection; resubscribes to every event from its cursor.
+    pub async fn reconnect(&mut self, srv: &TestServer, token: &str) {
+        let (ws, _) = tokio_tungstenite::connect_async(srv.sync_url()).await.expect("connect");
+        self.ws = ws;
+        self.hello(token).await;
+        let cursors: Vec<(String, i64)> = self.cursors.iter().map(|(e, c)| (e.clone(), *c)).collect();
+        for (event, cursor) in cursors {
+            self.send(json!({ "type": "subscribe", "event": event, "cursor": cursor })).await;
+        }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    }
+
+    pub async fn send_text(&mut self, t: String) {
+        self.ws.send(Message::Text(t.into())).await.expect("send");
+    }
+
+    /// The next message (or the close), waiting at most [`WAIT_MAX`]; applies it to the replica.
+    pub async fn recv(&mut self) -> Received {
+        loop {
+            let next = tokio::time::timeout(WAIT_MAX, self.ws.next()).await.expect("nothing received in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).expect("server sent JSON");
+                    self.apply(&v);
+                    self.log.push(v.clone());
+                    return Received::Message(v);
+                }
+                Some(Ok(Message::Close(f))) => {
+                    let (code, reason) =
+                        f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+                    return Received::Closed { code, reason };
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Received::Closed { code: 1006, reason: e.to_string() },
+                None => return Received::Closed { code: 1006, reason: "ended".into() },
+            }
+        }
+    }
+
+    /// Waits for the close frame, skipping messages.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            if let Received::Closed { code, reason } = self.recv().await {
+                return (code, reason);
+            }
+        }
+    }
+
+    /// The next message of `type`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            match self.recv().await {
+                Received::Message(m) if m["type"] == kind => return m,
+                Received::Message(_) => continue,
+                Received::Closed { code, reason } => panic!("closed ({code} {reason}) while waiting for {kind}"),
+            }
+        }
+    }
+
+    /// Subscribes (from `cursor` when given) and waits until the snapshot is complete or
+    /// the catch-up reached the event's head `until`.
+    pub async fn subscribe(&mut self, event: &str, cursor: Option<i64>) {
+        self.send(json!({ "type": "subscribe", "event": event, "cursor": cursor })).await;
+        if cursor.is_none() {
+            loop {
+                let m = self.next_of("snapshot").await;
+                if m["last"] == true {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pings until the server says every change of `event` up to `seq` has been sent; the
+    /// replica then reflects `seq`.
+    pub async fn sync_to(&mut self, event: &str, seq: i64) {
+        let deadline = tokio::time::Instant::now() + WAIT_MAX;
+        loop {
+            self.send(json!({ "type": "ping" })).await;
+            let pong = self.next_of("pong").await;
+            if pong["cursors"][event].as_i64().unwrap_or(-1) >= seq {
+                self.cursors.insert(event.to_string(), seq.max(self.cursors.get(event).copied().unwrap_or(0)));
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never reached {seq} on {event}: {pong}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The records held for `event`, as sorted (kind, id) pairs.
+    pub fn held(&self, event: &str) -> Vec<(String, String)> {
+        self.replica.get(event).map(|r| r.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn apply(&mut self, m: &Value) {
+        let event = m["event"].as_str().unwrap_or_default().to_string();
+        match m["type"].as_str() {
+            Some("snapshot") => {
+                let r = self.replica.entry(event.clone()).or_default();
+                for rec in m["records"].as_array().into_iter().flatten() {
+                    r.insert(key(rec), rec["data"].clone());
+                }
+                self.cursors.insert(event, m["cursor"].as_i64().unwrap_or(0));
+            }
+            Some("changes") => {
+                let r = self.replica.entry(event.clone()).or_default();
+                for c in m["changes"].as_array().into_iter().flatten() {
+                    match c["op"].as_str() {
+                        Some("upsert") => {
+                            r.insert(key(c), c["data"].clone());
+                        }
+                        Some("delete") | Some("remove") => {
+                            r.remove(&key(c));
+                        }
+                        Some("narrow") => {
+                            let keep: Vec<String> = serde_json::from_value(c["keep"].clone()).unwrap_or_default();
+                            let kinds: Vec<String> =
+                                serde_json::from_value(c["keep_kinds"].clone()).unwrap_or_default();
+                            r.retain(|(kind, id), data| {
+                                kinds.contains(kind)
+                                    || engine::feed::record_collaborators(kind, id, data)
+                                        .iter()
+                                        .any(|x| keep.contains(x))
+                            });
+                        }
+                        other => panic!("unknown change op {other:?}"),
+                    }
+                }
+                self.cursors.insert(event, m["cursor"].as_i64().unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn key(v: &Value) -> (String, String) {
+    (v["kind"].as_str().unwrap_or_default().to_string(), v["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// What `token`'s holder gets of `event` from a fresh snapshot, and the snapshot's cursor.
+pub async fn fresh(srv: &TestServer, token: &str, event: &str) -> (Vec<(String, String)>, i64) {
+    let mut c = SyncClient::connect(srv, token).await;
+    c.send(json!({ "type": "subscribe", "event": event })).await;
+    loop {
+        match c.recv().await {
+            Received::Message(m) if m["type"] == "snapshot" && m["last"] == true => break,
+            Received::Message(m) if m["type"] == "refused" => return (Vec::new(), 0),
+            Received::Message(_) => {}
+            Received::Closed { code, reason } => panic!("closed {code} {reason}"),
+        }
+    }
+    (c.held(event), c.cursors[event])
 }

@@ -1,0 +1,160 @@
+//! The sync protocol, version 1: every message that crosses the sync socket, in one place.
+//!
+//! Messages are JSON text frames tagged by `type`. This is the only module that derives
+//! serde for the wire; `schemas/protocol/` mirrors it as JSON Schema and `docs/protocol.md`
+//! explains it. Internal types (`Change`, records) are converted here, at the edge.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Named limits a server announces in `welcome`; the policy when hit is in each doc line.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame a client may send; a larger one closes the socket with
+    /// [`close::FRAME_TOO_LARGE`].
+    pub frame_bytes_max: usize,
+    /// Most records per snapshot chunk the server sends.
+    pub snapshot_chunk_records_max: usize,
+    /// Most changes per `changes` frame the server sends.
+    pub changes_per_frame_max: usize,
+    /// Frames the server queues for one connection; past it the connection is closed with
+    /// [`close::SLOW_CONSUMER`] and its resume cursors.
+    pub queue_frames_max: usize,
+    /// Most events one connection may subscribe to; past it `subscribe` is refused.
+    pub subscriptions_max: usize,
+    /// Interval at which the client should send `ping`; after three silent intervals the
+    /// server closes with [`close::IDLE`].
+    pub heartbeat_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            frame_bytes_max: 256 * 1024,
+            snapshot_chunk_records_max: 500,
+            changes_per_frame_max: 500,
+            queue_frames_max: 256,
+            subscriptions_max: 64,
+            heartbeat_ms: 15_000,
+        }
+    }
+}
+
+/// What a client sends.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First frame of every connection.
+    Hello {
+        protocol: u32,
+        token: String,
+        device: String,
+    },
+    /// Follow one event, from `cursor` when the client has one (it gets the changes after
+    /// it), or from nothing (it gets a snapshot first).
+    Subscribe {
+        event: String,
+        #[serde(default)]
+        cursor: Option<i64>,
+    },
+    Unsubscribe {
+        event: String,
+    },
+    /// Keeps the connection alive; answered by `pong`.
+    Ping,
+}
+
+/// A record as clients hold it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub kind: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// One entry of a `changes` frame.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WireChange {
+    /// The record now looks like `data` (created, changed, or newly visible).
+    Upsert { seq: i64, kind: String, id: String, data: Value },
+    /// The record was deleted: purge it.
+    Delete { seq: i64, kind: String, id: String },
+    /// The record is no longer visible to this client (moved away, access narrowed): purge it.
+    Remove { seq: i64, kind: String, id: String },
+    /// The client's access to the event narrowed: purge every record of the event except
+    /// those of a kind in `keep_kinds` and those belonging to a collaborator in `keep`.
+    /// Both empty: purge the whole event.
+    Narrow { seq: i64, keep: Vec<String>, keep_kinds: Vec<String> },
+}
+
+/// What the server sends.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    Welcome {
+        protocol: u32,
+        session: String,
+        account: String,
+        limits: Limits,
+    },
+    /// One chunk of a snapshot. Chunks of one snapshot share `cursor`; the last has
+    /// `last: true`, and live changes continue after `cursor`.
+    Snapshot {
+        event: String,
+        cursor: i64,
+        records: Vec<Record>,
+        last: bool,
+    },
+    /// Changes in seq order; the client's cursor becomes `cursor` after applying them.
+    /// Changes the client may not see are left out, so `cursor` may be past the last entry.
+    Changes {
+        event: String,
+        changes: Vec<WireChange>,
+        cursor: i64,
+    },
+    /// The cursor is older than what the server retains: a fresh snapshot follows.
+    Resync {
+        event: String,
+        reason: String,
+    },
+    /// A subscription is refused (the event does not exist for this client, or a limit).
+    Refused {
+        event: String,
+        code: String,
+        message: String,
+    },
+    /// Answers `ping` with the connection's cursors: every change up to them has been sent
+    /// (changes the client may not see are never sent, so this is how its cursor moves).
+    Pong {
+        cursors: std::collections::BTreeMap<String, i64>,
+    },
+    /// A frame the server could not use; the connection stays open.
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+/// WebSocket close codes (4000–4999 are the application's).
+pub mod close {
+    /// The first frame was not a valid `hello`.
+    pub const BAD_HELLO: u16 = 4000;
+    /// The client's protocol version is not supported; the reason names the supported one.
+    pub const UNSUPPORTED_VERSION: u16 = 4001;
+    /// The token expired during the stream: log in again and resume from the cursor.
+    pub const TOKEN_EXPIRED: u16 = 4002;
+    /// The token is not valid.
+    pub const TOKEN_INVALID: u16 = 4003;
+    /// The client did not keep up; the reason carries its resume cursors as JSON.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// No frame for three heartbeat intervals.
+    pub const IDLE: u16 = 4009;
+    /// A frame exceeded `frame_bytes_max`.
+    pub const FRAME_TOO_LARGE: u16 = 1009;
+    /// The server is shutting down: reconnect (to it or another server) and resume.
+    pub const GOING_AWAY: u16 = 1001;
+}

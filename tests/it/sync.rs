@@ -1,0 +1,352 @@
+//! The sync socket, end to end: real server, real WebSocket clients holding replicas.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use tests::{SyncClient, TEST_SECRET, TestServer, User, fresh};
+
+/// A staffed event: `pm` holds a seat; `vic` is a member of `audio`, `cara` of `client`.
+struct Stage {
+    pm: User,
+    vic: User,
+    cara: User,
+    event: String,
+    prod: String,
+    audio: String,
+    client: String,
+}
+
+async fn stage(srv: &TestServer) -> Stage {
+    let pm = srv.sign_up("Pm").await;
+    let org = pm.personal_org().await;
+    let license = pm.ready_org(&org, 2).await;
+    let (event, prod) = pm.create_event(&org, &license, "Live").await;
+    let mk = |name: &'static str| {
+        let api = pm.api.clone();
+        let path = format!("/v1/events/{event}/collaborators");
+        async move { api.post(&path, json!({ "name": name })).await.ok()["id"].as_str().unwrap().to_string() }
+    };
+    let audio = mk("Audio").await;
+    let client = mk("Client").await;
+    let vic = srv.sign_up("Vic").await;
+    let cara = srv.sign_up("Cara").await;
+    for (who, c) in [(&vic, &audio), (&cara, &client)] {
+        pm.api.post(&format!("/v1/events/{event}/collaborators/{c}/members"), json!({ "email": who.email })).await.ok();
+    }
+    Stage { pm, vic, cara, event, prod, audio, client }
+}
+
+async fn task(s: &Stage, who: &User, collab: &str, title: &str) -> String {
+    let t = who
+        .api
+        .post(&format!("/v1/events/{}/tasks", s.event), json!({ "collaborator": collab, "title": title }))
+        .await
+        .ok();
+    t["id"].as_str().unwrap().to_string()
+}
+
+/// Brings `c` to the event's head and checks that its replica equals a fresh snapshot.
+async fn converged(srv: &TestServer, c: &mut SyncClient, who: &User, event: &str) -> Vec<(String, String)> {
+    let (want, head) = fresh(srv, &who.token, event).await;
+    c.sync_to(event, head).await;
+    assert_eq!(c.held(event), want, "{} holds exactly what a fresh snapshot gives", who.email);
+    want
+}
+
+fn ids(held: &[(String, String)], kind: &str) -> Vec<String> {
+    held.iter().filter(|(k, _)| k == kind).map(|(_, id)| id.clone()).collect()
+}
+
+fn mentions(log: &[Value], needle: &str) -> bool {
+    log.iter().any(|m| m.to_string().contains(needle))
+}
+
+#[tokio::test]
+async fn each_sees_exactly_their_set_in_snapshot_and_live() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let a1 = task(&s, &s.pm, &s.audio, "Line array").await;
+    let b1 = task(&s, &s.pm, &s.client, "Approve plot").await;
+    let p1 = task(&s, &s.pm, &s.prod, "Book cranes").await;
+
+    let mut pm = SyncClient::connect(&srv, &s.pm.token).await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    let mut cara = SyncClient::connect(&srv, &s.cara.token).await;
+    for c in [&mut pm, &mut vic, &mut cara] {
+        c.subscribe(&s.event, None).await;
+    }
+    assert_eq!(ids(&vic.held(&s.event), "task"), vec![a1.clone()]);
+    assert_eq!(ids(&cara.held(&s.event), "task"), vec![b1.clone()]);
+    let mut all = vec![a1.clone(), b1.clone(), p1.clone()];
+    all.sort();
+    assert_eq!(ids(&pm.held(&s.event), "task"), all);
+    assert_eq!(ids(&vic.held(&s.event), "collaborator"), vec![s.audio.clone()]);
+    assert!(ids(&vic.held(&s.event), "seat").is_empty(), "seats are the event team's");
+
+    // Live: writes in every collaborator, an activity shared by two, an advance.
+    let a2 = task(&s, &s.vic, &s.audio, "Power specs").await;
+    let b2 = task(&s, &s.pm, &s.client, "Sign contract").await;
+    let shared =
+        s.pm.api
+            .post(
+                &format!("/v1/events/{}/activities", s.event),
+                json!({ "title": "Load-in", "starts_at": "2027-01-01T08:00:00Z", "ends_at": "2027-01-01T10:00:00Z",
+                    "collaborators": [s.audio, s.prod] }),
+            )
+            .await
+            .ok();
+    s.pm.api
+        .post(&format!("/v1/events/{}/advances", s.event), json!({ "collaborator": s.client, "title": "Rider" }))
+        .await
+        .ok();
+    s.pm.api.patch(&format!("/v1/events/{}", s.event), json!({ "name": "Live 2027" })).await.ok();
+
+    for (c, who) in [(&mut pm, &s.pm), (&mut vic, &s.vic), (&mut cara, &s.cara)] {
+        converged(&srv, c, who, &s.event).await;
+    }
+    assert_eq!(ids(&vic.held(&s.event), "task"), {
+        let mut v = vec![a1.clone(), a2.clone()];
+        v.sort();
+        v
+    });
+    assert_eq!(ids(&vic.held(&s.event), "activity"), vec![shared["id"].as_str().unwrap().to_string()]);
+    assert!(ids(&cara.held(&s.event), "activity").is_empty());
+    assert_eq!(ids(&cara.held(&s.event), "advance").len(), 1);
+    assert_eq!(vic.replica[&s.event][&("event".to_string(), s.event.clone())]["name"], "Live 2027");
+    // Nothing of another collaborator ever reached a member, not even an id.
+    for id in [&b1, &b2, &p1, &s.client] {
+        assert!(!mentions(&vic.log, id), "vic's stream mentions {id}");
+    }
+    for id in [&a1, &a2, &p1, &s.audio] {
+        assert!(!mentions(&cara.log, id), "cara's stream mentions {id}");
+    }
+}
+
+#[tokio::test]
+async fn visibility_shrinks_and_grows_at_its_point_in_the_stream() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let a1 = task(&s, &s.pm, &s.audio, "Stays").await;
+    let a2 = task(&s, &s.pm, &s.audio, "Moves").await;
+    let b1 = task(&s, &s.pm, &s.client, "Client's").await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    let ev = format!("/v1/events/{}", s.event);
+
+    // A record moved to another collaborator is removed from the vendor.
+    s.pm.api.patch(&format!("{ev}/tasks/{a2}"), json!({ "collaborator": s.client })).await.ok();
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert_eq!(ids(&vic.held(&s.event), "task"), vec![a1.clone()]);
+    assert!(vic.log.iter().any(|m| {
+        m["changes"].as_array().is_some_and(|c| c.iter().any(|c| c["op"] == "remove" && c["id"] == a2.as_str()))
+    }));
+    // A deleted record is deleted.
+    s.pm.api.delete(&format!("{ev}/tasks/{a1}")).await.ok();
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert!(ids(&vic.held(&s.event), "task").is_empty());
+
+    // A seat: the whole event arrives; released, everything outside Audio goes.
+    s.pm.api.post(&format!("{ev}/seats"), json!({ "email": s.vic.email })).await.ok();
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert!(ids(&held, "task").contains(&b1), "a seat holder sees every collaborator");
+    assert!(!ids(&held, "seat").is_empty());
+    s.pm.api.delete(&format!("{ev}/seats/{}", s.vic.id)).await.ok();
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert!(!ids(&held, "task").contains(&b1));
+    assert!(ids(&held, "seat").is_empty());
+    assert_eq!(ids(&held, "collaborator"), vec![s.audio.clone()]);
+
+    // Removed from the collaborator: the event is purged; invited into another: it arrives.
+    s.pm.api.delete(&format!("{ev}/collaborators/{}/members/{}", s.audio, s.vic.id)).await.ok();
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert!(held.is_empty(), "nothing stays: {held:?}");
+    s.pm.api.post(&format!("{ev}/collaborators/{}/members", s.client), json!({ "email": s.vic.email })).await.ok();
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert!(ids(&held, "task").contains(&b1) && ids(&held, "task").contains(&a2));
+    // Never a reset: the stream only ever carried changes, narrows and upserts.
+    assert!(vic.log.iter().all(|m| m["type"] != "resync"));
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_from_its_cursor() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    task(&s, &s.pm, &s.audio, "Before").await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+    let seen_before = vic.log.len();
+
+    // While vic is away: new work, a move out, and a seat granted then released (the
+    // resume must replay access as it happened).
+    vic.disconnect().await;
+    let ev = format!("/v1/events/{}", s.event);
+    let gone = task(&s, &s.pm, &s.audio, "Will move").await;
+    task(&s, &s.pm, &s.audio, "After").await;
+    task(&s, &s.pm, &s.client, "Not for vic").await;
+    s.pm.api.patch(&format!("{ev}/tasks/{gone}"), json!({ "collaborator": s.client })).await.ok();
+    s.pm.api.post(&format!("{ev}/seats"), json!({ "email": s.vic.email })).await.ok();
+    s.pm.api.delete(&format!("{ev}/seats/{}", s.vic.id)).await.ok();
+
+    vic.reconnect(&srv, &s.vic.token).await;
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert_eq!(ids(&held, "task").len(), 2);
+    assert!(vic.log[seen_before..].iter().all(|m| m["type"] != "snapshot"), "resumed, not re-snapshotted");
+    no_duplicates(&vic.log);
+}
+
+/// No change was delivered twice: every (seq, kind, id, op) appears once.
+fn no_duplicates(log: &[Value]) {
+    let mut seen = std::collections::HashSet::new();
+    for m in log.iter().filter(|m| m["type"] == "changes") {
+        for c in m["changes"].as_array().unwrap() {
+            let k = (c["seq"].as_i64(), c["kind"].to_string(), c["id"].to_string(), c["op"].to_string());
+            assert!(seen.insert(k.clone()), "delivered twice: {k:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_restart_on_surrealkv_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tests::test_config(dir.path());
+    config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
+    let srv = TestServer::start_config(config.clone(), None).await;
+    let s = stage(&srv).await;
+    task(&s, &s.pm, &s.audio, "One").await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+
+    let stopping = tokio::spawn(srv.stop());
+    let (code, reason) = vic.closed().await;
+    assert_eq!(code, 1001, "going away: {reason}");
+    let resume: Value = serde_json::from_str(&reason).unwrap();
+    assert_eq!(resume["resume"][&s.event].as_i64(), vic.cursors.get(&s.event).copied());
+    stopping.await.unwrap().unwrap();
+
+    let srv = TestServer::start_config(config, None).await;
+    let ev = format!("/v1/events/{}", s.event);
+    let api = srv.anonymous().with_token(&s.pm.token);
+    api.post(&format!("{ev}/tasks"), json!({ "collaborator": s.audio, "title": "Two" })).await.ok();
+    vic.reconnect(&srv, &s.vic.token).await;
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert_eq!(ids(&held, "task").len(), 2);
+    no_duplicates(&vic.log);
+    srv.stop().await.unwrap();
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn token(sub: &str, secret: &str, exp: u64) -> String {
+    let claims = json!({ "sub": sub, "iss": "backops", "iat": now(), "exp": exp });
+    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+async fn hello_closes(srv: &TestServer, hello: Value) -> (u16, String) {
+    let mut c = SyncClient::raw(srv).await;
+    c.send(hello).await;
+    c.closed().await
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_defined_answer() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    // A bystander who must keep being served throughout.
+    let mut pm = SyncClient::connect(&srv, &s.pm.token).await;
+    pm.subscribe(&s.event, None).await;
+
+    let hello =
+        |protocol: u32, token: &str| json!({ "type": "hello", "protocol": protocol, "token": token, "device": "d" });
+    assert_eq!(hello_closes(&srv, hello(99, &s.vic.token)).await.0, 4001);
+    assert_eq!(hello_closes(&srv, json!({ "type": "subscribe", "event": s.event })).await.0, 4000);
+    assert_eq!(
+        hello_closes(&srv, hello(1, &token(&s.vic.id, "forged-forged-forged-forged-forged-forged", now() + 600)))
+            .await
+            .0,
+        4003
+    );
+    assert_eq!(hello_closes(&srv, hello(1, &token(&s.vic.id, TEST_SECRET, now() - 600))).await.0, 4002);
+
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.send_text("{ not json".into()).await;
+    assert_eq!(vic.next_of("error").await["code"], "malformed_json");
+    vic.send(json!({ "type": "teleport" })).await;
+    assert_eq!(vic.next_of("error").await["code"], "invalid_message");
+    vic.send(json!({ "type": "subscribe" })).await;
+    assert_eq!(vic.next_of("error").await["code"], "invalid_message");
+
+    // Another organization's event and an event that does not exist look the same.
+    let other = srv.sign_up("Other").await;
+    let o_org = other.personal_org().await;
+    let o_lic = other.ready_org(&o_org, 1).await;
+    let (o_event, _) = other.create_event(&o_org, &o_lic, "Theirs").await;
+    vic.send(json!({ "type": "subscribe", "event": o_event })).await;
+    let a = vic.next_of("refused").await;
+    vic.send(json!({ "type": "subscribe", "event": "no-such-event" })).await;
+    let b = vic.next_of("refused").await;
+    assert_eq!((a["code"].clone(), a["message"].clone()), (b["code"].clone(), b["message"].clone()));
+    assert!(!mentions(&vic.log, "Theirs"));
+
+    // Still served after all that.
+    vic.subscribe(&s.event, None).await;
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+
+    // An oversized frame ends that connection only.
+    let big = format!("{{\"type\":\"ping\",\"pad\":\"{}\"}}", "x".repeat(srv.config.sync.frame_bytes_max + 1));
+    vic.send_text(big).await;
+    let (code, _) = vic.closed().await;
+    assert_eq!(code, 1009);
+    task(&s, &s.pm, &s.audio, "Still live").await;
+    converged(&srv, &mut pm, &s.pm, &s.event).await;
+}
+
+#[tokio::test]
+async fn a_token_that_expires_mid_stream_ends_it() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let short = token(&s.vic.id, TEST_SECRET, now() + 2);
+    let mut vic = SyncClient::connect(&srv, &short).await;
+    vic.subscribe(&s.event, None).await;
+    let started = std::time::Instant::now();
+    let (code, reason) = vic.closed().await;
+    assert_eq!(code, 4002, "{reason}");
+    let r: Value = serde_json::from_str(&reason).unwrap();
+    assert!(r["resume"][&s.event].is_i64(), "the close carries the resume cursor: {reason}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn many_writers_reach_a_seat_holder_in_seq_order() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let mut pm = SyncClient::connect(&srv, &s.pm.token).await;
+    pm.subscribe(&s.event, None).await;
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let api = s.pm.api.clone();
+        let path = format!("/v1/events/{}/tasks", s.event);
+        let c = [&s.audio, &s.client, &s.prod][w % 3].clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..10 {
+                api.post(&path, json!({ "collaborator": c, "title": format!("w{w} {i}") })).await.ok();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    converged(&srv, &mut pm, &s.pm, &s.event).await;
+    let seqs: Vec<i64> = pm
+        .log
+        .iter()
+        .filter(|m| m["type"] == "changes")
+        .flat_map(|m| m["changes"].as_array().unwrap().iter().map(|c| c["seq"].as_i64().unwrap()).collect::<Vec<_>>())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "a seat holder sees every seq, in order: {seqs:?}");
+    assert!(seqs.len() >= 40);
+}

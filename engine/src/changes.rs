@@ -209,6 +209,10 @@ impl Engine {
         }
         // Nobody listening is fine: the feed also polls.
         let _ = self.commits.send((event.to_string(), last));
+        let keep = self.config.log_retention.max(1);
+        if last - self.log_floor(event).await? > keep + (keep / 10).max(1) {
+            self.trim_log(event, last - keep).await?;
+        }
         Ok(entries)
     }
 
@@ -233,6 +237,32 @@ impl Engine {
             )
             .await?
             .all(0)
+    }
+
+    /// The highest seq of `event` whose entry is no longer retained (0: nothing trimmed).
+    /// A cursor below it cannot be resumed.
+    pub async fn log_floor(&self, event: &str) -> Result<i64> {
+        Ok(self
+            .store
+            .run("SELECT VALUE floor FROM type::record('event_seq', $e)", json!({ "e": event }))
+            .await?
+            .value(0)?
+            .unwrap_or(0))
+    }
+
+    /// Drops the entries of `event` up to `upto` and records the new floor.
+    async fn trim_log(&self, event: &str, upto: i64) -> Result<()> {
+        self.store
+            .run(
+                "BEGIN TRANSACTION;
+                 DELETE change WHERE event = $e AND seq <= $upto;
+                 UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $upto]);
+                 COMMIT TRANSACTION;",
+                json!({ "e": event, "upto": upto }),
+            )
+            .await?;
+        tracing::debug!(event, upto, "change log trimmed");
+        Ok(())
     }
 
     /// The seq of the last committed change of `event` (0 when there is none).

@@ -37,6 +37,9 @@ pub struct EngineConfig {
     /// Strength of password hashing. Production uses the argon2 defaults; tests may lower
     /// it to keep the suite quick.
     pub password_hashing: PasswordHashing,
+    /// Change-log entries kept per event. Older entries are trimmed (in steps of a tenth);
+    /// a client resuming from a trimmed cursor gets `resync` and a fresh snapshot.
+    pub log_retention: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +52,11 @@ pub enum PasswordHashing {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { license_activation_delay: Duration::from_secs(2), password_hashing: PasswordHashing::Standard }
+        EngineConfig {
+            license_activation_delay: Duration::from_secs(2),
+            password_hashing: PasswordHashing::Standard,
+            log_retention: 500_000,
+        }
     }
 }
 

@@ -52,6 +52,9 @@ struct Serve {
     /// Largest request body, in bytes.
     #[arg(long, env = "BACKOPS_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     body_limit_bytes: usize,
+    /// Change-log entries kept per event; older cursors resync with a fresh snapshot.
+    #[arg(long, env = "BACKOPS_LOG_RETENTION", default_value_t = 500_000)]
+    log_retention: i64,
     /// Delay between a license purchase and its activation, in milliseconds.
     #[arg(long, env = "BACKOPS_LICENSE_ACTIVATION_DELAY_MS", default_value_t = 2000)]
     license_activation_delay_ms: u64,
@@ -84,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.body_limit_bytes = args.body_limit_bytes;
     config.engine.license_activation_delay = Duration::from_millis(args.license_activation_delay_ms);
+    config.engine.log_retention = args.log_retention;
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

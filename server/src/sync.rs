@@ -209,6 +209,16 @@ impl Hub {
             if sub.cursor >= last {
                 continue;
             }
+            if sub.cursor < first - 1 {
+                // Entries this subscriber still needed were trimmed from the log: it must
+                // resync, never skip them silently. Its resume cursor is below the floor.
+                let _ = sub.out.kill.send(Some(Closing {
+                    code: close::SLOW_CONSUMER,
+                    reason: serde_json::json!({ "resume": { event: sub.cursor } }).to_string(),
+                }));
+                dropped.push(*id);
+                continue;
+            }
             let own = subjects.contains(&sub.view.account.as_str()) || sub.cursor + 1 != first;
             let delivered = if own {
                 let frames = self.judge(event, &mut sub.view, sub.cursor, batch).await;
@@ -536,7 +546,13 @@ async fn subscribe(hub: &Arc<Hub>, out: &Outbox, account: &str, event: &str, cur
             return false;
         }
     };
+    let floor = hub.engine.log_floor(event).await.unwrap_or(i64::MAX);
     let resumable = match cursor {
+        Some(c) if c < floor => {
+            let msg = ServerMessage::Resync { event: event.into(), reason: "cursor_expired".into() };
+            let _ = out.tx.send(Out::Frame(frame(&msg))).await;
+            None
+        }
         Some(c) if c >= 0 && c <= head => match hub.engine.changes_about(event, c, account).await {
             Ok(about) => {
                 view.rewind(&about);

@@ -350,3 +350,59 @@ async fn many_writers_reach_a_seat_holder_in_seq_order() {
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "a seat holder sees every seq, in order: {seqs:?}");
     assert!(seqs.len() >= 40);
 }
+
+#[tokio::test]
+async fn a_cursor_older_than_the_log_gets_a_resync_never_a_gap() {
+    let srv = TestServer::start_with(|c| c.engine.log_retention = 5).await;
+    let s = stage(&srv).await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+    vic.disconnect().await;
+    let mut made = Vec::new();
+    for i in 0..12 {
+        made.push(task(&s, &s.pm, &s.audio, &format!("while away {i}")).await);
+    }
+    vic.reconnect(&srv, &s.vic.token).await;
+    let resync = vic.next_of("resync").await;
+    assert_eq!(resync["reason"], "cursor_expired");
+    loop {
+        if vic.next_of("snapshot").await["last"] == true {
+            break;
+        }
+    }
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    made.sort();
+    assert_eq!(ids(&held, "task"), made);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_with_its_cursor() {
+    let srv = TestServer::start_with(|c| c.sync.queue_frames_max = 4).await;
+    let s = stage(&srv).await;
+    // pm subscribes and then stops reading; vic keeps up.
+    let mut slow = SyncClient::connect(&srv, &s.pm.token).await;
+    slow.subscribe(&s.event, None).await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    // Large answers fill the socket's buffers quickly, then the bounded queue.
+    let big = json!({ "notes": "x".repeat(60_000) });
+    let mut advances = Vec::new();
+    for i in 0..120 {
+        let a =
+            s.pm.api
+                .post(
+                    &format!("/v1/events/{}/advances", s.event),
+                    json!({ "collaborator": s.prod, "title": format!("A{i}"), "answers": big }),
+                )
+                .await
+                .ok();
+        advances.push(a["id"].as_str().unwrap().to_string());
+    }
+    let (code, reason) = slow.closed().await;
+    assert_eq!(code, 4008, "{reason}");
+    let r: Value = serde_json::from_str(&reason).unwrap();
+    assert!(r["resume"][&s.event].is_i64(), "{reason}");
+    // The others were not slowed down or cut off.
+    converged(&srv, &mut vic, &s.vic, &s.event).await;
+}

@@ -295,7 +295,11 @@ pub struct Fixture {
 
 /// Opens an engine on `url` and prepares an event owned by a fresh account.
 pub async fn fixture(url: &str) -> Fixture {
-    let config = EngineConfig { license_activation_delay: Duration::ZERO, password_hashing: PasswordHashing::Fast };
+    let config = EngineConfig {
+        license_activation_delay: Duration::ZERO,
+        password_hashing: PasswordHashing::Fast,
+        ..EngineConfig::default()
+    };
     let engine = Engine::open(url, None, config).await.expect("open");
     let owner = engine
         .sign_up(NewAccount {

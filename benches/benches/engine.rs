@@ -30,7 +30,14 @@ fn writes(c: &mut Criterion) {
             rt.block_on(f.engine.create_task(
                 &f.owner,
                 &f.event,
-                NewTask { collaborator: None, title: format!("task {n}"), status: None, assignee: None, due: None },
+                NewTask {
+                    id: None,
+                    collaborator: None,
+                    title: format!("task {n}"),
+                    status: None,
+                    assignee: None,
+                    due: None,
+                },
             ))
             .expect("create")
         })

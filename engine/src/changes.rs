@@ -130,7 +130,9 @@ const MISSING: &str = "backops:record_missing";
 impl Engine {
     /// Applies `writes` to `event` in one transaction together with their change entries.
     /// Returns the entries, with their seqs, in order.
-    pub(crate) async fn commit(&self, event: &str, writes: Vec<Write>, origin: Option<Origin>) -> Result<Vec<Change>> {
+    /// The entries carry this handle's origin (see [`Engine::for_mutation`]).
+    pub(crate) async fn commit(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
+        let origin = self.origin.as_ref().map(|o| o.origin.clone());
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -206,6 +208,9 @@ impl Engine {
         let first = last - count + 1;
         for (i, e) in entries.iter_mut().enumerate() {
             e.seq = first + i as i64;
+        }
+        if let Some(o) = &self.origin {
+            o.last_seq.store(last, std::sync::atomic::Ordering::Relaxed);
         }
         // Nobody listening is fine: the feed also polls.
         let _ = self.commits.send((event.to_string(), last));

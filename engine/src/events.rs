@@ -140,7 +140,6 @@ impl Engine {
                 Write::create("collaborator", &collab.id, &collab, vec![collab.id.clone()])?,
                 Write::create("seat", &seat_key(&ev.id, 0), &seat, Vec::new())?.about(actor),
             ],
-            None,
         )
         .await?;
         tracing::info!(event = %ev.id, org, "event created");
@@ -157,7 +156,7 @@ impl Engine {
         let (mut ev, s) = self.standing(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "event")?;
         ev.name = validate_name("name", name)?;
-        self.commit(&ev.id, vec![Write::replace("event", &ev.id, &ev, Vec::new(), Vec::new())?], None).await?;
+        self.commit(&ev.id, vec![Write::replace("event", &ev.id, &ev, Vec::new(), Vec::new())?]).await?;
         Ok(EventView { event: ev, access: my_access(&s) })
     }
 
@@ -247,7 +246,6 @@ impl Engine {
                 .commit(
                     &ev.id,
                     vec![Write::create("seat", &seat_key(&ev.id, slot), &seat, Vec::new())?.about(&person.id)],
-                    None,
                 )
                 .await
             {
@@ -266,7 +264,7 @@ impl Engine {
         let Some(seat) = seats.seats.iter().find(|x| x.person == person) else {
             return Err(Error::not_found("seat"));
         };
-        self.commit(&ev.id, vec![Write::delete("seat", &seat_key(&ev.id, seat.slot), Vec::new()).about(person)], None)
+        self.commit(&ev.id, vec![Write::delete("seat", &seat_key(&ev.id, seat.slot), Vec::new()).about(person)])
             .await?;
         Ok(())
     }
@@ -315,7 +313,7 @@ impl Engine {
             read_only: false,
             created_at: time::now(),
         };
-        self.commit(&c.event, vec![Write::create("collaborator", &c.id, &c, vec![c.id.clone()])?], None).await?;
+        self.commit(&c.event, vec![Write::create("collaborator", &c.id, &c, vec![c.id.clone()])?]).await?;
         Ok(c)
     }
 
@@ -358,7 +356,7 @@ impl Engine {
             c.read_only = r;
         }
         let scope = vec![c.id.clone()];
-        self.commit(&c.event, vec![Write::replace("collaborator", &c.id, &c, scope.clone(), scope)?], None).await?;
+        self.commit(&c.event, vec![Write::replace("collaborator", &c.id, &c, scope.clone(), scope)?]).await?;
         Ok(c)
     }
 
@@ -390,7 +388,7 @@ impl Engine {
                 Some(p) => Write::replace("invitation", &key, &pending, vec![p.collaborator], vec![c.id.clone()])?,
                 None => Write::create("invitation", &key, &pending, vec![c.id.clone()])?,
             };
-            self.commit(event, vec![write], None).await?;
+            self.commit(event, vec![write]).await?;
             return Ok(Invitation::Pending { email, collaborator: c.id, read_only: input.read_only });
         };
         let member = CollabMember {
@@ -423,7 +421,6 @@ impl Engine {
                 Write::create("collab_member", &member_key(event, &person.id), &member, vec![c.id.clone()])?
                     .about(&person.id),
             ],
-            None,
         )
         .await
         .map_err(|e| {
@@ -463,7 +460,7 @@ impl Engine {
         let scope = vec![c.id.clone()];
         let write =
             Write::replace("collab_member", &member_key(event, person), &member, scope.clone(), scope)?.about(person);
-        self.commit(event, vec![write], None).await?;
+        self.commit(event, vec![write]).await?;
         Ok(())
     }
 
@@ -476,7 +473,6 @@ impl Engine {
         self.commit(
             event,
             vec![Write::delete("collab_member", &member_key(event, person), vec![c.id.clone()]).about(person)],
-            None,
         )
         .await?;
         Ok(())
@@ -518,10 +514,10 @@ impl Engine {
                 Write::create("collab_member", &member_key(&inv.event, person), &member, scope.clone())?.about(person),
                 Write::delete("invitation", &key, scope.clone()),
             ];
-            match self.commit(&inv.event, writes, None).await {
+            match self.commit(&inv.event, writes).await {
                 // Already a member there (invited twice, or a retry): drop the invitation.
                 Err(Error::Conflict { .. }) => {
-                    self.commit(&inv.event, vec![Write::delete("invitation", &key, scope)], None).await?;
+                    self.commit(&inv.event, vec![Write::delete("invitation", &key, scope)]).await?;
                 }
                 other => {
                     other?;

@@ -13,6 +13,7 @@ mod error;
 mod events;
 pub mod feed;
 pub mod model;
+mod mutations;
 mod orgs;
 pub mod protocol;
 pub mod store;
@@ -68,6 +69,15 @@ pub struct Engine {
     /// Announces every commit of this process (event id and its new head seq) so the feed
     /// wakes at once; commits by other processes are found by polling the log.
     commits: tokio::sync::broadcast::Sender<(String, i64)>,
+    /// Set on a handle that applies one client mutation: its change entries carry the origin,
+    /// and the seq of its last commit is kept for the answer to the client.
+    origin: Option<Arc<MutationContext>>,
+}
+
+#[derive(Debug)]
+struct MutationContext {
+    origin: changes::Origin,
+    last_seq: std::sync::atomic::AtomicI64,
 }
 
 /// Commit notices buffered for a slow listener before it is told it lagged.
@@ -81,7 +91,7 @@ impl Engine {
         let version = store.migrate().await?;
         tracing::info!(url, schema_version = version, "database ready");
         let (commits, _) = tokio::sync::broadcast::channel(COMMIT_NOTICES_MAX);
-        let engine = Engine { store, config: Arc::new(config), commits };
+        let engine = Engine { store, config: Arc::new(config), commits, origin: None };
         engine.resume_pending_activations().await?;
         Ok(engine)
     }
@@ -92,6 +102,17 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// A handle whose writes are attributed to one client mutation (device and mutation id).
+    pub fn for_mutation(&self, origin: changes::Origin) -> Engine {
+        let context = MutationContext { origin, last_seq: std::sync::atomic::AtomicI64::new(0) };
+        Engine { origin: Some(Arc::new(context)), ..self.clone() }
+    }
+
+    /// The seq of the last commit made through this handle (0 if none).
+    pub fn last_seq(&self) -> i64 {
+        self.origin.as_ref().map_or(0, |o| o.last_seq.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Notices of this process's commits: `(event, head)`.

@@ -25,6 +25,8 @@ pub struct Limits {
     pub queue_frames_max: usize,
     /// Most events one connection may subscribe to; past it `subscribe` is refused.
     pub subscriptions_max: usize,
+    /// Most mutations in one `push`; a larger push is refused whole with `batch_too_large`.
+    pub push_mutations_max: usize,
     /// Interval at which the client should send `ping`; after three silent intervals the
     /// server closes with [`close::IDLE`].
     pub heartbeat_ms: u64,
@@ -38,6 +40,7 @@ impl Default for Limits {
             changes_per_frame_max: 500,
             queue_frames_max: 256,
             subscriptions_max: 64,
+            push_mutations_max: 500,
             heartbeat_ms: 15_000,
         }
     }
@@ -63,8 +66,48 @@ pub enum ClientMessage {
     Unsubscribe {
         event: String,
     },
+    /// Writes made by the client, applied in order and answered one by one in `ack`.
+    Push {
+        event: String,
+        mutations: Vec<Mutation>,
+    },
     /// Keeps the connection alive; answered by `pong`.
     Ping,
+}
+
+/// One write a client asks for. `fields` are those of the HTTP API's create and update bodies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Mutation {
+    /// Client-generated, unique per device (a time-ordered UUID): it names the mutation in
+    /// the answer and in the change entries it causes.
+    pub id: String,
+    /// `task`, `activity`, `file_meta` or `advance`.
+    pub kind: String,
+    pub op: MutationOp,
+    /// The record to update or delete; on create, an optional client-chosen UUID.
+    #[serde(default)]
+    pub record: Option<String>,
+    #[serde(default)]
+    pub fields: Value,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MutationOp {
+    Create,
+    Update,
+    Delete,
+}
+
+/// The answer to one mutation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum MutationResult {
+    /// Applied: the record's id and the seq of its change.
+    Accepted { mutation: String, record: String, seq: i64 },
+    /// Refused: a reason code and a sentence; nothing was changed.
+    Rejected { mutation: String, code: String, message: String },
 }
 
 /// A record as clients hold it.
@@ -115,6 +158,11 @@ pub enum ServerMessage {
         event: String,
         changes: Vec<WireChange>,
         cursor: i64,
+    },
+    /// The answers to one `push`, in the order of its mutations.
+    Ack {
+        event: String,
+        results: Vec<MutationResult>,
     },
     /// The cursor is older than what the server retains: a fresh snapshot follows.
     Resync {

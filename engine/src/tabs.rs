@@ -43,6 +43,10 @@ pub struct ListFilter {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
     /// Defaults to the caller's own collaborator, or the event's default collaborator for
     /// seat holders.
     #[serde(default)]
@@ -74,6 +78,10 @@ pub struct TaskPatch {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewActivity {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
     pub title: String,
     pub starts_at: String,
     pub ends_at: String,
@@ -102,6 +110,10 @@ pub struct ActivityPatch {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewFile {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
     #[serde(default)]
     pub collaborator: Option<String>,
     pub name: String,
@@ -115,6 +127,10 @@ pub struct NewFile {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAdvance {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
     pub collaborator: String,
     pub title: String,
     #[serde(default)]
@@ -132,6 +148,16 @@ pub struct AdvancePatch {
     pub answers: Option<Value>,
     #[serde(default)]
     pub status: Option<AdvanceStatus>,
+}
+
+/// The id of a new record: the client's when it gave a valid UUID, else a fresh one.
+fn record_id(asked: Option<&str>) -> Result<String> {
+    match asked {
+        None => Ok(new_id()),
+        Some(id) => uuid::Uuid::parse_str(id)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| Error::invalid("id must be a UUID when given")),
+    }
 }
 
 fn one(c: &str) -> [String; 1] {
@@ -239,7 +265,7 @@ impl Engine {
         )?;
         let now = time::now();
         let task = Task {
-            id: new_id(),
+            id: record_id(input.id.as_deref())?,
             event: ev.id.clone(),
             collaborator,
             title: validate_name("title", &input.title)?,
@@ -250,8 +276,7 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.commit(&ev.id, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?], None)
-            .await?;
+        self.commit(&ev.id, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?]).await?;
         Ok(task)
     }
 
@@ -286,7 +311,7 @@ impl Engine {
         }
         task.updated_at = time::now();
         let after = vec![task.collaborator.clone()];
-        self.commit(&ev.id, vec![Write::replace("task", &task.id, &task, before, after)?], None).await?;
+        self.commit(&ev.id, vec![Write::replace("task", &task.id, &task, before, after)?]).await?;
         Ok(task)
     }
 
@@ -301,7 +326,7 @@ impl Engine {
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
             "task",
         )?;
-        self.commit(&ev.id, vec![Write::delete("task", &task.id, vec![task.collaborator.clone()])], None).await?;
+        self.commit(&ev.id, vec![Write::delete("task", &task.id, vec![task.collaborator.clone()])]).await?;
         Ok(())
     }
 
@@ -348,7 +373,7 @@ impl Engine {
         gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
         let now = time::now();
         let a = Activity {
-            id: new_id(),
+            id: record_id(input.id.as_deref())?,
             event: ev.id.clone(),
             title: validate_name("title", &input.title)?,
             starts_at: time::parse("starts_at", &input.starts_at)?,
@@ -362,7 +387,7 @@ impl Engine {
         if a.ends_at < a.starts_at {
             return Err(Error::invalid("ends_at must not be before starts_at"));
         }
-        self.commit(&ev.id, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?], None).await?;
+        self.commit(&ev.id, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?]).await?;
         Ok(a)
     }
 
@@ -398,7 +423,7 @@ impl Engine {
         }
         a.updated_at = time::now();
         let after = a.collaborators.clone();
-        self.commit(&ev.id, vec![Write::replace("activity", &a.id, &a, before, after)?], None).await?;
+        self.commit(&ev.id, vec![Write::replace("activity", &a.id, &a, before, after)?]).await?;
         Ok(a)
     }
 
@@ -412,7 +437,7 @@ impl Engine {
             )?;
         }
         gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
-        self.commit(&ev.id, vec![Write::delete("activity", &a.id, a.collaborators.clone())], None).await?;
+        self.commit(&ev.id, vec![Write::delete("activity", &a.id, a.collaborators.clone())]).await?;
         Ok(())
     }
 
@@ -446,7 +471,7 @@ impl Engine {
             return Err(Error::invalid("content_hash must be the sha256 of the content as 64 hex digits"));
         }
         let f = FileMeta {
-            id: new_id(),
+            id: record_id(input.id.as_deref())?,
             event: ev.id.clone(),
             collaborator,
             name,
@@ -456,7 +481,7 @@ impl Engine {
             uploaded_by: actor.into(),
             created_at: time::now(),
         };
-        self.commit(&ev.id, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?], None).await?;
+        self.commit(&ev.id, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
         Ok(f)
     }
 
@@ -465,7 +490,7 @@ impl Engine {
         let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
         gate(decide(&s, Action::Read, Target::Tab { tab: Tab::Files, collaborators: &one(&f.collaborator) }), "file")?;
         gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &one(&f.collaborator) }), "file")?;
-        self.commit(&ev.id, vec![Write::delete("file_meta", &f.id, vec![f.collaborator.clone()])], None).await?;
+        self.commit(&ev.id, vec![Write::delete("file_meta", &f.id, vec![f.collaborator.clone()])]).await?;
         Ok(())
     }
 
@@ -485,7 +510,7 @@ impl Engine {
         let answers = check_answers(input.answers.unwrap_or_else(|| json!({})))?;
         let now = time::now();
         let a = Advance {
-            id: new_id(),
+            id: record_id(input.id.as_deref())?,
             event: ev.id.clone(),
             collaborator,
             title: validate_name("title", &input.title)?,
@@ -499,7 +524,7 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.commit(&ev.id, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?], None).await?;
+        self.commit(&ev.id, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?]).await?;
         Ok(a)
     }
 
@@ -547,7 +572,7 @@ impl Engine {
         }
         a.updated_at = time::now();
         let after = vec![a.collaborator.clone()];
-        self.commit(&ev.id, vec![Write::replace("advance", &a.id, &a, before, after)?], None).await?;
+        self.commit(&ev.id, vec![Write::replace("advance", &a.id, &a, before, after)?]).await?;
         Ok(a)
     }
 
@@ -559,7 +584,7 @@ impl Engine {
             "advance",
         )?;
         gate(decide(&s, Action::Write, Target::Setup), "advance")?;
-        self.commit(&ev.id, vec![Write::delete("advance", &a.id, vec![a.collaborator.clone()])], None).await?;
+        self.commit(&ev.id, vec![Write::delete("advance", &a.id, vec![a.collaborator.clone()])]).await?;
         Ok(())
     }
 

@@ -380,12 +380,12 @@ async fn session(mut socket: WebSocket, st: AppState) {
     let session = hub.next_session.fetch_add(1, Ordering::Relaxed);
     let span =
         tracing::info_span!("sync", session, account = %account, device = %device.chars().take(64).collect::<String>());
-    live(socket, hub, account, exp, session).instrument(span).await;
+    live(socket, hub, account, device, exp, session).instrument(span).await;
 }
 
 /// A session after its hello: serves subscriptions until the client leaves, the token
 /// expires, the server shuts down, or the client falls behind.
-async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, exp: u64, session: u64) {
+async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String, exp: u64, session: u64) {
     tracing::info!("session started");
 
     let (mut sink, mut stream) = socket.split();
@@ -484,6 +484,24 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, exp: u64, sessi
             ClientMessage::Unsubscribe { event } => {
                 hub.unregister(&event, session).await;
                 events.retain(|e| e != &event);
+            }
+            ClientMessage::Push { event, mutations } => {
+                if !events.contains(&event) {
+                    refused(&out, &event, "not_subscribed", "subscribe to an event before pushing to it").await;
+                } else if mutations.len() > hub.limits.push_mutations_max {
+                    reply(
+                        &out,
+                        "batch_too_large",
+                        &format!("a push carries at most {} mutations", hub.limits.push_mutations_max),
+                    )
+                    .await;
+                } else {
+                    let mut results = Vec::with_capacity(mutations.len());
+                    for m in &mutations {
+                        results.push(hub.engine.apply_mutation(&account, &event, &device, m).await);
+                    }
+                    let _ = out.tx.send(Out::Frame(frame(&ServerMessage::Ack { event, results }))).await;
+                }
             }
             ClientMessage::Subscribe { event, cursor } => {
                 if events.contains(&event) {

@@ -6,7 +6,7 @@ use engine::{ListFilter, NewTask, TaskPatch, changes::Op};
 use tests::fixture;
 
 fn task(title: String) -> NewTask {
-    NewTask { collaborator: None, title, status: None, assignee: None, due: None }
+    NewTask { id: None, collaborator: None, title, status: None, assignee: None, due: None }
 }
 
 /// Many concurrent writers; a reader tailing the log never sees a hole, a duplicate or a

@@ -406,3 +406,79 @@ async fn a_client_that_does_not_read_is_cut_off_with_its_cursor() {
     // The others were not slowed down or cut off.
     converged(&srv, &mut vic, &s.vic, &s.event).await;
 }
+
+#[tokio::test]
+async fn pushed_mutations_are_answered_one_by_one() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    let push = |mutations: Value| json!({ "type": "push", "event": s.event, "mutations": mutations });
+
+    vic.send(push(json!([]))).await;
+    assert_eq!(vic.next_of("refused").await["code"], "not_subscribed");
+    vic.subscribe(&s.event, None).await;
+
+    let mine = "0193b2f0-0000-7000-8000-000000000001";
+    vic.send(push(json!([
+        { "id": "m1", "kind": "task", "op": "create", "record": mine, "fields": { "title": "From the phone" } },
+        { "id": "m2", "kind": "task", "op": "update", "record": mine, "fields": { "status": "active" } },
+        { "id": "m3", "kind": "task", "op": "create", "fields": { "title": "Elsewhere", "collaborator": s.client } },
+        { "id": "m4", "kind": "task", "op": "create", "fields": { "title": "" } },
+        { "id": "m5", "kind": "gate", "op": "create", "fields": {} },
+        { "id": "m6", "kind": "task", "op": "update", "fields": { "status": "done" } },
+        { "id": "m7", "kind": "advance", "op": "create", "fields": { "collaborator": s.audio, "title": "Mine" } },
+    ])))
+    .await;
+    let ack = vic.next_of("ack").await;
+    let r = ack["results"].as_array().unwrap();
+    let status: Vec<(&str, &str)> = r
+        .iter()
+        .map(|x| (x["status"].as_str().unwrap(), x["code"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        status,
+        vec![
+            ("accepted", ""),
+            ("accepted", ""),
+            ("rejected", "not_found"),
+            ("rejected", "invalid_input"),
+            ("rejected", "invalid_input"),
+            ("rejected", "invalid_input"),
+            ("rejected", "not_permitted"),
+        ]
+    );
+    assert_eq!(r[0]["record"], mine);
+    assert!(r[1]["seq"].as_i64().unwrap() > r[0]["seq"].as_i64().unwrap());
+    // The rejection of a write to another collaborator reveals nothing of it.
+    assert!(!r[2].to_string().contains(&s.client));
+
+    // The accepted writes come back on the stream at their seqs, like anyone's.
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert!(ids(&held, "task").contains(&mine.to_string()));
+    let upserts: Vec<i64> = vic
+        .log
+        .iter()
+        .filter(|m| m["type"] == "changes")
+        .flat_map(|m| m["changes"].as_array().unwrap().clone())
+        .filter(|c| c["id"] == mine)
+        .map(|c| c["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(upserts, vec![r[0]["seq"].as_i64().unwrap(), r[1]["seq"].as_i64().unwrap()]);
+
+    // A read-only member's push is refused with its reason.
+    let mut cara = SyncClient::connect(&srv, &s.cara.token).await;
+    cara.subscribe(&s.event, None).await;
+    s.pm.api.patch(&format!("/v1/events/{}/collaborators/{}", s.event, s.client), json!({ "read_only": true })).await.ok();
+    cara.send(json!({ "type": "push", "event": s.event, "mutations": [
+        { "id": "c1", "kind": "task", "op": "create", "fields": { "title": "Nope" } } ] }))
+        .await;
+    let ack = cara.next_of("ack").await;
+    assert_eq!((ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()), (Some("rejected"), Some("read_only")));
+
+    // A push over the batch limit is refused whole.
+    let many: Vec<Value> = (0..srv.config.sync.push_mutations_max + 1)
+        .map(|i| json!({ "id": format!("b{i}"), "kind": "task", "op": "create", "fields": { "title": "x" } }))
+        .collect();
+    vic.send(push(json!(many))).await;
+    assert_eq!(vic.next_of("error").await["code"], "batch_too_large");
+}

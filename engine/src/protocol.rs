@@ -4,6 +4,7 @@
 //! serde for the wire; `schemas/protocol/` mirrors it as JSON Schema and `docs/protocol.md`
 //! explains it. Internal types (`Change`, records) are converted here, at the edge.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -11,7 +12,7 @@ use serde_json::Value;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Named limits a server announces in `welcome`; the policy when hit is in each doc line.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct Limits {
     /// Largest frame a client may send; a larger one closes the socket with
     /// [`close::FRAME_TOO_LARGE`].
@@ -47,7 +48,7 @@ impl Default for Limits {
 }
 
 /// What a client sends.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// First frame of every connection.
@@ -76,7 +77,7 @@ pub enum ClientMessage {
 }
 
 /// One write a client asks for. `fields` are those of the HTTP API's create and update bodies.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mutation {
     /// Client-generated, unique per device (a time-ordered UUID): it names the mutation in
@@ -92,7 +93,7 @@ pub struct Mutation {
     pub fields: Value,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MutationOp {
     Create,
@@ -101,7 +102,7 @@ pub enum MutationOp {
 }
 
 /// The answer to one mutation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum MutationResult {
     /// Applied: the record's id and the seq of its change.
@@ -111,7 +112,7 @@ pub enum MutationResult {
 }
 
 /// A record as clients hold it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 pub struct Record {
     pub kind: String,
     pub id: String,
@@ -119,7 +120,7 @@ pub struct Record {
 }
 
 /// One entry of a `changes` frame.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WireChange {
     /// The record now looks like `data` (created, changed, or newly visible).
@@ -135,7 +136,7 @@ pub enum WireChange {
 }
 
 /// What the server sends.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerMessage {
     Welcome {

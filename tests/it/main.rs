@@ -4,6 +4,7 @@
 mod bad_input;
 mod changes;
 mod getting_set_up;
+mod protocol;
 mod rules;
 mod store;
 mod sync;

@@ -431,10 +431,8 @@ async fn pushed_mutations_are_answered_one_by_one() {
     .await;
     let ack = vic.next_of("ack").await;
     let r = ack["results"].as_array().unwrap();
-    let status: Vec<(&str, &str)> = r
-        .iter()
-        .map(|x| (x["status"].as_str().unwrap(), x["code"].as_str().unwrap_or("")))
-        .collect();
+    let status: Vec<(&str, &str)> =
+        r.iter().map(|x| (x["status"].as_str().unwrap(), x["code"].as_str().unwrap_or(""))).collect();
     assert_eq!(
         status,
         vec![
@@ -468,12 +466,18 @@ async fn pushed_mutations_are_answered_one_by_one() {
     // A read-only member's push is refused with its reason.
     let mut cara = SyncClient::connect(&srv, &s.cara.token).await;
     cara.subscribe(&s.event, None).await;
-    s.pm.api.patch(&format!("/v1/events/{}/collaborators/{}", s.event, s.client), json!({ "read_only": true })).await.ok();
+    s.pm.api
+        .patch(&format!("/v1/events/{}/collaborators/{}", s.event, s.client), json!({ "read_only": true }))
+        .await
+        .ok();
     cara.send(json!({ "type": "push", "event": s.event, "mutations": [
         { "id": "c1", "kind": "task", "op": "create", "fields": { "title": "Nope" } } ] }))
         .await;
     let ack = cara.next_of("ack").await;
-    assert_eq!((ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()), (Some("rejected"), Some("read_only")));
+    assert_eq!(
+        (ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()),
+        (Some("rejected"), Some("read_only"))
+    );
 
     // A push over the batch limit is refused whole.
     let many: Vec<Value> = (0..srv.config.sync.push_mutations_max + 1)

@@ -443,6 +443,9 @@ impl SyncClient {
             match next {
                 Some(Ok(Message::Text(t))) => {
                     let v: Value = serde_json::from_str(&t).expect("server sent JSON");
+                    if let Some(e) = server_schema().iter_errors(&v).next() {
+                        panic!("a server message breaks schemas/protocol/server.schema.json: {e} in {v}");
+                    }
                     self.apply(&v);
                     self.log.push(v.clone());
                     return Received::Message(v);
@@ -553,6 +556,16 @@ impl SyncClient {
             _ => {}
         }
     }
+}
+
+/// The committed JSON Schema of every server message, compiled once.
+fn server_schema() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let schema: Value = serde_json::from_str(include_str!("../../schemas/protocol/server.schema.json"))
+            .expect("server schema is JSON");
+        jsonschema::validator_for(&schema).expect("server schema compiles")
+    })
 }
 
 fn key(v: &Value) -> (String, String) {

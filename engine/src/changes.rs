@@ -75,6 +75,7 @@ pub(crate) struct Write {
     before: Vec<String>,
     after: Vec<String>,
     subject: Option<String>,
+    origin: Option<Origin>,
 }
 
 /// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
@@ -98,6 +99,7 @@ impl Write {
             before: Vec::new(),
             after: collaborators,
             subject: None,
+            origin: None,
         })
     }
 
@@ -109,12 +111,29 @@ impl Write {
         before: Vec<String>,
         after: Vec<String>,
     ) -> Result<Write> {
-        Ok(Write { kind, id: id.into(), op: WriteOp::Replace(stored(record)?), before, after, subject: None })
+        Ok(Write {
+            kind,
+            id: id.into(),
+            op: WriteOp::Replace(stored(record)?),
+            before,
+            after,
+            subject: None,
+            origin: None,
+        })
     }
 
     /// Deletes an existing record; fails the whole commit if it is gone.
     pub fn delete(kind: &'static str, id: &str, before: Vec<String>) -> Write {
-        Write { kind, id: id.into(), op: WriteOp::Delete, before, after: Vec::new(), subject: None }
+        Write { kind, id: id.into(), op: WriteOp::Delete, before, after: Vec::new(), subject: None, origin: None }
+    }
+
+    /// The record key this write touches and the record after it (None: deleted).
+    pub(crate) fn planned(&self) -> ((String, String), Option<Value>) {
+        let after = match &self.op {
+            WriteOp::Create(c) | WriteOp::Replace(c) => Some(with_id(c, &self.id)),
+            WriteOp::Delete => None,
+        };
+        ((self.kind.to_string(), self.id.clone()), after)
     }
 
     /// Marks the write as changing `person`'s access to the event (a seat, a membership).
@@ -130,9 +149,28 @@ const MISSING: &str = "backops:record_missing";
 impl Engine {
     /// Applies `writes` to `event` in one transaction together with their change entries.
     /// Returns the entries, with their seqs, in order.
-    /// The entries carry this handle's origin (see [`Engine::for_mutation`]).
-    pub(crate) async fn commit(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
+    /// The entries carry this handle's origin (see [`Engine::for_mutation`]). On a batch
+    /// handle (see [`Engine::apply_mutations`]) the writes are collected instead, to be
+    /// committed together with the rest of the batch.
+    pub(crate) async fn commit(&self, event: &str, mut writes: Vec<Write>) -> Result<Vec<Change>> {
         let origin = self.origin.as_ref().map(|o| o.origin.clone());
+        for w in &mut writes {
+            w.origin = origin.clone();
+        }
+        if let Some(batch) = &self.batch {
+            batch.collect(self.origin.as_ref().map_or(0, |o| o.index), writes);
+            return Ok(Vec::new());
+        }
+        let entries = self.commit_writes(event, writes).await?;
+        if let (Some(o), Some(last)) = (&self.origin, entries.last()) {
+            o.last_seq.store(last.seq, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(entries)
+    }
+
+    /// Writes `writes` and their change entries in one transaction; the entries carry each
+    /// write's own origin.
+    pub(crate) async fn commit_writes(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -185,7 +223,7 @@ impl Engine {
                 collaborators_after: w.after,
                 subject: w.subject,
                 data,
-                origin: origin.clone(),
+                origin: w.origin,
                 at: at.clone(),
             };
             let mut content = serde_json::to_value(&entry)?;
@@ -208,9 +246,6 @@ impl Engine {
         let first = last - count + 1;
         for (i, e) in entries.iter_mut().enumerate() {
             e.seq = first + i as i64;
-        }
-        if let Some(o) = &self.origin {
-            o.last_seq.store(last, std::sync::atomic::Ordering::Relaxed);
         }
         // Nobody listening is fine: the feed also polls.
         let _ = self.commits.send((event.to_string(), last));

@@ -48,6 +48,20 @@ impl Engine {
     /// Loads an event and `actor`'s standing in it. A missing event and an event the actor
     /// has no standing in are both "not found".
     pub(crate) async fn standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
+        // A batch of one person's mutations reads their standing once: nothing in a batch
+        // changes seats or memberships.
+        if let Some(batch) = &self.batch {
+            if let Some(found) = batch.standing(actor, event) {
+                return Ok(found);
+            }
+            let found = self.read_standing(actor, event).await?;
+            batch.keep_standing(actor, event, found.clone());
+            return Ok(found);
+        }
+        self.read_standing(actor, event).await
+    }
+
+    async fn read_standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
         let mut rows = self
             .store
             .run(

@@ -13,7 +13,7 @@ mod error;
 mod events;
 pub mod feed;
 pub mod model;
-mod mutations;
+pub(crate) mod mutations;
 mod orgs;
 pub mod protocol;
 pub mod store;
@@ -72,11 +72,15 @@ pub struct Engine {
     /// Set on a handle that applies one client mutation: its change entries carry the origin,
     /// and the seq of its last commit is kept for the answer to the client.
     origin: Option<Arc<MutationContext>>,
+    /// Set on a handle that plans a batch of mutations: writes are collected, not committed.
+    batch: Option<Arc<mutations::Batch>>,
 }
 
 #[derive(Debug)]
 struct MutationContext {
     origin: changes::Origin,
+    /// Position of the mutation in its batch.
+    index: usize,
     last_seq: std::sync::atomic::AtomicI64,
 }
 
@@ -91,7 +95,7 @@ impl Engine {
         let version = store.migrate().await?;
         tracing::info!(url, schema_version = version, "database ready");
         let (commits, _) = tokio::sync::broadcast::channel(COMMIT_NOTICES_MAX);
-        let engine = Engine { store, config: Arc::new(config), commits, origin: None };
+        let engine = Engine { store, config: Arc::new(config), commits, origin: None, batch: None };
         engine.resume_pending_activations().await?;
         Ok(engine)
     }
@@ -106,7 +110,7 @@ impl Engine {
 
     /// A handle whose writes are attributed to one client mutation (device and mutation id).
     pub fn for_mutation(&self, origin: changes::Origin) -> Engine {
-        let context = MutationContext { origin, last_seq: std::sync::atomic::AtomicI64::new(0) };
+        let context = MutationContext { origin, index: 0, last_seq: std::sync::atomic::AtomicI64::new(0) };
         Engine { origin: Some(Arc::new(context)), ..self.clone() }
     }
 

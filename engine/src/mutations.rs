@@ -1,14 +1,67 @@
 //! Client mutations pushed over the sync socket, applied through the very operations the
 //! HTTP API uses, so every rule and access check is the same.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewTask, Result, TaskPatch,
-    changes::Origin,
+    ActivityPatch, AdvancePatch, Engine, Error, MutationContext, NewActivity, NewAdvance, NewFile, NewTask, Result,
+    TaskPatch,
+    access::Standing,
+    changes::{Origin, Write},
+    model::Event,
     protocol::{Mutation, MutationOp, MutationResult},
 };
+
+/// The writes planned by a batch of mutations, and what they make the records look like, so
+/// that a later mutation of the batch sees an earlier one's effect before anything commits.
+#[derive(Default)]
+pub(crate) struct Batch {
+    writes: Mutex<Vec<(usize, Write)>>,
+    overlay: Mutex<HashMap<(String, String), Option<Value>>>,
+    standing: Mutex<Option<(String, String, (Event, Standing))>>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Batch")
+    }
+}
+
+impl Batch {
+    pub(crate) fn collect(&self, index: usize, writes: Vec<Write>) {
+        let mut overlay = self.overlay.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        for w in writes {
+            let (key, after) = w.planned();
+            overlay.insert(key, after);
+            all.push((index, w));
+        }
+    }
+
+    /// `Some(record or None if deleted)` when the batch has planned a write to it.
+    pub(crate) fn planned(&self, kind: &str, id: &str) -> Option<Option<Value>> {
+        self.overlay.lock().unwrap_or_else(|e| e.into_inner()).get(&(kind.to_string(), id.to_string())).cloned()
+    }
+
+    pub(crate) fn standing(&self, actor: &str, event: &str) -> Option<(Event, Standing)> {
+        let s = self.standing.lock().unwrap_or_else(|e| e.into_inner());
+        s.as_ref().filter(|(a, e, _)| a == actor && e == event).map(|(_, _, found)| found.clone())
+    }
+
+    pub(crate) fn keep_standing(&self, actor: &str, event: &str, found: (Event, Standing)) {
+        *self.standing.lock().unwrap_or_else(|e| e.into_inner()) = Some((actor.into(), event.into(), found));
+    }
+
+    fn take(&self) -> Vec<(usize, Write)> {
+        std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 /// Longest accepted mutation id.
 pub const MUTATION_ID_LEN_MAX: usize = 64;
@@ -18,31 +71,93 @@ fn fields<T: DeserializeOwned>(m: &Mutation) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::invalid(format!("fields do not fit a {} {:?}: {e}", m.kind, m.op)))
 }
 
+fn refuse_id(m: &Mutation) -> Option<MutationResult> {
+    (m.id.is_empty() || m.id.len() > MUTATION_ID_LEN_MAX).then(|| MutationResult::Rejected {
+        mutation: m.id.chars().take(MUTATION_ID_LEN_MAX).collect(),
+        code: "invalid_input".into(),
+        message: format!("a mutation id is 1 to {MUTATION_ID_LEN_MAX} characters"),
+    })
+}
+
+fn rejected(m: &Mutation, err: Error) -> MutationResult {
+    if let Error::Internal(detail) = &err {
+        tracing::error!(%detail, "mutation failed");
+    }
+    MutationResult::Rejected { mutation: m.id.clone(), code: err.code().into(), message: err.to_string() }
+}
+
 fn target(m: &Mutation) -> Result<&str> {
     m.record.as_deref().ok_or_else(|| Error::invalid("record is required to update or delete"))
 }
 
 impl Engine {
+    /// Applies a batch of one device's mutations in order, committing all accepted ones in
+    /// ONE transaction (group commit): mutations are planned one after another — each sees
+    /// the effects of the earlier ones — and a refused mutation simply contributes nothing.
+    /// If the batch cannot commit whole (a concurrent change got in the way), its mutations
+    /// are applied one by one instead, so each still gets its own answer.
+    pub async fn apply_mutations(
+        &self,
+        actor: &str,
+        event: &str,
+        device: &str,
+        ms: &[Mutation],
+    ) -> Vec<MutationResult> {
+        let batch = Arc::new(Batch::default());
+        let mut planned = Vec::with_capacity(ms.len());
+        for (index, m) in ms.iter().enumerate() {
+            if let Some(refusal) = refuse_id(m) {
+                planned.push(Err(refusal));
+                continue;
+            }
+            let context = MutationContext {
+                origin: Origin { device: device.into(), mutation: m.id.clone() },
+                index,
+                last_seq: std::sync::atomic::AtomicI64::new(0),
+            };
+            let e = Engine { origin: Some(Arc::new(context)), batch: Some(batch.clone()), ..self.clone() };
+            planned.push(e.dispatch(actor, event, m).await.map_err(|err| rejected(m, err)));
+        }
+        let (indexes, writes): (Vec<usize>, Vec<Write>) = batch.take().into_iter().unzip();
+        let mut seqs = vec![0; ms.len()];
+        if !writes.is_empty() {
+            match self.commit_writes(event, writes).await {
+                Ok(entries) => {
+                    for (i, e) in indexes.iter().zip(entries) {
+                        seqs[*i] = seqs[*i].max(e.seq);
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(error = ?e, "a batch could not commit whole; applying its mutations one by one");
+                    let mut out = Vec::with_capacity(ms.len());
+                    for m in ms {
+                        out.push(self.apply_mutation(actor, event, device, m).await);
+                    }
+                    return out;
+                }
+            }
+        }
+        planned
+            .into_iter()
+            .zip(ms)
+            .zip(seqs)
+            .map(|((p, m), seq)| match p {
+                Ok(record) => MutationResult::Accepted { mutation: m.id.clone(), record, seq },
+                Err(r) => r,
+            })
+            .collect()
+    }
+
     /// Applies one mutation of `actor`'s device and answers it. A refusal carries the
     /// engine's code and sentence, which never reveal what the actor may not see.
     pub async fn apply_mutation(&self, actor: &str, event: &str, device: &str, m: &Mutation) -> MutationResult {
-        let id = m.id.chars().take(MUTATION_ID_LEN_MAX).collect::<String>();
-        if m.id.is_empty() || m.id.len() > MUTATION_ID_LEN_MAX {
-            return MutationResult::Rejected {
-                mutation: id,
-                code: "invalid_input".into(),
-                message: format!("a mutation id is 1 to {MUTATION_ID_LEN_MAX} characters"),
-            };
+        if let Some(refusal) = refuse_id(m) {
+            return refusal;
         }
         let e = self.for_mutation(Origin { device: device.into(), mutation: m.id.clone() });
         match e.dispatch(actor, event, m).await {
-            Ok(record) => MutationResult::Accepted { mutation: id, record, seq: e.last_seq() },
-            Err(err) => {
-                if let Error::Internal(detail) = &err {
-                    tracing::error!(%detail, "mutation failed");
-                }
-                MutationResult::Rejected { mutation: id, code: err.code().into(), message: err.to_string() }
-            }
+            Ok(record) => MutationResult::Accepted { mutation: m.id.clone(), record, seq: e.last_seq() },
+            Err(err) => rejected(m, err),
         }
     }
 

@@ -173,6 +173,17 @@ fn optional_text(field: &str, v: Option<String>) -> Result<Option<String>> {
 
 impl Engine {
     async fn load<T: DeserializeOwned>(&self, table: &str, event: &str, id: &str) -> Result<Option<T>> {
+        // Inside a batch, earlier mutations of the batch are visible to later ones.
+        if let Some(batch) = &self.batch
+            && let Some(planned) = batch.planned(table, id)
+        {
+            return Ok(match planned {
+                Some(v) if v.get("event").and_then(serde_json::Value::as_str) == Some(event) => {
+                    Some(serde_json::from_value(v)?)
+                }
+                _ => None,
+            });
+        }
         self.store
             .run(
                 "SELECT *, record::id(id) AS id FROM type::record($tb, $id) WHERE event = $e",

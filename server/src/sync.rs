@@ -496,10 +496,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                     )
                     .await;
                 } else {
-                    let mut results = Vec::with_capacity(mutations.len());
-                    for m in &mutations {
-                        results.push(hub.engine.apply_mutation(&account, &event, &device, m).await);
-                    }
+                    let results = hub.engine.apply_mutations(&account, &event, &device, &mutations).await;
                     let _ = out.tx.send(Out::Frame(frame(&ServerMessage::Ack { event, results }))).await;
                 }
             }

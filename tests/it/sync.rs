@@ -463,6 +463,17 @@ async fn pushed_mutations_are_answered_one_by_one() {
         .collect();
     assert_eq!(upserts, vec![r[0]["seq"].as_i64().unwrap(), r[1]["seq"].as_i64().unwrap()]);
 
+    // A batch that cannot commit whole (its first create reuses an existing id) falls back
+    // to one-by-one: the collision is refused, the rest still applies.
+    vic.send(push(json!([
+        { "id": "d1", "kind": "task", "op": "create", "record": mine, "fields": { "title": "Again" } },
+        { "id": "d2", "kind": "task", "op": "create", "fields": { "title": "Fine" } },
+    ])))
+    .await;
+    let ack = vic.next_of("ack").await;
+    assert_eq!((ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()), (Some("rejected"), Some("already_exists")));
+    assert_eq!(ack["results"][1]["status"], "accepted");
+
     // A read-only member's push is refused with its reason.
     let mut cara = SyncClient::connect(&srv, &s.cara.token).await;
     cara.subscribe(&s.event, None).await;

@@ -42,6 +42,10 @@ use crate::AppState;
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a new connection may take to say `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read chunk of one socket (the default is 128 KiB).
+const SOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes gathered before a socket write (each frame is flushed anyway).
+const SOCKET_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// How long a closing frame may take to leave before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -347,7 +351,13 @@ fn wire_seq(w: &WireChange) -> i64 {
 
 pub async fn handler(ws: WebSocketUpgrade, State(st): State<AppState>) -> Response {
     let limit = st.hub.limits.frame_bytes_max;
-    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| session(socket, st))
+    // Small socket buffers: most connections are idle most of the time, and memory per
+    // connection is what limits how many devices one server follows.
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
+        .on_upgrade(move |socket| session(socket, st))
 }
 
 /// Closes a socket that has not started a session.

@@ -471,7 +471,10 @@ async fn pushed_mutations_are_answered_one_by_one() {
     ])))
     .await;
     let ack = vic.next_of("ack").await;
-    assert_eq!((ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()), (Some("rejected"), Some("already_exists")));
+    assert_eq!(
+        (ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()),
+        (Some("rejected"), Some("already_exists"))
+    );
     assert_eq!(ack["results"][1]["status"], "accepted");
 
     // A read-only member's push is refused with its reason.

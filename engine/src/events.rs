@@ -286,6 +286,19 @@ impl Engine {
     // ---- collaborators ----
 
     pub(crate) async fn collaborator(&self, event: &str, id: &str) -> Result<Option<Collaborator>> {
+        // A batch of mutations looks each collaborator up once: none are created by mutations.
+        if let Some(batch) = &self.batch {
+            if let Some(found) = batch.collaborator(event, id) {
+                return Ok(found);
+            }
+            let found = self.read_collaborator(event, id).await?;
+            batch.keep_collaborator(event, id, found.clone());
+            return Ok(found);
+        }
+        self.read_collaborator(event, id).await
+    }
+
+    async fn read_collaborator(&self, event: &str, id: &str) -> Result<Option<Collaborator>> {
         self.store
             .run(
                 &format!("SELECT {COLLAB_FIELDS} FROM type::record('collaborator', $id) WHERE event = $e"),

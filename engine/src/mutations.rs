@@ -14,7 +14,7 @@ use crate::{
     TaskPatch,
     access::Standing,
     changes::{Origin, Write},
-    model::Event,
+    model::{Collaborator, Event},
     protocol::{Mutation, MutationOp, MutationResult},
 };
 
@@ -25,6 +25,7 @@ pub(crate) struct Batch {
     writes: Mutex<Vec<(usize, Write)>>,
     overlay: Mutex<HashMap<(String, String), Option<Value>>>,
     standing: Mutex<Option<(String, String, (Event, Standing))>>,
+    collaborators: Mutex<HashMap<(String, String), Option<Collaborator>>>,
 }
 
 impl std::fmt::Debug for Batch {
@@ -56,6 +57,16 @@ impl Batch {
 
     pub(crate) fn keep_standing(&self, actor: &str, event: &str, found: (Event, Standing)) {
         *self.standing.lock().unwrap_or_else(|e| e.into_inner()) = Some((actor.into(), event.into(), found));
+    }
+
+    pub(crate) fn collaborator(&self, event: &str, id: &str) -> Option<Option<Collaborator>> {
+        let c = self.collaborators.lock().unwrap_or_else(|e| e.into_inner());
+        c.get(&(event.to_string(), id.to_string())).cloned()
+    }
+
+    pub(crate) fn keep_collaborator(&self, event: &str, id: &str, found: Option<Collaborator>) {
+        let mut c = self.collaborators.lock().unwrap_or_else(|e| e.into_inner());
+        c.insert((event.to_string(), id.to_string()), found);
     }
 
     fn take(&self) -> Vec<(usize, Write)> {

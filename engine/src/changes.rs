@@ -61,6 +61,7 @@ pub struct Change {
     pub at: String,
 }
 
+#[derive(Clone)]
 enum WriteOp {
     Create(Value),
     Replace(Value),
@@ -68,6 +69,7 @@ enum WriteOp {
 }
 
 /// One record write inside a commit.
+#[derive(Clone)]
 pub(crate) struct Write {
     kind: &'static str,
     id: String,
@@ -143,6 +145,14 @@ impl Write {
     }
 }
 
+/// Commit requests waiting for one event's committer; callers wait when it is full.
+const COMMIT_QUEUE_MAX: usize = 1024;
+
+pub(crate) struct CommitRequest {
+    writes: Vec<Write>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Change>>>,
+}
+
 /// The message a commit throws when a record it must change is gone.
 const MISSING: &str = "backops:record_missing";
 
@@ -170,7 +180,72 @@ impl Engine {
 
     /// Writes `writes` and their change entries in one transaction; the entries carry each
     /// write's own origin.
+    ///
+    /// Commits of one event go through one committer task per event (group commit): callers
+    /// that arrive while a transaction is running are gathered into the next one, so the
+    /// event's throughput does not stop at the disk's commit rate and writers of one process
+    /// never conflict on the event's counter. If a gathered transaction fails, each caller's
+    /// writes are committed on their own, so one caller's refusal is never another's.
     pub(crate) async fn commit_writes(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queue = self.committer(event);
+        if let Err(tokio::sync::mpsc::error::SendError(req)) = queue.send(CommitRequest { writes, reply }).await {
+            return self.commit_now(event, req.writes).await;
+        }
+        answer.await.map_err(|_| Error::Internal("the committer stopped".into()))?
+    }
+
+    fn committer(&self, event: &str) -> tokio::sync::mpsc::Sender<CommitRequest> {
+        let mut map = self.committers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = map.get(event).filter(|tx| !tx.is_closed()) {
+            return tx.clone();
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(COMMIT_QUEUE_MAX);
+        // The task's handle does not share the committers map, so it ends when the engine's
+        // last handle is gone (the map, and with it the queue's sender, is dropped).
+        let engine = Engine { committers: Default::default(), origin: None, batch: None, ..self.clone() };
+        tokio::spawn(engine.run_committer(event.to_string(), rx));
+        map.insert(event.to_string(), tx.clone());
+        tx
+    }
+
+    async fn run_committer(self, event: String, mut queue: tokio::sync::mpsc::Receiver<CommitRequest>) {
+        while let Some(first) = queue.recv().await {
+            let mut group = vec![first];
+            let mut writes = group[0].writes.len();
+            while writes < COMMIT_WRITES_MAX / 2 {
+                match queue.try_recv() {
+                    Ok(r) => {
+                        writes += r.writes.len();
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if group.len() == 1 {
+                let r = group.remove(0);
+                let _ = r.reply.send(self.commit_now(&event, r.writes).await);
+                continue;
+            }
+            let all: Vec<Write> = group.iter().flat_map(|r| r.writes.iter().cloned()).collect();
+            match self.commit_now(&event, all).await {
+                Ok(mut entries) => {
+                    for r in group {
+                        let rest = entries.split_off(r.writes.len().min(entries.len()));
+                        let _ = r.reply.send(Ok(std::mem::replace(&mut entries, rest)));
+                    }
+                }
+                Err(_) => {
+                    for r in group {
+                        let _ = r.reply.send(self.commit_now(&event, r.writes).await);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One transaction: the counter, the records and their change entries.
+    async fn commit_now(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }

@@ -74,6 +74,9 @@ pub struct Engine {
     origin: Option<Arc<MutationContext>>,
     /// Set on a handle that plans a batch of mutations: writes are collected, not committed.
     batch: Option<Arc<mutations::Batch>>,
+    /// One committer task per event (group commit), by event id.
+    committers:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::mpsc::Sender<changes::CommitRequest>>>>,
 }
 
 #[derive(Debug)]
@@ -95,7 +98,14 @@ impl Engine {
         let version = store.migrate().await?;
         tracing::info!(url, schema_version = version, "database ready");
         let (commits, _) = tokio::sync::broadcast::channel(COMMIT_NOTICES_MAX);
-        let engine = Engine { store, config: Arc::new(config), commits, origin: None, batch: None };
+        let engine = Engine {
+            store,
+            config: Arc::new(config),
+            commits,
+            origin: None,
+            batch: None,
+            committers: Default::default(),
+        };
         engine.resume_pending_activations().await?;
         Ok(engine)
     }

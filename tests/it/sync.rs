@@ -500,3 +500,20 @@ async fn pushed_mutations_are_answered_one_by_one() {
     vic.send(push(json!(many))).await;
     assert_eq!(vic.next_of("error").await["code"], "batch_too_large");
 }
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_three_heartbeats() {
+    let srv = TestServer::start_with(|c| c.sync.heartbeat_ms = 100).await;
+    let s = stage(&srv).await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    // Pings keep it open past three heartbeats...
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        vic.send(json!({ "type": "ping" })).await;
+        vic.next_of("pong").await;
+    }
+    // ...silence closes it.
+    let (code, _) = vic.closed().await;
+    assert_eq!(code, 4009);
+}

@@ -336,8 +336,10 @@ impl Engine {
     pub async fn changes_since(&self, event: &str, after: i64, limit: usize) -> Result<Vec<Change>> {
         self.store
             .run(
-                "SELECT * OMIT id FROM change WHERE event = $e AND seq > $after ORDER BY seq LIMIT $limit",
-                json!({ "e": event, "after": after, "limit": limit.min(READ_CHANGES_MAX) }),
+                // A key range ([event, seq] keys sort by event, then seq): the read touches only
+                // the entries it returns, however long the log of this and other events is.
+                "SELECT * OMIT id FROM change:[$e, $from]..=[$e, $top] LIMIT $limit",
+                json!({ "e": event, "from": after.saturating_add(1), "top": i64::MAX, "limit": limit.min(READ_CHANGES_MAX) }),
             )
             .await?
             .all(0)
@@ -347,8 +349,8 @@ impl Engine {
     pub async fn changes_about(&self, event: &str, after: i64, person: &str) -> Result<Vec<Change>> {
         self.store
             .run(
-                "SELECT * OMIT id FROM change WHERE event = $e AND subject = $p AND seq > $after ORDER BY seq",
-                json!({ "e": event, "after": after, "p": person }),
+                "SELECT * OMIT id FROM change:[$e, $from]..=[$e, $top] WHERE subject = $p",
+                json!({ "e": event, "from": after.saturating_add(1), "top": i64::MAX, "p": person }),
             )
             .await?
             .all(0)
@@ -370,7 +372,7 @@ impl Engine {
         self.store
             .run(
                 "BEGIN TRANSACTION;
-                 DELETE change WHERE event = $e AND seq <= $upto;
+                 DELETE change:[$e, 0]..=[$e, $upto];
                  UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $upto]);
                  COMMIT TRANSACTION;",
                 json!({ "e": event, "upto": upto }),

@@ -114,16 +114,16 @@ impl View {
             _ => {}
         }
         let own = |s: &Standing| s.membership.as_ref().map(|m| m.collaborator.clone());
-        let narrowed = (before.seat && !after.seat)
-            || (!before.seat && !after.seat && own(&before).is_some() && own(&before) != own(after));
+        // A seat lost, or (without a seat) a membership lost or moved.
+        let narrowed = !after.seat && (before.seat || own(&before).is_some() && own(&before) != own(after));
         if narrowed {
             let keep_kinds =
                 ["event", "seat"].into_iter().filter(|k| visible(after, k, &[])).map(String::from).collect();
             out.push(Step::Send(WireChange::Narrow { seq: c.seq, keep: own(after).into_iter().collect(), keep_kinds }));
         }
         // Losing a seat while keeping a membership widens nothing: those records are held.
-        let widened = (!before.seat && after.seat)
-            || (!before.seat && !after.seat && own(after).is_some() && own(after) != own(&before));
+        // A seat granted, or (without a seat) a membership granted or moved.
+        let widened = !before.seat && (after.seat || own(after).is_some() && own(after) != own(&before));
         if widened {
             out.push(Step::Widen { seq: c.seq, before, after: after.clone() });
         }

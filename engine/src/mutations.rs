@@ -18,13 +18,16 @@ use crate::{
     protocol::{Mutation, MutationOp, MutationResult},
 };
 
+/// A standing read once for a batch: (actor, event, what was read).
+type KeptStanding = (String, String, (Event, Standing));
+
 /// The writes planned by a batch of mutations, and what they make the records look like, so
 /// that a later mutation of the batch sees an earlier one's effect before anything commits.
 #[derive(Default)]
 pub(crate) struct Batch {
     writes: Mutex<Vec<(usize, Write)>>,
     overlay: Mutex<HashMap<(String, String), Option<Value>>>,
-    standing: Mutex<Option<(String, String, (Event, Standing))>>,
+    standing: Mutex<Option<KeptStanding>>,
     collaborators: Mutex<HashMap<(String, String), Option<Collaborator>>>,
 }
 

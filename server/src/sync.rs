@@ -280,9 +280,8 @@ impl Hub {
         }
         let n = wire.len();
         let mut frames = Vec::new();
-        let mut chunks = wire.chunks(self.limits.changes_per_frame_max.max(1)).peekable();
         let mut sent = 0;
-        while let Some(chunk) = chunks.next() {
+        for chunk in wire.chunks(self.limits.changes_per_frame_max.max(1)) {
             sent += chunk.len();
             // Intermediate frames move the cursor to their own last entry; the last frame to
             // the end of the batch.

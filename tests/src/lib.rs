@@ -286,7 +286,6 @@ impl Api {
 
 /// An engine with one account owning an event, ready for work: for engine-level tests and
 /// the benchmarks.
-
 pub struct Fixture {
     pub engine: Engine,
     pub owner: String,

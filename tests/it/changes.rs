@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use engine::{ListFilter, NewTask, TaskPatch, changes::Op};
-use tests::fixture;
+use tests::{fixture, fixture_with};
 
 fn task(title: String) -> NewTask {
     NewTask { id: None, collaborator: None, title, status: None, assignee: None, due: None }
@@ -96,7 +96,7 @@ async fn entries_carry_what_access_needs() {
 }
 
 #[tokio::test]
-async fn a_change_to_a_vanished_record_fails_whole() {
+async fn deleting_a_missing_record_moves_nothing() {
     let f = fixture("mem://").await;
     let e = &f.engine;
     let t = e.create_task(&f.owner, &f.event, task("Gone soon".into())).await.unwrap();
@@ -106,4 +106,21 @@ async fn a_change_to_a_vanished_record_fails_whole() {
     assert!(matches!(e.delete_task(&f.owner, &f.event, &t.id).await, Err(engine::Error::NotFound { .. })));
     assert_eq!(e.head(&f.event).await.unwrap(), head + 1);
     assert_eq!(e.changes_since(&f.event, head, 10).await.unwrap().len(), 1);
+}
+
+/// Retention really drops old entries, moves the floor, and keeps what is newer intact.
+#[tokio::test]
+async fn retention_trims_the_oldest_entries_and_records_the_floor() {
+    let f = fixture_with("mem://", |c| c.log_retention = 10).await;
+    let e = &f.engine;
+    for i in 0..30 {
+        e.create_task(&f.owner, &f.event, task(format!("t{i}"))).await.unwrap();
+    }
+    let head = e.head(&f.event).await.unwrap();
+    let floor = e.log_floor(&f.event).await.unwrap();
+    assert!(floor > 0 && head - floor <= 10 + 1 + 1, "head {head}, floor {floor}");
+    let kept = e.changes_since(&f.event, 0, 1000).await.unwrap();
+    assert_eq!(kept.first().map(|c| c.seq), Some(floor + 1), "nothing at or below the floor is left");
+    assert_eq!(kept.last().map(|c| c.seq), Some(head));
+    assert!(kept.windows(2).all(|w| w[1].seq == w[0].seq + 1), "what is kept has no gap");
 }

@@ -294,11 +294,17 @@ pub struct Fixture {
 
 /// Opens an engine on `url` and prepares an event owned by a fresh account.
 pub async fn fixture(url: &str) -> Fixture {
-    let config = EngineConfig {
+    fixture_with(url, |_| {}).await
+}
+
+/// [`fixture`] with an engine configuration adjusted by `adjust`.
+pub async fn fixture_with(url: &str, adjust: impl FnOnce(&mut EngineConfig)) -> Fixture {
+    let mut config = EngineConfig {
         license_activation_delay: Duration::ZERO,
         password_hashing: PasswordHashing::Fast,
         ..EngineConfig::default()
     };
+    adjust(&mut config);
     let engine = Engine::open(url, None, config).await.expect("open");
     let owner = engine
         .sign_up(NewAccount {

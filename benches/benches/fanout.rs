@@ -1,16 +1,26 @@
 //! Load generator for the sync feed, against the real server over loopback.
 //!
-//! N WebSocket clients follow one event — about 5% Event Pro seat holders, the rest spread
-//! over 20 collaborators — while task writes go through the HTTP API at W per second for S
-//! seconds. Every task's title carries its send time, so each client measures write → client
-//! latency. Reports latency p50/p99/max, deliveries/s, and process RSS per idle connection;
-//! then the same number of clients fed by a raw tokio-tungstenite broadcast of pre-serialized
-//! frames, as the ceiling.
+//! The server runs in a child process (this same binary, started with
+//! `BACKOPS_FANOUT_SERVE=mem|surrealkv`), so its memory and CPU are measured apart from the
+//! clients'. N WebSocket clients follow one event — about 5% Event Pro seat holders, the rest
+//! spread over 20 collaborators — and ping at the announced heartbeat like real devices.
 //!
-//! Run: `cargo bench -p benches --bench fanout -- CLIENTS WRITES_PER_S SECONDS [mem|surrealkv]`
-//! (defaults 1000 1000 10 surrealkv). All traffic stays on 127.0.0.1; every loop is bounded.
+//! 1. Sustained: task writes through the HTTP API at W per second for S seconds (8 writers).
+//!    Every task's title carries its send time, so each client measures write → client
+//!    latency (p50/p99/max); reports achieved writes/s, deliveries/s and the server's CPU.
+//! 2. Burst: one seat holder pushes B task creates over its sync socket in batches; reports
+//!    how fast the server delivers them to every client that may see them (records/s).
+//! 3. Ceiling: a bare tokio-tungstenite server (in this process) broadcasting pre-serialized
+//!    frames of one change to N clients.
+//!
+//! Idle memory: the server process's RSS growth per subscribed connection.
+//!
+//! Run: `cargo bench -p benches --bench fanout -- CLIENTS WRITES_PER_S SECONDS [mem|surrealkv] [BURST]`
+//! (defaults 1000 1000 10 surrealkv 20000). All traffic stays on 127.0.0.1; every loop is bounded.
 
 use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -23,21 +33,38 @@ use serde_json::{Value, json};
 use tests::TestServer;
 use tokio_tungstenite::tungstenite::Message;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const COLLABORATORS: usize = 20;
+const SERVE_ENV: &str = "BACKOPS_FANOUT_SERVE";
+/// Clients ping this often (the server's heartbeat is 15 s; it closes after three silent ones).
+const PING_EVERY: Duration = Duration::from_secs(10);
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -51,9 +78,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 struct Stats {
     latencies_us: Mutex<Vec<u64>>,
     deliveries: AtomicU64,
+    /// Deliveries of burst records (titles `b:`).
+    burst: AtomicU64,
+    /// When the last delivery arrived (µs since the epoch).
+    last_us: AtomicU64,
 }
 
-/// Client sockets with small buffers, so that RSS per connection is mostly the server's.
+/// Client sockets with small buffers.
 fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096)
 }
@@ -76,10 +107,27 @@ async fn follow(url: &str, token: &str, event: &str) -> Ws {
     }
 }
 
-fn read_latencies(mut ws: Ws, stats: Arc<Stats>) -> tokio::task::JoinHandle<()> {
+/// Reads one client's frames until `stop`, pinging at the heartbeat.
+fn read_latencies(ws: Ws, stats: Arc<Stats>, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let (mut tx, mut rx) = ws.split();
+        let mut stop = stop;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut mine = Vec::new();
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        loop {
+            let msg = tokio::select! {
+                _ = stop.changed() => break,
+                _ = ping.tick() => {
+                    if tx.send(Message::Text(r#"{"type":"ping"}"#.into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                m = rx.next() => match m {
+                    Some(Ok(m)) => m,
+                    _ => break,
+                },
+            };
             let Message::Text(t) = msg else { continue };
             let v: Value = match serde_json::from_str(&t) {
                 Ok(v) => v,
@@ -87,11 +135,14 @@ fn read_latencies(mut ws: Ws, stats: Arc<Stats>) -> tokio::task::JoinHandle<()> 
             };
             let at = now_us();
             for c in v["changes"].as_array().into_iter().flatten() {
-                if let Some(sent) =
-                    c["data"]["title"].as_str().and_then(|t| t.strip_prefix("t:")).and_then(|s| s.parse::<u64>().ok())
-                {
+                let Some(title) = c["data"]["title"].as_str() else { continue };
+                if let Some(sent) = title.strip_prefix("t:").and_then(|s| s.parse::<u64>().ok()) {
                     mine.push(at.saturating_sub(sent));
                     stats.deliveries.fetch_add(1, Ordering::Relaxed);
+                    stats.last_us.fetch_max(at, Ordering::Relaxed);
+                } else if title.starts_with("b:") {
+                    stats.burst.fetch_add(1, Ordering::Relaxed);
+                    stats.last_us.fetch_max(at, Ordering::Relaxed);
                 }
             }
         }
@@ -99,24 +150,61 @@ fn read_latencies(mut ws: Ws, stats: Arc<Stats>) -> tokio::task::JoinHandle<()> 
     })
 }
 
+/// Child mode: serve until stdin closes; the first stdout line is the base URL.
+async fn serve_child(store: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = tests::test_config(dir.path());
+    if store == "surrealkv" {
+        config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
+    }
+    config.sync.queue_frames_max = 4096;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("http://{}", listener.local_addr().expect("addr"));
+    let stdin_closed = async {
+        // The parent holds our stdin; its end (or death) stops this server.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        })
+        .await;
+    };
+    server::run(listener, config, stdin_closed).await.expect("server");
+}
+
+fn spawn_server(store: &str) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .env(SERVE_ENV, store)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("base url");
+    (child, line.trim().to_string())
+}
+
 #[tokio::main]
 async fn main() {
+    if let Ok(store) = std::env::var(SERVE_ENV) {
+        return serve_child(&store).await;
+    }
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let clients: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let rate: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let secs: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     let store = args.get(3).cloned().unwrap_or_else(|| "surrealkv".into());
+    let burst: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let seats = (clients / 20).max(1);
-    println!("fanout: {clients} clients ({seats} seat holders), {rate} writes/s for {secs} s, store {store}");
+    println!(
+        "fanout: {clients} clients ({seats} seat holders), {rate} writes/s for {secs} s, burst {burst}, store {store}"
+    );
 
-    let dir = tempfile::tempdir().expect("dir");
-    let srv = TestServer::start_with(|c| {
-        if store == "surrealkv" {
-            c.database_url = format!("surrealkv://{}", dir.path().join("db").display());
-        }
-        c.sync.queue_frames_max = 4096;
-    })
-    .await;
+    let (mut child, base) = spawn_server(&store);
+    let pid = child.id().to_string();
+    let srv = TestServer::attach(&base);
     let owner = srv.sign_up("Owner").await;
     let org = owner.personal_org().await;
     let license = owner.ready_org(&org, seats as i64 + 1).await;
@@ -144,39 +232,48 @@ async fn main() {
         tokens.push(u.token);
     }
     println!("setup: {clients} accounts in {:.1} s", setup.elapsed().as_secs_f64());
+    // Members of collaborator k: clients i >= seats with i % COLLABORATORS == k.
+    let members: Vec<u64> =
+        (0..COLLABORATORS).map(|k| (seats..clients).filter(|i| i % COLLABORATORS == k).count() as u64).collect();
 
-    let rss_before = rss_kib();
+    // Idle memory of the server per subscribed connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_before = status_kib(&pid, "VmRSS:");
+    let own_before = status_kib("self", "VmRSS:");
     let url = srv.sync_url();
     let mut sockets = Vec::with_capacity(clients);
     for t in &tokens {
         sockets.push(follow(&url, t, &event).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = rss_kib();
-    let per_conn = (rss_idle.saturating_sub(rss_before)) as f64 / clients as f64;
+    let rss_idle = status_kib(&pid, "VmRSS:");
+    let own_idle = status_kib("self", "VmRSS:");
     println!(
-        "rss: {rss_before} KiB before, {rss_idle} KiB with {clients} idle subscribed connections: {per_conn:.1} KiB per connection (server and client sides, one process)"
+        "server rss: {rss_before} KiB before, {rss_idle} KiB with {clients} idle subscribed connections: {:.1} KiB per connection (clients: {:.1} KiB each)",
+        rss_idle.saturating_sub(rss_before) as f64 / clients as f64,
+        own_idle.saturating_sub(own_before) as f64 / clients as f64,
     );
 
     let stats = Arc::new(Stats::default());
-    let readers: Vec<_> = sockets.into_iter().map(|ws| read_latencies(ws, stats.clone())).collect();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let readers: Vec<_> = sockets.into_iter().map(|ws| read_latencies(ws, stats.clone(), stopped.clone())).collect();
 
-    // Writers: a few HTTP clients share the offered rate; ticks that fall behind are skipped.
+    // 1. Sustained writes: a few HTTP clients share the offered rate; late ticks are not skipped.
     let writers = 8u64;
     let total = rate * secs;
     let sent = Arc::new(AtomicU64::new(0));
     let expected = Arc::new(AtomicU64::new(0));
+    let cpu0 = cpu_secs(child.id());
     let started = Instant::now();
+    let started_us = now_us();
     let mut handles = Vec::new();
     for w in 0..writers {
         let api = owner.api.clone();
         let event = event.clone();
         let collabs = collabs.clone();
+        let members = members.clone();
         let (sent, expected) = (sent.clone(), expected.clone());
         let per = rate as f64 / writers as f64;
-        // Members of collaborator k: clients i >= seats with i % COLLABORATORS == k.
-        let members: Vec<u64> =
-            (0..COLLABORATORS).map(|k| (seats..clients).filter(|i| i % COLLABORATORS == k).count() as u64).collect();
         handles.push(tokio::spawn(async move {
             let mut i = 0u64;
             while i < total / writers {
@@ -202,33 +299,94 @@ async fn main() {
         h.await.expect("writer");
     }
     let write_secs = started.elapsed().as_secs_f64();
+    let cpu_writes = cpu_secs(child.id()) - cpu0;
     let want = expected.load(Ordering::Relaxed);
     let deadline = Instant::now() + Duration::from_secs(30);
     while stats.deliveries.load(Ordering::Relaxed) < want && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let delivered_secs = started.elapsed().as_secs_f64();
     let delivered = stats.deliveries.load(Ordering::Relaxed);
-    drop(srv);
+    let span_secs = (stats.last_us.load(Ordering::Relaxed).saturating_sub(started_us)) as f64 / 1e6;
+    let writes = sent.load(Ordering::Relaxed);
+    println!(
+        "sustained: {writes} writes in {write_secs:.2} s ({:.0}/s of {rate} offered); {delivered}/{want} deliveries, the last {span_secs:.2} s after the start ({:.0}/s); server CPU {:.2} s ({:.2} ms per write)",
+        writes as f64 / write_secs,
+        delivered as f64 / span_secs.max(1e-9),
+        cpu_writes,
+        cpu_writes * 1000.0 / writes.max(1) as f64,
+    );
+
+    // 2. Burst: pushes over one seat holder's socket, as a device reconnecting with its outbox.
+    let burst_want = burst_deliveries(burst, seats as u64, &members);
+    if burst > 0 {
+        let mut pusher = follow(&url, &owner.token, &event).await;
+        let cpu0 = cpu_secs(child.id());
+        let b0 = stats.burst.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let started_us = now_us();
+        let batch = 500u64;
+        let mut i = 0u64;
+        while i < burst {
+            let n = batch.min(burst - i);
+            let mutations: Vec<Value> = (i..i + n)
+                .map(|j| {
+                    json!({ "id": format!("b{j}"), "kind": "task", "op": "create",
+                            "fields": { "collaborator": collabs[(j as usize) % COLLABORATORS], "title": format!("b:{j}") } })
+                })
+                .collect();
+            let push = json!({ "type": "push", "event": event, "mutations": mutations });
+            pusher.send(Message::Text(push.to_string().into())).await.expect("push");
+            // Wait for the ack (the pusher also receives its own changes).
+            loop {
+                let Some(Ok(Message::Text(t))) = pusher.next().await else { panic!("pusher closed") };
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v["type"] == "ack" {
+                    let ok =
+                        v["results"].as_array().map_or(0, |r| r.iter().filter(|r| r["status"] == "accepted").count());
+                    assert_eq!(ok as u64, n, "every pushed mutation accepted: {v}");
+                    break;
+                }
+            }
+            i += n;
+        }
+        let push_secs = started.elapsed().as_secs_f64();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stats.burst.load(Ordering::Relaxed) - b0 < burst_want && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = stats.burst.load(Ordering::Relaxed) - b0;
+        let span = (stats.last_us.load(Ordering::Relaxed).saturating_sub(started_us)) as f64 / 1e6;
+        println!(
+            "burst: {burst} mutations pushed in {push_secs:.2} s ({:.0}/s); {got}/{burst_want} record deliveries in {span:.2} s ({:.0}/s); server CPU {:.2} s",
+            burst as f64 / push_secs,
+            got as f64 / span.max(1e-9),
+            cpu_secs(child.id()) - cpu0,
+        );
+    }
+
+    let _ = stop.send(true);
     for r in readers {
         let _ = r.await;
     }
     let mut lat = stats.latencies_us.lock().unwrap().clone();
     lat.sort_unstable();
-    let writes = sent.load(Ordering::Relaxed);
     println!(
-        "backops: {writes} writes in {write_secs:.2} s ({:.0}/s); {delivered}/{want} deliveries in {delivered_secs:.2} s ({:.0}/s)",
-        writes as f64 / write_secs,
-        delivered as f64 / delivered_secs
-    );
-    println!(
-        "latency write→client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "latency write→client: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
         percentile(&lat, 0.50) as f64 / 1000.0,
         percentile(&lat, 0.99) as f64 / 1000.0,
-        lat.last().copied().unwrap_or(0) as f64 / 1000.0
+        lat.last().copied().unwrap_or(0) as f64 / 1000.0,
+        lat.len()
     );
+    drop(child.stdin.take());
+    let _ = child.wait();
 
-    raw_broadcast(clients, want.max(1)).await;
+    raw_broadcast(clients, want.max(burst_want).max(1)).await;
+}
+
+/// Record deliveries a burst of `burst` creates spread round-robin over the collaborators
+/// should make: every seat holder sees each, members see their collaborator's.
+fn burst_deliveries(burst: u64, seats: u64, members: &[u64]) -> u64 {
+    (0..burst).map(|j| seats + members[(j as usize) % COLLABORATORS]).sum()
 }
 
 /// The ceiling: a bare tokio-tungstenite server that sends pre-serialized frames to every

@@ -8,6 +8,9 @@ use std::time::Instant;
 use engine::protocol::{Mutation, MutationOp, MutationResult};
 use serde_json::json;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn task(i: usize) -> Mutation {
     Mutation {
         id: format!("m{i}"),

@@ -150,11 +150,38 @@ const COMMIT_QUEUE_MAX: usize = 1024;
 
 pub(crate) struct CommitRequest {
     writes: Vec<Write>,
+    basis: Option<i64>,
     reply: tokio::sync::oneshot::Sender<Result<Vec<Change>>>,
 }
 
 /// The message a commit throws when a record it must change is gone.
 const MISSING: &str = "backops:record_missing";
+/// The message a commit throws when the access facts its decisions used are out of date.
+const STALE: &str = "backops:stale_access";
+
+/// Record kinds whose writes can change who may do what in the event: committing one bumps
+/// the event's access version (see [`crate::cache`]).
+const ACCESS_KINDS: &[&str] = &["seat", "collab_member", "collaborator", "event"];
+
+/// The one statement text of every commit: the counter (and the access version, checked
+/// against the version the writer's decisions were based on), then each record write and
+/// its log entry. Values come as parameters, so the text never changes.
+const COMMIT_SQL: &str = "BEGIN TRANSACTION;
+LET $row = (UPSERT type::record('event_seq', $event) SET n = (n ?? 0) + $count, access = (access ?? 0) + $bump RETURN n, access)[0];
+IF $basis_min != NONE AND ($basis_min != $row.access - $bump OR $basis_max != $row.access - $bump) { THROW 'backops:stale_access' };
+LET $base = $row.n - $count;
+FOR $w IN $writes {
+    IF $w.op = 'create' {
+        CREATE type::record($w.k, $w.id) CONTENT $w.c RETURN NONE;
+    } ELSE IF $w.op = 'replace' {
+        IF array::len(UPDATE type::record($w.k, $w.id) CONTENT $w.c RETURN VALUE id) = 0 { THROW 'backops:record_missing' };
+    } ELSE {
+        IF array::len(DELETE type::record($w.k, $w.id) RETURN BEFORE) = 0 { THROW 'backops:record_missing' };
+    };
+    CREATE type::record('change', [$event, $base + $w.i]) CONTENT object::extend($w.l, { seq: $base + $w.i }) RETURN NONE;
+};
+RETURN $row;
+COMMIT TRANSACTION;";
 
 impl Engine {
     /// Applies `writes` to `event` in one transaction together with their change entries.
@@ -162,7 +189,24 @@ impl Engine {
     /// The entries carry this handle's origin (see [`Engine::for_mutation`]). On a batch
     /// handle (see [`Engine::apply_mutations`]) the writes are collected instead, to be
     /// committed together with the rest of the batch.
-    pub(crate) async fn commit(&self, event: &str, mut writes: Vec<Write>) -> Result<Vec<Change>> {
+    pub(crate) async fn commit(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
+        self.commit_on(event, None, writes).await
+    }
+
+    /// [`Engine::commit`] of writes decided with facts from the write path's access cache
+    /// (`ev` comes from [`Engine::standing_for_write`]). The commit fails in its transaction
+    /// if the event's access changed since those facts were read; it is then retried with
+    /// fresh facts when the writer's own standing is the same, and refused otherwise.
+    pub(crate) async fn commit_as(&self, ev: &crate::model::Event, writes: Vec<Write>) -> Result<Vec<Change>> {
+        self.commit_on(&ev.id, ev.basis.clone(), writes).await
+    }
+
+    async fn commit_on(
+        &self,
+        event: &str,
+        basis: Option<std::sync::Arc<crate::cache::Basis>>,
+        mut writes: Vec<Write>,
+    ) -> Result<Vec<Change>> {
         let origin = self.origin.as_ref().map(|o| o.origin.clone());
         for w in &mut writes {
             w.origin = origin.clone();
@@ -171,7 +215,26 @@ impl Engine {
             batch.collect(self.origin.as_ref().map_or(0, |o| o.index), writes);
             return Ok(Vec::new());
         }
-        let entries = self.commit_writes(event, writes).await?;
+        let mut version = basis.as_ref().map(|b| b.version);
+        let mut attempts = 0;
+        let entries = loop {
+            match self.commit_writes_on(event, version, writes.clone()).await {
+                Err(Error::StaleAccess) if attempts < 3 => {
+                    attempts += 1;
+                    let Some(b) = &basis else { return Err(Error::StaleAccess) };
+                    self.shared.access.forget(event);
+                    let (fresh, standing) = self.standing_for_write(&b.actor, event).await?;
+                    if standing != b.standing {
+                        return Err(Error::conflict(
+                            "access_changed",
+                            "your access to this event changed while the request ran; try again",
+                        ));
+                    }
+                    version = fresh.basis.as_ref().map(|b| b.version);
+                }
+                other => break other?,
+            }
+        };
         if let (Some(o), Some(last)) = (&self.origin, entries.last()) {
             o.last_seq.store(last.seq, std::sync::atomic::Ordering::Relaxed);
         }
@@ -186,11 +249,17 @@ impl Engine {
     /// event's throughput does not stop at the disk's commit rate and writers of one process
     /// never conflict on the event's counter. If a gathered transaction fails, each caller's
     /// writes are committed on their own, so one caller's refusal is never another's.
-    pub(crate) async fn commit_writes(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
+    pub(crate) async fn commit_writes_on(
+        &self,
+        event: &str,
+        basis: Option<i64>,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Change>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queue = self.committer(event);
-        if let Err(tokio::sync::mpsc::error::SendError(req)) = queue.send(CommitRequest { writes, reply }).await {
-            return self.commit_now(event, req.writes).await;
+        if let Err(tokio::sync::mpsc::error::SendError(req)) = queue.send(CommitRequest { writes, basis, reply }).await
+        {
+            return self.commit_now(event, &[req.basis], req.writes).await;
         }
         answer.await.map_err(|_| Error::Internal("the committer stopped".into()))?
     }
@@ -210,25 +279,42 @@ impl Engine {
     }
 
     async fn run_committer(self, event: String, mut queue: tokio::sync::mpsc::Receiver<CommitRequest>) {
-        while let Some(first) = queue.recv().await {
+        // A request that changes access is committed on its own, so no other request of its
+        // transaction was decided on the facts it changes.
+        let mut held: Option<CommitRequest> = None;
+        loop {
+            let first = match held.take() {
+                Some(r) => r,
+                None => match queue.recv().await {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
             let mut group = vec![first];
             let mut writes = group[0].writes.len();
-            while writes < COMMIT_WRITES_MAX / 2 {
-                match queue.try_recv() {
-                    Ok(r) => {
-                        writes += r.writes.len();
-                        group.push(r);
+            if !changes_access(&group[0].writes) {
+                while writes < COMMIT_WRITES_MAX / 2 {
+                    match queue.try_recv() {
+                        Ok(r) if changes_access(&r.writes) => {
+                            held = Some(r);
+                            break;
+                        }
+                        Ok(r) => {
+                            writes += r.writes.len();
+                            group.push(r);
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
             if group.len() == 1 {
                 let r = group.remove(0);
-                let _ = r.reply.send(self.commit_now(&event, r.writes).await);
+                let _ = r.reply.send(self.commit_now(&event, &[r.basis], r.writes).await);
                 continue;
             }
+            let bases: Vec<Option<i64>> = group.iter().map(|r| r.basis).collect();
             let all: Vec<Write> = group.iter().flat_map(|r| r.writes.iter().cloned()).collect();
-            match self.commit_now(&event, all).await {
+            match self.commit_now(&event, &bases, all).await {
                 Ok(mut entries) => {
                     for r in group {
                         let rest = entries.split_off(r.writes.len().min(entries.len()));
@@ -237,15 +323,16 @@ impl Engine {
                 }
                 Err(_) => {
                     for r in group {
-                        let _ = r.reply.send(self.commit_now(&event, r.writes).await);
+                        let _ = r.reply.send(self.commit_now(&event, &[r.basis], r.writes).await);
                     }
                 }
             }
         }
     }
 
-    /// One transaction: the counter, the records and their change entries.
-    async fn commit_now(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
+    /// One transaction: the counter, the records and their change entries. `bases` are the
+    /// access versions the writers' decisions were based on (None: decided on fresh reads).
+    async fn commit_now(&self, event: &str, bases: &[Option<i64>], writes: Vec<Write>) -> Result<Vec<Change>> {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
@@ -254,39 +341,15 @@ impl Engine {
         }
         let at = time::now();
         let count = writes.len() as i64;
-        let mut sql = String::from(
-            "BEGIN TRANSACTION;
-             LET $n = (UPSERT type::record('event_seq', $event) SET n = (n ?? 0) + $count RETURN VALUE n)[0];\n",
-        );
-        let mut vars = serde_json::Map::new();
-        vars.insert("event".into(), json!(event));
-        vars.insert("count".into(), json!(count));
+        let bump = i64::from(changes_access(&writes));
+        let known: Vec<i64> = bases.iter().flatten().copied().collect();
+        let mut planned = Vec::with_capacity(writes.len());
         let mut entries = Vec::with_capacity(writes.len());
         for (i, w) in writes.into_iter().enumerate() {
-            let (k, id, c, l) = (format!("k{i}"), format!("id{i}"), format!("c{i}"), format!("l{i}"));
-            vars.insert(k.clone(), json!(w.kind));
-            vars.insert(id.clone(), json!(w.id));
-            let (op, data) = match w.op {
-                WriteOp::Create(content) => {
-                    sql.push_str(&format!("CREATE type::record(${k}, ${id}) CONTENT ${c};\n"));
-                    let data = with_id(&content, &w.id);
-                    vars.insert(c, content);
-                    (Op::Upsert, Some(data))
-                }
-                WriteOp::Replace(content) => {
-                    sql.push_str(&format!(
-                        "IF array::len(UPDATE type::record(${k}, ${id}) CONTENT ${c}) = 0 {{ THROW '{MISSING}' }};\n"
-                    ));
-                    let data = with_id(&content, &w.id);
-                    vars.insert(c, content);
-                    (Op::Upsert, Some(data))
-                }
-                WriteOp::Delete => {
-                    sql.push_str(&format!(
-                        "IF array::len(DELETE type::record(${k}, ${id}) RETURN BEFORE) = 0 {{ THROW '{MISSING}' }};\n"
-                    ));
-                    (Op::Delete, None)
-                }
+            let (op, data, content, verb) = match w.op {
+                WriteOp::Create(content) => (Op::Upsert, Some(with_id(&content, &w.id)), Some(content), "create"),
+                WriteOp::Replace(content) => (Op::Upsert, Some(with_id(&content, &w.id)), Some(content), "replace"),
+                WriteOp::Delete => (Op::Delete, None, None, "delete"),
             };
             let entry = Change {
                 event: event.into(),
@@ -301,32 +364,47 @@ impl Engine {
                 origin: w.origin,
                 at: at.clone(),
             };
-            let mut content = serde_json::to_value(&entry)?;
-            if let Some(m) = content.as_object_mut() {
+            let mut logged = serde_json::to_value(&entry)?;
+            if let Some(m) = logged.as_object_mut() {
                 m.remove("seq");
             }
-            vars.insert(l.clone(), content);
-            sql.push_str(&format!(
-                "CREATE type::record('change', [$event, $n - $count + {next}]) CONTENT object::extend(${l}, {{ seq: $n - $count + {next} }});\n",
-                next = i + 1
-            ));
+            let mut p = json!({ "op": verb, "k": entry.kind, "id": entry.record, "i": i + 1, "l": logged });
+            if let (Some(c), Some(m)) = (content, p.as_object_mut()) {
+                m.insert("c".into(), c);
+            }
+            planned.push(p);
             entries.push(entry);
         }
-        sql.push_str("RETURN $n;\nCOMMIT TRANSACTION;");
-        let mut rows = self.store.run(&sql, Value::Object(vars)).await.map_err(|e| match e {
+        let mut vars = json!({ "event": event, "count": count, "bump": bump, "writes": planned });
+        // Unbound parameters are NONE: a commit decided on fresh reads checks nothing.
+        if let (Some(lo), Some(hi), Some(m)) = (known.iter().min(), known.iter().max(), vars.as_object_mut()) {
+            m.insert("basis_min".into(), json!(lo));
+            m.insert("basis_max".into(), json!(hi));
+        }
+        let mut rows = self.store.run(COMMIT_SQL, vars).await.map_err(|e| match e {
             Error::Internal(m) if m.contains(MISSING) => Error::not_found("record"),
+            Error::Internal(m) if m.contains(STALE) => Error::StaleAccess,
             other => other,
         })?;
-        let last: i64 = rows.last_value()?.ok_or_else(|| Error::Internal("commit returned no seq".into()))?;
-        let first = last - count + 1;
+        #[derive(Deserialize)]
+        struct Row {
+            n: i64,
+            access: i64,
+        }
+        let row: Row = rows.last_value()?.ok_or_else(|| Error::Internal("commit returned no seq".into()))?;
+        let first = row.n - count + 1;
         for (i, e) in entries.iter_mut().enumerate() {
             e.seq = first + i as i64;
         }
+        // Cached access facts of the event older than its version are out of date (a bump
+        // by this commit, or by another server).
+        self.shared.access.seen(event, row.access);
         // Nobody listening is fine: the feed also polls.
-        let _ = self.commits.send((event.to_string(), last));
+        let _ = self.commits.send((event.to_string(), row.n));
         let keep = self.config.log_retention.max(1);
-        if last - self.log_floor(event).await? > keep + (keep / 10).max(1) {
-            self.trim_log(event, last - keep).await?;
+        let floor = self.known_floor(event).await?;
+        if row.n - floor > keep + (keep / 10).max(1) {
+            self.trim_log(event, row.n - keep).await?;
         }
         Ok(entries)
     }
@@ -367,6 +445,17 @@ impl Engine {
             .unwrap_or(0))
     }
 
+    /// The floor as this process last knew it (read once per event; trims by other servers
+    /// only make this process trim again, which is harmless).
+    async fn known_floor(&self, event: &str) -> Result<i64> {
+        if let Some(f) = self.shared.floors.lock().unwrap_or_else(|e| e.into_inner()).get(event) {
+            return Ok(*f);
+        }
+        let f = self.log_floor(event).await?;
+        self.shared.floors.lock().unwrap_or_else(|e| e.into_inner()).insert(event.to_string(), f);
+        Ok(f)
+    }
+
     /// Drops the entries of `event` up to `upto` and records the new floor.
     async fn trim_log(&self, event: &str, upto: i64) -> Result<()> {
         self.store
@@ -378,6 +467,9 @@ impl Engine {
                 json!({ "e": event, "upto": upto }),
             )
             .await?;
+        let mut floors = self.shared.floors.lock().unwrap_or_else(|e| e.into_inner());
+        let f = floors.entry(event.to_string()).or_insert(0);
+        *f = (*f).max(upto);
         tracing::debug!(event, upto, "change log trimmed");
         Ok(())
     }
@@ -391,6 +483,10 @@ impl Engine {
             .value(0)?
             .unwrap_or(0))
     }
+}
+
+fn changes_access(writes: &[Write]) -> bool {
+    writes.iter().any(|w| ACCESS_KINDS.contains(&w.kind))
 }
 
 fn with_id(content: &Value, id: &str) -> Value {

@@ -34,6 +34,10 @@ pub enum Error {
     /// The database URL cannot be used.
     #[error("{0}")]
     Config(String),
+    /// The access facts a write was decided on changed before it committed; the engine
+    /// retries or turns this into a [`Error::Conflict`], so callers outside it never see it.
+    #[error("access changed while the request ran")]
+    StaleAccess,
     /// A storage failure or broken invariant. The detail is for logs only.
     #[error("internal error")]
     Internal(String),
@@ -69,6 +73,7 @@ impl Error {
             Error::BadCredentials => "bad_credentials",
             Error::SchemaTooNew { .. } => "schema_too_new",
             Error::Config(_) => "config",
+            Error::StaleAccess => "access_changed",
             Error::Internal(_) => "internal",
         }
     }

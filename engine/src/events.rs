@@ -61,12 +61,42 @@ impl Engine {
         self.read_standing(actor, event).await
     }
 
+    /// The caller's standing for a write: from the write path's access cache when it is
+    /// there (the returned event carries the [`Basis`](crate::cache::Basis) its commit is
+    /// checked against, see [`Engine::commit_as`]), read and kept otherwise.
+    pub(crate) async fn standing_for_write(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
+        if self.batch.is_some() {
+            return self.standing(actor, event).await;
+        }
+        let (mut ev, standing, version) = match self.shared.access.standing(actor, event) {
+            Some(found) => found,
+            None => {
+                let (ev, standing, version) = self.read_standing_at(actor, event).await?;
+                self.shared.access.keep_standing(actor, &ev, standing.clone(), version);
+                (ev, standing, version)
+            }
+        };
+        ev.basis = Some(std::sync::Arc::new(crate::cache::Basis {
+            actor: actor.to_string(),
+            version,
+            standing: standing.clone(),
+        }));
+        Ok((ev, standing))
+    }
+
     async fn read_standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
+        self.read_standing_at(actor, event).await.map(|(ev, s, _)| (ev, s))
+    }
+
+    /// The standing with the event's access version, read BEFORE the facts: facts at least
+    /// as new as the version they are kept under can only make a commit check fail safe.
+    async fn read_standing_at(&self, actor: &str, event: &str) -> Result<(Event, Standing, i64)> {
         let mut rows = self
             .store
             .run(
                 &format!(
-                    "SELECT {EVENT_FIELDS} FROM type::record('event', $event);
+                    "SELECT VALUE access FROM type::record('event_seq', $event);
+                     SELECT {EVENT_FIELDS} FROM type::record('event', $event);
                      SELECT VALUE slot FROM seat WHERE event = $event AND person = $p;
                      SELECT collaborator, read_only,
                             type::record('collaborator', collaborator).read_only AS collaborator_read_only
@@ -75,8 +105,9 @@ impl Engine {
                 json!({ "event": event, "p": actor }),
             )
             .await?;
-        let Some(ev) = rows.first::<Event>(0)? else { return Err(Error::not_found("event")) };
-        let seat = !rows.all::<i64>(1)?.is_empty();
+        let version: i64 = rows.value::<Option<i64>>(0)?.flatten().unwrap_or(0);
+        let Some(ev) = rows.first::<Event>(1)? else { return Err(Error::not_found("event")) };
+        let seat = !rows.all::<i64>(2)?.is_empty();
         #[derive(Deserialize)]
         struct M {
             collaborator: String,
@@ -84,7 +115,7 @@ impl Engine {
             #[serde(default)]
             collaborator_read_only: Option<bool>,
         }
-        let membership = rows.first::<M>(2)?.map(|m| Membership {
+        let membership = rows.first::<M>(3)?.map(|m| Membership {
             collaborator: m.collaborator,
             read_only: m.read_only || m.collaborator_read_only.unwrap_or(false),
         });
@@ -93,7 +124,7 @@ impl Engine {
         if decide(&standing, Action::Read, Target::EventInfo) == Decision::Hidden {
             return Err(Error::not_found("event"));
         }
-        Ok((ev, standing))
+        Ok((ev, standing, version))
     }
 
     /// Creates an event in `org` with its default collaborator, in one transaction. The
@@ -137,6 +168,7 @@ impl Engine {
             default_collaborator: new_id(),
             created_by: actor.into(),
             created_at: now.clone(),
+            basis: None,
         };
         let collab = Collaborator {
             id: ev.default_collaborator.clone(),

@@ -8,6 +8,7 @@
 
 pub mod access;
 mod accounts;
+mod cache;
 pub mod changes;
 mod error;
 mod events;
@@ -74,9 +75,26 @@ pub struct Engine {
     origin: Option<Arc<MutationContext>>,
     /// Set on a handle that plans a batch of mutations: writes are collected, not committed.
     batch: Option<Arc<mutations::Batch>>,
+    /// Process-wide state behind every handle.
+    shared: Arc<Shared>,
     /// One committer task per event (group commit), by event id.
     committers:
         Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::sync::mpsc::Sender<changes::CommitRequest>>>>,
+}
+
+/// What all handles of one engine share.
+#[derive(Default)]
+struct Shared {
+    /// The write path's access facts (see [`cache`]).
+    access: cache::AccessCache,
+    /// Each event's log floor as this process last knew it.
+    floors: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared")
+    }
 }
 
 #[derive(Debug)]
@@ -104,6 +122,7 @@ impl Engine {
             commits,
             origin: None,
             batch: None,
+            shared: Default::default(),
             committers: Default::default(),
         };
         engine.resume_pending_activations().await?;

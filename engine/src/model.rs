@@ -141,6 +141,10 @@ pub struct Event {
     pub default_collaborator: String,
     pub created_by: String,
     pub created_at: String,
+    /// Set when the caller's standing came from the write path's access cache: the facts
+    /// its commit must still match.
+    #[serde(skip)]
+    pub(crate) basis: Option<std::sync::Arc<crate::cache::Basis>>,
 }
 
 /// The caller's own standing in an event, as shown to them.

@@ -135,7 +135,7 @@ impl Engine {
         let (indexes, writes): (Vec<usize>, Vec<Write>) = batch.take().into_iter().unzip();
         let mut seqs = vec![0; ms.len()];
         if !writes.is_empty() {
-            match self.commit_writes(event, writes).await {
+            match self.commit_writes_on(event, None, writes).await {
                 Ok(entries) => {
                     for (i, e) in indexes.iter().zip(entries) {
                         seqs[*i] = seqs[*i].max(e.seq);

@@ -50,6 +50,13 @@ fn org_gate(decision: Decision) -> Result<()> {
     }
 }
 
+/// A change of an organization's members changes standings in each of its events: the
+/// statement that bumps their access versions, in the same transaction as the change (see
+/// `crate::cache`). `$org` is the organization.
+const BUMP_ORG_EVENTS: &str = "FOR $e IN (SELECT VALUE record::id(id) FROM event WHERE org = $org) {
+         UPDATE type::record('event_seq', $e) SET access = (access ?? 0) + 1 RETURN NONE;
+     };";
+
 impl Engine {
     pub(crate) async fn org_role(&self, person: &str, org: &str) -> Result<Option<OrgRole>> {
         self.store
@@ -165,12 +172,18 @@ impl Engine {
         })?;
         self.store
             .run(
-                "CREATE type::record('org_member', $org + '|' + $p) CONTENT { org: $org, person: $p, role: $role, created_at: $now }",
+                &format!(
+                    "BEGIN TRANSACTION;
+                     CREATE type::record('org_member', $org + '|' + $p) CONTENT {{ org: $org, person: $p, role: $role, created_at: $now }};
+                     {BUMP_ORG_EVENTS}
+                     COMMIT TRANSACTION;"
+                ),
                 json!({ "org": org, "p": person.id, "role": role, "now": time::now() }),
             )
             .await
             .map_err(|e| on_duplicate(e, "already_member", "that person is already in this organization"))?
             .written::<serde_json::Value>(0)?;
+        self.shared.access.forget_all();
         Ok(OrgMember { person: person.id, email: person.email, name: person.name, role })
     }
 
@@ -187,11 +200,17 @@ impl Engine {
         }
         self.store
             .run(
-                "UPDATE type::record('org_member', $org + '|' + $p) SET role = $role",
+                &format!(
+                    "BEGIN TRANSACTION;
+                     UPDATE type::record('org_member', $org + '|' + $p) SET role = $role;
+                     {BUMP_ORG_EVENTS}
+                     COMMIT TRANSACTION;"
+                ),
                 json!({ "org": org, "p": person, "role": role }),
             )
             .await?
             .written::<serde_json::Value>(0)?;
+        self.shared.access.forget_all();
         Ok(())
     }
 
@@ -209,8 +228,17 @@ impl Engine {
             self.ensure_another_owner(org).await?;
         }
         self.store
-            .run("DELETE type::record('org_member', $org + '|' + $p)", json!({ "org": org, "p": person }))
+            .run(
+                &format!(
+                    "BEGIN TRANSACTION;
+                     DELETE type::record('org_member', $org + '|' + $p);
+                     {BUMP_ORG_EVENTS}
+                     COMMIT TRANSACTION;"
+                ),
+                json!({ "org": org, "p": person }),
+            )
             .await?;
+        self.shared.access.forget_all();
         Ok(())
     }
 

@@ -21,6 +21,10 @@ pub struct Limits {
     pub snapshot_chunk_records_max: usize,
     /// Most changes per `changes` frame the server sends.
     pub changes_per_frame_max: usize,
+    /// Size the server aims for in the snapshot and changes frames it sends: it starts a new
+    /// frame rather than grow one past this (a single larger record travels alone). Small
+    /// frames keep each connection's buffers small and let live changes interleave.
+    pub frame_out_bytes_target: usize,
     /// Frames the server queues for one connection; past it the connection is closed with
     /// [`close::SLOW_CONSUMER`] and its resume cursors.
     pub queue_frames_max: usize,
@@ -39,6 +43,7 @@ impl Default for Limits {
             frame_bytes_max: 256 * 1024,
             snapshot_chunk_records_max: 500,
             changes_per_frame_max: 500,
+            frame_out_bytes_target: 16 * 1024,
             queue_frames_max: 256,
             subscriptions_max: 64,
             push_mutations_max: 500,

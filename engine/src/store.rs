@@ -30,8 +30,10 @@ pub struct Migration {
 }
 
 /// The schema this binary knows, in order. Append only: a released migration never changes.
-pub const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "foundation", sql: include_str!("../../schemas/surreal/0001_foundation.surql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "foundation", sql: include_str!("../../schemas/surreal/0001_foundation.surql") },
+    Migration { version: 2, name: "change_log", sql: include_str!("../../schemas/surreal/0002_change_log.surql") },
+];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.
 #[derive(Clone, Debug, Default)]

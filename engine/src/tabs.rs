@@ -204,7 +204,19 @@ impl Engine {
             },
         };
         gate(decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: &one(&c) }), "collaborator")?;
-        if self.collaborator(&ev.id, &c).await?.is_none() {
+        // Facts kept at the version of the caller's standing are checked again by the commit.
+        let kept = ev.basis.as_ref().and_then(|b| self.shared.access.collaborator(&ev.id, b.version, &c));
+        let exists = match kept {
+            Some(exists) => exists,
+            None => {
+                let exists = self.collaborator(&ev.id, &c).await?.is_some();
+                if let Some(b) = &ev.basis {
+                    self.shared.access.keep_collaborator(&ev.id, b.version, &c, exists);
+                }
+                exists
+            }
+        };
+        if !exists {
             return Err(Error::not_found("collaborator"));
         }
         Ok(c)
@@ -268,7 +280,7 @@ impl Engine {
     }
 
     pub async fn create_task(&self, actor: &str, event: &str, input: NewTask) -> Result<Task> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let collaborator = self.target_collaborator(&ev, &s, input.collaborator).await?;
         gate(
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&collaborator) }),
@@ -287,12 +299,12 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.commit(&ev.id, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?]).await?;
+        self.commit_as(&ev, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?]).await?;
         Ok(task)
     }
 
     pub async fn update_task(&self, actor: &str, event: &str, id: &str, patch: TaskPatch) -> Result<Task> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let mut task: Task = self.load("task", &ev.id, id).await?.ok_or(Error::not_found("task"))?;
         let before = vec![task.collaborator.clone()];
         gate(
@@ -322,12 +334,12 @@ impl Engine {
         }
         task.updated_at = time::now();
         let after = vec![task.collaborator.clone()];
-        self.commit(&ev.id, vec![Write::replace("task", &task.id, &task, before, after)?]).await?;
+        self.commit_as(&ev, vec![Write::replace("task", &task.id, &task, before, after)?]).await?;
         Ok(task)
     }
 
     pub async fn delete_task(&self, actor: &str, event: &str, id: &str) -> Result<()> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let task: Task = self.load("task", &ev.id, id).await?.ok_or(Error::not_found("task"))?;
         gate(
             decide(&s, Action::Read, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
@@ -337,7 +349,7 @@ impl Engine {
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
             "task",
         )?;
-        self.commit(&ev.id, vec![Write::delete("task", &task.id, vec![task.collaborator.clone()])]).await?;
+        self.commit_as(&ev, vec![Write::delete("task", &task.id, vec![task.collaborator.clone()])]).await?;
         Ok(())
     }
 
@@ -379,7 +391,7 @@ impl Engine {
     }
 
     pub async fn create_activity(&self, actor: &str, event: &str, input: NewActivity) -> Result<Activity> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let tags = self.check_tags(&ev, &s, input.collaborators).await?;
         gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
         let now = time::now();
@@ -398,12 +410,12 @@ impl Engine {
         if a.ends_at < a.starts_at {
             return Err(Error::invalid("ends_at must not be before starts_at"));
         }
-        self.commit(&ev.id, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?]).await?;
+        self.commit_as(&ev, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?]).await?;
         Ok(a)
     }
 
     pub async fn update_activity(&self, actor: &str, event: &str, id: &str, patch: ActivityPatch) -> Result<Activity> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let mut a: Activity = self.load("activity", &ev.id, id).await?.ok_or(Error::not_found("activity"))?;
         let before = a.collaborators.clone();
         if !s.seat {
@@ -434,12 +446,12 @@ impl Engine {
         }
         a.updated_at = time::now();
         let after = a.collaborators.clone();
-        self.commit(&ev.id, vec![Write::replace("activity", &a.id, &a, before, after)?]).await?;
+        self.commit_as(&ev, vec![Write::replace("activity", &a.id, &a, before, after)?]).await?;
         Ok(a)
     }
 
     pub async fn delete_activity(&self, actor: &str, event: &str, id: &str) -> Result<()> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let a: Activity = self.load("activity", &ev.id, id).await?.ok_or(Error::not_found("activity"))?;
         if !s.seat {
             gate(
@@ -448,7 +460,7 @@ impl Engine {
             )?;
         }
         gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
-        self.commit(&ev.id, vec![Write::delete("activity", &a.id, a.collaborators.clone())]).await?;
+        self.commit_as(&ev, vec![Write::delete("activity", &a.id, a.collaborators.clone())]).await?;
         Ok(())
     }
 
@@ -462,7 +474,7 @@ impl Engine {
 
     /// Records a file in a collaborator's folder (its metadata; the bytes travel separately).
     pub async fn add_file(&self, actor: &str, event: &str, input: NewFile) -> Result<FileMeta> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let collaborator = self.target_collaborator(&ev, &s, input.collaborator).await?;
         gate(
             decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &one(&collaborator) }),
@@ -492,16 +504,16 @@ impl Engine {
             uploaded_by: actor.into(),
             created_at: time::now(),
         };
-        self.commit(&ev.id, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
+        self.commit_as(&ev, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
         Ok(f)
     }
 
     pub async fn delete_file(&self, actor: &str, event: &str, id: &str) -> Result<()> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
         gate(decide(&s, Action::Read, Target::Tab { tab: Tab::Files, collaborators: &one(&f.collaborator) }), "file")?;
         gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &one(&f.collaborator) }), "file")?;
-        self.commit(&ev.id, vec![Write::delete("file_meta", &f.id, vec![f.collaborator.clone()])]).await?;
+        self.commit_as(&ev, vec![Write::delete("file_meta", &f.id, vec![f.collaborator.clone()])]).await?;
         Ok(())
     }
 
@@ -515,7 +527,7 @@ impl Engine {
 
     /// Sends an advance form to a collaborator (the event team's job: seat holders).
     pub async fn create_advance(&self, actor: &str, event: &str, input: NewAdvance) -> Result<Advance> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "event")?;
         let collaborator = self.target_collaborator(&ev, &s, Some(input.collaborator)).await?;
         let answers = check_answers(input.answers.unwrap_or_else(|| json!({})))?;
@@ -535,7 +547,7 @@ impl Engine {
             created_at: now.clone(),
             updated_at: now,
         };
-        self.commit(&ev.id, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?]).await?;
+        self.commit_as(&ev, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?]).await?;
         Ok(a)
     }
 
@@ -543,7 +555,7 @@ impl Engine {
     /// (done, archived, back to not started), titles and moves are the event team's. Editing
     /// the answers of an advance puts it (back) into `needs_review`.
     pub async fn update_advance(&self, actor: &str, event: &str, id: &str, patch: AdvancePatch) -> Result<Advance> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let mut a: Advance = self.load("advance", &ev.id, id).await?.ok_or(Error::not_found("advance"))?;
         let before = vec![a.collaborator.clone()];
         let scope = one(&a.collaborator);
@@ -583,19 +595,19 @@ impl Engine {
         }
         a.updated_at = time::now();
         let after = vec![a.collaborator.clone()];
-        self.commit(&ev.id, vec![Write::replace("advance", &a.id, &a, before, after)?]).await?;
+        self.commit_as(&ev, vec![Write::replace("advance", &a.id, &a, before, after)?]).await?;
         Ok(a)
     }
 
     pub async fn delete_advance(&self, actor: &str, event: &str, id: &str) -> Result<()> {
-        let (ev, s) = self.standing(actor, event).await?;
+        let (ev, s) = self.standing_for_write(actor, event).await?;
         let a: Advance = self.load("advance", &ev.id, id).await?.ok_or(Error::not_found("advance"))?;
         gate(
             decide(&s, Action::Read, Target::Tab { tab: Tab::Advances, collaborators: &one(&a.collaborator) }),
             "advance",
         )?;
         gate(decide(&s, Action::Write, Target::Setup), "advance")?;
-        self.commit(&ev.id, vec![Write::delete("advance", &a.id, vec![a.collaborator.clone()])]).await?;
+        self.commit_as(&ev, vec![Write::delete("advance", &a.id, vec![a.collaborator.clone()])]).await?;
         Ok(())
     }
 

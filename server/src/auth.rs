@@ -41,7 +41,14 @@ pub struct Tokens {
     external_issuer: Option<String>,
     external_audience: Option<String>,
     ttl: Duration,
+    /// Accounts known to exist, so a verified token costs no database read. Accounts are
+    /// never deleted; if they ever are, deletion must clear this set. Bounded: past
+    /// [`KNOWN_ACCOUNTS_MAX`] it starts over.
+    known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Accounts [`Tokens`] remembers as existing.
+const KNOWN_ACCOUNTS_MAX: usize = 100_000;
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +80,7 @@ impl Tokens {
             external_issuer,
             external_audience,
             ttl,
+            known: Default::default(),
         })
     }
 
@@ -112,8 +120,19 @@ impl Tokens {
                 v.set_required_spec_claims(&["exp", "sub", "iss"]);
                 let data = decode::<Claims>(token, &self.decoding, &v).map_err(|e| Self::reject(&e))?;
                 // A token outlives nothing: its account must still exist.
-                match state.engine.account(&data.claims.sub).await? {
-                    Some(a) => Ok((a.id, data.claims.exp)),
+                let sub = data.claims.sub;
+                if self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(&sub) {
+                    return Ok((sub, data.claims.exp));
+                }
+                match state.engine.account(&sub).await? {
+                    Some(a) => {
+                        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+                        if known.len() >= KNOWN_ACCOUNTS_MAX {
+                            known.clear();
+                        }
+                        known.insert(a.id.clone());
+                        Ok((a.id, data.claims.exp))
+                    }
                     None => Err(ApiError::unauthenticated("invalid_token", "the token is not valid")),
                 }
             }

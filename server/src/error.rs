@@ -50,7 +50,7 @@ impl From<engine::Error> for ApiError {
         use engine::Error as E;
         let status = match &e {
             E::Rule { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            E::Conflict { .. } => StatusCode::CONFLICT,
+            E::Conflict { .. } | E::StaleAccess => StatusCode::CONFLICT,
             E::Forbidden { .. } => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::BadCredentials => StatusCode::UNAUTHORIZED,

@@ -207,7 +207,7 @@ impl Hub {
         let first = batch[0].seq;
         let last = batch[batch.len() - 1].seq;
         let subjects: Vec<&str> = batch.iter().filter_map(|c| c.subject.as_deref()).collect();
-        let mut shared: HashMap<ViewKey, Option<Utf8Bytes>> = HashMap::new();
+        let mut shared: HashMap<ViewKey, Vec<Utf8Bytes>> = HashMap::new();
         let mut dropped = Vec::new();
         for (id, sub) in st.subs.iter_mut() {
             if sub.cursor >= last {
@@ -230,19 +230,17 @@ impl Hub {
                 frames.into_iter().all(|f| sub.out.offer(f, &resume))
             } else {
                 let key = sub.view.key();
-                let f = match shared.get(&key) {
+                let frames = match shared.get(&key) {
                     Some(f) => f.clone(),
                     None => {
                         let mut view = sub.view.clone();
                         let frames = self.judge(event, &mut view, sub.cursor, batch).await;
-                        // Without access changes a batch fits one frame per view.
-                        let f = frames.into_iter().next();
-                        shared.insert(key, f.clone());
-                        f
+                        shared.insert(key, frames.clone());
+                        frames
                     }
                 };
                 let resume = HashMap::from([(event.to_string(), sub.cursor)]);
-                f.is_none_or(|f| sub.out.offer(f, &resume))
+                frames.into_iter().all(|f| sub.out.offer(f, &resume))
             };
             if delivered {
                 sub.cursor = last;
@@ -281,7 +279,7 @@ impl Hub {
         let n = wire.len();
         let mut frames = Vec::new();
         let mut sent = 0;
-        for chunk in wire.chunks(self.limits.changes_per_frame_max.max(1)) {
+        for chunk in sized_chunks(&wire, self.limits.changes_per_frame_max, self.limits.frame_out_bytes_target) {
             sent += chunk.len();
             // Intermediate frames move the cursor to their own last entry; the last frame to
             // the end of the batch.
@@ -337,6 +335,25 @@ impl Hub {
         }
         out
     }
+}
+
+/// Splits `items` into runs of at most `max_items` whose JSON stays within about
+/// `target_bytes` (an item larger than that is a run of its own).
+fn sized_chunks<T: serde::Serialize>(items: &[T], max_items: usize, target_bytes: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = serde_json::to_vec(item).map_or(0, |v| v.len()) + 1;
+        if i > start && (i - start >= max_items.max(1) || bytes + size > target_bytes) {
+            out.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
 }
 
 fn wire_seq(w: &WireChange) -> i64 {
@@ -601,9 +618,11 @@ async fn subscribe(hub: &Arc<Hub>, out: &Outbox, account: &str, event: &str, cur
                     return false;
                 }
             };
-            let chunk_max = hub.limits.snapshot_chunk_records_max.max(1);
-            let chunks: Vec<&[Record]> =
-                if snap.records.is_empty() { vec![&[]] } else { snap.records.chunks(chunk_max).collect() };
+            let chunks: Vec<&[Record]> = if snap.records.is_empty() {
+                vec![&[]]
+            } else {
+                sized_chunks(&snap.records, hub.limits.snapshot_chunk_records_max, hub.limits.frame_out_bytes_target)
+            };
             let n = chunks.len();
             for (i, chunk) in chunks.into_iter().enumerate() {
                 let msg = ServerMessage::Snapshot {

@@ -1,6 +1,7 @@
 //! The one integration-test binary: scenarios against the real server, and engine-level
 //! checks of the store and the change log.
 
+mod access_cache;
 mod bad_input;
 mod changes;
 mod getting_set_up;

@@ -517,3 +517,38 @@ async fn a_silent_client_is_closed_after_three_heartbeats() {
     let (code, _) = vic.closed().await;
     assert_eq!(code, 4009);
 }
+
+/// Snapshots and bursts of changes travel in frames near the announced size (the harness
+/// checks every frame against `frame_out_bytes_target`), and arrive complete.
+#[tokio::test]
+async fn large_snapshots_and_bursts_come_in_small_frames() {
+    let srv = TestServer::start_with(|c| c.sync.frame_out_bytes_target = 2048).await;
+    let s = stage(&srv).await;
+    for i in 0..30 {
+        task(&s, &s.pm, &s.audio, &format!("{i:02} {}", "long title ".repeat(12))).await;
+    }
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert_eq!(ids(&held, "task").len(), 30);
+    let snapshots = vic.log.iter().filter(|m| m["type"] == "snapshot").count();
+    assert!(snapshots >= 3, "a ~5 KiB snapshot in 2 KiB frames takes several: {snapshots}");
+
+    // A pushed burst reaches another client in several frames, nothing missing.
+    let mut pm = SyncClient::connect(&srv, &s.pm.token).await;
+    pm.subscribe(&s.event, None).await;
+    let mutations: Vec<Value> = (0..20)
+        .map(|i| {
+            json!({ "id": format!("burst-{i}"), "kind": "task", "op": "create",
+                    "fields": { "collaborator": s.audio, "title": format!("burst {i} {}", "x".repeat(150)) } })
+        })
+        .collect();
+    pm.send(json!({ "type": "push", "event": s.event, "mutations": mutations })).await;
+    let ack = pm.next_of("ack").await;
+    assert_eq!(ack["results"].as_array().unwrap().iter().filter(|r| r["status"] == "accepted").count(), 20);
+    let before = vic.log.iter().filter(|m| m["type"] == "changes").count();
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert_eq!(ids(&held, "task").len(), 50);
+    let frames = vic.log.iter().filter(|m| m["type"] == "changes").count() - before;
+    assert!(frames >= 2, "a ~4 KiB burst in 2 KiB frames takes several: {frames}");
+}

@@ -72,6 +72,14 @@ impl TestServer {
         server
     }
 
+    /// A handle on a server already listening at `base` (e.g. one in another process, so a
+    /// load generator measures the server apart from its clients). It has a test
+    /// configuration of its own; `stop` and drop leave that server running.
+    pub fn attach(base: &str) -> TestServer {
+        let config = test_config(std::path::Path::new("."));
+        TestServer { base: base.trim_end_matches('/').to_string(), config, shutdown: None, handle: None, _dir: None }
+    }
+
     /// Stops the server and waits until it has shut down; returns what `run` returned.
     pub async fn stop(mut self) -> Result<(), server::Error> {
         if let Some(tx) = self.shutdown.take() {
@@ -386,6 +394,8 @@ pub struct SyncClient {
     /// The records held, per event: (kind, id) → data.
     pub replica: std::collections::HashMap<String, std::collections::BTreeMap<(String, String), Value>>,
     pub cursors: std::collections::HashMap<String, i64>,
+    /// `frame_out_bytes_target` announced in `welcome`.
+    frame_target: Option<usize>,
 }
 
 impl TestServer {
@@ -398,7 +408,7 @@ impl SyncClient {
     /// Connects without saying anything.
     pub async fn raw(srv: &TestServer) -> SyncClient {
         let (ws, _) = tokio_tungstenite::connect_async(srv.sync_url()).await.expect("connect");
-        SyncClient { ws, log: Vec::new(), replica: Default::default(), cursors: Default::default() }
+        SyncClient { ws, log: Vec::new(), replica: Default::default(), cursors: Default::default(), frame_target: None }
     }
 
     /// Connects, says hello with `token` and waits for the welcome.
@@ -450,6 +460,17 @@ impl SyncClient {
                     let v: Value = serde_json::from_str(&t).expect("server sent JSON");
                     if let Some(e) = server_schema().iter_errors(&v).next() {
                         panic!("a server message breaks schemas/protocol/server.schema.json: {e} in {v}");
+                    }
+                    if v["type"] == "welcome" {
+                        self.frame_target = v["limits"]["frame_out_bytes_target"].as_u64().map(|b| b as usize);
+                    }
+                    // Frames of several records stay near the announced size (the envelope
+                    // around the records is small).
+                    let items = v["records"].as_array().or(v["changes"].as_array()).map_or(0, Vec::len);
+                    if let Some(target) = self.frame_target
+                        && items > 1
+                    {
+                        assert!(t.len() <= target + 256, "a frame of {items} items is {} bytes", t.len());
                     }
                     self.apply(&v);
                     self.log.push(v.clone());

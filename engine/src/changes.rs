@@ -61,14 +61,6 @@ pub struct Change {
     pub at: String,
 }
 
-/// What this process announces after each commit: the event and its new entries, in seq
-/// order (the last one's seq is the event's head).
-#[derive(Clone, Debug)]
-pub struct CommitNotice {
-    pub event: String,
-    pub entries: std::sync::Arc<[Change]>,
-}
-
 #[derive(Clone)]
 enum WriteOp {
     Create(Value),
@@ -408,7 +400,7 @@ impl Engine {
         // by this commit, or by another server).
         self.shared.access.seen(event, row.access);
         // Nobody listening is fine: the feed also polls.
-        let _ = self.commits.send(CommitNotice { event: event.to_string(), entries: entries.clone().into() });
+        let _ = self.commits.send((event.to_string(), row.n));
         let keep = self.config.log_retention.max(1);
         let floor = self.known_floor(event).await?;
         if row.n - floor > keep + (keep / 10).max(1) {

@@ -69,7 +69,7 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     /// Announces every commit of this process (event id and its new head seq) so the feed
     /// wakes at once; commits by other processes are found by polling the log.
-    commits: tokio::sync::broadcast::Sender<changes::CommitNotice>,
+    commits: tokio::sync::broadcast::Sender<(String, i64)>,
     /// Set on a handle that applies one client mutation: its change entries carry the origin,
     /// and the seq of its last commit is kept for the answer to the client.
     origin: Option<Arc<MutationContext>>,
@@ -148,8 +148,8 @@ impl Engine {
         self.origin.as_ref().map_or(0, |o| o.last_seq.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Notices of this process's commits, with their entries.
-    pub fn commit_notices(&self) -> tokio::sync::broadcast::Receiver<changes::CommitNotice> {
+    /// Notices of this process's commits: `(event, head)`.
+    pub fn commit_notices(&self) -> tokio::sync::broadcast::Receiver<(String, i64)> {
         self.commits.subscribe()
     }
 }

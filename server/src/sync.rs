@@ -105,48 +105,6 @@ struct EventFeed {
     event: String,
     wake: Notify,
     state: Mutex<FeedState>,
-    /// Entries this process committed, as announced, not yet fanned out: when they continue
-    /// the feed exactly, the feed uses them instead of reading them back from the log.
-    recent: std::sync::Mutex<std::collections::VecDeque<Change>>,
-    /// Set when announcements were lost (the notice channel lagged): the next wake reads the log.
-    missed: std::sync::atomic::AtomicBool,
-}
-
-/// Announced entries a feed holds at most; older ones are read from the log when needed.
-const RECENT_MAX: usize = 4096;
-
-impl EventFeed {
-    fn announce(&self, entries: &[Change]) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.extend(entries.iter().cloned());
-        while recent.len() > RECENT_MAX {
-            recent.pop_front();
-        }
-    }
-
-    /// Announced entries right after `fanned`, at most `limit`, if they continue it without
-    /// a gap (another server's commits in between leave a gap: those come from the log).
-    fn take_recent(&self, fanned: i64, limit: usize) -> Option<Vec<Change>> {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        while recent.front().is_some_and(|c| c.seq <= fanned) {
-            recent.pop_front();
-        }
-        if recent.front().is_none_or(|c| c.seq != fanned + 1) {
-            return None;
-        }
-        let mut out = Vec::new();
-        let mut next = fanned + 1;
-        while out.len() < limit.max(1) && recent.front().is_some_and(|c| c.seq == next) {
-            out.extend(recent.pop_front());
-            next += 1;
-        }
-        Some(out)
-    }
-
-    /// Whether every announced entry has been fanned out.
-    fn drained(&self, fanned: i64) -> bool {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner()).back().is_none_or(|c| c.seq <= fanned)
-    }
 }
 
 /// The server's fan-out index.
@@ -182,17 +140,13 @@ impl Hub {
                 let Some(hub) = weak.upgrade() else { return };
                 let feeds = hub.feeds.lock().map(|f| f.clone()).unwrap_or_default();
                 match notice {
-                    Ok(n) => {
-                        if let Some(f) = feeds.get(&n.event) {
-                            f.announce(&n.entries);
+                    Ok((event, _)) => {
+                        if let Some(f) = feeds.get(&event) {
                             f.wake.notify_one();
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        for f in feeds.values() {
-                            f.missed.store(true, Ordering::Relaxed);
-                            f.wake.notify_one();
-                        }
+                        feeds.values().for_each(|f| f.wake.notify_one());
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
@@ -210,8 +164,6 @@ impl Hub {
             event: event.to_string(),
             wake: Notify::new(),
             state: Mutex::new(FeedState { fanned: head, subs: HashMap::new() }),
-            recent: Default::default(),
-            missed: Default::default(),
         });
         feeds.insert(event.to_string(), f.clone());
         let hub = self.clone();
@@ -224,32 +176,24 @@ impl Hub {
     async fn run_feed(self: Arc<Self>, feed: Arc<EventFeed>) {
         let mut shutdown = self.shutdown.clone();
         loop {
-            // Woken by this process's commits (their entries are announced), or by the poll
-            // for commits made elsewhere (only the log has those).
-            let woken = tokio::select! {
-                () = feed.wake.notified() => true,
-                () = tokio::time::sleep(POLL_INTERVAL) => false,
+            tokio::select! {
+                () = feed.wake.notified() => {}
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
                 _ = shutdown.changed() => return,
-            };
-            let read_log = !woken || feed.missed.swap(false, Ordering::Relaxed);
+            }
             loop {
                 let mut st = feed.state.lock().await;
                 if st.subs.is_empty() {
                     break;
                 }
-                let limit = self.limits.changes_per_frame_max;
-                let batch = match feed.take_recent(st.fanned, limit) {
-                    Some(b) => b,
-                    // Everything announced is out and nothing else is known to be new.
-                    None if !read_log && feed.drained(st.fanned) => break,
-                    None => match self.engine.changes_since(&feed.event, st.fanned, limit).await {
+                let batch =
+                    match self.engine.changes_since(&feed.event, st.fanned, self.limits.changes_per_frame_max).await {
                         Ok(b) => b,
                         Err(e) => {
                             tracing::error!(event = %feed.event, error = ?e, "reading the change log failed");
                             break;
                         }
-                    },
-                };
+                    };
                 let Some(last) = batch.last().map(|c| c.seq) else { break };
                 self.fan_out(&feed.event, &mut st, &batch).await;
                 st.fanned = last;

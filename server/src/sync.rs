@@ -46,6 +46,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const SOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Bytes gathered before a socket write (each frame is flushed anyway).
 const SOCKET_WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// Queued frames a session writer sends in one socket write at most.
+const WRITE_COALESCE_FRAMES_MAX: usize = 64;
 /// How long a closing frame may take to leave before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -434,7 +436,15 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                 }
                 next = rx.recv() => match next {
                     Some(Out::Frame(f)) => {
-                        if sink.send(Message::Text(f)).await.is_err() {
+                        // Frames already queued leave together: one socket write, not one each.
+                        let mut ok = sink.feed(Message::Text(f)).await.is_ok();
+                        let mut more = 0;
+                        while ok && more < WRITE_COALESCE_FRAMES_MAX {
+                            let Ok(Out::Frame(f)) = rx.try_recv() else { break };
+                            ok = sink.feed(Message::Text(f)).await.is_ok();
+                            more += 1;
+                        }
+                        if !ok || sink.flush().await.is_err() {
                             return;
                         }
                     }

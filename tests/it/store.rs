@@ -50,3 +50,32 @@ async fn an_empty_write_result_is_an_error() {
         .unwrap();
     assert!(matches!(rows.written::<serde_json::Value>(0), Err(Error::Internal(_))));
 }
+
+/// A database written before the change-log migration existed (its log tables defined
+/// implicitly by their first writes) takes migration 2 on open and keeps its log.
+#[tokio::test]
+async fn a_database_from_before_the_change_log_migration_upgrades_and_keeps_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("db").display());
+    {
+        let e = Engine::open(&url, None, EngineConfig::default()).await.unwrap();
+        // Back to how such a database looks: migration 1 only, implicit log tables.
+        e.store()
+            .run(
+                "REMOVE TABLE change; REMOVE TABLE event_seq; DELETE type::record('schema_migration', 2);
+                 UPSERT type::record('event_seq', 'ev') CONTENT { n: 1 };
+                 CREATE type::record('change', ['ev', 1]) CONTENT { event: 'ev', seq: 1, kind: 'task', record: 't',
+                     op: 'upsert', collaborators_before: [], collaborators_after: ['c'], at: '2026-01-01T00:00:00.000Z' };",
+                serde_json::Value::Null,
+            )
+            .await
+            .unwrap();
+        assert_eq!(e.store().schema_version().await.unwrap(), 1);
+    }
+    let e = Engine::open(&url, None, EngineConfig::default()).await.unwrap();
+    assert_eq!(e.store().schema_version().await.unwrap(), MIGRATIONS.last().unwrap().version);
+    assert_eq!(e.head("ev").await.unwrap(), 1);
+    let log = e.changes_since("ev", 0, 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!((log[0].seq, log[0].record.as_str()), (1, "t"));
+}

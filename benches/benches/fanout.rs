@@ -159,6 +159,10 @@ async fn serve_child(store: &str) {
         config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
     }
     config.sync.queue_frames_max = 4096;
+    // For A/B runs of the frame size (e.g. 1048576: frames bounded by record counts only).
+    if let Some(bytes) = std::env::var("BACKOPS_FANOUT_FRAME_TARGET").ok().and_then(|v| v.parse().ok()) {
+        config.sync.frame_out_bytes_target = bytes;
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("http://{}", listener.local_addr().expect("addr"));
     let stdin_closed = async {

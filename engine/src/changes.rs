@@ -437,12 +437,7 @@ impl Engine {
     /// The highest seq of `event` whose entry is no longer retained (0: nothing trimmed).
     /// A cursor below it cannot be resumed.
     pub async fn log_floor(&self, event: &str) -> Result<i64> {
-        Ok(self
-            .store
-            .run("SELECT VALUE floor FROM type::record('event_seq', $e)", json!({ "e": event }))
-            .await?
-            .value(0)?
-            .unwrap_or(0))
+        self.event_seq(event, "floor").await
     }
 
     /// The floor as this process last knew it (read once per event; trims by other servers
@@ -476,12 +471,13 @@ impl Engine {
 
     /// The seq of the last committed change of `event` (0 when there is none).
     pub async fn head(&self, event: &str) -> Result<i64> {
-        Ok(self
-            .store
-            .run("SELECT VALUE n FROM type::record('event_seq', $e)", json!({ "e": event }))
-            .await?
-            .value(0)?
-            .unwrap_or(0))
+        self.event_seq(event, "n").await
+    }
+
+    /// One counter of the event's `event_seq` record (0 when absent). `field` is a constant.
+    async fn event_seq(&self, event: &str, field: &'static str) -> Result<i64> {
+        let sql = format!("SELECT VALUE {field} FROM type::record('event_seq', $e)");
+        Ok(self.store.run(&sql, json!({ "e": event })).await?.value::<Option<i64>>(0)?.flatten().unwrap_or(0))
     }
 }
 

@@ -78,7 +78,27 @@ pub(crate) struct Write {
     after: Vec<String>,
     subject: Option<String>,
     origin: Option<Origin>,
+    /// Set on the last write of a client mutation: the key of its `applied` record, created
+    /// in the same transaction, so the mutation can never be applied twice.
+    applied: Option<Value>,
 }
+
+/// The key of the record that says a client mutation was applied: one per event, account,
+/// device and mutation id.
+pub(crate) fn applied_key(event: &str, actor: &str, origin: &Origin) -> Value {
+    json!([event, actor, origin.device, origin.mutation])
+}
+
+/// A mutation found applied already: what it changed, and the seq of its change.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub mutation: String,
+    pub record: String,
+    pub seq: i64,
+}
+
+/// The message a commit throws when a mutation it carries was applied before.
+const APPLIED: &str = "backops:applied";
 
 /// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
 /// fields are NONE in SurrealDB).
@@ -102,6 +122,7 @@ impl Write {
             after: collaborators,
             subject: None,
             origin: None,
+            applied: None,
         })
     }
 
@@ -121,12 +142,22 @@ impl Write {
             after,
             subject: None,
             origin: None,
+            applied: None,
         })
     }
 
     /// Deletes an existing record; fails the whole commit if it is gone.
     pub fn delete(kind: &'static str, id: &str, before: Vec<String>) -> Write {
-        Write { kind, id: id.into(), op: WriteOp::Delete, before, after: Vec::new(), subject: None, origin: None }
+        Write {
+            kind,
+            id: id.into(),
+            op: WriteOp::Delete,
+            before,
+            after: Vec::new(),
+            subject: None,
+            origin: None,
+            applied: None,
+        }
     }
 
     /// The record key this write touches and the record after it (None: deleted).
@@ -136,6 +167,11 @@ impl Write {
             WriteOp::Delete => None,
         };
         ((self.kind.to_string(), self.id.clone()), after)
+    }
+
+    /// Marks the write as the last of a client mutation (see [`applied_key`]).
+    pub(crate) fn mark_applied(&mut self, key: Value) {
+        self.applied = Some(key);
     }
 
     /// Marks the write as changing `person`'s access to the event (a seat, a membership).
@@ -179,6 +215,10 @@ FOR $w IN $writes {
         IF array::len(DELETE type::record($w.k, $w.id) RETURN BEFORE) = 0 { THROW 'backops:record_missing' };
     };
     CREATE type::record('change', [$event, $base + $w.i]) CONTENT object::extend($w.l, { seq: $base + $w.i }) RETURN NONE;
+    IF $w.a != NONE {
+        IF record::exists(type::record('applied', $w.a)) { THROW 'backops:applied' };
+        CREATE type::record('applied', $w.a) CONTENT { event: $event, seq: $base + $w.i, record: $w.id, at: $w.l.at } RETURN NONE;
+    };
 };
 RETURN $row;
 COMMIT TRANSACTION;";
@@ -210,6 +250,9 @@ impl Engine {
         let origin = self.origin.as_ref().map(|o| o.origin.clone());
         for w in &mut writes {
             w.origin = origin.clone();
+        }
+        if let (Some(o), None, Some(last)) = (&self.origin, &self.batch, writes.last_mut()) {
+            last.mark_applied(applied_key(event, &o.actor, &o.origin));
         }
         if let Some(batch) = &self.batch {
             batch.collect(self.origin.as_ref().map_or(0, |o| o.index), writes);
@@ -369,8 +412,14 @@ impl Engine {
                 m.remove("seq");
             }
             let mut p = json!({ "op": verb, "k": entry.kind, "id": entry.record, "i": i + 1, "l": logged });
-            if let (Some(c), Some(m)) = (content, p.as_object_mut()) {
-                m.insert("c".into(), c);
+            if let Some(m) = p.as_object_mut() {
+                // Absent, not null: the statement tests these against NONE.
+                if let Some(c) = content {
+                    m.insert("c".into(), c);
+                }
+                if let Some(a) = w.applied {
+                    m.insert("a".into(), a);
+                }
             }
             planned.push(p);
             entries.push(entry);
@@ -384,6 +433,9 @@ impl Engine {
         let mut rows = self.store.run(COMMIT_SQL, vars).await.map_err(|e| match e {
             Error::Internal(m) if m.contains(MISSING) => Error::not_found("record"),
             Error::Internal(m) if m.contains(STALE) => Error::StaleAccess,
+            Error::Internal(m) if m.contains(APPLIED) => {
+                Error::conflict("already_applied", "this mutation was applied already")
+            }
             other => other,
         })?;
         #[derive(Deserialize)]
@@ -457,6 +509,7 @@ impl Engine {
             .run(
                 "BEGIN TRANSACTION;
                  DELETE change:[$e, 0]..=[$e, $upto];
+                 DELETE applied WHERE event = $e AND seq <= $upto;
                  UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $upto]);
                  COMMIT TRANSACTION;",
                 json!({ "e": event, "upto": upto }),

@@ -8,7 +8,7 @@
 /// Convenience alias used across the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// A business rule refused the request (maps to HTTP 422).
     #[error("{message}")]

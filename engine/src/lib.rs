@@ -13,6 +13,7 @@ pub mod changes;
 mod error;
 mod events;
 pub mod feed;
+pub mod hlc;
 pub mod model;
 pub(crate) mod mutations;
 mod orgs;
@@ -83,13 +84,26 @@ pub struct Engine {
 }
 
 /// What all handles of one engine share.
-#[derive(Default)]
 struct Shared {
     /// The write path's access facts (see [`cache`]).
     access: cache::AccessCache,
     /// Each event's log floor as this process last knew it.
     floors: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Stamps the edits made without a device's clock (the HTTP API) and follows the
+    /// stamps devices send.
+    clock: hlc::Clock,
 }
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared { access: Default::default(), floors: Default::default(), clock: hlc::Clock::new("server") }
+    }
+}
+
+/// How far ahead of the server's clock a device's stamp may be. A stamp further ahead (a
+/// phone whose clock is wrong) is replaced by the server's own, so one bad clock cannot win
+/// every conflict for hours.
+pub const HLC_AHEAD_MAX: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +114,10 @@ impl std::fmt::Debug for Shared {
 #[derive(Debug)]
 struct MutationContext {
     origin: changes::Origin,
+    /// The account that pushed the mutation.
+    actor: String,
+    /// The device's stamp of the edit, checked (see [`Engine::stamp`]).
+    hlc: Option<hlc::Hlc>,
     /// Position of the mutation in its batch.
     index: usize,
     last_seq: std::sync::atomic::AtomicI64,
@@ -137,10 +155,35 @@ impl Engine {
         &self.config
     }
 
-    /// A handle whose writes are attributed to one client mutation (device and mutation id).
-    pub fn for_mutation(&self, origin: changes::Origin) -> Engine {
-        let context = MutationContext { origin, index: 0, last_seq: std::sync::atomic::AtomicI64::new(0) };
+    /// A handle whose writes are attributed to one client mutation (device and mutation id)
+    /// of `actor`, stamped `hlc` by the device.
+    fn for_mutation(&self, actor: &str, origin: changes::Origin, hlc: Option<hlc::Hlc>, index: usize) -> Engine {
+        let context = MutationContext {
+            origin,
+            actor: actor.into(),
+            hlc,
+            index,
+            last_seq: std::sync::atomic::AtomicI64::new(0),
+        };
         Engine { origin: Some(Arc::new(context)), ..self.clone() }
+    }
+
+    /// The stamp of an edit made through this handle: the device's stamp of the mutation
+    /// when it is not too far ahead of the server's clock (the clock then moves past it),
+    /// otherwise a stamp of the server's clock.
+    pub(crate) fn stamp(&self) -> String {
+        let clock = &self.shared.clock;
+        match self.origin.as_ref().and_then(|o| o.hlc.as_ref()) {
+            Some(h) if h.wall_ms <= clock.wall_ms().saturating_add(HLC_AHEAD_MAX.as_millis() as u64) => {
+                clock.observe(h);
+                h.to_string()
+            }
+            Some(h) => {
+                tracing::warn!(stamp = %h, "a device's clock is ahead of the server's; stamping with the server's");
+                clock.now().to_string()
+            }
+            None => clock.now().to_string(),
+        }
     }
 
     /// The seq of the last commit made through this handle (0 if none).

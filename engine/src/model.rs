@@ -232,6 +232,10 @@ pub struct Task {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Per-field edit stamps (hybrid logical clocks): the last edit of each field wins,
+    /// whichever reached the server first. Absent for fields never edited.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stamps: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -247,6 +251,10 @@ pub struct Activity {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Per-field edit stamps (hybrid logical clocks): the last edit of each field wins,
+    /// whichever reached the server first. Absent for fields never edited.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stamps: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -284,6 +292,10 @@ pub struct Advance {
     pub created_by: String,
     pub created_at: String,
     pub updated_at: String,
+    /// Per-field edit stamps (hybrid logical clocks): the last edit of each field wins,
+    /// whichever reached the server first. Absent for fields never edited.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub stamps: std::collections::BTreeMap<String, String>,
 }
 
 /// The Dashboard tab: counts derived from the other four tabs of one collaborator.

@@ -10,10 +10,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    ActivityPatch, AdvancePatch, Engine, Error, MutationContext, NewActivity, NewAdvance, NewFile, NewTask, Result,
+    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewTask, Result,
     TaskPatch,
     access::Standing,
-    changes::{Origin, Write},
+    changes::{Applied, Origin, Write, applied_key},
+    hlc::Hlc,
     model::{Collaborator, Event},
     protocol::{Mutation, MutationOp, MutationResult},
 };
@@ -85,6 +86,19 @@ fn fields<T: DeserializeOwned>(m: &Mutation) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Error::invalid(format!("fields do not fit a {} {:?}: {e}", m.kind, m.op)))
 }
 
+/// The answer to a mutation applied before: the same acceptance as the first time.
+fn accepted_before(a: &Applied) -> MutationResult {
+    MutationResult::Accepted { mutation: a.mutation.clone(), record: a.record.clone(), seq: a.seq }
+}
+
+/// The checks every mutation passes before it is planned: its id, and its stamp if any.
+fn check(m: &Mutation) -> std::result::Result<Option<Hlc>, MutationResult> {
+    if let Some(refusal) = refuse_id(m) {
+        return Err(refusal);
+    }
+    m.hlc.as_deref().map(Hlc::parse).transpose().map_err(|e| rejected(m, e))
+}
+
 fn refuse_id(m: &Mutation) -> Option<MutationResult> {
     (m.id.is_empty() || m.id.len() > MUTATION_ID_LEN_MAX).then(|| MutationResult::Rejected {
         mutation: m.id.chars().take(MUTATION_ID_LEN_MAX).collect(),
@@ -110,6 +124,10 @@ impl Engine {
     /// the effects of the earlier ones — and a refused mutation simply contributes nothing.
     /// If the batch cannot commit whole (a concurrent change got in the way), its mutations
     /// are applied one by one instead, so each still gets its own answer.
+    ///
+    /// Each mutation is applied at most once: the commit records it by event, account,
+    /// device and mutation id, and a mutation found recorded (a retry after a lost answer)
+    /// is answered as it was accepted the first time, changing nothing.
     pub async fn apply_mutations(
         &self,
         actor: &str,
@@ -117,22 +135,37 @@ impl Engine {
         device: &str,
         ms: &[Mutation],
     ) -> Vec<MutationResult> {
+        let origin = |m: &Mutation| Origin { device: device.into(), mutation: m.id.clone() };
+        let done = match self.applied(event, actor, device, ms).await {
+            Ok(done) => done,
+            Err(e) => return ms.iter().map(|m| rejected(m, e.clone())).collect(),
+        };
         let batch = Arc::new(Batch::default());
         let mut planned = Vec::with_capacity(ms.len());
         for (index, m) in ms.iter().enumerate() {
-            if let Some(refusal) = refuse_id(m) {
-                planned.push(Err(refusal));
+            if let Some(a) = done.get(&m.id) {
+                planned.push(Err(accepted_before(a)));
                 continue;
             }
-            let context = MutationContext {
-                origin: Origin { device: device.into(), mutation: m.id.clone() },
-                index,
-                last_seq: std::sync::atomic::AtomicI64::new(0),
+            let hlc = match check(m) {
+                Ok(hlc) => hlc,
+                Err(refusal) => {
+                    planned.push(Err(refusal));
+                    continue;
+                }
             };
-            let e = Engine { origin: Some(Arc::new(context)), batch: Some(batch.clone()), ..self.clone() };
+            let e = Engine { batch: Some(batch.clone()), ..self.for_mutation(actor, origin(m), hlc, index) };
             planned.push(e.dispatch(actor, event, m).await.map_err(|err| rejected(m, err)));
         }
-        let (indexes, writes): (Vec<usize>, Vec<Write>) = batch.take().into_iter().unzip();
+        let mut taken = batch.take();
+        // The last write of each mutation records it as applied.
+        for i in 0..taken.len() {
+            if taken.get(i + 1).is_none_or(|(next, _)| *next != taken[i].0) {
+                let m = &ms[taken[i].0];
+                taken[i].1.mark_applied(applied_key(event, actor, &origin(m)));
+            }
+        }
+        let (indexes, writes): (Vec<usize>, Vec<Write>) = taken.into_iter().unzip();
         let mut seqs = vec![0; ms.len()];
         if !writes.is_empty() {
             match self.commit_writes_on(event, None, writes).await {
@@ -162,17 +195,57 @@ impl Engine {
             .collect()
     }
 
-    /// Applies one mutation of `actor`'s device and answers it. A refusal carries the
-    /// engine's code and sentence, which never reveal what the actor may not see.
+    /// Applies one mutation of `actor`'s device and answers it, at most once (see
+    /// [`Engine::apply_mutations`]). A refusal carries the engine's code and sentence, which
+    /// never reveal what the actor may not see.
     pub async fn apply_mutation(&self, actor: &str, event: &str, device: &str, m: &Mutation) -> MutationResult {
-        if let Some(refusal) = refuse_id(m) {
-            return refusal;
+        let hlc = match check(m) {
+            Ok(hlc) => hlc,
+            Err(refusal) => return refusal,
+        };
+        let before = |e: Error| async move {
+            match self.applied(event, actor, device, std::slice::from_ref(m)).await {
+                Ok(done) => done.get(&m.id).map(accepted_before).unwrap_or_else(|| rejected(m, e)),
+                Err(lookup) => rejected(m, lookup),
+            }
+        };
+        if let Some(a) = self.applied(event, actor, device, std::slice::from_ref(m)).await.ok().and_then(|mut d| d.remove(&m.id)) {
+            return accepted_before(&a);
         }
-        let e = self.for_mutation(Origin { device: device.into(), mutation: m.id.clone() });
+        let e = self.for_mutation(actor, Origin { device: device.into(), mutation: m.id.clone() }, hlc, 0);
         match e.dispatch(actor, event, m).await {
             Ok(record) => MutationResult::Accepted { mutation: m.id.clone(), record, seq: e.last_seq() },
+            // Applied meanwhile through another connection of the device.
+            Err(err @ Error::Conflict { code: "already_applied", .. }) => before(err).await,
             Err(err) => rejected(m, err),
         }
+    }
+
+    /// Which of `ms` were applied before, by mutation id.
+    async fn applied(
+        &self,
+        event: &str,
+        actor: &str,
+        device: &str,
+        ms: &[Mutation],
+    ) -> Result<HashMap<String, Applied>> {
+        let keys: Vec<Value> = ms
+            .iter()
+            .filter(|m| refuse_id(m).is_none())
+            .map(|m| applied_key(event, actor, &Origin { device: device.into(), mutation: m.id.clone() }))
+            .collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found: Vec<Applied> = self
+            .store
+            .run(
+                "SELECT id[3] AS mutation, record, seq FROM $keys.map(|$k| type::record('applied', $k))",
+                serde_json::json!({ "keys": keys }),
+            )
+            .await?
+            .all(0)?;
+        Ok(found.into_iter().map(|a| (a.mutation.clone(), a)).collect())
     }
 
     async fn dispatch(&self, actor: &str, event: &str, m: &Mutation) -> Result<String> {

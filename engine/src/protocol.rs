@@ -96,6 +96,11 @@ pub struct Mutation {
     pub record: Option<String>,
     #[serde(default)]
     pub fields: Value,
+    /// The device's hybrid logical clock when the edit was made
+    /// (`0001764064800000-000000-device`): of two edits of one field, the later stamp wins,
+    /// whichever reaches the server first. Without it the server stamps the edit on arrival.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]

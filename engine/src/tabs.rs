@@ -4,6 +4,8 @@
 //! Every operation loads the caller's standing once and asks the access function about the
 //! record's collaborators *before* the change and, for moves, *after* it as well.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 use serde_json::{Value, json};
 
@@ -160,6 +162,19 @@ fn record_id(asked: Option<&str>) -> Result<String> {
     }
 }
 
+/// Per-field last-writer-wins: whether an edit stamped `stamp` (a hybrid logical clock, see
+/// [`crate::hlc`]) wins `field` over the edit that last set it. A winner's stamp is kept.
+/// Fields never edited since the record was created carry no stamp: any edit wins them.
+pub fn won(stamps: &mut BTreeMap<String, String>, field: &str, stamp: &str) -> bool {
+    match stamps.get(field) {
+        Some(last) if last.as_str() >= stamp => false,
+        _ => {
+            stamps.insert(field.to_string(), stamp.to_string());
+            true
+        }
+    }
+}
+
 fn one(c: &str) -> [String; 1] {
     [c.to_string()]
 }
@@ -298,6 +313,7 @@ impl Engine {
             created_by: actor.into(),
             created_at: now.clone(),
             updated_at: now,
+            stamps: Default::default(),
         };
         self.commit_as(&ev, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?]).await?;
         Ok(task)
@@ -315,22 +331,37 @@ impl Engine {
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
             "task",
         )?;
+        let stamp = self.stamp();
+        let stamps = &mut task.stamps;
         if let Some(c) = patch.collaborator {
             let c = self.target_collaborator(&ev, &s, Some(c)).await?;
             gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&c) }), "collaborator")?;
-            task.collaborator = c;
+            if won(stamps, "collaborator", &stamp) {
+                task.collaborator = c;
+            }
         }
         if let Some(t) = patch.title {
-            task.title = validate_name("title", &t)?;
+            let t = validate_name("title", &t)?;
+            if won(stamps, "title", &stamp) {
+                task.title = t;
+            }
         }
-        if let Some(st) = patch.status {
+        if let Some(st) = patch.status
+            && won(stamps, "status", &stamp)
+        {
             task.status = st;
         }
         if let Some(a) = patch.assignee {
-            task.assignee = self.check_assignee(a).await?;
+            let a = self.check_assignee(a).await?;
+            if won(stamps, "assignee", &stamp) {
+                task.assignee = a;
+            }
         }
         if let Some(d) = patch.due {
-            task.due = d.as_deref().map(|d| time::parse_date("due", d)).transpose()?;
+            let d = d.as_deref().map(|d| time::parse_date("due", d)).transpose()?;
+            if won(stamps, "due", &stamp) {
+                task.due = d;
+            }
         }
         task.updated_at = time::now();
         let after = vec![task.collaborator.clone()];
@@ -406,6 +437,7 @@ impl Engine {
             created_by: actor.into(),
             created_at: now.clone(),
             updated_at: now,
+            stamps: Default::default(),
         };
         if a.ends_at < a.starts_at {
             return Err(Error::invalid("ends_at must not be before starts_at"));
@@ -425,21 +457,38 @@ impl Engine {
             )?;
         }
         gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
+        let stamp = self.stamp();
+        let stamps = &mut a.stamps;
         if let Some(tags) = patch.collaborators {
-            a.collaborators = self.check_tags(&ev, &s, Some(tags)).await?;
-            gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "collaborator")?;
+            let tags = self.check_tags(&ev, &s, Some(tags)).await?;
+            gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
+            if won(stamps, "collaborators", &stamp) {
+                a.collaborators = tags;
+            }
         }
         if let Some(t) = patch.title {
-            a.title = validate_name("title", &t)?;
+            let t = validate_name("title", &t)?;
+            if won(stamps, "title", &stamp) {
+                a.title = t;
+            }
         }
         if let Some(t) = patch.starts_at {
-            a.starts_at = time::parse("starts_at", &t)?;
+            let t = time::parse("starts_at", &t)?;
+            if won(stamps, "starts_at", &stamp) {
+                a.starts_at = t;
+            }
         }
         if let Some(t) = patch.ends_at {
-            a.ends_at = time::parse("ends_at", &t)?;
+            let t = time::parse("ends_at", &t)?;
+            if won(stamps, "ends_at", &stamp) {
+                a.ends_at = t;
+            }
         }
         if let Some(area) = patch.area {
-            a.area = optional_text("area", area)?;
+            let area = optional_text("area", area)?;
+            if won(stamps, "area", &stamp) {
+                a.area = area;
+            }
         }
         if a.ends_at < a.starts_at {
             return Err(Error::invalid("ends_at must not be before starts_at"));
@@ -546,6 +595,7 @@ impl Engine {
             created_by: actor.into(),
             created_at: now.clone(),
             updated_at: now,
+            stamps: Default::default(),
         };
         self.commit_as(&ev, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?]).await?;
         Ok(a)
@@ -572,26 +622,39 @@ impl Engine {
                 ))
             }
         };
+        let stamp = self.stamp();
+        let stamps = &mut a.stamps;
         if let Some(t) = patch.title {
             review_gate("renaming an advance")?;
-            a.title = validate_name("title", &t)?;
+            let t = validate_name("title", &t)?;
+            if won(stamps, "title", &stamp) {
+                a.title = t;
+            }
         }
         if let Some(c) = patch.collaborator {
             review_gate("sending an advance to another collaborator")?;
-            a.collaborator = self.target_collaborator(&ev, &s, Some(c)).await?;
+            let c = self.target_collaborator(&ev, &s, Some(c)).await?;
+            if won(stamps, "collaborator", &stamp) {
+                a.collaborator = c;
+            }
         }
         if let Some(answers) = patch.answers {
             let answers = check_answers(answers)?;
-            if answers != a.answers {
+            if answers != a.answers && won(stamps, "answers", &stamp) {
                 a.answers = answers;
-                a.status = AdvanceStatus::NeedsReview;
+                // Changed answers need a review again, unless a later review already happened.
+                if won(stamps, "status", &stamp) {
+                    a.status = AdvanceStatus::NeedsReview;
+                }
             }
         }
         if let Some(st) = patch.status {
             if st != AdvanceStatus::NeedsReview {
                 review_gate("reviewing an advance")?;
             }
-            a.status = st;
+            if won(stamps, "status", &stamp) {
+                a.status = st;
+            }
         }
         a.updated_at = time::now();
         let after = vec![a.collaborator.clone()];

@@ -397,6 +397,10 @@ async fn session(mut socket: WebSocket, st: AppState) {
         let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
         return refuse(socket, close::UNSUPPORTED_VERSION, &reason).await;
     }
+    if !engine::hlc::valid_node(&device) {
+        let reason = "device must be 1 to 64 characters of A-Z a-z 0-9 _ . : -";
+        return refuse(socket, close::BAD_HELLO, reason).await;
+    }
     let (account, exp) = match st.tokens.verify(&st, &token).await {
         Ok(v) => v,
         Err(e) if e.code == "token_expired" => {
@@ -407,7 +411,7 @@ async fn session(mut socket: WebSocket, st: AppState) {
     let hub = st.hub.clone();
     let session = hub.next_session.fetch_add(1, Ordering::Relaxed);
     let span =
-        tracing::info_span!("sync", session, account = %account, device = %device.chars().take(64).collect::<String>());
+        tracing::info_span!("sync", session, account = %account, device = %device);
     live(socket, hub, account, device, exp, session).instrument(span).await;
 }
 

@@ -4,6 +4,7 @@
 mod access_cache;
 mod bad_input;
 mod changes;
+mod conflicts;
 mod getting_set_up;
 mod protocol;
 mod rules;

@@ -62,7 +62,7 @@ async fn a_database_from_before_the_change_log_migration_upgrades_and_keeps_its_
         // Back to how such a database looks: migration 1 only, implicit log tables.
         e.store()
             .run(
-                "REMOVE TABLE change; REMOVE TABLE event_seq; DELETE type::record('schema_migration', 2);
+                "REMOVE TABLE change; REMOVE TABLE event_seq; REMOVE TABLE applied; DELETE schema_migration WHERE version >= 2;
                  UPSERT type::record('event_seq', 'ev') CONTENT { n: 1 };
                  CREATE type::record('change', ['ev', 1]) CONTENT { event: 'ev', seq: 1, kind: 'task', record: 't',
                      op: 'upsert', collaborators_before: [], collaborators_after: ['c'], at: '2026-01-01T00:00:00.000Z' };",

@@ -4,47 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use tests::{SyncClient, TEST_SECRET, TestServer, User, fresh};
-
-/// A staffed event: `pm` holds a seat; `vic` is a member of `audio`, `cara` of `client`.
-struct Stage {
-    pm: User,
-    vic: User,
-    cara: User,
-    event: String,
-    prod: String,
-    audio: String,
-    client: String,
-}
-
-async fn stage(srv: &TestServer) -> Stage {
-    let pm = srv.sign_up("Pm").await;
-    let org = pm.personal_org().await;
-    let license = pm.ready_org(&org, 2).await;
-    let (event, prod) = pm.create_event(&org, &license, "Live").await;
-    let mk = |name: &'static str| {
-        let api = pm.api.clone();
-        let path = format!("/v1/events/{event}/collaborators");
-        async move { api.post(&path, json!({ "name": name })).await.ok()["id"].as_str().unwrap().to_string() }
-    };
-    let audio = mk("Audio").await;
-    let client = mk("Client").await;
-    let vic = srv.sign_up("Vic").await;
-    let cara = srv.sign_up("Cara").await;
-    for (who, c) in [(&vic, &audio), (&cara, &client)] {
-        pm.api.post(&format!("/v1/events/{event}/collaborators/{c}/members"), json!({ "email": who.email })).await.ok();
-    }
-    Stage { pm, vic, cara, event, prod, audio, client }
-}
-
-async fn task(s: &Stage, who: &User, collab: &str, title: &str) -> String {
-    let t = who
-        .api
-        .post(&format!("/v1/events/{}/tasks", s.event), json!({ "collaborator": collab, "title": title }))
-        .await
-        .ok();
-    t["id"].as_str().unwrap().to_string()
-}
+use tests::{SyncClient, TEST_SECRET, TestServer, User, fresh, stage, task};
 
 /// Brings `c` to the event's head and checks that its replica equals a fresh snapshot.
 async fn converged(srv: &TestServer, c: &mut SyncClient, who: &User, event: &str) -> Vec<(String, String)> {

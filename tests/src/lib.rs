@@ -290,6 +290,49 @@ impl Api {
     }
 }
 
+// ---- a staffed event ----
+
+/// A staffed event: `pm` holds a seat; `vic` is a member of `audio`, `cara` of `client`.
+pub struct Stage {
+    pub pm: User,
+    pub vic: User,
+    pub cara: User,
+    pub event: String,
+    pub prod: String,
+    pub audio: String,
+    pub client: String,
+}
+
+pub async fn stage(srv: &TestServer) -> Stage {
+    let pm = srv.sign_up("Pm").await;
+    let org = pm.personal_org().await;
+    let license = pm.ready_org(&org, 2).await;
+    let (event, prod) = pm.create_event(&org, &license, "Live").await;
+    let mk = |name: &'static str| {
+        let api = pm.api.clone();
+        let path = format!("/v1/events/{event}/collaborators");
+        async move { api.post(&path, json!({ "name": name })).await.ok()["id"].as_str().unwrap().to_string() }
+    };
+    let audio = mk("Audio").await;
+    let client = mk("Client").await;
+    let vic = srv.sign_up("Vic").await;
+    let cara = srv.sign_up("Cara").await;
+    for (who, c) in [(&vic, &audio), (&cara, &client)] {
+        pm.api.post(&format!("/v1/events/{event}/collaborators/{c}/members"), json!({ "email": who.email })).await.ok();
+    }
+    Stage { pm, vic, cara, event, prod, audio, client }
+}
+
+/// Creates a task through the HTTP API; returns its id.
+pub async fn task(s: &Stage, who: &User, collab: &str, title: &str) -> String {
+    let t = who
+        .api
+        .post(&format!("/v1/events/{}/tasks", s.event), json!({ "collaborator": collab, "title": title }))
+        .await
+        .ok();
+    t["id"].as_str().unwrap().to_string()
+}
+
 // ---- engine-level fixture (no server) ----
 
 /// An engine with one account owning an event, ready for work: for engine-level tests and
@@ -396,6 +439,8 @@ pub struct SyncClient {
     pub cursors: std::collections::HashMap<String, i64>,
     /// `frame_out_bytes_target` announced in `welcome`.
     frame_target: Option<usize>,
+    /// The device id said in `hello`.
+    device: String,
 }
 
 impl TestServer {
@@ -408,18 +453,32 @@ impl SyncClient {
     /// Connects without saying anything.
     pub async fn raw(srv: &TestServer) -> SyncClient {
         let (ws, _) = tokio_tungstenite::connect_async(srv.sync_url()).await.expect("connect");
-        SyncClient { ws, log: Vec::new(), replica: Default::default(), cursors: Default::default(), frame_target: None }
+        SyncClient {
+            ws,
+            log: Vec::new(),
+            replica: Default::default(),
+            cursors: Default::default(),
+            frame_target: None,
+            device: "test-device".into(),
+        }
     }
 
     /// Connects, says hello with `token` and waits for the welcome.
     pub async fn connect(srv: &TestServer, token: &str) -> SyncClient {
+        Self::connect_device(srv, token, "test-device").await
+    }
+
+    /// [`SyncClient::connect`] as the device `device`.
+    pub async fn connect_device(srv: &TestServer, token: &str, device: &str) -> SyncClient {
         let mut c = Self::raw(srv).await;
+        c.device = device.into();
         c.hello(token).await;
         c
     }
 
     async fn hello(&mut self, token: &str) {
-        self.send(json!({ "type": "hello", "protocol": 1, "token": token, "device": "test-device" })).await;
+        let device = self.device.clone();
+        self.send(json!({ "type": "hello", "protocol": 1, "token": token, "device": device })).await;
         match self.recv().await {
             Received::Message(m) if m["type"] == "welcome" => {}
             other => panic!("expected welcome, got {other:?}"),

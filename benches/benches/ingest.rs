@@ -18,6 +18,7 @@ fn task(i: usize) -> Mutation {
         op: MutationOp::Create,
         record: None,
         fields: json!({ "title": format!("task {i}") }),
+        hlc: None,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod model;
 pub(crate) mod mutations;
 mod orgs;
 pub mod protocol;
+pub mod rules;
 pub mod store;
 mod tabs;
 pub mod time;

@@ -4,20 +4,17 @@
 //! Every operation loads the caller's standing once and asks the access function about the
 //! record's collaborators *before* the change and, for moves, *after* it as well.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use crate::{
     Engine, Error, Result,
     access::{Action, Decision, Standing, Tab, Target, decide},
-    accounts::validate_name,
     changes::Write,
+    rules,
     events::gate,
     model::{
         Activity, Advance, AdvanceCounts, AdvanceStatus, Dashboard, Event, FileMeta, Task, TaskCounts, TaskStatus,
-        new_id,
     },
     time,
 };
@@ -152,38 +149,8 @@ pub struct AdvancePatch {
     pub status: Option<AdvanceStatus>,
 }
 
-/// The id of a new record: the client's when it gave a valid UUID, else a fresh one.
-fn record_id(asked: Option<&str>) -> Result<String> {
-    match asked {
-        None => Ok(new_id()),
-        Some(id) => uuid::Uuid::parse_str(id)
-            .map(|u| u.hyphenated().to_string())
-            .map_err(|_| Error::invalid("id must be a UUID when given")),
-    }
-}
-
-/// Per-field last-writer-wins: whether an edit stamped `stamp` (a hybrid logical clock, see
-/// [`crate::hlc`]) wins `field` over the edit that last set it. A winner's stamp is kept.
-/// Fields never edited since the record was created carry no stamp: any edit wins them.
-pub fn won(stamps: &mut BTreeMap<String, String>, field: &str, stamp: &str) -> bool {
-    match stamps.get(field) {
-        Some(last) if last.as_str() >= stamp => false,
-        _ => {
-            stamps.insert(field.to_string(), stamp.to_string());
-            true
-        }
-    }
-}
-
 fn one(c: &str) -> [String; 1] {
     [c.to_string()]
-}
-
-fn optional_text(field: &str, v: Option<String>) -> Result<Option<String>> {
-    match v.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(s) => validate_name(field, s).map(Some),
-    }
 }
 
 impl Engine {
@@ -296,25 +263,13 @@ impl Engine {
 
     pub async fn create_task(&self, actor: &str, event: &str, input: NewTask) -> Result<Task> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
-        let collaborator = self.target_collaborator(&ev, &s, input.collaborator).await?;
+        let collaborator = self.target_collaborator(&ev, &s, input.collaborator.clone()).await?;
         gate(
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&collaborator) }),
             "collaborator",
         )?;
-        let now = time::now();
-        let task = Task {
-            id: record_id(input.id.as_deref())?,
-            event: ev.id.clone(),
-            collaborator,
-            title: validate_name("title", &input.title)?,
-            status: input.status.unwrap_or(TaskStatus::Todo),
-            assignee: self.check_assignee(input.assignee).await?,
-            due: input.due.as_deref().map(|d| time::parse_date("due", d)).transpose()?,
-            created_by: actor.into(),
-            created_at: now.clone(),
-            updated_at: now,
-            stamps: Default::default(),
-        };
+        let assignee = self.check_assignee(input.assignee.clone()).await?;
+        let task = rules::build_task(input, &ev.id, collaborator, assignee, actor)?;
         self.commit_as(&ev, vec![Write::create("task", &task.id, &task, one(&task.collaborator).into())?]).await?;
         Ok(task)
     }
@@ -331,39 +286,16 @@ impl Engine {
             decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&task.collaborator) }),
             "task",
         )?;
-        let stamp = self.stamp();
-        let stamps = &mut task.stamps;
-        if let Some(c) = patch.collaborator {
+        let mut patch = patch;
+        if let Some(c) = patch.collaborator.take() {
             let c = self.target_collaborator(&ev, &s, Some(c)).await?;
             gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Tasks, collaborators: &one(&c) }), "collaborator")?;
-            if won(stamps, "collaborator", &stamp) {
-                task.collaborator = c;
-            }
+            patch.collaborator = Some(c);
         }
-        if let Some(t) = patch.title {
-            let t = validate_name("title", &t)?;
-            if won(stamps, "title", &stamp) {
-                task.title = t;
-            }
+        if let Some(a) = patch.assignee.take() {
+            patch.assignee = Some(self.check_assignee(a).await?);
         }
-        if let Some(st) = patch.status
-            && won(stamps, "status", &stamp)
-        {
-            task.status = st;
-        }
-        if let Some(a) = patch.assignee {
-            let a = self.check_assignee(a).await?;
-            if won(stamps, "assignee", &stamp) {
-                task.assignee = a;
-            }
-        }
-        if let Some(d) = patch.due {
-            let d = d.as_deref().map(|d| time::parse_date("due", d)).transpose()?;
-            if won(stamps, "due", &stamp) {
-                task.due = d;
-            }
-        }
-        task.updated_at = time::now();
+        rules::apply_task(&mut task, patch, &self.stamp())?;
         let after = vec![task.collaborator.clone()];
         self.commit_as(&ev, vec![Write::replace("task", &task.id, &task, before, after)?]).await?;
         Ok(task)
@@ -423,25 +355,9 @@ impl Engine {
 
     pub async fn create_activity(&self, actor: &str, event: &str, input: NewActivity) -> Result<Activity> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
-        let tags = self.check_tags(&ev, &s, input.collaborators).await?;
+        let tags = self.check_tags(&ev, &s, input.collaborators.clone()).await?;
         gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
-        let now = time::now();
-        let a = Activity {
-            id: record_id(input.id.as_deref())?,
-            event: ev.id.clone(),
-            title: validate_name("title", &input.title)?,
-            starts_at: time::parse("starts_at", &input.starts_at)?,
-            ends_at: time::parse("ends_at", &input.ends_at)?,
-            area: optional_text("area", input.area)?,
-            collaborators: tags,
-            created_by: actor.into(),
-            created_at: now.clone(),
-            updated_at: now,
-            stamps: Default::default(),
-        };
-        if a.ends_at < a.starts_at {
-            return Err(Error::invalid("ends_at must not be before starts_at"));
-        }
+        let a = rules::build_activity(input, &ev.id, tags, actor)?;
         self.commit_as(&ev, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?]).await?;
         Ok(a)
     }
@@ -457,43 +373,13 @@ impl Engine {
             )?;
         }
         gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
-        let stamp = self.stamp();
-        let stamps = &mut a.stamps;
-        if let Some(tags) = patch.collaborators {
+        let mut patch = patch;
+        if let Some(tags) = patch.collaborators.take() {
             let tags = self.check_tags(&ev, &s, Some(tags)).await?;
             gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
-            if won(stamps, "collaborators", &stamp) {
-                a.collaborators = tags;
-            }
+            patch.collaborators = Some(tags);
         }
-        if let Some(t) = patch.title {
-            let t = validate_name("title", &t)?;
-            if won(stamps, "title", &stamp) {
-                a.title = t;
-            }
-        }
-        if let Some(t) = patch.starts_at {
-            let t = time::parse("starts_at", &t)?;
-            if won(stamps, "starts_at", &stamp) {
-                a.starts_at = t;
-            }
-        }
-        if let Some(t) = patch.ends_at {
-            let t = time::parse("ends_at", &t)?;
-            if won(stamps, "ends_at", &stamp) {
-                a.ends_at = t;
-            }
-        }
-        if let Some(area) = patch.area {
-            let area = optional_text("area", area)?;
-            if won(stamps, "area", &stamp) {
-                a.area = area;
-            }
-        }
-        if a.ends_at < a.starts_at {
-            return Err(Error::invalid("ends_at must not be before starts_at"));
-        }
-        a.updated_at = time::now();
+        rules::apply_activity(&mut a, patch, &self.stamp())?;
         let after = a.collaborators.clone();
         self.commit_as(&ev, vec![Write::replace("activity", &a.id, &a, before, after)?]).await?;
         Ok(a)
@@ -524,35 +410,12 @@ impl Engine {
     /// Records a file in a collaborator's folder (its metadata; the bytes travel separately).
     pub async fn add_file(&self, actor: &str, event: &str, input: NewFile) -> Result<FileMeta> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
-        let collaborator = self.target_collaborator(&ev, &s, input.collaborator).await?;
+        let collaborator = self.target_collaborator(&ev, &s, input.collaborator.clone()).await?;
         gate(
             decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &one(&collaborator) }),
             "collaborator",
         )?;
-        let name = input.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > FILE_NAME_LEN_MAX || name.contains(['/', '\\', '\0']) {
-            return Err(Error::invalid(format!(
-                "name must be a file name of 1 to {FILE_NAME_LEN_MAX} characters without slashes"
-            )));
-        }
-        if input.size < 0 {
-            return Err(Error::invalid("size must not be negative"));
-        }
-        let hash = input.content_hash.trim().to_lowercase();
-        if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::invalid("content_hash must be the sha256 of the content as 64 hex digits"));
-        }
-        let f = FileMeta {
-            id: record_id(input.id.as_deref())?,
-            event: ev.id.clone(),
-            collaborator,
-            name,
-            size: input.size,
-            content_hash: hash,
-            media_type: optional_text("media_type", input.media_type)?,
-            uploaded_by: actor.into(),
-            created_at: time::now(),
-        };
+        let f = rules::build_file(input, &ev.id, collaborator, actor)?;
         self.commit_as(&ev, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
         Ok(f)
     }
@@ -578,25 +441,8 @@ impl Engine {
     pub async fn create_advance(&self, actor: &str, event: &str, input: NewAdvance) -> Result<Advance> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "event")?;
-        let collaborator = self.target_collaborator(&ev, &s, Some(input.collaborator)).await?;
-        let answers = check_answers(input.answers.unwrap_or_else(|| json!({})))?;
-        let now = time::now();
-        let a = Advance {
-            id: record_id(input.id.as_deref())?,
-            event: ev.id.clone(),
-            collaborator,
-            title: validate_name("title", &input.title)?,
-            status: if answers.as_object().is_some_and(|m| !m.is_empty()) {
-                AdvanceStatus::NeedsReview
-            } else {
-                AdvanceStatus::NotStarted
-            },
-            answers,
-            created_by: actor.into(),
-            created_at: now.clone(),
-            updated_at: now,
-            stamps: Default::default(),
-        };
+        let collaborator = self.target_collaborator(&ev, &s, Some(input.collaborator.clone())).await?;
+        let a = rules::build_advance(input, &ev.id, collaborator, actor)?;
         self.commit_as(&ev, vec![Write::create("advance", &a.id, &a, one(&a.collaborator).into())?]).await?;
         Ok(a)
     }
@@ -611,52 +457,13 @@ impl Engine {
         let scope = one(&a.collaborator);
         gate(decide(&s, Action::Read, Target::Tab { tab: Tab::Advances, collaborators: &scope }), "advance")?;
         gate(decide(&s, Action::Write, Target::Tab { tab: Tab::Advances, collaborators: &scope }), "advance")?;
-        let team = decide(&s, Action::Write, Target::Setup);
-        let review_gate = |what: &str| -> Result<()> {
-            if team == Decision::Allow {
-                Ok(())
-            } else {
-                Err(Error::forbidden(
-                    "review_requires_seat",
-                    format!("{what} is done by the event team (an Event Pro seat)"),
-                ))
-            }
-        };
-        let stamp = self.stamp();
-        let stamps = &mut a.stamps;
-        if let Some(t) = patch.title {
-            review_gate("renaming an advance")?;
-            let t = validate_name("title", &t)?;
-            if won(stamps, "title", &stamp) {
-                a.title = t;
-            }
+        let team = decide(&s, Action::Write, Target::Setup) == Decision::Allow;
+        rules::check_advance_patch(&patch, team)?;
+        let mut patch = patch;
+        if let Some(c) = patch.collaborator.take() {
+            patch.collaborator = Some(self.target_collaborator(&ev, &s, Some(c)).await?);
         }
-        if let Some(c) = patch.collaborator {
-            review_gate("sending an advance to another collaborator")?;
-            let c = self.target_collaborator(&ev, &s, Some(c)).await?;
-            if won(stamps, "collaborator", &stamp) {
-                a.collaborator = c;
-            }
-        }
-        if let Some(answers) = patch.answers {
-            let answers = check_answers(answers)?;
-            if answers != a.answers && won(stamps, "answers", &stamp) {
-                a.answers = answers;
-                // Changed answers need a review again, unless a later review already happened.
-                if won(stamps, "status", &stamp) {
-                    a.status = AdvanceStatus::NeedsReview;
-                }
-            }
-        }
-        if let Some(st) = patch.status {
-            if st != AdvanceStatus::NeedsReview {
-                review_gate("reviewing an advance")?;
-            }
-            if won(stamps, "status", &stamp) {
-                a.status = st;
-            }
-        }
-        a.updated_at = time::now();
+        rules::apply_advance(&mut a, patch, team, &self.stamp())?;
         let after = vec![a.collaborator.clone()];
         self.commit_as(&ev, vec![Write::replace("advance", &a.id, &a, before, after)?]).await?;
         Ok(a)
@@ -731,14 +538,4 @@ impl Engine {
             advances,
         })
     }
-}
-
-fn check_answers(answers: Value) -> Result<Value> {
-    if !answers.is_object() {
-        return Err(Error::invalid("answers must be a JSON object"));
-    }
-    if serde_json::to_vec(&answers)?.len() > ANSWERS_BYTES_MAX {
-        return Err(Error::invalid(format!("answers must be at most {ANSWERS_BYTES_MAX} bytes of JSON")));
-    }
-    Ok(answers)
 }

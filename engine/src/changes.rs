@@ -534,6 +534,11 @@ impl Engine {
     }
 }
 
+/// Whether records of `kind` can change who may do what in an event.
+pub(crate) fn changes_access_kind(kind: &str) -> bool {
+    ACCESS_KINDS.contains(&kind)
+}
+
 fn changes_access(writes: &[Write]) -> bool {
     writes.iter().any(|w| ACCESS_KINDS.contains(&w.kind))
 }

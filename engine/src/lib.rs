@@ -10,6 +10,7 @@ pub mod access;
 mod accounts;
 mod cache;
 pub mod changes;
+pub mod device;
 mod error;
 mod events;
 pub mod feed;

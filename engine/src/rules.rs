@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 
 use crate::{
     Error, Result,
+    access::{Action, Standing, Tab, Target, decide},
+    events::gate,
     accounts::validate_name,
     model::{Activity, Advance, AdvanceStatus, FileMeta, Task, TaskStatus, new_id},
     tabs::{
-        ANSWERS_BYTES_MAX, ActivityPatch, AdvancePatch, FILE_NAME_LEN_MAX, NewActivity, NewAdvance, NewFile, NewTask,
+        ACTIVITY_TAGS_MAX, ANSWERS_BYTES_MAX, ActivityPatch, AdvancePatch, FILE_NAME_LEN_MAX, NewActivity, NewAdvance, NewFile, NewTask,
         TaskPatch,
     },
     time,
@@ -30,6 +32,47 @@ pub fn won(stamps: &mut BTreeMap<String, String>, field: &str, stamp: &str) -> b
             true
         }
     }
+}
+
+/// The collaborator a new record goes to, before the caller checks that it exists: the one
+/// asked for (which must be visible), else the member's own, else the event's default.
+pub(crate) fn collaborator_asked(default: &str, s: &Standing, asked: Option<String>) -> Result<String> {
+    let c = match asked {
+        Some(c) => c.trim().to_string(),
+        None => match &s.membership {
+            Some(m) if !s.seat => m.collaborator.clone(),
+            _ => default.to_string(),
+        },
+    };
+    gate(decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }), "collaborator")?;
+    Ok(c)
+}
+
+/// The collaborators an activity is tagged to, before the caller checks that they exist:
+/// those asked for (each visible), else the member's own, else the event's default; sorted,
+/// without repeats, at most [`ACTIVITY_TAGS_MAX`].
+pub(crate) fn tags_asked(default: &str, s: &Standing, asked: Option<Vec<String>>) -> Result<Vec<String>> {
+    let mut tags: Vec<String> = match asked {
+        Some(t) => t.into_iter().map(|c| c.trim().to_string()).collect(),
+        None => match &s.membership {
+            Some(m) if !s.seat => vec![m.collaborator.clone()],
+            _ => vec![default.to_string()],
+        },
+    };
+    tags.sort();
+    tags.dedup();
+    if tags.len() > ACTIVITY_TAGS_MAX {
+        return Err(Error::invalid(format!("an activity may be tagged to at most {ACTIVITY_TAGS_MAX} collaborators")));
+    }
+    for c in &tags {
+        gate(decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }), "collaborator")?;
+    }
+    Ok(tags)
+}
+
+/// An activity tagged to no collaborator belongs to the event team (seat holders).
+pub(crate) fn schedule_target(tags: &[String]) -> Target<'_> {
+    if tags.is_empty() { Target::Setup } else { Target::Tab { tab: Tab::Schedule, collaborators: tags } }
 }
 
 /// The id of a new record: the client's when it gave a valid UUID, else a fresh one.

@@ -121,13 +121,18 @@ impl Store {
     /// transaction together with the record of the version it reaches. Returns the version
     /// the database is at afterwards. Refuses a database written by a newer binary.
     pub async fn migrate(&self) -> Result<u32> {
+        self.migrate_with(MIGRATIONS).await
+    }
+
+    /// [`Store::migrate`] with another list of migrations (the device replica has its own).
+    pub async fn migrate_with(&self, migrations: &[Migration]) -> Result<u32> {
         self.db.query("DEFINE TABLE IF NOT EXISTS schema_migration SCHEMALESS;").await?.check()?;
-        let binary = MIGRATIONS.last().map_or(0, |m| m.version);
+        let binary = migrations.last().map_or(0, |m| m.version);
         let current = self.schema_version().await?;
         if current > binary {
             return Err(Error::SchemaTooNew { database: current, binary });
         }
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for m in migrations.iter().filter(|m| m.version > current) {
             let sql = format!(
                 "BEGIN TRANSACTION;\n{}\n;CREATE type::record('schema_migration', $version) CONTENT {{ version: $version, name: $name, applied_at: $now }};\nCOMMIT TRANSACTION;",
                 m.sql

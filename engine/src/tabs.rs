@@ -178,14 +178,7 @@ impl Engine {
     /// The collaborator a new record goes to: the one asked for (which must exist in the
     /// event and be visible), else the member's own, else the event's default.
     async fn target_collaborator(&self, ev: &Event, s: &Standing, asked: Option<String>) -> Result<String> {
-        let c = match asked {
-            Some(c) => c.trim().to_string(),
-            None => match &s.membership {
-                Some(m) if !s.seat => m.collaborator.clone(),
-                _ => ev.default_collaborator.clone(),
-            },
-        };
-        gate(decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: &one(&c) }), "collaborator")?;
+        let c = rules::collaborator_asked(&ev.default_collaborator, s, asked)?;
         // Facts kept at the version of the caller's standing are checked again by the commit.
         let kept = ev.basis.as_ref().and_then(|b| self.shared.access.collaborator(&ev.id, b.version, &c));
         let exists = match kept {
@@ -319,22 +312,8 @@ impl Engine {
     // ---- schedule ----
 
     async fn check_tags(&self, ev: &Event, s: &Standing, tags: Option<Vec<String>>) -> Result<Vec<String>> {
-        let mut tags: Vec<String> = match tags {
-            Some(t) => t.into_iter().map(|c| c.trim().to_string()).collect(),
-            None => match &s.membership {
-                Some(m) if !s.seat => vec![m.collaborator.clone()],
-                _ => vec![ev.default_collaborator.clone()],
-            },
-        };
-        tags.sort();
-        tags.dedup();
-        if tags.len() > ACTIVITY_TAGS_MAX {
-            return Err(Error::invalid(format!(
-                "an activity may be tagged to at most {ACTIVITY_TAGS_MAX} collaborators"
-            )));
-        }
+        let tags = rules::tags_asked(&ev.default_collaborator, s, tags)?;
         for c in &tags {
-            gate(decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: &one(c) }), "collaborator")?;
             if self.collaborator(&ev.id, c).await?.is_none() {
                 return Err(Error::not_found("collaborator"));
             }
@@ -342,10 +321,6 @@ impl Engine {
         Ok(tags)
     }
 
-    /// An activity tagged to no collaborator belongs to the event team (seat holders).
-    fn schedule_target(tags: &[String]) -> Target<'_> {
-        if tags.is_empty() { Target::Setup } else { Target::Tab { tab: Tab::Schedule, collaborators: tags } }
-    }
 
     pub async fn list_activities(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<Activity>> {
         let (ev, s) = self.standing(actor, event).await?;
@@ -356,7 +331,7 @@ impl Engine {
     pub async fn create_activity(&self, actor: &str, event: &str, input: NewActivity) -> Result<Activity> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         let tags = self.check_tags(&ev, &s, input.collaborators.clone()).await?;
-        gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
+        gate(decide(&s, Action::Write, rules::schedule_target(&tags)), "collaborator")?;
         let a = rules::build_activity(input, &ev.id, tags, actor)?;
         self.commit_as(&ev, vec![Write::create("activity", &a.id, &a, a.collaborators.clone())?]).await?;
         Ok(a)
@@ -372,11 +347,11 @@ impl Engine {
                 "activity",
             )?;
         }
-        gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
+        gate(decide(&s, Action::Write, rules::schedule_target(&a.collaborators)), "activity")?;
         let mut patch = patch;
         if let Some(tags) = patch.collaborators.take() {
             let tags = self.check_tags(&ev, &s, Some(tags)).await?;
-            gate(decide(&s, Action::Write, Self::schedule_target(&tags)), "collaborator")?;
+            gate(decide(&s, Action::Write, rules::schedule_target(&tags)), "collaborator")?;
             patch.collaborators = Some(tags);
         }
         rules::apply_activity(&mut a, patch, &self.stamp())?;
@@ -394,7 +369,7 @@ impl Engine {
                 "activity",
             )?;
         }
-        gate(decide(&s, Action::Write, Self::schedule_target(&a.collaborators)), "activity")?;
+        gate(decide(&s, Action::Write, rules::schedule_target(&a.collaborators)), "activity")?;
         self.commit_as(&ev, vec![Write::delete("activity", &a.id, a.collaborators.clone())]).await?;
         Ok(())
     }

@@ -5,6 +5,7 @@ mod access_cache;
 mod bad_input;
 mod changes;
 mod conflicts;
+mod device;
 mod getting_set_up;
 mod protocol;
 mod rules;

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub mod device;
+
 use engine::{Engine, EngineConfig, NewAccount, NewEvent, PasswordHashing, PurchaseInput, model::*};
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};

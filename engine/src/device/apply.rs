@@ -1,0 +1,541 @@
+//! What the replica sends and what it does with what arrives.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde_json::{Value, json};
+
+use super::{Link, Notice, Rejection, Replica, Row, State, TOP, ops_of, pending_records, write::stored_row};
+use crate::{
+    Error, Result,
+    feed::{KINDS, visible},
+    hlc::Hlc,
+    protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, ServerMessage, WireChange},
+    time,
+};
+
+/// The code of a mutation the device could not send because the person lost the event.
+pub const ACCESS_REVOKED: &str = "access_revoked";
+
+fn all_kinds() -> HashSet<String> {
+    KINDS.iter().map(|k| k.to_string()).collect()
+}
+
+/// A generation number no earlier snapshot of this replica used.
+fn fresh_gen() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as i64)
+}
+
+impl Replica {
+    /// The first frame of a connection.
+    pub fn hello(&self, token: &str) -> ClientMessage {
+        ClientMessage::Hello { protocol: PROTOCOL_VERSION, token: token.into(), device: self.inner.device.clone() }
+    }
+
+    /// Takes one frame from the server; returns the frames to send in answer.
+    pub async fn handle(&self, msg: ServerMessage) -> Result<Vec<ClientMessage>> {
+        match msg {
+            ServerMessage::Welcome { account, .. } => return self.on_welcome(&account).await,
+            ServerMessage::Snapshot { event, cursor, records, last } => {
+                self.on_snapshot(&event, cursor, records, last).await?
+            }
+            ServerMessage::Changes { event, changes, cursor } => self.on_changes(&event, changes, cursor).await?,
+            ServerMessage::Ack { event, results } => self.on_ack(&event, results).await?,
+            ServerMessage::Pong { cursors } => self.on_pong(cursors).await?,
+            ServerMessage::Resync { event, .. } => {
+                if let Some(s) = self.inner.state.lock().await.subs.get_mut(&event) {
+                    s.snapshot = None;
+                }
+            }
+            ServerMessage::Refused { event, code, message } => self.on_refused(&event, &code, &message).await?,
+            ServerMessage::Error { message, .. } => {
+                let st = self.inner.state.lock().await;
+                self.refresh_status(&st, |s| s.last_error = Some(message));
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// A connection is up (its welcome named `account`): the subscriptions to send.
+    /// A replica holds one account's data; another account's welcome is refused while the
+    /// device still has changes of the first to send, and otherwise starts the replica over.
+    async fn on_welcome(&self, account: &str) -> Result<Vec<ClientMessage>> {
+        let mut st = self.inner.state.lock().await;
+        if st.account.as_deref() != Some(account) {
+            if st.account.is_some() {
+                if !st.outbox.is_empty() {
+                    let message = "this device holds changes of another account that are not synced yet; sign in as that account first";
+                    self.refresh_status(&st, |s| s.last_error = Some(message.into()));
+                    return Err(Error::conflict("other_account", message));
+                }
+                self.inner
+                    .store
+                    .run(
+                        "BEGIN TRANSACTION; DELETE rec; UPDATE sub SET cursor = NONE; DELETE rejection; COMMIT TRANSACTION;",
+                        Value::Null,
+                    )
+                    .await?;
+                for s in st.subs.values_mut() {
+                    *s = Default::default();
+                }
+            }
+            self.inner
+                .store
+                .run("UPDATE type::record('meta', 'device') SET account = $a", json!({ "a": account }))
+                .await?;
+            st.account = Some(account.into());
+        }
+        st.link = Some(Link::default());
+        let out = Self::subscribes(&mut st);
+        self.refresh_status(&st, |s| s.last_error = None);
+        Ok(out)
+    }
+
+    /// Subscriptions not yet sent on the current connection (e.g. one added while online).
+    pub async fn resubscribe(&self) -> Vec<ClientMessage> {
+        Self::subscribes(&mut *self.inner.state.lock().await)
+    }
+
+    fn subscribes(st: &mut State) -> Vec<ClientMessage> {
+        let Some(link) = st.link.as_mut() else { return Vec::new() };
+        let mut out = Vec::new();
+        for (event, sub) in &st.subs {
+            if link.subscribed.insert(event.clone()) {
+                out.push(ClientMessage::Subscribe { event: event.clone(), cursor: sub.cursor });
+            }
+        }
+        out
+    }
+
+    /// The connection is gone (`error` says why, for the app, when it was not asked for).
+    /// A push that was not answered will be sent again: the server applies each mutation
+    /// at most once, so that is harmless.
+    pub async fn disconnected(&self, error: Option<String>) {
+        let mut st = self.inner.state.lock().await;
+        st.link = None;
+        self.refresh_status(&st, |s| {
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+
+    /// The next push to send, if none is waiting for its answer: the oldest unsent
+    /// mutations of one event, at most `max` and about `max_bytes` of JSON.
+    pub async fn next_push(&self, max: usize, max_bytes: usize) -> Option<ClientMessage> {
+        let mut st = self.inner.state.lock().await;
+        let link = st.link.as_ref()?;
+        if link.in_flight.is_some() {
+            return None;
+        }
+        let ready = |e: &str| link.subscribed.contains(e) && st.subs.get(e).is_some_and(|s| s.cursor.is_some());
+        let event = st.outbox.values().find(|o| o.accepted.is_none() && ready(&o.event))?.event.clone();
+        let (mut ns, mut mutations, mut bytes) = (Vec::new(), Vec::new(), 0);
+        for o in st.outbox.values().filter(|o| o.event == event && o.accepted.is_none()) {
+            let size = serde_json::to_vec(&o.mutation).map_or(0, |v| v.len());
+            if ns.len() >= max.max(1) || (!ns.is_empty() && bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            ns.push(o.n);
+            mutations.push(o.mutation.clone());
+        }
+        if let Some(l) = st.link.as_mut() {
+            l.in_flight = Some((event.clone(), ns));
+        }
+        Some(ClientMessage::Push { event, mutations })
+    }
+
+    fn observe(&self, data: &Value) {
+        if let Some(stamps) = data.get("stamps").and_then(Value::as_object)
+            && let Some(latest) = stamps.values().filter_map(|s| s.as_str()).filter_map(|s| Hlc::parse(s).ok()).max()
+        {
+            self.inner.clock.observe(&latest);
+        }
+    }
+
+    async fn on_snapshot(&self, event: &str, cursor: i64, records: Vec<Record>, last: bool) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        let Some(sub) = st.subs.get_mut(event) else { return Ok(()) };
+        let generation = match sub.snapshot {
+            Some((c, g)) if c == cursor => g,
+            _ => {
+                let g = fresh_gen();
+                sub.snapshot = Some((cursor, g));
+                g
+            }
+        };
+        let mut kinds = HashSet::new();
+        let mut rows = Vec::with_capacity(records.len());
+        for r in &records {
+            self.observe(&r.data);
+            kinds.insert(r.kind.clone());
+            let ops = ops_of(&st, event, &r.kind, &r.id);
+            rows.extend(stored_row(event, &r.kind, &r.id, Some(&r.data), cursor, generation, &ops));
+        }
+        if !rows.is_empty() {
+            self.inner
+                .store
+                .run(
+                    "FOR $r IN $rows { UPSERT type::record('rec', [$r.event, $r.kind, $r.rid]) CONTENT $r RETURN NONE; };",
+                    json!({ "rows": rows }),
+                )
+                .await?;
+        }
+        if last {
+            // What the snapshot no longer holds is gone, except the device's own unsent
+            // work, which loses its server version instead.
+            #[derive(serde::Deserialize)]
+            struct K {
+                kind: String,
+                id: String,
+            }
+            let vars = json!({ "e": event, "top": TOP, "gen": generation, "cursor": cursor });
+            self.inner
+                .store
+                .run(
+                    "BEGIN TRANSACTION;
+                     DELETE rec:[$e, '']..[$e, $top] WHERE gen != $gen AND pending != true;
+                     UPSERT type::record('sub', $e) SET cursor = $cursor;
+                     COMMIT TRANSACTION;",
+                    vars.clone(),
+                )
+                .await?;
+            let stale: Vec<K> = self
+                .inner
+                .store
+                .run("SELECT kind, rid AS id FROM rec:[$e, '']..[$e, $top] WHERE gen != $gen", vars)
+                .await?
+                .all(0)?;
+            let mut restore = Vec::new();
+            for k in stale {
+                let ops = ops_of(&st, event, &k.kind, &k.id);
+                restore.push((k.kind.clone(), k.id.clone(), stored_row(event, &k.kind, &k.id, None, cursor, generation, &ops)));
+            }
+            self.put_rows(event, restore).await?;
+            if let Some(sub) = st.subs.get_mut(event) {
+                sub.cursor = Some(cursor);
+                sub.snapshot = None;
+            }
+            self.after_cursor(&mut st, event, true).await?;
+            kinds = all_kinds();
+        }
+        drop(st);
+        self.changed(event, kinds);
+        Ok(())
+    }
+
+    async fn on_changes(&self, event: &str, changes: Vec<WireChange>, cursor: i64) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        if !st.subs.contains_key(event) {
+            return Ok(());
+        }
+        let mut ops = Vec::with_capacity(changes.len());
+        let mut kinds = HashSet::new();
+        let mut access = false;
+        for c in changes {
+            match c {
+                WireChange::Upsert { seq, kind, id, data } => {
+                    self.observe(&data);
+                    access |= crate::changes::changes_access_kind(&kind);
+                    let row = stored_row(event, &kind, &id, Some(&data), seq, 0, &ops_of(&st, event, &kind, &id));
+                    ops.push(json!({ "put": row }));
+                    kinds.insert(kind);
+                }
+                WireChange::Delete { seq, kind, id } | WireChange::Remove { seq, kind, id } => {
+                    access |= crate::changes::changes_access_kind(&kind);
+                    match stored_row(event, &kind, &id, None, seq, 0, &ops_of(&st, event, &kind, &id)) {
+                        Some(row) => ops.push(json!({ "put": row })),
+                        None => ops.push(json!({ "del": { "kind": kind, "id": id } })),
+                    }
+                    kinds.insert(kind);
+                }
+                WireChange::Narrow { keep, keep_kinds, .. } => {
+                    access = true;
+                    kinds = all_kinds();
+                    ops.push(json!({ "narrow": { "keep": keep, "keep_kinds": keep_kinds } }));
+                }
+            }
+        }
+        self.inner
+            .store
+            .run(
+                "BEGIN TRANSACTION;
+                 FOR $o IN $ops {
+                     IF $o.put {
+                         UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
+                     } ELSE IF $o.del {
+                         DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
+                     } ELSE {
+                         DELETE rec:[$e, '']..[$e, $top] WHERE kind NOT IN $o.narrow.keep_kinds AND !(collaborators ANYINSIDE $o.narrow.keep);
+                     };
+                 };
+                 UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]);
+                 COMMIT TRANSACTION;",
+                json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP }),
+            )
+            .await?;
+        if let Some(sub) = st.subs.get_mut(event) {
+            sub.cursor = Some(sub.cursor.unwrap_or(0).max(cursor));
+        }
+        self.after_cursor(&mut st, event, access).await?;
+        drop(st);
+        self.changed(event, kinds);
+        Ok(())
+    }
+
+    async fn on_ack(&self, event: &str, results: Vec<MutationResult>) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        if let Some(l) = st.link.as_mut()
+            && l.in_flight.as_ref().is_some_and(|(e, _)| e == event)
+        {
+            l.in_flight = None;
+        }
+        let now = time::now();
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for r in results {
+            let id = match &r {
+                MutationResult::Accepted { mutation, .. } | MutationResult::Rejected { mutation, .. } => mutation,
+            };
+            let Some(n) = st.outbox.values().find(|o| o.event == event && &o.mutation.id == id).map(|o| o.n) else {
+                continue;
+            };
+            match r {
+                MutationResult::Accepted { seq, .. } => {
+                    if let Some(o) = st.outbox.get_mut(&n) {
+                        o.accepted = Some(seq);
+                    }
+                    accepted.push(json!({ "n": n, "seq": seq }));
+                }
+                MutationResult::Rejected { code, message, .. } => {
+                    if let Some(o) = st.outbox.remove(&n) {
+                        rejected.push((n, Rejection {
+                            event: event.into(),
+                            mutation: o.mutation.id,
+                            kind: o.kind,
+                            record: o.record,
+                            code,
+                            message,
+                            at: now.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+        self.record_answers(&mut st, accepted, &rejected).await?;
+        self.after_cursor(&mut st, event, false).await?;
+        self.refresh_status(&st, |s| s.last_sync = Some(now));
+        drop(st);
+        self.tell_rejected(rejected.into_iter().map(|(_, r)| r).collect());
+        Ok(())
+    }
+
+    /// Persists accepted seqs and rejections, and rebuilds the rejected records from the
+    /// server's version and what is still unsent.
+    async fn record_answers(&self, st: &mut State, accepted: Vec<Value>, rejected: &[(u64, Rejection)]) -> Result<()> {
+        if accepted.is_empty() && rejected.is_empty() {
+            return Ok(());
+        }
+        let mut rows = Vec::new();
+        for (_, r) in rejected {
+            let n = st.next_rejection;
+            st.next_rejection += 1;
+            rows.push(json!({ "n": n, "r": r }));
+        }
+        self.inner
+            .store
+            .run(
+                "BEGIN TRANSACTION;
+                 FOR $a IN $accepted { UPDATE type::record('outbox', $a.n) SET accepted = $a.seq RETURN NONE; };
+                 FOR $n IN $rejected { DELETE type::record('outbox', $n); };
+                 FOR $r IN $rows { CREATE type::record('rejection', $r.n) CONTENT object::extend($r.r, { n: $r.n }) RETURN NONE; };
+                 DELETE rejection WHERE n <= $oldest;
+                 COMMIT TRANSACTION;",
+                json!({
+                    "accepted": accepted,
+                    "rejected": rejected.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+                    "rows": rows,
+                    "oldest": st.next_rejection.saturating_sub(1 + super::REJECTIONS_KEPT as u64),
+                }),
+            )
+            .await?;
+        let mut by_event: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for (_, r) in rejected {
+            by_event.entry(r.event.clone()).or_default().push((r.kind.clone(), r.record.clone()));
+        }
+        for (event, records) in by_event {
+            self.rebuild(st, &event, records).await?;
+        }
+        Ok(())
+    }
+
+    fn tell_rejected(&self, rejected: Vec<Rejection>) {
+        let mut events = HashSet::new();
+        for r in rejected {
+            events.insert((r.event.clone(), r.kind.clone()));
+            let _ = self.inner.notices.send(Notice::Rejected(r));
+        }
+        for (event, kind) in events {
+            self.changed(&event, [kind].into());
+        }
+    }
+
+    /// Rebuilds the stored rows of `records` from the server's version and the outbox.
+    async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>) -> Result<()> {
+        let mut restore = Vec::new();
+        for (kind, id) in records {
+            let row: Option<Row> = self.row(event, &kind, &id).await?;
+            let (server, seq, generation) = match &row {
+                Some(r) => (r.server().cloned(), r.seq, r.generation),
+                None => (None, 0, 0),
+            };
+            let ops = ops_of(st, event, &kind, &id);
+            restore.push((kind.clone(), id.clone(), stored_row(event, &kind, &id, server.as_ref(), seq, generation, &ops)));
+        }
+        self.put_rows(event, restore).await
+    }
+
+    async fn put_rows(&self, event: &str, rows: Vec<(String, String, Option<Value>)>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ops: Vec<Value> = rows
+            .into_iter()
+            .map(|(kind, id, row)| match row {
+                Some(r) => json!({ "put": r }),
+                None => json!({ "del": { "kind": kind, "id": id } }),
+            })
+            .collect();
+        self.inner
+            .store
+            .run(
+                "BEGIN TRANSACTION;
+                 FOR $o IN $ops {
+                     IF $o.put {
+                         UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
+                     } ELSE {
+                         DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
+                     };
+                 };
+                 COMMIT TRANSACTION;",
+                json!({ "e": event, "ops": ops }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn on_pong(&self, cursors: BTreeMap<String, i64>) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        for (event, c) in cursors {
+            let Some(sub) = st.subs.get_mut(&event) else { continue };
+            if sub.snapshot.is_some() || sub.cursor.is_none_or(|have| have >= c) {
+                continue;
+            }
+            sub.cursor = Some(c);
+            self.inner
+                .store
+                .run("UPSERT type::record('sub', $e) SET cursor = $c", json!({ "e": event, "c": c }))
+                .await?;
+            self.after_cursor(&mut st, &event, false).await?;
+        }
+        self.refresh_status(&st, |s| s.last_sync = Some(time::now()));
+        Ok(())
+    }
+
+    async fn on_refused(&self, event: &str, code: &str, message: &str) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        if let Some(l) = st.link.as_mut()
+            && code != "already_subscribed"
+        {
+            l.subscribed.remove(event);
+            if l.in_flight.as_ref().is_some_and(|(e, _)| e == event) {
+                l.in_flight = None;
+            }
+        }
+        if code != "not_found" {
+            self.refresh_status(&st, |s| s.last_error = Some(message.into()));
+            return Ok(());
+        }
+        // The person lost the event (or it is gone): nothing of it may stay on the device,
+        // and what was made offline in it cannot be sent — the app hears of each.
+        let now = time::now();
+        let lost: Vec<(u64, Rejection)> = st
+            .outbox
+            .values()
+            .filter(|o| o.event == event && o.accepted.is_none())
+            .map(|o| (o.n, Rejection {
+                event: event.into(),
+                mutation: o.mutation.id.clone(),
+                kind: o.kind.clone(),
+                record: o.record.clone(),
+                code: ACCESS_REVOKED.into(),
+                message: "your access to this event was removed while this device was offline".into(),
+                at: now.clone(),
+            }))
+            .collect();
+        st.outbox.retain(|_, o| o.event != event);
+        self.inner
+            .store
+            .run(
+                "BEGIN TRANSACTION;
+                 DELETE rec:[$e, '']..[$e, $top];
+                 DELETE outbox WHERE event = $e;
+                 UPSERT type::record('sub', $e) SET cursor = NONE;
+                 COMMIT TRANSACTION;",
+                json!({ "e": event, "top": TOP }),
+            )
+            .await?;
+        if let Some(s) = st.subs.get_mut(event) {
+            *s = Default::default();
+        }
+        self.record_answers(&mut st, Vec::new(), &lost).await?;
+        self.refresh_status(&st, |_| {});
+        drop(st);
+        self.tell_rejected(lost.into_iter().map(|(_, r)| r).collect());
+        self.changed(event, all_kinds());
+        Ok(())
+    }
+
+    /// After the cursor of `event` moved: mutations accepted at or below it are now part of
+    /// the server's version and leave the outbox; if the person's access may have changed,
+    /// the standing is read again and the device's own unsent records it no longer allows
+    /// are purged (the server answers their mutations with refusals).
+    async fn after_cursor(&self, st: &mut State, event: &str, access: bool) -> Result<()> {
+        let cursor = st.subs.get(event).and_then(|s| s.cursor).unwrap_or(0);
+        let done: Vec<u64> = st
+            .outbox
+            .values()
+            .filter(|o| o.event == event && o.accepted.is_some_and(|a| a <= cursor))
+            .map(|o| o.n)
+            .collect();
+        if !done.is_empty() {
+            let mut records = Vec::new();
+            for n in &done {
+                if let Some(o) = st.outbox.remove(n) {
+                    records.push((o.kind, o.record));
+                }
+            }
+            records.sort();
+            records.dedup();
+            self.inner.store.run("FOR $n IN $ns { DELETE type::record('outbox', $n); };", json!({ "ns": done })).await?;
+            self.rebuild(st, event, records).await?;
+            self.refresh_status(st, |_| {});
+        }
+        if access {
+            let standing = self.standing_from_records(st, event).await?;
+            let mut purge = Vec::new();
+            for (kind, id) in pending_records(st, event).into_keys() {
+                if let Some(row) = self.row(event, &kind, &id).await?
+                    && !visible(&standing, &kind, &row.collaborators)
+                {
+                    purge.push((kind, id, None));
+                }
+            }
+            self.put_rows(event, purge).await?;
+            if let Some(s) = st.subs.get_mut(event) {
+                s.standing = standing;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,555 @@
+//! The device replica: what a crew phone or gate tablet holds of the events it follows, in
+//! its own SurrealDB, so it keeps working with no network and reconciles when it is back.
+//!
+//! - It holds the permission-filtered records the server sent (snapshots and changes) and
+//!   each subscription's cursor; local reads answer the tabs from it alone.
+//! - A local write is checked with the server's own rules wherever the device knows enough
+//!   (access, read-only, fields — [`crate::rules`]), applied at once, and appended to a
+//!   durable outbox in ONE transaction.
+//! - Records with unsent edits keep the server's version beside the one shown. Whenever the
+//!   server's version changes, or an edit is accepted or refused, the shown version is
+//!   rebuilt: the server's, then the unsent edits in order, each field only where the edit's
+//!   clock wins (per-field last-writer-wins, like the server).
+//!
+//! No transport lives here. A link (the mobile bridge's WebSocket client, or a test's) asks
+//! the replica what to send ([`Replica::hello`], [`Replica::on_welcome`],
+//! [`Replica::next_push`]) and hands it what arrives ([`Replica::handle`]).
+
+mod apply;
+mod write;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, broadcast};
+
+pub use write::LocalWrite;
+
+use crate::{
+    Error, Result,
+    access::{Membership, Standing},
+    hlc::{Clock, Hlc},
+    model::{Activity, Advance, AdvanceStatus, Dashboard, Event, FileMeta, MyAccess, Task, TaskStatus},
+    protocol::{Mutation, Record},
+    store::{Migration, Store},
+    tabs::ListFilter,
+    time,
+};
+
+/// The replica's schema, in order. Append only.
+pub const DEVICE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "replica",
+    sql: include_str!("../../../schemas/surreal/device/0001_replica.surql"),
+}];
+
+/// Rejections kept for the app to show.
+pub const REJECTIONS_KEPT: usize = 100;
+/// Most records one local read returns (like the server's lists).
+pub const READ_ROWS_MAX: usize = crate::tabs::LIST_ROWS_MAX;
+/// The upper end of key ranges over text: above every id and kind.
+const TOP: &str = "\u{10FFFF}";
+
+/// What the app shows about syncing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    /// Connected to a server and past its welcome.
+    pub online: bool,
+    /// Local changes the server has not accepted or refused yet.
+    pub pending: usize,
+    /// When the server last answered this device (an ack, or a heartbeat with its cursors).
+    pub last_sync: Option<String>,
+    /// The last thing that went wrong with the link, in words for people.
+    pub last_error: Option<String>,
+}
+
+/// A mutation the server refused: the device rolled its record back to the server's version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub event: String,
+    pub mutation: String,
+    pub kind: String,
+    pub record: String,
+    /// The server's reason code (`read_only`, `not_found`, `not_permitted`, …), or
+    /// `access_revoked` when the device lost access to the event before it could send it.
+    pub code: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// What a listener hears.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    /// Records of `event` changed (from the server or locally): kinds that changed.
+    Changed { event: String, kinds: Vec<String> },
+    Status(SyncStatus),
+    Rejected(Rejection),
+}
+
+/// Notices buffered for a slow listener before it misses some (it can always re-read).
+const NOTICES_MAX: usize = 1024;
+
+/// A handle on one device's replica; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    device: String,
+    clock: Clock,
+    /// Everything that changes the replica is done under this lock, in order.
+    state: Mutex<State>,
+    status: std::sync::Mutex<SyncStatus>,
+    notices: broadcast::Sender<Notice>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("device", &self.device).finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    account: Option<String>,
+    subs: BTreeMap<String, Sub>,
+    /// Unsent, sent and accepted-but-not-yet-seen mutations, by n.
+    outbox: BTreeMap<u64, Outgoing>,
+    next_n: u64,
+    next_rejection: u64,
+    /// The current connection, if any.
+    link: Option<Link>,
+}
+
+#[derive(Default)]
+struct Link {
+    /// Events subscribed on this connection (pushes go only to those).
+    subscribed: HashSet<String>,
+    /// The mutations of the push waiting for its ack.
+    in_flight: Option<(String, Vec<u64>)>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Sub {
+    cursor: Option<i64>,
+    /// The person's standing as the replica's records say it.
+    standing: Standing,
+    /// The snapshot being received: its cursor and the generation its rows carry.
+    snapshot: Option<(i64, i64)>,
+}
+
+/// One of the device's mutations, as the outbox keeps it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Outgoing {
+    n: u64,
+    event: String,
+    kind: String,
+    record: String,
+    mutation: Mutation,
+    /// For a create: the record as the device made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<Value>,
+    /// The seq the server accepted it with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    accepted: Option<i64>,
+}
+
+/// A stored record row.
+#[derive(Clone, Debug, Deserialize)]
+struct Row {
+    kind: String,
+    #[serde(rename = "rid")]
+    id: String,
+    /// Null for a record the device deleted and the server has not confirmed.
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    collaborators: Vec<String>,
+    #[serde(default)]
+    pending: bool,
+    #[serde(default)]
+    base: Option<Value>,
+    #[serde(default)]
+    seq: i64,
+    #[serde(default, rename = "gen")]
+    generation: i64,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    device: String,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    clock: Option<String>,
+}
+
+impl Replica {
+    /// Opens (or creates) the replica at `url` (`surrealkv://PATH` on devices, `mem://` in
+    /// tests). `device` names the device the first time; later opens keep the stored name,
+    /// and a different one is refused (the outbox and the server's applied mutations are
+    /// keyed by it). Without one a fresh name is made.
+    pub async fn open(url: &str, device: Option<&str>) -> Result<Replica> {
+        let store = Store::connect(url, None).await?;
+        store.migrate_with(DEVICE_MIGRATIONS).await?;
+        let meta: Option<Meta> =
+            store.run("SELECT * FROM type::record('meta', 'device')", Value::Null).await?.first(0)?;
+        let (device, account, clock) = match meta {
+            Some(m) => {
+                if device.is_some_and(|d| d != m.device) {
+                    return Err(Error::Config(format!(
+                        "this replica belongs to device {}; open it without another device name",
+                        m.device
+                    )));
+                }
+                (m.device, m.account, m.clock)
+            }
+            None => {
+                let d = device.map(String::from).unwrap_or_else(|| format!("d-{}", uuid::Uuid::now_v7().simple()));
+                if !crate::hlc::valid_node(&d) {
+                    return Err(Error::invalid("a device name is 1 to 64 characters of A-Z a-z 0-9 _ . : -"));
+                }
+                store
+                    .run("CREATE type::record('meta', 'device') CONTENT { device: $d }", json!({ "d": d }))
+                    .await?;
+                (d, None, None)
+            }
+        };
+        let clock_ = Clock::new(&device);
+        if let Some(c) = clock.as_deref().and_then(|c| Hlc::parse(c).ok()) {
+            clock_.observe(&c);
+        }
+        let mut rows = store
+            .run(
+                "SELECT record::id(id) AS event, cursor FROM sub;
+                 SELECT * OMIT id FROM outbox ORDER BY n;
+                 SELECT VALUE n FROM rejection ORDER BY n DESC LIMIT 1;",
+                Value::Null,
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct S {
+            event: String,
+            #[serde(default)]
+            cursor: Option<i64>,
+        }
+        let subs: Vec<S> = rows.all(0)?;
+        let outbox: Vec<Outgoing> = rows.all(1)?;
+        let last_rejection: Option<u64> = rows.value(2)?;
+        let replica = Replica {
+            inner: Arc::new(Inner {
+                store,
+                device,
+                clock: clock_,
+                state: Mutex::new(State::default()),
+                status: Default::default(),
+                notices: broadcast::channel(NOTICES_MAX).0,
+            }),
+        };
+        {
+            let mut st = replica.inner.state.lock().await;
+            st.account = account;
+            st.next_n = outbox.last().map_or(1, |o| o.n + 1);
+            st.next_rejection = last_rejection.map_or(1, |n| n + 1);
+            st.outbox = outbox.into_iter().map(|o| (o.n, o)).collect();
+            for s in subs {
+                let standing = replica.standing_from_records(&st, &s.event).await?;
+                st.subs.insert(s.event, Sub { cursor: s.cursor, standing, snapshot: None });
+            }
+            replica.refresh_status(&st, |_| {});
+        }
+        Ok(replica)
+    }
+
+    pub fn device(&self) -> &str {
+        &self.inner.device
+    }
+
+    /// The account whose data the replica holds (known after the first connection).
+    pub async fn account(&self) -> Option<String> {
+        self.inner.state.lock().await.account.clone()
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        self.inner.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes, status and rejections as they happen.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// Follows `event`: its snapshot arrives on the next connection (or now, if connected:
+    /// the link sends what [`Replica::resubscribe`] returns).
+    pub async fn subscribe(&self, event: &str) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        if st.subs.contains_key(event) {
+            return Ok(());
+        }
+        if st.subs.len() >= crate::protocol::Limits::default().subscriptions_max {
+            return Err(Error::rule("too_many_subscriptions", "this device follows as many events as it may"));
+        }
+        self.inner.store.run("UPSERT type::record('sub', $e) CONTENT {}", json!({ "e": event })).await?;
+        st.subs.insert(event.into(), Sub::default());
+        Ok(())
+    }
+
+    /// Stops following `event` and forgets its records. Refused while the device still has
+    /// changes of that event to send: nothing made offline is thrown away.
+    pub async fn unsubscribe(&self, event: &str) -> Result<()> {
+        let mut st = self.inner.state.lock().await;
+        let pending = st.outbox.values().filter(|o| o.event == event && o.accepted.is_none()).count();
+        if pending > 0 {
+            return Err(Error::conflict(
+                "changes_pending",
+                format!("{pending} changes of this event are not synced yet; connect first"),
+            ));
+        }
+        self.inner
+            .store
+            .run(
+                "BEGIN TRANSACTION;
+                 DELETE rec:[$e, '']..[$e, $top];
+                 DELETE type::record('sub', $e);
+                 DELETE outbox WHERE event = $e;
+                 COMMIT TRANSACTION;",
+                json!({ "e": event, "top": TOP }),
+            )
+            .await?;
+        st.subs.remove(event);
+        st.outbox.retain(|_, o| o.event != event);
+        if let Some(l) = &mut st.link {
+            l.subscribed.remove(event);
+        }
+        Ok(())
+    }
+
+    /// The events followed and their cursors.
+    pub async fn subscriptions(&self) -> Vec<(String, Option<i64>)> {
+        self.inner.state.lock().await.subs.iter().map(|(e, s)| (e.clone(), s.cursor)).collect()
+    }
+
+    /// Whether some accepted mutation's change has not reached the replica yet (its record
+    /// still shows the device's version until it does).
+    pub async fn has_unseen_accepted(&self) -> bool {
+        self.inner.state.lock().await.outbox.values().any(|o| o.accepted.is_some())
+    }
+
+    /// Mutations the server refused, newest first (at most [`REJECTIONS_KEPT`]).
+    pub async fn rejections(&self) -> Result<Vec<Rejection>> {
+        self.inner
+            .store
+            .run(&format!("SELECT * OMIT id, n FROM rejection ORDER BY n DESC LIMIT {REJECTIONS_KEPT}"), Value::Null)
+            .await?
+            .all(0)
+    }
+
+    // ---- local reads ----
+
+    /// Every record of `kind` the device holds for `event`, as the app sees them.
+    pub async fn records(&self, event: &str, kind: &str) -> Result<Vec<Record>> {
+        let rows: Vec<Row> = self
+            .inner
+            .store
+            .run(
+                &format!(
+                    "SELECT kind, rid, data FROM rec:[$e, $k, '']..[$e, $k, $top] WHERE data != NONE LIMIT {READ_ROWS_MAX}"
+                ),
+                json!({ "e": event, "k": kind, "top": TOP }),
+            )
+            .await?
+            .all(0)?;
+        Ok(rows.into_iter().map(|r| Record { kind: r.kind, id: r.id, data: r.data }).collect())
+    }
+
+    async fn typed<T: DeserializeOwned>(&self, event: &str, kind: &str, filter: &ListFilter) -> Result<Vec<T>> {
+        let mut sql = String::from("SELECT VALUE data FROM rec:[$e, $k, '']..[$e, $k, $top] WHERE data != NONE");
+        if filter.collaborator.is_some() {
+            sql.push_str(" AND $c IN collaborators");
+        }
+        sql.push_str(&format!(" LIMIT {READ_ROWS_MAX}"));
+        let vars = json!({ "e": event, "k": kind, "top": TOP, "c": filter.collaborator });
+        self.inner.store.run(&sql, vars).await?.all(0)
+    }
+
+    /// The Tasks tab: the tasks held (a member holds their collaborator's; a seat holder the
+    /// whole event's, or one collaborator's with a filter), by creation.
+    pub async fn tasks(&self, event: &str, filter: ListFilter) -> Result<Vec<Task>> {
+        let mut v: Vec<Task> = self.typed(event, "task", &filter).await?;
+        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(v)
+    }
+
+    /// The Schedule tab, by start.
+    pub async fn activities(&self, event: &str, filter: ListFilter) -> Result<Vec<Activity>> {
+        let mut v: Vec<Activity> = self.typed(event, "activity", &filter).await?;
+        v.sort_by(|a, b| (&a.starts_at, &a.id).cmp(&(&b.starts_at, &b.id)));
+        Ok(v)
+    }
+
+    /// The Files tab, by creation.
+    pub async fn files(&self, event: &str, filter: ListFilter) -> Result<Vec<FileMeta>> {
+        let mut v: Vec<FileMeta> = self.typed(event, "file_meta", &filter).await?;
+        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(v)
+    }
+
+    /// The Advances tab, by creation.
+    pub async fn advances(&self, event: &str, filter: ListFilter) -> Result<Vec<Advance>> {
+        let mut v: Vec<Advance> = self.typed(event, "advance", &filter).await?;
+        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(v)
+    }
+
+    /// The event as the device holds it, with the person's access.
+    pub async fn event(&self, event: &str) -> Result<(Event, MyAccess)> {
+        let s = self.standing(event).await?;
+        let ev: Event = self.load(event, "event", event).await?.ok_or(Error::not_found("event"))?;
+        let access = MyAccess {
+            seat: s.seat,
+            org_role: None,
+            collaborator: s.membership.as_ref().map(|m| m.collaborator.clone()),
+            read_only: !s.seat && s.membership.as_ref().is_some_and(|m| m.read_only),
+        };
+        Ok((ev, access))
+    }
+
+    /// The Dashboard tab of one collaborator (the person's own when not given), counted from
+    /// the records held.
+    pub async fn dashboard(&self, event: &str, collaborator: Option<String>) -> Result<Dashboard> {
+        let s = self.standing(event).await?;
+        let (ev, _) = self.event(event).await?;
+        let c = crate::rules::collaborator_asked(&ev.default_collaborator, &s, collaborator)?;
+        let collab: Value = self.load(event, "collaborator", &c).await?.ok_or(Error::not_found("collaborator"))?;
+        let only = ListFilter { collaborator: Some(c.clone()) };
+        let mut d = Dashboard {
+            collaborator: c.clone(),
+            name: collab["name"].as_str().unwrap_or_default().into(),
+            read_only: !s.seat && s.membership.as_ref().is_some_and(|m| m.read_only),
+            ..Default::default()
+        };
+        for t in self.tasks(event, only.clone()).await? {
+            *match t.status {
+                TaskStatus::Todo => &mut d.tasks.todo,
+                TaskStatus::Active => &mut d.tasks.active,
+                TaskStatus::InReview => &mut d.tasks.in_review,
+                TaskStatus::Done => &mut d.tasks.done,
+                TaskStatus::Archived => &mut d.tasks.archived,
+            } += 1;
+        }
+        for a in self.advances(event, only.clone()).await? {
+            *match a.status {
+                AdvanceStatus::NotStarted => &mut d.advances.not_started,
+                AdvanceStatus::NeedsReview => &mut d.advances.needs_review,
+                AdvanceStatus::Done => &mut d.advances.done,
+                AdvanceStatus::Archived => &mut d.advances.archived,
+            } += 1;
+        }
+        let now = time::now();
+        for a in self.activities(event, only.clone()).await? {
+            d.activities += 1;
+            d.upcoming_activities += i64::from(a.ends_at >= now);
+        }
+        for f in self.files(event, only).await? {
+            d.files += 1;
+            d.files_bytes += f.size;
+        }
+        Ok(d)
+    }
+
+    /// The person's standing in `event` as the replica knows it; "not found" for an event
+    /// not followed or not synced yet.
+    pub async fn standing(&self, event: &str) -> Result<Standing> {
+        let st = self.inner.state.lock().await;
+        match st.subs.get(event) {
+            Some(s) if s.cursor.is_some() => Ok(s.standing.clone()),
+            _ => Err(Error::not_found("event")),
+        }
+    }
+
+    async fn load<T: DeserializeOwned>(&self, event: &str, kind: &str, id: &str) -> Result<Option<T>> {
+        self.inner
+            .store
+            .run("SELECT VALUE data FROM type::record('rec', [$e, $k, $id])", json!({ "e": event, "k": kind, "id": id }))
+            .await?
+            .value(0)
+    }
+
+    async fn row(&self, event: &str, kind: &str, id: &str) -> Result<Option<Row>> {
+        self.inner
+            .store
+            .run("SELECT * FROM type::record('rec', [$e, $k, $id])", json!({ "e": event, "k": kind, "id": id }))
+            .await?
+            .first(0)
+    }
+
+    /// The standing the replica's records give `account` in `event`: a seat record naming
+    /// them, their membership record and its collaborator's read-only flag. (Organization
+    /// roles do not travel to devices; they matter only for managing seats, which needs the
+    /// server anyway.)
+    async fn standing_from_records(&self, st: &State, event: &str) -> Result<Standing> {
+        let Some(me) = st.account.as_deref() else { return Ok(Standing::default()) };
+        let mut rows = self
+            .inner
+            .store
+            .run(
+                "SELECT VALUE id FROM rec:[$e, 'seat', '']..[$e, 'seat', $top] WHERE data.person = $me LIMIT 1;
+                 SELECT VALUE data FROM type::record('rec', [$e, 'collab_member', $e + '|' + $me]);",
+                json!({ "e": event, "me": me, "top": TOP }),
+            )
+            .await?;
+        let seat: Vec<Value> = rows.all(0)?;
+        let member: Option<Value> = rows.value(1)?;
+        let mut membership = None;
+        if let Some(m) = member
+            && let Some(c) = m["collaborator"].as_str()
+        {
+            let collab: Option<Value> = self.load(event, "collaborator", c).await?;
+            let read_only = m["read_only"].as_bool().unwrap_or(false)
+                || collab.is_some_and(|c| c["read_only"].as_bool().unwrap_or(false));
+            membership = Some(Membership { collaborator: c.into(), read_only });
+        }
+        Ok(Standing { seat: !seat.is_empty(), org_role: None, membership })
+    }
+
+    /// Recomputes the status from the state, lets `adjust` change it, and tells listeners
+    /// when it changed.
+    fn refresh_status(&self, st: &State, adjust: impl FnOnce(&mut SyncStatus)) {
+        let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+        let before = status.clone();
+        status.online = st.link.is_some();
+        status.pending = st.outbox.values().filter(|o| o.accepted.is_none()).count();
+        adjust(&mut status);
+        if *status != before {
+            let _ = self.inner.notices.send(Notice::Status(status.clone()));
+        }
+    }
+
+    fn changed(&self, event: &str, kinds: HashSet<String>) {
+        if !kinds.is_empty() {
+            let mut kinds: Vec<String> = kinds.into_iter().collect();
+            kinds.sort();
+            let _ = self.inner.notices.send(Notice::Changed { event: event.into(), kinds });
+        }
+    }
+}
+
+/// Pending mutations of one record, in order.
+fn ops_of<'a>(st: &'a State, event: &str, kind: &str, id: &str) -> Vec<&'a Outgoing> {
+    st.outbox.values().filter(|o| o.event == event && o.kind == kind && o.record == id).collect()
+}
+
+/// Records of `event` with mutations in the outbox, by (kind, id).
+fn pending_records(st: &State, event: &str) -> HashMap<(String, String), Vec<u64>> {
+    let mut m: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    for o in st.outbox.values().filter(|o| o.event == event) {
+        m.entry((o.kind.clone(), o.record.clone())).or_default().push(o.n);
+    }
+    m
+}

@@ -1,0 +1,373 @@
+//! Local writes: checked with the server's rules where the device knows enough, shown at
+//! once, and kept in the outbox until the server answers — in one transaction.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+
+use super::{Outgoing, Replica, Row, TOP, ops_of};
+use crate::{
+    Error, Result,
+    access::{Action, Decision, Standing, Tab, Target, decide},
+    events::gate,
+    feed::record_collaborators,
+    model::{Activity, Advance, Event, Task},
+    protocol::{Mutation, MutationOp, Record},
+    rules,
+    tabs::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch},
+};
+
+/// A write made on the device: the kinds, operations and fields of a pushed mutation
+/// (`fields` are those of the HTTP API's create and update bodies).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LocalWrite {
+    /// `task`, `activity`, `file_meta` or `advance`.
+    pub kind: String,
+    pub op: MutationOp,
+    /// The record to update or delete; on create, an optional UUID for the new record.
+    #[serde(default)]
+    pub record: Option<String>,
+    #[serde(default)]
+    pub fields: Value,
+}
+
+/// What a local write decided: the record's id, and what it looks like after (None: gone).
+struct Planned {
+    id: String,
+    after: Option<Value>,
+}
+
+/// What the planning of a write knows of the event.
+struct Ctx<'a> {
+    ev: &'a Event,
+    s: &'a Standing,
+    me: &'a str,
+    stamp: &'a str,
+    collaborators: &'a HashSet<String>,
+}
+
+impl Ctx<'_> {
+    /// A collaborator the write names: visible to the person and held by the device.
+    fn collaborator(&self, asked: Option<String>) -> Result<String> {
+        let c = rules::collaborator_asked(&self.ev.default_collaborator, self.s, asked)?;
+        self.known(&c)?;
+        Ok(c)
+    }
+
+    fn tags(&self, asked: Option<Vec<String>>) -> Result<Vec<String>> {
+        let tags = rules::tags_asked(&self.ev.default_collaborator, self.s, asked)?;
+        tags.iter().try_for_each(|c| self.known(c))?;
+        Ok(tags)
+    }
+
+    fn known(&self, c: &str) -> Result<()> {
+        if self.collaborators.contains(c) { Ok(()) } else { Err(Error::not_found("collaborator")) }
+    }
+
+    fn tab(&self, action: Action, tab: Tab, collaborators: &[String], what: &'static str) -> Result<()> {
+        gate(decide(self.s, action, Target::Tab { tab, collaborators }), what)
+    }
+}
+
+fn parse<T: DeserializeOwned>(kind: &str, op: MutationOp, fields: &Value) -> Result<T> {
+    let v = if fields.is_null() { json!({}) } else { fields.clone() };
+    serde_json::from_value(v).map_err(|e| Error::invalid(format!("fields do not fit a {kind} {op:?}: {e}")))
+}
+
+/// A record in the form the server sends it: no nulls (absent optional fields).
+pub(super) fn shown<T: Serialize>(record: &T) -> Result<Value> {
+    let mut v = serde_json::to_value(record)?;
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !x.is_null());
+    }
+    Ok(v)
+}
+
+fn typed<T: DeserializeOwned>(data: &Value) -> Result<T> {
+    serde_json::from_value(data.clone()).map_err(|e| Error::Internal(format!("a held record does not decode: {e}")))
+}
+
+fn one(c: &str) -> [String; 1] {
+    [c.to_string()]
+}
+
+fn not_a_mutation(kind: &str, op: MutationOp) -> Error {
+    Error::invalid(format!("{op:?} of {kind} is not a mutation this server takes"))
+}
+
+/// Applies update `fields` stamped `stamp` to the record `data` of `kind`, field by field
+/// (the server's rules, [`crate::rules`]). The fields were checked when the write was made.
+pub(super) fn apply_update(kind: &str, data: &Value, fields: &Value, stamp: &str, team: bool) -> Result<Value> {
+    let op = MutationOp::Update;
+    match kind {
+        "task" => {
+            let mut t: Task = typed(data)?;
+            let mut p: TaskPatch = parse(kind, op, fields)?;
+            p.collaborator = p.collaborator.map(|c| c.trim().to_string());
+            p.assignee = p.assignee.map(|a| a.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()));
+            rules::apply_task(&mut t, p, stamp)?;
+            shown(&t)
+        }
+        "activity" => {
+            let mut a: Activity = typed(data)?;
+            let mut p: ActivityPatch = parse(kind, op, fields)?;
+            p.collaborators = p.collaborators.map(|t| {
+                let mut t: Vec<String> = t.into_iter().map(|c| c.trim().to_string()).collect();
+                t.sort();
+                t.dedup();
+                t
+            });
+            rules::apply_activity(&mut a, p, stamp)?;
+            shown(&a)
+        }
+        "advance" => {
+            let mut a: Advance = typed(data)?;
+            let mut p: AdvancePatch = parse(kind, op, fields)?;
+            p.collaborator = p.collaborator.map(|c| c.trim().to_string());
+            rules::apply_advance(&mut a, p, team, stamp)?;
+            shown(&a)
+        }
+        _ => Err(not_a_mutation(kind, op)),
+    }
+}
+
+/// The rules of one local write, as the server applies them, on what the device holds.
+fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planned> {
+    let (kind, op) = (w.kind.as_str(), w.op);
+    let ev = &ctx.ev.id;
+    if op == MutationOp::Create {
+        let mut fields = if w.fields.is_null() { json!({}) } else { w.fields.clone() };
+        if let (Some(r), Some(m)) = (&w.record, fields.as_object_mut()) {
+            m.insert("id".into(), json!(r));
+        }
+        let after = match kind {
+            "task" => {
+                let input: NewTask = parse(kind, op, &fields)?;
+                let c = ctx.collaborator(input.collaborator.clone())?;
+                ctx.tab(Action::Write, Tab::Tasks, &one(&c), "collaborator")?;
+                let assignee = input.assignee.as_deref().map(str::trim).filter(|a| !a.is_empty()).map(String::from);
+                shown(&rules::build_task(input, ev, c, assignee, ctx.me)?)?
+            }
+            "activity" => {
+                let input: NewActivity = parse(kind, op, &fields)?;
+                let tags = ctx.tags(input.collaborators.clone())?;
+                gate(decide(ctx.s, Action::Write, rules::schedule_target(&tags)), "collaborator")?;
+                shown(&rules::build_activity(input, ev, tags, ctx.me)?)?
+            }
+            "file_meta" => {
+                let input: NewFile = parse(kind, op, &fields)?;
+                let c = ctx.collaborator(input.collaborator.clone())?;
+                ctx.tab(Action::Write, Tab::Files, &one(&c), "collaborator")?;
+                shown(&rules::build_file(input, ev, c, ctx.me)?)?
+            }
+            "advance" => {
+                let input: NewAdvance = parse(kind, op, &fields)?;
+                gate(decide(ctx.s, Action::Write, Target::Setup), "event")?;
+                let c = ctx.collaborator(Some(input.collaborator.clone()))?;
+                shown(&rules::build_advance(input, ev, c, ctx.me)?)?
+            }
+            _ => return Err(not_a_mutation(kind, op)),
+        };
+        let id = after["id"].as_str().unwrap_or_default().to_string();
+        if current.is_some() {
+            return Err(Error::conflict("already_exists", "that already exists"));
+        }
+        return Ok(Planned { id, after: Some(after) });
+    }
+    let id = w.record.clone().ok_or_else(|| Error::invalid("record is required to update or delete"))?;
+    let what = match kind {
+        "task" => "task",
+        "activity" => "activity",
+        "file_meta" => "file",
+        "advance" => "advance",
+        _ => return Err(not_a_mutation(kind, op)),
+    };
+    let data = current.ok_or(Error::not_found(what))?;
+    let team = decide(ctx.s, Action::Write, Target::Setup) == Decision::Allow;
+    match kind {
+        "task" => {
+            let t: Task = typed(data)?;
+            ctx.tab(Action::Read, Tab::Tasks, &one(&t.collaborator), what)?;
+            ctx.tab(Action::Write, Tab::Tasks, &one(&t.collaborator), what)?;
+            if op == MutationOp::Update {
+                let p: TaskPatch = parse(kind, op, &w.fields)?;
+                if let Some(c) = p.collaborator {
+                    let c = ctx.collaborator(Some(c))?;
+                    ctx.tab(Action::Write, Tab::Tasks, &one(&c), "collaborator")?;
+                }
+            }
+        }
+        "activity" => {
+            let a: Activity = typed(data)?;
+            if !ctx.s.seat {
+                ctx.tab(Action::Read, Tab::Schedule, &a.collaborators, what)?;
+            }
+            gate(decide(ctx.s, Action::Write, rules::schedule_target(&a.collaborators)), what)?;
+            if op == MutationOp::Update {
+                let p: ActivityPatch = parse(kind, op, &w.fields)?;
+                if let Some(tags) = p.collaborators {
+                    let tags = ctx.tags(Some(tags))?;
+                    gate(decide(ctx.s, Action::Write, rules::schedule_target(&tags)), "collaborator")?;
+                }
+            }
+        }
+        "file_meta" => {
+            let c = data["collaborator"].as_str().unwrap_or_default();
+            ctx.tab(Action::Read, Tab::Files, &one(c), what)?;
+            ctx.tab(Action::Write, Tab::Files, &one(c), what)?;
+            if op == MutationOp::Update {
+                return Err(not_a_mutation(kind, op));
+            }
+        }
+        _ => {
+            let a: Advance = typed(data)?;
+            ctx.tab(Action::Read, Tab::Advances, &one(&a.collaborator), what)?;
+            if op == MutationOp::Delete {
+                gate(decide(ctx.s, Action::Write, Target::Setup), what)?;
+            } else {
+                ctx.tab(Action::Write, Tab::Advances, &one(&a.collaborator), what)?;
+                let p: AdvancePatch = parse(kind, op, &w.fields)?;
+                rules::check_advance_patch(&p, team)?;
+                if let Some(c) = p.collaborator {
+                    ctx.collaborator(Some(c))?;
+                }
+            }
+        }
+    }
+    let after = match op {
+        MutationOp::Delete => None,
+        _ => Some(apply_update(kind, data, &w.fields, ctx.stamp, team)?),
+    };
+    Ok(Planned { id, after })
+}
+
+/// The stored row of a record: the server's version `server` (at `seq`, from snapshot
+/// generation `generation`) with the device's unsent mutations `ops` applied. None: nothing to keep.
+pub(super) fn stored_row(
+    event: &str,
+    kind: &str,
+    id: &str,
+    server: Option<&Value>,
+    seq: i64,
+    generation: i64,
+    ops: &[&Outgoing],
+) -> Option<Value> {
+    let ops: Vec<&Outgoing> = ops.iter().copied().filter(|o| o.accepted.is_none_or(|a| a > seq)).collect();
+    if ops.is_empty() {
+        let d = server?;
+        let collaborators = record_collaborators(kind, id, d);
+        return Some(json!({ "event": event, "kind": kind, "rid": id, "data": d, "collaborators": collaborators, "seq": seq, "gen": generation }));
+    }
+    let mut cur = server.cloned();
+    for o in &ops {
+        cur = match o.mutation.op {
+            MutationOp::Create => cur.or_else(|| o.created.clone()),
+            MutationOp::Update => cur.map(|c| {
+                let stamp = o.mutation.hlc.as_deref().unwrap_or_default();
+                // The write was checked when it was made; the team's parts too.
+                apply_update(kind, &c, &o.mutation.fields, stamp, true).unwrap_or(c)
+            }),
+            MutationOp::Delete => None,
+        };
+    }
+    let collaborators = cur.as_ref().or(server).map(|d| record_collaborators(kind, id, d)).unwrap_or_default();
+    let mut row = json!({ "event": event, "kind": kind, "rid": id, "collaborators": collaborators, "pending": true, "seq": seq, "gen": generation });
+    if let Some(m) = row.as_object_mut() {
+        if let Some(d) = cur {
+            m.insert("data".into(), d);
+        }
+        if let Some(b) = server {
+            m.insert("base".into(), b.clone());
+        }
+    }
+    Some(row)
+}
+
+impl Row {
+    /// The server's version of the record, if the device has one.
+    pub(super) fn server(&self) -> Option<&Value> {
+        if self.pending { self.base.as_ref() } else { Some(&self.data).filter(|d| !d.is_null()) }
+    }
+}
+
+impl Replica {
+    /// Makes a write on the device: checked with the server's rules on what the device holds
+    /// (a refusal changes nothing), shown at once, and kept in the outbox until the server
+    /// answers — the record and the outbox entry in one transaction, so a crash loses
+    /// neither. Returns the record as shown (`data` null for a delete).
+    pub async fn write(&self, event: &str, w: LocalWrite) -> Result<Record> {
+        let mut st = self.inner.state.lock().await;
+        let me = st.account.clone().ok_or_else(|| {
+            Error::forbidden("not_signed_in", "this device has not synced with an account yet; connect once first")
+        })?;
+        let s = match st.subs.get(event) {
+            Some(sub) if sub.cursor.is_some() => sub.standing.clone(),
+            _ => return Err(Error::not_found("event")),
+        };
+        let ev: Event = self.load(event, "event", event).await?.ok_or(Error::not_found("event"))?;
+        let collaborators: HashSet<String> = self
+            .inner
+            .store
+            .run(
+                "SELECT VALUE rid FROM rec:[$e, 'collaborator', '']..[$e, 'collaborator', $top]",
+                json!({ "e": event, "top": TOP }),
+            )
+            .await?
+            .all::<String>(0)?
+            .into_iter()
+            .collect();
+        let row = match (&w.op, &w.record) {
+            (_, Some(id)) => self.row(event, &w.kind, id).await?,
+            _ => None,
+        };
+        let shown_now = row.as_ref().map(|r| &r.data).filter(|d| !d.is_null());
+        let stamp = self.inner.clock.now().to_string();
+        let ctx = Ctx { ev: &ev, s: &s, me: &me, stamp: &stamp, collaborators: &collaborators };
+        let planned = plan(&ctx, &w, shown_now)?;
+
+        let n = st.next_n;
+        let mut fields = w.fields.clone();
+        if let Some(m) = fields.as_object_mut() {
+            m.remove("id");
+        }
+        let out = Outgoing {
+            n,
+            event: event.into(),
+            kind: w.kind.clone(),
+            record: planned.id.clone(),
+            mutation: Mutation {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind: w.kind.clone(),
+                op: w.op,
+                record: Some(planned.id.clone()),
+                fields,
+                hlc: Some(stamp.clone()),
+            },
+            created: (w.op == MutationOp::Create).then(|| planned.after.clone()).flatten(),
+            accepted: None,
+        };
+        let mut ops = ops_of(&st, event, &w.kind, &planned.id);
+        ops.push(&out);
+        let server = row.as_ref().and_then(Row::server);
+        let (seq, generation) = row.as_ref().map_or((0, 0), |r| (r.seq, r.generation));
+        let stored = stored_row(event, &w.kind, &planned.id, server, seq, generation, &ops);
+        self.inner
+            .store
+            .run(
+                "BEGIN TRANSACTION;
+                 IF $row { UPSERT type::record('rec', [$e, $k, $id]) CONTENT $row } ELSE { DELETE type::record('rec', [$e, $k, $id]) };
+                 CREATE type::record('outbox', $n) CONTENT $out;
+                 UPDATE type::record('meta', 'device') SET clock = $clock;
+                 COMMIT TRANSACTION;",
+                json!({ "e": event, "k": w.kind, "id": planned.id, "row": stored, "n": n, "out": out, "clock": stamp }),
+            )
+            .await?;
+        st.outbox.insert(n, out);
+        st.next_n += 1;
+        self.refresh_status(&st, |_| {});
+        drop(st);
+        self.changed(event, [w.kind.clone()].into());
+        Ok(Record { kind: w.kind, id: planned.id, data: planned.after.unwrap_or(Value::Null) })
+    }
+}

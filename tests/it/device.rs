@@ -1,0 +1,275 @@
+//! The embedded device engine: a replica on the device, offline writes in a durable outbox,
+//! and reconcile with a real server over a real WebSocket.
+
+use std::collections::HashMap;
+
+use engine::{
+    ListFilter,
+    device::{LocalWrite, Notice},
+    protocol::MutationOp,
+};
+use serde_json::{Value, json};
+use tests::{Stage, TestServer, device::Device, fresh, stage, task};
+
+fn create_task(title: &str) -> LocalWrite {
+    LocalWrite { kind: "task".into(), op: MutationOp::Create, record: None, fields: json!({ "title": title }) }
+}
+
+fn update_task(id: &str, fields: Value) -> LocalWrite {
+    LocalWrite { kind: "task".into(), op: MutationOp::Update, record: Some(id.into()), fields }
+}
+
+/// The event's head as the server has it now.
+async fn heads(srv: &TestServer, s: &Stage) -> HashMap<String, i64> {
+    let (_, head) = fresh(srv, &s.pm.token, &s.event).await;
+    [(s.event.clone(), head)].into()
+}
+
+/// What a fresh snapshot gives `token`, as (kind, id, data) sorted.
+async fn server_view(srv: &TestServer, token: &str, event: &str) -> Vec<(String, String, Value)> {
+    let mut c = tests::SyncClient::connect(srv, token).await;
+    c.subscribe(event, None).await;
+    let mut v: Vec<(String, String, Value)> =
+        c.replica[event].iter().map(|((k, id), d)| (k.clone(), id.clone(), d.clone())).collect();
+    v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    v
+}
+
+/// What the device holds, the same way.
+async fn device_view(d: &Device, event: &str) -> Vec<(String, String, Value)> {
+    let mut v = Vec::new();
+    for kind in engine::feed::KINDS {
+        for r in d.replica.records(event, kind).await.unwrap() {
+            v.push((r.kind, r.id, r.data));
+        }
+    }
+    v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    v
+}
+
+async fn titles(d: &Device, event: &str) -> Vec<String> {
+    let mut t: Vec<String> =
+        d.replica.tasks(event, ListFilter::default()).await.unwrap().into_iter().map(|t| t.title).collect();
+    t.sort();
+    t
+}
+
+#[tokio::test]
+async fn offline_writes_survive_a_restart_and_reconcile_once() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    task(&s, &s.pm, &s.audio, "Line array").await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("replica").display());
+
+    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    phone.replica.subscribe(&s.event).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    assert_eq!(titles(&phone, &s.event).await, vec!["Line array"]);
+    assert!(phone.replica.status().online);
+
+    // The network goes; work goes on.
+    phone.drop_connection().await;
+    assert!(!phone.replica.status().online);
+    let a = phone.replica.write(&s.event, create_task("Rig check")).await.unwrap();
+    phone.replica.write(&s.event, update_task(&a.id, json!({ "status": "active" }))).await.unwrap();
+    phone.replica.write(&s.event, create_task("Cable run")).await.unwrap();
+    assert_eq!(titles(&phone, &s.event).await, vec!["Cable run", "Line array", "Rig check"]);
+    assert_eq!(phone.replica.status().pending, 3);
+    // A write the device can judge is refused on the spot, and changes nothing.
+    let bad = phone.replica.write(&s.event, create_task("   ")).await.unwrap_err();
+    assert_eq!(bad.code(), "invalid_input");
+    let other = LocalWrite {
+        kind: "task".into(),
+        op: MutationOp::Create,
+        record: None,
+        fields: json!({ "title": "Not mine", "collaborator": s.client }),
+    };
+    assert_eq!(phone.replica.write(&s.event, other).await.unwrap_err().code(), "not_found");
+    assert_eq!(phone.replica.status().pending, 3);
+
+    // The process dies; the phone restarts: the outbox and the local records are intact.
+    drop(phone);
+    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    assert_eq!(phone.replica.status().pending, 3);
+    assert_eq!(titles(&phone, &s.event).await, vec!["Cable run", "Line array", "Rig check"]);
+
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    let status = phone.replica.status();
+    assert_eq!((status.pending, status.online), (0, true));
+    assert!(status.last_sync.is_some() && status.last_error.is_none());
+    // The server has each write once, and the device holds exactly what it may see.
+    let on_server = s.pm.api.get(&format!("/v1/events/{}/tasks?collaborator={}", s.event, s.audio)).await.ok();
+    let mut names: Vec<(String, String)> = on_server
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["title"].as_str().unwrap().to_string(), t["status"].as_str().unwrap().to_string()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("Cable run".to_string(), "todo".to_string()),
+            ("Line array".to_string(), "todo".to_string()),
+            ("Rig check".to_string(), "active".to_string())
+        ]
+    );
+    assert_eq!(device_view(&phone, &s.event).await, server_view(&srv, &s.vic.token, &s.event).await);
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_push_applies_each_mutation_once() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let mut phone = Device::open("mem://", "vic-phone", &s.vic.token).await;
+    phone.replica.subscribe(&s.event).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    phone.drop_connection().await;
+    for i in 0..30 {
+        phone.replica.write(&s.event, create_task(&format!("Offline {i}"))).await.unwrap();
+    }
+    let (_, head0) = fresh(&srv, &s.pm.token, &s.event).await;
+    // Twice: the push leaves, the connection dies before the answer.
+    for _ in 0..2 {
+        phone.connect(&srv).await;
+        assert!(phone.push_then_drop().await);
+    }
+    phone.connect(&srv).await;
+    let h = heads(&srv, &s).await;
+    phone.sync(&h).await;
+    let (held, head) = fresh(&srv, &s.pm.token, &s.event).await;
+    assert_eq!(held.iter().filter(|(k, _)| k == "task").count(), 30);
+    assert_eq!(head - head0, 30, "thirty changes for thirty mutations, however often they were sent");
+    phone.sync(&heads(&srv, &s).await).await;
+    assert_eq!(phone.replica.status().pending, 0);
+    assert_eq!(device_view(&phone, &s.event).await, server_view(&srv, &s.vic.token, &s.event).await);
+}
+
+#[tokio::test]
+async fn concurrent_offline_edits_converge_field_by_field() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let id = task(&s, &s.pm, &s.audio, "Line array").await;
+    let mut phone = Device::open("mem://", "vic-phone", &s.vic.token).await;
+    let mut tablet = Device::open("mem://", "pm-tablet", &s.pm.token).await;
+    for d in [&mut phone, &mut tablet] {
+        d.replica.subscribe(&s.event).await.unwrap();
+        d.connect(&srv).await;
+        d.sync(&heads(&srv, &s).await).await;
+        d.drop_connection().await;
+    }
+    // Offline, the phone edits first (title, due), the tablet later (title, status).
+    phone.replica.write(&s.event, update_task(&id, json!({ "title": "Phone title", "due": "2026-07-04" }))).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    tablet.replica.write(&s.event, update_task(&id, json!({ "title": "Tablet title", "status": "done" }))).await.unwrap();
+    assert_eq!(titles(&phone, &s.event).await, vec!["Phone title"]);
+
+    // The later edit reaches the server first; the earlier one second.
+    tablet.connect(&srv).await;
+    tablet.sync(&heads(&srv, &s).await).await;
+    phone.connect(&srv).await;
+    let h = heads(&srv, &s).await;
+    phone.sync(&h).await;
+    let h = heads(&srv, &s).await;
+    tablet.sync(&h).await;
+    phone.sync(&h).await;
+
+    for d in [&phone, &tablet] {
+        let t = d.replica.tasks(&s.event, ListFilter::default()).await.unwrap();
+        let t = t.iter().find(|t| t.id == id).unwrap();
+        assert_eq!(
+            (t.title.as_str(), t.due.as_deref(), t.status),
+            ("Tablet title", Some("2026-07-04"), engine::model::TaskStatus::Done),
+            "{}",
+            d.replica.device()
+        );
+    }
+    assert_eq!(device_view(&phone, &s.event).await, server_view(&srv, &s.vic.token, &s.event).await);
+    assert_eq!(device_view(&tablet, &s.event).await, server_view(&srv, &s.pm.token, &s.event).await);
+}
+
+#[tokio::test]
+async fn a_refused_write_rolls_back_and_the_app_hears_why() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let id = task(&s, &s.pm, &s.audio, "Line array").await;
+    let mut phone = Device::open("mem://", "vic-phone", &s.vic.token).await;
+    let mut heard = phone.replica.notices();
+    phone.replica.subscribe(&s.event).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    phone.drop_connection().await;
+
+    // Offline, Vic edits; meanwhile the office makes Audio read-only.
+    phone.replica.write(&s.event, update_task(&id, json!({ "title": "Vic's title" }))).await.unwrap();
+    let made = phone.replica.write(&s.event, create_task("Vic's task")).await.unwrap();
+    assert_eq!(titles(&phone, &s.event).await, vec!["Vic's task", "Vic's title"]);
+    s.pm.api.patch(&format!("/v1/events/{}/collaborators/{}", s.event, s.audio), json!({ "read_only": true })).await.ok();
+
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    // Both were refused at apply time; the device shows the server's truth again.
+    assert_eq!(titles(&phone, &s.event).await, vec!["Line array"]);
+    assert_eq!(phone.replica.status().pending, 0);
+    let rejections = phone.replica.rejections().await.unwrap();
+    assert_eq!(rejections.len(), 2);
+    assert!(rejections.iter().all(|r| r.code == "read_only"), "{rejections:?}");
+    assert!(rejections.iter().any(|r| r.record == made.id));
+    let mut told = Vec::new();
+    while let Ok(n) = heard.try_recv() {
+        if let Notice::Rejected(r) = n {
+            told.push(r.code);
+        }
+    }
+    assert_eq!(told, vec!["read_only", "read_only"]);
+    // Now the device knows: the next write is refused on the spot.
+    let e = phone.replica.write(&s.event, create_task("Again")).await.unwrap_err();
+    assert_eq!(e.code(), "read_only");
+    assert_eq!(device_view(&phone, &s.event).await, server_view(&srv, &s.vic.token, &s.event).await);
+}
+
+#[tokio::test]
+async fn lost_visibility_purges_the_device() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let moved = task(&s, &s.pm, &s.audio, "Moves away").await;
+    task(&s, &s.pm, &s.audio, "Stays").await;
+    let mut phone = Device::open("mem://", "vic-phone", &s.vic.token).await;
+    phone.replica.subscribe(&s.event).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    assert_eq!(titles(&phone, &s.event).await, vec!["Moves away", "Stays"]);
+
+    // A record moved to another collaborator leaves the device.
+    s.pm.api
+        .patch(&format!("/v1/events/{}/tasks/{moved}", s.event), json!({ "collaborator": s.client }))
+        .await
+        .ok();
+    phone.sync(&heads(&srv, &s).await).await;
+    assert_eq!(titles(&phone, &s.event).await, vec!["Stays"]);
+
+    // Offline, Vic writes; meanwhile Vic is removed from Audio, so the event is gone for him.
+    phone.drop_connection().await;
+    phone.replica.write(&s.event, create_task("Made offline")).await.unwrap();
+    s.pm.api
+        .delete(&format!("/v1/events/{}/collaborators/{}/members/{}", s.event, s.audio, s.vic.id))
+        .await
+        .ok();
+    phone.connect(&srv).await;
+    // The subscription is refused: the device drops everything of the event, and the
+    // offline write comes back as a rejection the app can show.
+    let deadline = tokio::time::Instant::now() + tests::WAIT_MAX;
+    while !phone.replica.rejections().await.unwrap().iter().any(|r| r.code == "access_revoked") {
+        phone.sync(&HashMap::new()).await;
+        assert!(tokio::time::Instant::now() < deadline, "never told");
+    }
+    assert!(device_view(&phone, &s.event).await.is_empty());
+    assert_eq!(phone.replica.status().pending, 0);
+    assert_eq!(phone.replica.write(&s.event, create_task("More")).await.unwrap_err().code(), "not_found");
+    // Nothing of another collaborator ever reached the device.
+    assert!(!phone.frames.iter().any(|f| f.to_string().contains(&s.client) && f["type"] == "snapshot"));
+}

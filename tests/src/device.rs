@@ -1,0 +1,135 @@
+//! A device for the tests: the engine's replica connected to a real server over a real
+//! WebSocket, driven step by step so a scenario decides exactly when frames go and come
+//! (and when a connection drops).
+
+use std::collections::HashMap;
+
+use engine::{
+    device::Replica,
+    protocol::{ClientMessage, ServerMessage},
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{TestServer, WAIT_MAX};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Mutations per push the test devices send.
+pub const PUSH_MAX: usize = 200;
+/// Bytes of mutations per push the test devices send.
+pub const PUSH_BYTES_MAX: usize = 128 * 1024;
+
+pub struct Device {
+    pub replica: Replica,
+    pub token: String,
+    ws: Option<Ws>,
+    /// Every frame received, in order, as JSON (to check what reached the device).
+    pub frames: Vec<serde_json::Value>,
+}
+
+impl Device {
+    /// Opens the replica at `url` as device `name`, to connect with `token`.
+    pub async fn open(url: &str, name: &str, token: &str) -> Device {
+        let replica = Replica::open(url, Some(name)).await.expect("open replica");
+        Device { replica, token: token.into(), ws: None, frames: Vec::new() }
+    }
+
+    pub fn online(&self) -> bool {
+        self.ws.is_some()
+    }
+
+    /// Connects to `srv`, says hello, takes the welcome and sends the subscriptions.
+    pub async fn connect(&mut self, srv: &TestServer) {
+        let (ws, _) = tokio_tungstenite::connect_async(srv.sync_url()).await.expect("connect");
+        self.ws = Some(ws);
+        let hello = self.replica.hello(&self.token);
+        self.send(&hello).await;
+        let welcome = self.recv().await.expect("welcome");
+        assert!(matches!(welcome, ServerMessage::Welcome { .. }), "expected welcome, got {welcome:?}");
+        let subscribes = self.replica.handle(welcome).await.expect("welcome taken");
+        for m in subscribes {
+            self.send(&m).await;
+        }
+    }
+
+    /// Drops the connection at once, whatever is in flight.
+    pub async fn drop_connection(&mut self) {
+        if let Some(mut ws) = self.ws.take() {
+            let _ = ws.close(None).await;
+        }
+        self.replica.disconnected(None).await;
+    }
+
+    async fn send(&mut self, m: &ClientMessage) {
+        let text = serde_json::to_string(m).expect("encode");
+        let ws = self.ws.as_mut().expect("connected");
+        ws.send(Message::Text(text.into())).await.expect("send");
+    }
+
+    /// The next server message; None when the connection ended (the replica is told).
+    async fn recv(&mut self) -> Option<ServerMessage> {
+        loop {
+            let ws = self.ws.as_mut()?;
+            let next = tokio::time::timeout(WAIT_MAX, ws.next()).await.expect("nothing received in time");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).expect("JSON");
+                    self.frames.push(v);
+                    return Some(serde_json::from_str(&t).expect("a protocol message"));
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    self.ws = None;
+                    self.replica.disconnected(Some("connection lost".into())).await;
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Hands one frame to the replica and sends its answers.
+    async fn take(&mut self, m: ServerMessage) {
+        let replies = self.replica.handle(m).await.expect("frame taken");
+        for r in replies {
+            self.send(&r).await;
+        }
+    }
+
+    /// Sends the next push, if any, and drops the connection before its answer arrives.
+    /// Returns whether a push was sent.
+    pub async fn push_then_drop(&mut self) -> bool {
+        let Some(push) = self.replica.next_push(PUSH_MAX, PUSH_BYTES_MAX).await else { return false };
+        self.send(&push).await;
+        self.drop_connection().await;
+        true
+    }
+
+    /// Sends pushes and takes frames until every local change is answered and the
+    /// replica has reached `heads` (event → seq) — or the connection drops.
+    pub async fn sync(&mut self, heads: &HashMap<String, i64>) {
+        let deadline = tokio::time::Instant::now() + WAIT_MAX * 3;
+        while self.online() {
+            if let Some(push) = self.replica.next_push(PUSH_MAX, PUSH_BYTES_MAX).await {
+                self.send(&push).await;
+            }
+            self.send(&ClientMessage::Ping).await;
+            loop {
+                let Some(m) = self.recv().await else { return };
+                let pong = matches!(m, ServerMessage::Pong { .. });
+                self.take(m).await;
+                if pong {
+                    break;
+                }
+            }
+            let subs: HashMap<String, Option<i64>> = self.replica.subscriptions().await.into_iter().collect();
+            let reached = heads.iter().all(|(e, h)| subs.get(e).copied().flatten().is_some_and(|c| c >= *h));
+            let status = self.replica.status();
+            if reached && status.pending == 0 && !self.replica.has_unseen_accepted().await {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "device never synced: {status:?}, {subs:?} vs {heads:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}

@@ -51,7 +51,11 @@ impl Hlc {
         if !wall.bytes().chain(counter.bytes()).all(|b| b.is_ascii_digit()) || !valid_node(node) {
             return Err(bad());
         }
-        Ok(Hlc { wall_ms: wall.parse().map_err(|_| bad())?, counter: counter.parse().map_err(|_| bad())?, node: node.into() })
+        Ok(Hlc {
+            wall_ms: wall.parse().map_err(|_| bad())?,
+            counter: counter.parse().map_err(|_| bad())?,
+            node: node.into(),
+        })
     }
 }
 
@@ -117,7 +121,8 @@ mod tests {
         for h in [a, b, c] {
             assert_eq!(Hlc::parse(&h.to_string()).unwrap(), h);
         }
-        for bad in ["", "1-2-x", "000000000000000a-000000-x", "0000000000000001-000000-", "0000000000000001-000000-a b"] {
+        for bad in ["", "1-2-x", "000000000000000a-000000-x", "0000000000000001-000000-", "0000000000000001-000000-a b"]
+        {
             assert!(Hlc::parse(bad).is_err(), "{bad:?}");
         }
     }

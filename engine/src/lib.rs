@@ -160,13 +160,8 @@ impl Engine {
     /// A handle whose writes are attributed to one client mutation (device and mutation id)
     /// of `actor`, stamped `hlc` by the device.
     fn for_mutation(&self, actor: &str, origin: changes::Origin, hlc: Option<hlc::Hlc>, index: usize) -> Engine {
-        let context = MutationContext {
-            origin,
-            actor: actor.into(),
-            hlc,
-            index,
-            last_seq: std::sync::atomic::AtomicI64::new(0),
-        };
+        let context =
+            MutationContext { origin, actor: actor.into(), hlc, index, last_seq: std::sync::atomic::AtomicI64::new(0) };
         Engine { origin: Some(Arc::new(context)), ..self.clone() }
     }
 

@@ -10,8 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewTask, Result,
-    TaskPatch,
+    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewTask, Result, TaskPatch,
     access::Standing,
     changes::{Applied, Origin, Write, applied_key},
     hlc::Hlc,
@@ -209,7 +208,9 @@ impl Engine {
                 Err(lookup) => rejected(m, lookup),
             }
         };
-        if let Some(a) = self.applied(event, actor, device, std::slice::from_ref(m)).await.ok().and_then(|mut d| d.remove(&m.id)) {
+        if let Some(a) =
+            self.applied(event, actor, device, std::slice::from_ref(m)).await.ok().and_then(|mut d| d.remove(&m.id))
+        {
             return accepted_before(&a);
         }
         let e = self.for_mutation(actor, Origin { device: device.into(), mutation: m.id.clone() }, hlc, 0);

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use crate::{
     Error, Result,
     access::{Action, Standing, Tab, Target, decide},
-    events::gate,
     accounts::validate_name,
+    events::gate,
     model::{Activity, Advance, AdvanceStatus, FileMeta, Task, TaskStatus, new_id},
     tabs::{
-        ACTIVITY_TAGS_MAX, ANSWERS_BYTES_MAX, ActivityPatch, AdvancePatch, FILE_NAME_LEN_MAX, NewActivity, NewAdvance, NewFile, NewTask,
-        TaskPatch,
+        ACTIVITY_TAGS_MAX, ANSWERS_BYTES_MAX, ActivityPatch, AdvancePatch, FILE_NAME_LEN_MAX, NewActivity, NewAdvance,
+        NewFile, NewTask, TaskPatch,
     },
     time,
 };
@@ -44,7 +44,10 @@ pub(crate) fn collaborator_asked(default: &str, s: &Standing, asked: Option<Stri
             _ => default.to_string(),
         },
     };
-    gate(decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }), "collaborator")?;
+    gate(
+        decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }),
+        "collaborator",
+    )?;
     Ok(c)
 }
 
@@ -65,7 +68,10 @@ pub(crate) fn tags_asked(default: &str, s: &Standing, asked: Option<Vec<String>>
         return Err(Error::invalid(format!("an activity may be tagged to at most {ACTIVITY_TAGS_MAX} collaborators")));
     }
     for c in &tags {
-        gate(decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }), "collaborator")?;
+        gate(
+            decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }),
+            "collaborator",
+        )?;
     }
     Ok(tags)
 }
@@ -231,7 +237,9 @@ pub(crate) fn apply_activity(a: &mut Activity, patch: ActivityPatch, stamp: &str
 pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, actor: &str) -> Result<FileMeta> {
     let name = input.name.trim().to_string();
     if name.is_empty() || name.chars().count() > FILE_NAME_LEN_MAX || name.contains(['/', '\\', '\0']) {
-        return Err(Error::invalid(format!("name must be a file name of 1 to {FILE_NAME_LEN_MAX} characters without slashes")));
+        return Err(Error::invalid(format!(
+            "name must be a file name of 1 to {FILE_NAME_LEN_MAX} characters without slashes"
+        )));
     }
     if input.size < 0 {
         return Err(Error::invalid("size must not be negative"));
@@ -281,7 +289,10 @@ pub(crate) fn check_advance_patch(patch: &AdvancePatch, team: bool) -> Result<()
         if team {
             Ok(())
         } else {
-            Err(Error::forbidden("review_requires_seat", format!("{what} is done by the event team (an Event Pro seat)")))
+            Err(Error::forbidden(
+                "review_requires_seat",
+                format!("{what} is done by the event team (an Event Pro seat)"),
+            ))
         }
     };
     if patch.title.is_some() {

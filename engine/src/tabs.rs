@@ -11,12 +11,11 @@ use crate::{
     Engine, Error, Result,
     access::{Action, Decision, Standing, Tab, Target, decide},
     changes::Write,
-    rules,
     events::gate,
     model::{
         Activity, Advance, AdvanceCounts, AdvanceStatus, Dashboard, Event, FileMeta, Task, TaskCounts, TaskStatus,
     },
-    time,
+    rules, time,
 };
 
 /// Most collaborators one activity may be tagged to.
@@ -320,7 +319,6 @@ impl Engine {
         }
         Ok(tags)
     }
-
 
     pub async fn list_activities(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<Activity>> {
         let (ev, s) = self.standing(actor, event).await?;

@@ -142,14 +142,26 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = prepare(&config, stop_rx.clone()).await?;
+    let state = prepare(&config, stop_rx).await?;
+    serve(listener, &config, state, stop_tx, shutdown).await
+}
+
+/// [`run`] with the state already prepared (see [`prepare`]; `stop` is the sender of the
+/// shutdown receiver given to it), for callers that keep a handle on the engine.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let app = api::router(state, config.body_limit_bytes);
     tracing::info!(addr = %listener.local_addr()?, "listening");
+    let mut stopping = stop.subscribe();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = stop.send(true);
     });
-    let mut stopping = stop_rx;
     let drain = config.drain_timeout;
     tokio::select! {
         r = std::future::IntoFuture::into_future(serve) => r?,

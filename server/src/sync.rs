@@ -410,8 +410,7 @@ async fn session(mut socket: WebSocket, st: AppState) {
     };
     let hub = st.hub.clone();
     let session = hub.next_session.fetch_add(1, Ordering::Relaxed);
-    let span =
-        tracing::info_span!("sync", session, account = %account, device = %device);
+    let span = tracing::info_span!("sync", session, account = %account, device = %device);
     live(socket, hub, account, device, exp, session).instrument(span).await;
 }
 

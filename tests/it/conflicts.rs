@@ -27,7 +27,13 @@ fn statuses(ack: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| format!("{}{}", r["status"].as_str().unwrap(), r["code"].as_str().map(|c| format!(":{c}")).unwrap_or_default()))
+        .map(|r| {
+            format!(
+                "{}{}",
+                r["status"].as_str().unwrap(),
+                r["code"].as_str().map(|c| format!(":{c}")).unwrap_or_default()
+            )
+        })
         .collect()
 }
 
@@ -76,7 +82,9 @@ async fn a_push_retried_after_a_dropped_connection_is_applied_once() {
     // The same mutation id from another device is another mutation.
     let mut tablet = SyncClient::connect_device(&srv, &s.vic.token, "tablet-2").await;
     tablet.subscribe(&s.event, None).await;
-    tablet.send(push(&s.event, json!([{ "id": "m0", "kind": "task", "op": "create", "fields": { "title": "Tablet" } }]))).await;
+    tablet
+        .send(push(&s.event, json!([{ "id": "m0", "kind": "task", "op": "create", "fields": { "title": "Tablet" } }])))
+        .await;
     let t = tablet.next_of("ack").await;
     assert_eq!(statuses(&t), vec!["accepted"]);
     assert_ne!(t["results"][0]["record"], a["results"][0]["record"]);

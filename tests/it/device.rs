@@ -73,7 +73,7 @@ async fn offline_writes_survive_a_restart_and_reconcile_once() {
     phone.drop_connection().await;
     assert!(!phone.replica.status().online);
     let a = phone.replica.write(&s.event, create_task("Rig check")).await.unwrap();
-    phone.replica.write(&s.event, update_task(&a.id, json!({ "status": "active" }))).await.unwrap();
+    phone.replica.write(&s.event, update_task(&a.record.id, json!({ "status": "active" }))).await.unwrap();
     phone.replica.write(&s.event, create_task("Cable run")).await.unwrap();
     assert_eq!(titles(&phone, &s.event).await, vec!["Cable run", "Line array", "Rig check"]);
     assert_eq!(phone.replica.status().pending, 3);
@@ -163,9 +163,17 @@ async fn concurrent_offline_edits_converge_field_by_field() {
         d.drop_connection().await;
     }
     // Offline, the phone edits first (title, due), the tablet later (title, status).
-    phone.replica.write(&s.event, update_task(&id, json!({ "title": "Phone title", "due": "2026-07-04" }))).await.unwrap();
+    phone
+        .replica
+        .write(&s.event, update_task(&id, json!({ "title": "Phone title", "due": "2026-07-04" })))
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    tablet.replica.write(&s.event, update_task(&id, json!({ "title": "Tablet title", "status": "done" }))).await.unwrap();
+    tablet
+        .replica
+        .write(&s.event, update_task(&id, json!({ "title": "Tablet title", "status": "done" })))
+        .await
+        .unwrap();
     assert_eq!(titles(&phone, &s.event).await, vec!["Phone title"]);
 
     // The later edit reaches the server first; the earlier one second.
@@ -208,7 +216,10 @@ async fn a_refused_write_rolls_back_and_the_app_hears_why() {
     phone.replica.write(&s.event, update_task(&id, json!({ "title": "Vic's title" }))).await.unwrap();
     let made = phone.replica.write(&s.event, create_task("Vic's task")).await.unwrap();
     assert_eq!(titles(&phone, &s.event).await, vec!["Vic's task", "Vic's title"]);
-    s.pm.api.patch(&format!("/v1/events/{}/collaborators/{}", s.event, s.audio), json!({ "read_only": true })).await.ok();
+    s.pm.api
+        .patch(&format!("/v1/events/{}/collaborators/{}", s.event, s.audio), json!({ "read_only": true }))
+        .await
+        .ok();
 
     phone.connect(&srv).await;
     phone.sync(&heads(&srv, &s).await).await;
@@ -218,7 +229,7 @@ async fn a_refused_write_rolls_back_and_the_app_hears_why() {
     let rejections = phone.replica.rejections().await.unwrap();
     assert_eq!(rejections.len(), 2);
     assert!(rejections.iter().all(|r| r.code == "read_only"), "{rejections:?}");
-    assert!(rejections.iter().any(|r| r.record == made.id));
+    assert!(rejections.iter().any(|r| r.record == made.record.id));
     let mut told = Vec::new();
     while let Ok(n) = heard.try_recv() {
         if let Notice::Rejected(r) = n {
@@ -245,20 +256,14 @@ async fn lost_visibility_purges_the_device() {
     assert_eq!(titles(&phone, &s.event).await, vec!["Moves away", "Stays"]);
 
     // A record moved to another collaborator leaves the device.
-    s.pm.api
-        .patch(&format!("/v1/events/{}/tasks/{moved}", s.event), json!({ "collaborator": s.client }))
-        .await
-        .ok();
+    s.pm.api.patch(&format!("/v1/events/{}/tasks/{moved}", s.event), json!({ "collaborator": s.client })).await.ok();
     phone.sync(&heads(&srv, &s).await).await;
     assert_eq!(titles(&phone, &s.event).await, vec!["Stays"]);
 
     // Offline, Vic writes; meanwhile Vic is removed from Audio, so the event is gone for him.
     phone.drop_connection().await;
     phone.replica.write(&s.event, create_task("Made offline")).await.unwrap();
-    s.pm.api
-        .delete(&format!("/v1/events/{}/collaborators/{}/members/{}", s.event, s.audio, s.vic.id))
-        .await
-        .ok();
+    s.pm.api.delete(&format!("/v1/events/{}/collaborators/{}/members/{}", s.event, s.audio, s.vic.id)).await.ok();
     phone.connect(&srv).await;
     // The subscription is refused: the device drops everything of the event, and the
     // offline write comes back as a rejection the app can show.

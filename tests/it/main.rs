@@ -9,6 +9,7 @@ mod device;
 mod getting_set_up;
 mod protocol;
 mod rules;
+mod simulation;
 mod store;
 mod sync;
 mod tokens;

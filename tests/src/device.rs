@@ -26,13 +26,16 @@ pub struct Device {
     ws: Option<Ws>,
     /// Every frame received, in order, as JSON (to check what reached the device).
     pub frames: Vec<serde_json::Value>,
+    /// What the replica told its listeners.
+    pub notices: tokio::sync::broadcast::Receiver<engine::device::Notice>,
 }
 
 impl Device {
     /// Opens the replica at `url` as device `name`, to connect with `token`.
     pub async fn open(url: &str, name: &str, token: &str) -> Device {
         let replica = Replica::open(url, Some(name)).await.expect("open replica");
-        Device { replica, token: token.into(), ws: None, frames: Vec::new() }
+        let notices = replica.notices();
+        Device { replica, token: token.into(), ws: None, frames: Vec::new(), notices }
     }
 
     pub fn online(&self) -> bool {
@@ -61,10 +64,14 @@ impl Device {
         self.replica.disconnected(None).await;
     }
 
+    /// Sends `m`; a connection found dead is dropped (the replica is told).
     async fn send(&mut self, m: &ClientMessage) {
         let text = serde_json::to_string(m).expect("encode");
-        let ws = self.ws.as_mut().expect("connected");
-        ws.send(Message::Text(text.into())).await.expect("send");
+        let Some(ws) = self.ws.as_mut() else { return };
+        if ws.send(Message::Text(text.into())).await.is_err() {
+            self.ws = None;
+            self.replica.disconnected(Some("connection lost".into())).await;
+        }
     }
 
     /// The next server message; None when the connection ended (the replica is told).
@@ -105,23 +112,31 @@ impl Device {
         true
     }
 
-    /// Sends pushes and takes frames until every local change is answered and the
-    /// replica has reached `heads` (event → seq) — or the connection drops.
+    /// One round: sends the next push (if any) and a ping, and takes every frame up to the
+    /// pong (so the push's answer too).
+    pub async fn round(&mut self) {
+        for m in self.replica.resubscribe().await {
+            self.send(&m).await;
+        }
+        if let Some(push) = self.replica.next_push(PUSH_MAX, PUSH_BYTES_MAX).await {
+            self.send(&push).await;
+        }
+        self.send(&ClientMessage::Ping).await;
+        while let Some(m) = self.recv().await {
+            let pong = matches!(m, ServerMessage::Pong { .. });
+            self.take(m).await;
+            if pong {
+                return;
+            }
+        }
+    }
+
+    /// Rounds until every local change is answered and the replica has reached `heads`
+    /// (event → seq) — or the connection drops.
     pub async fn sync(&mut self, heads: &HashMap<String, i64>) {
         let deadline = tokio::time::Instant::now() + WAIT_MAX * 3;
         while self.online() {
-            if let Some(push) = self.replica.next_push(PUSH_MAX, PUSH_BYTES_MAX).await {
-                self.send(&push).await;
-            }
-            self.send(&ClientMessage::Ping).await;
-            loop {
-                let Some(m) = self.recv().await else { return };
-                let pong = matches!(m, ServerMessage::Pong { .. });
-                self.take(m).await;
-                if pong {
-                    break;
-                }
-            }
+            self.round().await;
             let subs: HashMap<String, Option<i64>> = self.replica.subscriptions().await.into_iter().collect();
             let reached = heads.iter().all(|(e, h)| subs.get(e).copied().flatten().is_some_and(|c| c >= *h));
             let status = self.replica.status();

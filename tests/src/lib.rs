@@ -19,6 +19,9 @@ pub const WAIT_MAX: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub base: String,
     pub config: server::Config,
+    /// The server's engine, for checks a client cannot make (None for an attached server).
+    /// Dropped with the server, so a restart can open the same database.
+    pub engine: Option<Engine>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), server::Error>>>,
     _dir: Option<tempfile::TempDir>,
@@ -52,10 +55,17 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(server::run(listener, config.clone(), async {
-            let _ = rx.await;
-        }));
-        let mut server = TestServer { base, config, shutdown: Some(tx), handle: Some(handle), _dir: dir };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let state = server::prepare(&config, stop_rx).await.expect("server state");
+        let engine = Some(state.engine.clone());
+        let serving = config.clone();
+        let handle = tokio::spawn(async move {
+            server::serve(listener, &serving, state, stop_tx, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let mut server = TestServer { base, config, engine, shutdown: Some(tx), handle: Some(handle), _dir: dir };
         let api = server.anonymous();
         let deadline = tokio::time::Instant::now() + WAIT_MAX;
         loop {
@@ -79,11 +89,19 @@ impl TestServer {
     /// configuration of its own; `stop` and drop leave that server running.
     pub fn attach(base: &str) -> TestServer {
         let config = test_config(std::path::Path::new("."));
-        TestServer { base: base.trim_end_matches('/').to_string(), config, shutdown: None, handle: None, _dir: None }
+        TestServer {
+            base: base.trim_end_matches('/').to_string(),
+            config,
+            engine: None,
+            shutdown: None,
+            handle: None,
+            _dir: None,
+        }
     }
 
     /// Stops the server and waits until it has shut down; returns what `run` returned.
     pub async fn stop(mut self) -> Result<(), server::Error> {
+        self.engine = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -90,7 +90,9 @@ impl Replica {
         Ok(out)
     }
 
-    /// Subscriptions not yet sent on the current connection (e.g. one added while online).
+    /// Subscriptions not yet sent on the current connection: one added while online, or one
+    /// the server refused (the person had no access). A link calls this with each heartbeat,
+    /// so access granted later brings the event back without a reconnect.
     pub async fn resubscribe(&self) -> Vec<ClientMessage> {
         Self::subscribes(&mut *self.inner.state.lock().await)
     }
@@ -209,7 +211,11 @@ impl Replica {
             let mut restore = Vec::new();
             for k in stale {
                 let ops = ops_of(&st, event, &k.kind, &k.id);
-                restore.push((k.kind.clone(), k.id.clone(), stored_row(event, &k.kind, &k.id, None, cursor, generation, &ops)));
+                restore.push((
+                    k.kind.clone(),
+                    k.id.clone(),
+                    stored_row(event, &k.kind, &k.id, None, cursor, generation, &ops),
+                ));
             }
             self.put_rows(event, restore).await?;
             if let Some(sub) = st.subs.get_mut(event) {
@@ -309,15 +315,18 @@ impl Replica {
                 }
                 MutationResult::Rejected { code, message, .. } => {
                     if let Some(o) = st.outbox.remove(&n) {
-                        rejected.push((n, Rejection {
-                            event: event.into(),
-                            mutation: o.mutation.id,
-                            kind: o.kind,
-                            record: o.record,
-                            code,
-                            message,
-                            at: now.clone(),
-                        }));
+                        rejected.push((
+                            n,
+                            Rejection {
+                                event: event.into(),
+                                mutation: o.mutation.id,
+                                kind: o.kind,
+                                record: o.record,
+                                code,
+                                message,
+                                at: now.clone(),
+                            },
+                        ));
                     }
                 }
             }
@@ -390,7 +399,11 @@ impl Replica {
                 None => (None, 0, 0),
             };
             let ops = ops_of(st, event, &kind, &id);
-            restore.push((kind.clone(), id.clone(), stored_row(event, &kind, &id, server.as_ref(), seq, generation, &ops)));
+            restore.push((
+                kind.clone(),
+                id.clone(),
+                stored_row(event, &kind, &id, server.as_ref(), seq, generation, &ops),
+            ));
         }
         self.put_rows(event, restore).await
     }
@@ -463,15 +476,20 @@ impl Replica {
             .outbox
             .values()
             .filter(|o| o.event == event && o.accepted.is_none())
-            .map(|o| (o.n, Rejection {
-                event: event.into(),
-                mutation: o.mutation.id.clone(),
-                kind: o.kind.clone(),
-                record: o.record.clone(),
-                code: ACCESS_REVOKED.into(),
-                message: "your access to this event was removed while this device was offline".into(),
-                at: now.clone(),
-            }))
+            .map(|o| {
+                (
+                    o.n,
+                    Rejection {
+                        event: event.into(),
+                        mutation: o.mutation.id.clone(),
+                        kind: o.kind.clone(),
+                        record: o.record.clone(),
+                        code: ACCESS_REVOKED.into(),
+                        message: "your access to this event was removed while this device was offline".into(),
+                        at: now.clone(),
+                    },
+                )
+            })
             .collect();
         st.outbox.retain(|_, o| o.event != event);
         self.inner
@@ -517,7 +535,10 @@ impl Replica {
             }
             records.sort();
             records.dedup();
-            self.inner.store.run("FOR $n IN $ns { DELETE type::record('outbox', $n); };", json!({ "ns": done })).await?;
+            self.inner
+                .store
+                .run("FOR $n IN $ns { DELETE type::record('outbox', $n); };", json!({ "ns": done }))
+                .await?;
             self.rebuild(st, event, records).await?;
             self.refresh_status(st, |_| {});
         }

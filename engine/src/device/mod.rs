@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, broadcast};
 
-pub use write::LocalWrite;
+pub use write::{LocalWrite, Written};
 
 use crate::{
     Error, Result,
@@ -85,7 +85,10 @@ pub struct Rejection {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Notice {
     /// Records of `event` changed (from the server or locally): kinds that changed.
-    Changed { event: String, kinds: Vec<String> },
+    Changed {
+        event: String,
+        kinds: Vec<String>,
+    },
     Status(SyncStatus),
     Rejected(Rejection),
 }
@@ -215,9 +218,7 @@ impl Replica {
                 if !crate::hlc::valid_node(&d) {
                     return Err(Error::invalid("a device name is 1 to 64 characters of A-Z a-z 0-9 _ . : -"));
                 }
-                store
-                    .run("CREATE type::record('meta', 'device') CONTENT { device: $d }", json!({ "d": d }))
-                    .await?;
+                store.run("CREATE type::record('meta', 'device') CONTENT { device: $d }", json!({ "d": d })).await?;
                 (d, None, None)
             }
         };
@@ -476,7 +477,10 @@ impl Replica {
     async fn load<T: DeserializeOwned>(&self, event: &str, kind: &str, id: &str) -> Result<Option<T>> {
         self.inner
             .store
-            .run("SELECT VALUE data FROM type::record('rec', [$e, $k, $id])", json!({ "e": event, "k": kind, "id": id }))
+            .run(
+                "SELECT VALUE data FROM type::record('rec', [$e, $k, $id])",
+                json!({ "e": event, "k": kind, "id": id }),
+            )
             .await?
             .value(0)
     }

@@ -32,6 +32,15 @@ pub struct LocalWrite {
     pub fields: Value,
 }
 
+/// A local write as made: the mutation that will carry it, and the record as shown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written {
+    /// The mutation's id: the server's answer and a [`super::Rejection`] name it.
+    pub mutation: String,
+    /// The record as shown after the write (`data` null for a delete).
+    pub record: Record,
+}
+
 /// What a local write decided: the record's id, and what it looks like after (None: gone).
 struct Planned {
     id: String,
@@ -257,7 +266,9 @@ pub(super) fn stored_row(
     if ops.is_empty() {
         let d = server?;
         let collaborators = record_collaborators(kind, id, d);
-        return Some(json!({ "event": event, "kind": kind, "rid": id, "data": d, "collaborators": collaborators, "seq": seq, "gen": generation }));
+        return Some(
+            json!({ "event": event, "kind": kind, "rid": id, "data": d, "collaborators": collaborators, "seq": seq, "gen": generation }),
+        );
     }
     let mut cur = server.cloned();
     for o in &ops {
@@ -295,8 +306,8 @@ impl Replica {
     /// Makes a write on the device: checked with the server's rules on what the device holds
     /// (a refusal changes nothing), shown at once, and kept in the outbox until the server
     /// answers — the record and the outbox entry in one transaction, so a crash loses
-    /// neither. Returns the record as shown (`data` null for a delete).
-    pub async fn write(&self, event: &str, w: LocalWrite) -> Result<Record> {
+    /// neither.
+    pub async fn write(&self, event: &str, w: LocalWrite) -> Result<Written> {
         let mut st = self.inner.state.lock().await;
         let me = st.account.clone().ok_or_else(|| {
             Error::forbidden("not_signed_in", "this device has not synced with an account yet; connect once first")
@@ -363,11 +374,15 @@ impl Replica {
                 json!({ "e": event, "k": w.kind, "id": planned.id, "row": stored, "n": n, "out": out, "clock": stamp }),
             )
             .await?;
+        let mutation = out.mutation.id.clone();
         st.outbox.insert(n, out);
         st.next_n += 1;
         self.refresh_status(&st, |_| {});
         drop(st);
         self.changed(event, [w.kind.clone()].into());
-        Ok(Record { kind: w.kind, id: planned.id, data: planned.after.unwrap_or(Value::Null) })
+        Ok(Written {
+            mutation,
+            record: Record { kind: w.kind, id: planned.id, data: planned.after.unwrap_or(Value::Null) },
+        })
     }
 }

@@ -8,8 +8,8 @@
 //! waits in any outbox.
 //!
 //! `SEED=n` replays one run (the operations and their order are the seed's; wall-clock
-//! timing inside the server may differ, the outcome does not). `SIM_SEEDS` and `SIM_STEPS`
-//! set how many runs and how long; CI runs the defaults. A longer soak:
+//! timing inside the server may differ, the outcome does not). `SIM_SEEDS`, `SIM_FIRST` and
+//! `SIM_STEPS` set how many runs, from which seed, and how long; CI runs the defaults. A longer soak:
 //! `SIM_SEEDS=200 SIM_STEPS=150 cargo test -p tests --test it simulation -- --nocapture`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -395,7 +395,15 @@ async fn check_quiesced(w: &World) {
             Err(_) => Vec::new(),
         };
         want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        assert_eq!(held, want, "{} does not hold the server's view\n{}", d.dev.replica.device(), w.log.join("\n"));
+        if held != want {
+            let extra: Vec<_> = held.iter().filter(|h| !want.contains(h)).collect();
+            let missing: Vec<_> = want.iter().filter(|x| !held.contains(x)).collect();
+            panic!(
+                "{} does not hold the server's view\nheld but not the server's: {extra:#?}\nthe server's but not held: {missing:#?}\n{}",
+                d.dev.replica.device(),
+                w.log.join("\n")
+            );
+        }
         let status = d.dev.replica.status();
         assert_eq!(status.pending, 0, "{} still has changes to send", d.dev.replica.device());
         assert!(!d.dev.replica.has_unseen_accepted().await);
@@ -442,7 +450,10 @@ async fn simulation_over_many_seeds() {
     let steps = env("SIM_STEPS", 60) as usize;
     let seeds: Vec<u64> = match std::env::var("SEED").ok().and_then(|s| s.parse().ok()) {
         Some(seed) => vec![seed],
-        None => (1..=env("SIM_SEEDS", 8)).collect(),
+        None => {
+            let first = env("SIM_FIRST", 1);
+            (first..first + env("SIM_SEEDS", 8)).collect()
+        }
     };
     for seed in seeds {
         println!("simulation seed {seed} ({steps} steps)");

@@ -26,6 +26,8 @@ pub struct Device {
     ws: Option<Ws>,
     /// Every frame received, in order, as JSON (to check what reached the device).
     pub frames: Vec<serde_json::Value>,
+    /// Most mutations per push (at most the server's `push_mutations_max`).
+    pub push_max: usize,
     /// What the replica told its listeners.
     pub notices: tokio::sync::broadcast::Receiver<engine::device::Notice>,
 }
@@ -35,7 +37,7 @@ impl Device {
     pub async fn open(url: &str, name: &str, token: &str) -> Device {
         let replica = Replica::open(url, Some(name)).await.expect("open replica");
         let notices = replica.notices();
-        Device { replica, token: token.into(), ws: None, frames: Vec::new(), notices }
+        Device { replica, token: token.into(), ws: None, frames: Vec::new(), push_max: PUSH_MAX, notices }
     }
 
     pub fn online(&self) -> bool {
@@ -106,7 +108,7 @@ impl Device {
     /// Sends the next push, if any, and drops the connection before its answer arrives.
     /// Returns whether a push was sent.
     pub async fn push_then_drop(&mut self) -> bool {
-        let Some(push) = self.replica.next_push(PUSH_MAX, PUSH_BYTES_MAX).await else { return false };
+        let Some(push) = self.replica.next_push(self.push_max, PUSH_BYTES_MAX).await else { return false };
         self.send(&push).await;
         self.drop_connection().await;
         true
@@ -118,7 +120,7 @@ impl Device {
         for m in self.replica.resubscribe().await {
             self.send(&m).await;
         }
-        if let Some(push) = self.replica.next_push(PUSH_MAX, PUSH_BYTES_MAX).await {
+        if let Some(push) = self.replica.next_push(self.push_max, PUSH_BYTES_MAX).await {
             self.send(&push).await;
         }
         self.send(&ClientMessage::Ping).await;

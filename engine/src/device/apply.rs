@@ -4,10 +4,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::{Link, Notice, Rejection, Replica, Row, State, TOP, ops_of, pending_records, write::stored_row};
+use super::{
+    Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_of, pending_records,
+    write::{allowed_row, stored_row},
+};
 use crate::{
     Error, Result,
-    feed::{KINDS, visible},
+    feed::KINDS,
     hlc::Hlc,
     protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, ServerMessage, WireChange},
     time,
@@ -158,14 +161,16 @@ impl Replica {
     async fn on_snapshot(&self, event: &str, cursor: i64, records: Vec<Record>, last: bool) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let Some(sub) = st.subs.get_mut(event) else { return Ok(()) };
-        let generation = match sub.snapshot {
-            Some((c, g)) if c == cursor => g,
-            _ => {
-                let g = fresh_gen();
-                sub.snapshot = Some((cursor, g));
-                g
-            }
+        let incoming = match &mut sub.snapshot {
+            Some(i) if i.cursor == cursor => i,
+            _ => sub.snapshot.insert(Incoming { cursor, generation: fresh_gen(), records: Vec::new() }),
         };
+        incoming.records.extend(records);
+        let generation = incoming.generation;
+        if !last && incoming.records.len() < super::SNAPSHOT_BATCH_RECORDS {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut incoming.records);
         let mut kinds = HashSet::new();
         let mut rows = Vec::with_capacity(records.len());
         for r in &records {
@@ -272,7 +277,7 @@ impl Replica {
                      } ELSE IF $o.del {
                          DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
                      } ELSE {
-                         DELETE rec:[$e, '']..[$e, $top] WHERE kind NOT IN $o.narrow.keep_kinds AND !(collaborators ANYINSIDE $o.narrow.keep);
+                         DELETE rec:[$e, '']..[$e, $top] WHERE kind NOT IN $o.narrow.keep_kinds AND !(collaborators ANYINSIDE $o.narrow.keep) AND !((base_of ?? []) ANYINSIDE $o.narrow.keep);
                      };
                  };
                  UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]);
@@ -389,8 +394,11 @@ impl Replica {
         }
     }
 
-    /// Rebuilds the stored rows of `records` from the server's version and the outbox.
+    /// Rebuilds the stored rows of `records` from the server's version and the outbox, as the
+    /// person's standing allows: a server version it no longer allows is forgotten, and a
+    /// record it does not allow is not kept.
     async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>) -> Result<()> {
+        let standing = st.subs.get(event).map(|s| s.standing.clone()).unwrap_or_default();
         let mut restore = Vec::new();
         for (kind, id) in records {
             let row: Option<Row> = self.row(event, &kind, &id).await?;
@@ -399,11 +407,8 @@ impl Replica {
                 None => (None, 0, 0),
             };
             let ops = ops_of(st, event, &kind, &id);
-            restore.push((
-                kind.clone(),
-                id.clone(),
-                stored_row(event, &kind, &id, server.as_ref(), seq, generation, &ops),
-            ));
+            let stored = allowed_row(&standing, event, &kind, &id, server.as_ref(), seq, generation, &ops);
+            restore.push((kind.clone(), id.clone(), stored));
         }
         self.put_rows(event, restore).await
     }
@@ -544,18 +549,11 @@ impl Replica {
         }
         if access {
             let standing = self.standing_from_records(st, event).await?;
-            let mut purge = Vec::new();
-            for (kind, id) in pending_records(st, event).into_keys() {
-                if let Some(row) = self.row(event, &kind, &id).await?
-                    && !visible(&standing, &kind, &row.collaborators)
-                {
-                    purge.push((kind, id, None));
-                }
-            }
-            self.put_rows(event, purge).await?;
             if let Some(s) = st.subs.get_mut(event) {
                 s.standing = standing;
             }
+            let mine: Vec<(String, String)> = pending_records(st, event).into_keys().collect();
+            self.rebuild(st, event, mine).await?;
         }
         Ok(())
     }

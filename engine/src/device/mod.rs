@@ -47,6 +47,8 @@ pub const DEVICE_MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../../../schemas/surreal/device/0001_replica.surql"),
 }];
 
+/// Snapshot records a replica buffers before it stores them (one transaction).
+pub const SNAPSHOT_BATCH_RECORDS: usize = 2_000;
 /// Rejections kept for the app to show.
 pub const REJECTIONS_KEPT: usize = 100;
 /// Most records one local read returns (like the server's lists).
@@ -143,8 +145,18 @@ struct Sub {
     cursor: Option<i64>,
     /// The person's standing as the replica's records say it.
     standing: Standing,
-    /// The snapshot being received: its cursor and the generation its rows carry.
-    snapshot: Option<(i64, i64)>,
+    /// The snapshot being received.
+    snapshot: Option<Incoming>,
+}
+
+/// A snapshot being received: its cursor, the generation its rows carry, and records not
+/// stored yet (they are stored in batches: one transaction per chunk would cost a disk sync
+/// for every 16 KiB).
+#[derive(Clone, Debug)]
+struct Incoming {
+    cursor: i64,
+    generation: i64,
+    records: Vec<Record>,
 }
 
 /// One of the device's mutations, as the outbox keeps it.
@@ -172,8 +184,6 @@ struct Row {
     /// Null for a record the device deleted and the server has not confirmed.
     #[serde(default)]
     data: Value,
-    #[serde(default)]
-    collaborators: Vec<String>,
     #[serde(default)]
     pending: bool,
     #[serde(default)]

@@ -289,8 +289,39 @@ pub(super) fn stored_row(
             m.insert("data".into(), d);
         }
         if let Some(b) = server {
+            // Who the server's version belongs to: a narrowing keeps the row if it may
+            // still hold that version (see `apply.rs`).
+            m.insert("base_of".into(), json!(record_collaborators(kind, id, b)));
             m.insert("base".into(), b.clone());
         }
+    }
+    Some(row)
+}
+
+/// [`stored_row`] as `standing` allows it: a server version it does not allow is forgotten;
+/// when the unsent mutations would show the record where the person may no longer see it
+/// (their access narrowed since), the server's version is shown until the server answers.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn allowed_row(
+    standing: &Standing,
+    event: &str,
+    kind: &str,
+    id: &str,
+    server: Option<&Value>,
+    seq: i64,
+    generation: i64,
+    ops: &[&Outgoing],
+) -> Option<Value> {
+    let allowed = |d: &Value| crate::feed::visible(standing, kind, &record_collaborators(kind, id, d));
+    let server = server.filter(|d| allowed(d));
+    let mut row = stored_row(event, kind, id, server, seq, generation, ops)?;
+    if row.get("data").is_none_or(|d| allowed(d)) {
+        return Some(row);
+    }
+    let base = server?;
+    if let Some(m) = row.as_object_mut() {
+        m.insert("data".into(), base.clone());
+        m.insert("collaborators".into(), json!(record_collaborators(kind, id, base)));
     }
     Some(row)
 }

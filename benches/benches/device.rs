@@ -1,0 +1,161 @@
+//! The device engine against the real server over loopback.
+//!
+//! 1. Reconcile: a seat holder's tablet makes M task creates offline (local write rate), then
+//!    connects and pushes them; measured from connect until every one is accepted and the
+//!    replica has caught up with the server (M / seconds).
+//! 2. Initial sync: the server holds R more tasks; a fresh replica subscribes and takes the
+//!    whole event (records / seconds until the snapshot is stored).
+//! 3. Local reads: on that replica, a tab of 10,000 records and a tab of 500, read repeatedly
+//!    with no network (p50 / p99).
+//!
+//! Run: `cargo bench -p benches --bench device -- [MUTATIONS] [RECORDS] [mem|surrealkv]`
+//! (defaults 10000 100000 surrealkv: the server and the replicas on disk, as deployed).
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use engine::{
+    ListFilter,
+    device::LocalWrite,
+    protocol::{Mutation, MutationOp, MutationResult},
+};
+use serde_json::json;
+use tests::{TestServer, device::Device, stage};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let mutations: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let records: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let disk = args.get(2).is_none_or(|a| a != "mem");
+    let dir = tempfile::tempdir().expect("dir");
+    let url =
+        |name: &str| if disk { format!("surrealkv://{}", dir.path().join(name).display()) } else { "mem://".into() };
+
+    let mut config = tests::test_config(dir.path());
+    config.database_url = url("server");
+    let srv = TestServer::start_config(config, None).await;
+    let s = stage(&srv).await;
+    let engine = srv.engine.clone().expect("engine");
+    let heads = |h: i64| HashMap::from([(s.event.clone(), h)]);
+    println!("store: {}", if disk { "surrealkv (server and replicas on disk)" } else { "mem" });
+
+    // 1. Reconcile.
+    let mut tablet = Device::open(&url("tablet"), "bench-tablet", &s.pm.token).await;
+    tablet.push_max = engine::protocol::Limits::default().push_mutations_max;
+    tablet.replica.subscribe(&s.event).await.unwrap();
+    tablet.connect(&srv).await;
+    tablet.sync(&heads(engine.head(&s.event).await.unwrap())).await;
+    tablet.drop_connection().await;
+    let started = Instant::now();
+    for i in 0..mutations {
+        let w = LocalWrite {
+            kind: "task".into(),
+            op: MutationOp::Create,
+            record: None,
+            fields: json!({ "title": format!("Offline {i}"), "collaborator": s.audio }),
+        };
+        tablet.replica.write(&s.event, w).await.expect("local write");
+    }
+    let local = started.elapsed();
+    println!(
+        "local writes: {mutations} in {:.2} s = {:.0} writes/s ({:.0} µs each)",
+        local.as_secs_f64(),
+        mutations as f64 / local.as_secs_f64(),
+        local.as_micros() as f64 / mutations as f64
+    );
+    let head0 = engine.head(&s.event).await.unwrap();
+    let started = Instant::now();
+    tablet.connect(&srv).await;
+    tablet.sync(&heads(head0 + mutations as i64)).await;
+    let reconcile = started.elapsed();
+    assert_eq!(tablet.replica.status().pending, 0);
+    assert_eq!(engine.head(&s.event).await.unwrap(), head0 + mutations as i64, "each mutation applied once");
+    println!(
+        "reconcile: {mutations} offline mutations accepted and caught up in {:.2} s = {:.0} mutations/s (target ≤ 5 s for 10,000)",
+        reconcile.as_secs_f64(),
+        mutations as f64 / reconcile.as_secs_f64()
+    );
+
+    // 2. Initial sync. The server takes the records in batches, as devices push them.
+    let catering =
+        s.pm.api.post(&format!("/v1/events/{}/collaborators", s.event), json!({ "name": "Catering" })).await.ok()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let started = Instant::now();
+    let batch = 500;
+    let mut made = 0;
+    while made < records {
+        let n = batch.min(records - made);
+        let ms: Vec<Mutation> = (made..made + n)
+            .map(|i| Mutation {
+                id: format!("seed-{i}"),
+                kind: "task".into(),
+                op: MutationOp::Create,
+                record: None,
+                // 10,000 in one collaborator (a large tab), 500 in another, the rest in the
+                // production's.
+                fields: match i {
+                    0..10_000 => json!({ "title": format!("Client {i}"), "collaborator": s.client }),
+                    10_000..10_500 => json!({ "title": format!("Catering {i}"), "collaborator": catering }),
+                    _ => json!({ "title": format!("Task {i}") }),
+                },
+                hlc: None,
+            })
+            .collect();
+        let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
+        assert!(results.iter().all(|r| matches!(r, MutationResult::Accepted { .. })));
+        made += n;
+    }
+    println!("server seeded with {records} records in {:.1} s", started.elapsed().as_secs_f64());
+    let head = engine.head(&s.event).await.unwrap();
+    let total = engine.snapshot(&s.pm.id, &s.event).await.unwrap().records.len();
+    let mut fresh = Device::open(&url("fresh"), "bench-fresh", &s.pm.token).await;
+    fresh.replica.subscribe(&s.event).await.unwrap();
+    let started = Instant::now();
+    fresh.connect(&srv).await;
+    fresh.sync(&heads(head)).await;
+    let initial = started.elapsed();
+    println!(
+        "initial sync: {total} records into an empty replica in {:.2} s = {:.0} records/s (target ≥ 20,000/s)",
+        initial.as_secs_f64(),
+        total as f64 / initial.as_secs_f64()
+    );
+
+    // 3. Local reads, no network.
+    fresh.drop_connection().await;
+    for (label, filter, expect) in [
+        ("tab of 10,000 tasks", ListFilter { collaborator: Some(s.client.clone()) }, 10_000.min(records)),
+        (
+            "tab of 500 tasks",
+            ListFilter { collaborator: Some(catering.clone()) },
+            records.saturating_sub(10_000).min(500),
+        ),
+    ] {
+        let mut times = Vec::new();
+        let mut n = 0;
+        for _ in 0..50 {
+            let t = Instant::now();
+            n = fresh.replica.tasks(&s.event, filter.clone()).await.unwrap().len();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        assert_eq!(n, expect, "{label}");
+        println!(
+            "local read, {label} ({n} rows): p50 {:.2} ms, p99 {:.2} ms (target p99 ≤ 5 ms)",
+            quantile(&times, 0.5).as_secs_f64() * 1e3,
+            quantile(&times, 0.99).as_secs_f64() * 1e3
+        );
+    }
+    srv.stop().await.expect("stop");
+}

@@ -524,10 +524,10 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                 hub.unregister(&event, session).await;
                 events.retain(|e| e != &event);
             }
+            // A push needs no subscription: every mutation is judged by the rules, and a device
+            // that lost an event still learns the fate of what it pushed before.
             ClientMessage::Push { event, mutations } => {
-                if !events.contains(&event) {
-                    refused(&out, &event, "not_subscribed", "subscribe to an event before pushing to it").await;
-                } else if mutations.len() > hub.limits.push_mutations_max {
+                if mutations.len() > hub.limits.push_mutations_max {
                     reply(
                         &out,
                         "batch_too_large",

@@ -374,8 +374,18 @@ async fn pushed_mutations_are_answered_one_by_one() {
     let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
     let push = |mutations: Value| json!({ "type": "push", "event": s.event, "mutations": mutations });
 
-    vic.send(push(json!([]))).await;
-    assert_eq!(vic.next_of("refused").await["code"], "not_subscribed");
+    // A push needs no subscription: it is judged like any other.
+    vic.send(push(json!([{ "id": "m0", "kind": "task", "op": "create", "fields": { "title": "Unsubscribed" } }])))
+        .await;
+    assert_eq!(vic.next_of("ack").await["results"][0]["status"], "accepted");
+    let stranger = srv.sign_up("Stranger").await;
+    let mut nobody = SyncClient::connect(&srv, &stranger.token).await;
+    nobody.send(push(json!([{ "id": "m0", "kind": "task", "op": "create", "fields": { "title": "Intruder" } }]))).await;
+    let ack = nobody.next_of("ack").await;
+    assert_eq!(
+        (ack["results"][0]["status"].as_str(), ack["results"][0]["code"].as_str()),
+        (Some("rejected"), Some("not_found"))
+    );
     vic.subscribe(&s.event, None).await;
 
     let mine = "0193b2f0-0000-7000-8000-000000000001";

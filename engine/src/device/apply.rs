@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{
     Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_of, pending_records,
-    write::{allowed_row, stored_row},
+    write::{Held, allowed_row, stored_row},
 };
 use crate::{
     Error, Result,
@@ -15,6 +15,25 @@ use crate::{
     protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, ServerMessage, WireChange},
     time,
 };
+
+/// Row changes of one event in one transaction, in order: `{put: row}` stores a row,
+/// `{del: {kind, id}}` removes one, `{narrow: {keep, keep_kinds}}` purges every row outside
+/// the scope still visible (a row with unsent edits stays if the server's version it keeps
+/// is inside it). With `$cursor`, the subscription's cursor moves to it in the same
+/// transaction.
+const ROWS_SQL: &str = "BEGIN TRANSACTION;
+FOR $o IN $ops {
+    IF $o.put {
+        UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
+    } ELSE IF $o.del {
+        DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
+    } ELSE {
+        DELETE rec:[$e, '']..[$e, $top] WHERE kind NOT IN $o.narrow.keep_kinds
+            AND !(collaborators ANYINSIDE $o.narrow.keep) AND !((base_of ?? []) ANYINSIDE $o.narrow.keep);
+    };
+};
+IF $cursor != NONE { UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]) };
+COMMIT TRANSACTION;";
 
 /// The code of a mutation the device could not send because the person lost the event.
 pub const ACCESS_REVOKED: &str = "access_revoked";
@@ -132,7 +151,9 @@ impl Replica {
         if link.in_flight.is_some() {
             return None;
         }
-        let ready = |e: &str| link.subscribed.contains(e) && st.subs.get(e).is_some_and(|s| s.cursor.is_some());
+        // A lost event's mutations are still pushed, to learn which were applied.
+        let ready =
+            |e: &str| st.subs.get(e).is_some_and(|s| s.lost || (s.cursor.is_some() && link.subscribed.contains(e)));
         let event = st.outbox.values().find(|o| o.accepted.is_none() && ready(&o.event))?.event.clone();
         let (mut ns, mut mutations, mut bytes) = (Vec::new(), Vec::new(), 0);
         for o in st.outbox.values().filter(|o| o.event == event && o.accepted.is_none()) {
@@ -161,6 +182,7 @@ impl Replica {
     async fn on_snapshot(&self, event: &str, cursor: i64, records: Vec<Record>, last: bool) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let Some(sub) = st.subs.get_mut(event) else { return Ok(()) };
+        sub.lost = false;
         let incoming = match &mut sub.snapshot {
             Some(i) if i.cursor == cursor => i,
             _ => sub.snapshot.insert(Incoming { cursor, generation: fresh_gen(), records: Vec::new() }),
@@ -177,7 +199,8 @@ impl Replica {
             self.observe(&r.data);
             kinds.insert(r.kind.clone());
             let ops = ops_of(&st, event, &r.kind, &r.id);
-            rows.extend(stored_row(event, &r.kind, &r.id, Some(&r.data), cursor, generation, &ops));
+            let held = Held { event, kind: &r.kind, id: &r.id, server: Some(&r.data), seq: cursor, generation };
+            rows.extend(stored_row(held, &ops));
         }
         if !rows.is_empty() {
             self.inner
@@ -216,11 +239,8 @@ impl Replica {
             let mut restore = Vec::new();
             for k in stale {
                 let ops = ops_of(&st, event, &k.kind, &k.id);
-                restore.push((
-                    k.kind.clone(),
-                    k.id.clone(),
-                    stored_row(event, &k.kind, &k.id, None, cursor, generation, &ops),
-                ));
+                let held = Held { event, kind: &k.kind, id: &k.id, server: None, seq: cursor, generation };
+                restore.push((k.kind.clone(), k.id.clone(), stored_row(held, &ops)));
             }
             self.put_rows(event, restore).await?;
             if let Some(sub) = st.subs.get_mut(event) {
@@ -248,13 +268,14 @@ impl Replica {
                 WireChange::Upsert { seq, kind, id, data } => {
                     self.observe(&data);
                     access |= crate::changes::changes_access_kind(&kind);
-                    let row = stored_row(event, &kind, &id, Some(&data), seq, 0, &ops_of(&st, event, &kind, &id));
-                    ops.push(json!({ "put": row }));
+                    let held = Held { event, kind: &kind, id: &id, server: Some(&data), seq, generation: 0 };
+                    ops.push(json!({ "put": stored_row(held, &ops_of(&st, event, &kind, &id)) }));
                     kinds.insert(kind);
                 }
                 WireChange::Delete { seq, kind, id } | WireChange::Remove { seq, kind, id } => {
                     access |= crate::changes::changes_access_kind(&kind);
-                    match stored_row(event, &kind, &id, None, seq, 0, &ops_of(&st, event, &kind, &id)) {
+                    let held = Held { event, kind: &kind, id: &id, server: None, seq, generation: 0 };
+                    match stored_row(held, &ops_of(&st, event, &kind, &id)) {
                         Some(row) => ops.push(json!({ "put": row })),
                         None => ops.push(json!({ "del": { "kind": kind, "id": id } })),
                     }
@@ -267,24 +288,7 @@ impl Replica {
                 }
             }
         }
-        self.inner
-            .store
-            .run(
-                "BEGIN TRANSACTION;
-                 FOR $o IN $ops {
-                     IF $o.put {
-                         UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
-                     } ELSE IF $o.del {
-                         DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
-                     } ELSE {
-                         DELETE rec:[$e, '']..[$e, $top] WHERE kind NOT IN $o.narrow.keep_kinds AND !(collaborators ANYINSIDE $o.narrow.keep) AND !((base_of ?? []) ANYINSIDE $o.narrow.keep);
-                     };
-                 };
-                 UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]);
-                 COMMIT TRANSACTION;",
-                json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP }),
-            )
-            .await?;
+        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP })).await?;
         if let Some(sub) = st.subs.get_mut(event) {
             sub.cursor = Some(sub.cursor.unwrap_or(0).max(cursor));
         }
@@ -302,6 +306,7 @@ impl Replica {
             l.in_flight = None;
         }
         let now = time::now();
+        let lost = st.subs.get(event).is_some_and(|s| s.lost);
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         for r in results {
@@ -318,7 +323,11 @@ impl Replica {
                     }
                     accepted.push(json!({ "n": n, "seq": seq }));
                 }
-                MutationResult::Rejected { code, message, .. } => {
+                MutationResult::Rejected { mut code, mut message, .. } => {
+                    if lost && code == "not_found" {
+                        code = ACCESS_REVOKED.into();
+                        message = "your access to this event was removed while this device was offline".into();
+                    }
                     if let Some(o) = st.outbox.remove(&n) {
                         rejected.push((
                             n,
@@ -337,6 +346,18 @@ impl Replica {
             }
         }
         self.record_answers(&mut st, accepted, &rejected).await?;
+        if lost {
+            // Nothing of the event is held: an accepted mutation is done at once.
+            let done: Vec<u64> =
+                st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect();
+            for n in &done {
+                st.outbox.remove(n);
+            }
+            self.inner
+                .store
+                .run("FOR $n IN $ns { DELETE type::record('outbox', $n); };", json!({ "ns": done }))
+                .await?;
+        }
         self.after_cursor(&mut st, event, false).await?;
         self.refresh_status(&st, |s| s.last_sync = Some(now));
         drop(st);
@@ -407,7 +428,8 @@ impl Replica {
                 None => (None, 0, 0),
             };
             let ops = ops_of(st, event, &kind, &id);
-            let stored = allowed_row(&standing, event, &kind, &id, server.as_ref(), seq, generation, &ops);
+            let held = Held { event, kind: &kind, id: &id, server: server.as_ref(), seq, generation };
+            let stored = allowed_row(&standing, held, &ops);
             restore.push((kind.clone(), id.clone(), stored));
         }
         self.put_rows(event, restore).await
@@ -424,21 +446,7 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        self.inner
-            .store
-            .run(
-                "BEGIN TRANSACTION;
-                 FOR $o IN $ops {
-                     IF $o.put {
-                         UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
-                     } ELSE {
-                         DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
-                     };
-                 };
-                 COMMIT TRANSACTION;",
-                json!({ "e": event, "ops": ops }),
-            )
-            .await?;
+        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP })).await?;
         Ok(())
     }
 
@@ -466,55 +474,36 @@ impl Replica {
             && code != "already_subscribed"
         {
             l.subscribed.remove(event);
-            if l.in_flight.as_ref().is_some_and(|(e, _)| e == event) {
-                l.in_flight = None;
-            }
         }
         if code != "not_found" {
             self.refresh_status(&st, |s| s.last_error = Some(message.into()));
             return Ok(());
         }
-        // The person lost the event (or it is gone): nothing of it may stay on the device,
-        // and what was made offline in it cannot be sent — the app hears of each.
-        let now = time::now();
-        let lost: Vec<(u64, Rejection)> = st
-            .outbox
-            .values()
-            .filter(|o| o.event == event && o.accepted.is_none())
-            .map(|o| {
-                (
-                    o.n,
-                    Rejection {
-                        event: event.into(),
-                        mutation: o.mutation.id.clone(),
-                        kind: o.kind.clone(),
-                        record: o.record.clone(),
-                        code: ACCESS_REVOKED.into(),
-                        message: "your access to this event was removed while this device was offline".into(),
-                        at: now.clone(),
-                    },
-                )
-            })
-            .collect();
-        st.outbox.retain(|_, o| o.event != event);
+        // The person lost the event (or it is gone): nothing of it may stay on the device.
+        // Unanswered mutations stay in the outbox and are still pushed: the server answers
+        // those it applied before (their answers may have been lost with a connection) and
+        // refuses the others, which are then reported as `access_revoked`.
+        let seen: Vec<u64> =
+            st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect();
+        for n in &seen {
+            st.outbox.remove(n);
+        }
         self.inner
             .store
             .run(
                 "BEGIN TRANSACTION;
                  DELETE rec:[$e, '']..[$e, $top];
-                 DELETE outbox WHERE event = $e;
+                 FOR $n IN $seen { DELETE type::record('outbox', $n); };
                  UPSERT type::record('sub', $e) SET cursor = NONE;
                  COMMIT TRANSACTION;",
-                json!({ "e": event, "top": TOP }),
+                json!({ "e": event, "top": TOP, "seen": seen }),
             )
             .await?;
         if let Some(s) = st.subs.get_mut(event) {
-            *s = Default::default();
+            *s = super::Sub { lost: true, ..Default::default() };
         }
-        self.record_answers(&mut st, Vec::new(), &lost).await?;
         self.refresh_status(&st, |_| {});
         drop(st);
-        self.tell_rejected(lost.into_iter().map(|(_, r)| r).collect());
         self.changed(event, all_kinds());
         Ok(())
     }

@@ -147,6 +147,9 @@ struct Sub {
     standing: Standing,
     /// The snapshot being received.
     snapshot: Option<Incoming>,
+    /// The server refused the subscription (the person lost the event): nothing of it is
+    /// held, and its unanswered mutations are pushed only to learn their fate.
+    lost: bool,
 }
 
 /// A snapshot being received: its cursor, the generation its rows carry, and records not
@@ -271,7 +274,7 @@ impl Replica {
             st.outbox = outbox.into_iter().map(|o| (o.n, o)).collect();
             for s in subs {
                 let standing = replica.standing_from_records(&st, &s.event).await?;
-                st.subs.insert(s.event, Sub { cursor: s.cursor, standing, snapshot: None });
+                st.subs.insert(s.event, Sub { cursor: s.cursor, standing, ..Default::default() });
             }
             replica.refresh_status(&st, |_| {});
         }
@@ -389,33 +392,38 @@ impl Replica {
         self.inner.store.run(&sql, vars).await?.all(0)
     }
 
+    /// `kind`'s records held, decoded, ordered by `key`.
+    async fn tab<T: DeserializeOwned>(
+        &self,
+        event: &str,
+        kind: &str,
+        filter: ListFilter,
+        key: for<'a> fn(&'a T) -> (&'a str, &'a str),
+    ) -> Result<Vec<T>> {
+        let mut v: Vec<T> = self.typed(event, kind, &filter).await?;
+        v.sort_by(|a, b| key(a).cmp(&key(b)));
+        Ok(v)
+    }
+
     /// The Tasks tab: the tasks held (a member holds their collaborator's; a seat holder the
     /// whole event's, or one collaborator's with a filter), by creation.
     pub async fn tasks(&self, event: &str, filter: ListFilter) -> Result<Vec<Task>> {
-        let mut v: Vec<Task> = self.typed(event, "task", &filter).await?;
-        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        Ok(v)
+        self.tab(event, "task", filter, |t: &Task| (&t.created_at, &t.id)).await
     }
 
     /// The Schedule tab, by start.
     pub async fn activities(&self, event: &str, filter: ListFilter) -> Result<Vec<Activity>> {
-        let mut v: Vec<Activity> = self.typed(event, "activity", &filter).await?;
-        v.sort_by(|a, b| (&a.starts_at, &a.id).cmp(&(&b.starts_at, &b.id)));
-        Ok(v)
+        self.tab(event, "activity", filter, |a: &Activity| (&a.starts_at, &a.id)).await
     }
 
     /// The Files tab, by creation.
     pub async fn files(&self, event: &str, filter: ListFilter) -> Result<Vec<FileMeta>> {
-        let mut v: Vec<FileMeta> = self.typed(event, "file_meta", &filter).await?;
-        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        Ok(v)
+        self.tab(event, "file_meta", filter, |f: &FileMeta| (&f.created_at, &f.id)).await
     }
 
     /// The Advances tab, by creation.
     pub async fn advances(&self, event: &str, filter: ListFilter) -> Result<Vec<Advance>> {
-        let mut v: Vec<Advance> = self.typed(event, "advance", &filter).await?;
-        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        Ok(v)
+        self.tab(event, "advance", filter, |a: &Advance| (&a.created_at, &a.id)).await
     }
 
     /// The event as the device holds it, with the person's access.

@@ -251,17 +251,22 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
     Ok(Planned { id, after })
 }
 
-/// The stored row of a record: the server's version `server` (at `seq`, from snapshot
-/// generation `generation`) with the device's unsent mutations `ops` applied. None: nothing to keep.
-pub(super) fn stored_row(
-    event: &str,
-    kind: &str,
-    id: &str,
-    server: Option<&Value>,
-    seq: i64,
-    generation: i64,
-    ops: &[&Outgoing],
-) -> Option<Value> {
+/// A record as the replica holds it from the server: which one, the server's version (None:
+/// the device has none), the seq it is at and the snapshot generation it came with.
+#[derive(Clone, Copy)]
+pub(super) struct Held<'a> {
+    pub event: &'a str,
+    pub kind: &'a str,
+    pub id: &'a str,
+    pub server: Option<&'a Value>,
+    pub seq: i64,
+    pub generation: i64,
+}
+
+/// The stored row of a record: the server's version with the device's unsent mutations `ops`
+/// applied. None: nothing to keep.
+pub(super) fn stored_row(h: Held<'_>, ops: &[&Outgoing]) -> Option<Value> {
+    let Held { event, kind, id, server, seq, generation } = h;
     let ops: Vec<&Outgoing> = ops.iter().copied().filter(|o| o.accepted.is_none_or(|a| a > seq)).collect();
     if ops.is_empty() {
         let d = server?;
@@ -301,20 +306,11 @@ pub(super) fn stored_row(
 /// [`stored_row`] as `standing` allows it: a server version it does not allow is forgotten;
 /// when the unsent mutations would show the record where the person may no longer see it
 /// (their access narrowed since), the server's version is shown until the server answers.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn allowed_row(
-    standing: &Standing,
-    event: &str,
-    kind: &str,
-    id: &str,
-    server: Option<&Value>,
-    seq: i64,
-    generation: i64,
-    ops: &[&Outgoing],
-) -> Option<Value> {
+pub(super) fn allowed_row(standing: &Standing, h: Held<'_>, ops: &[&Outgoing]) -> Option<Value> {
+    let (kind, id) = (h.kind, h.id);
     let allowed = |d: &Value| crate::feed::visible(standing, kind, &record_collaborators(kind, id, d));
-    let server = server.filter(|d| allowed(d));
-    let mut row = stored_row(event, kind, id, server, seq, generation, ops)?;
+    let server = h.server.filter(|d| allowed(d));
+    let mut row = stored_row(Held { server, ..h }, ops)?;
     if row.get("data").is_none_or(|d| allowed(d)) {
         return Some(row);
     }
@@ -393,7 +389,8 @@ impl Replica {
         ops.push(&out);
         let server = row.as_ref().and_then(Row::server);
         let (seq, generation) = row.as_ref().map_or((0, 0), |r| (r.seq, r.generation));
-        let stored = stored_row(event, &w.kind, &planned.id, server, seq, generation, &ops);
+        let held = Held { event, kind: &w.kind, id: &planned.id, server, seq, generation };
+        let stored = stored_row(held, &ops);
         self.inner
             .store
             .run(

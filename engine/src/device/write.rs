@@ -311,7 +311,7 @@ pub(super) fn allowed_row(standing: &Standing, h: Held<'_>, ops: &[&Outgoing]) -
     let allowed = |d: &Value| crate::feed::visible(standing, kind, &record_collaborators(kind, id, d));
     let server = h.server.filter(|d| allowed(d));
     let mut row = stored_row(Held { server, ..h }, ops)?;
-    if row.get("data").is_none_or(|d| allowed(d)) {
+    if row.get("data").is_none_or(allowed) {
         return Some(row);
     }
     let base = server?;

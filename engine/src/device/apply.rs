@@ -96,6 +96,7 @@ impl Replica {
                         Value::Null,
                     )
                     .await?;
+                self.mirror_mut().clear_all();
                 for s in st.subs.values_mut() {
                     *s = Default::default();
                 }
@@ -210,15 +211,14 @@ impl Replica {
                     json!({ "rows": rows }),
                 )
                 .await?;
+            let mut mirror = self.mirror_mut();
+            for r in &rows {
+                mirror.put(event, r);
+            }
         }
         if last {
             // What the snapshot no longer holds is gone, except the device's own unsent
             // work, which loses its server version instead.
-            #[derive(serde::Deserialize)]
-            struct K {
-                kind: String,
-                id: String,
-            }
             let vars = json!({ "e": event, "top": TOP, "gen": generation, "cursor": cursor });
             self.inner
                 .store
@@ -227,20 +227,19 @@ impl Replica {
                      DELETE rec:[$e, '']..[$e, $top] WHERE gen != $gen AND pending != true;
                      UPSERT type::record('sub', $e) SET cursor = $cursor;
                      COMMIT TRANSACTION;",
-                    vars.clone(),
+                    vars,
                 )
                 .await?;
-            let stale: Vec<K> = self
-                .inner
-                .store
-                .run("SELECT kind, rid AS id FROM rec:[$e, '']..[$e, $top] WHERE gen != $gen", vars)
-                .await?
-                .all(0)?;
+            let stale = {
+                let mut mirror = self.mirror_mut();
+                mirror.sweep(event, generation);
+                mirror.older(event, generation)
+            };
             let mut restore = Vec::new();
-            for k in stale {
-                let ops = ops_of(&st, event, &k.kind, &k.id);
-                let held = Held { event, kind: &k.kind, id: &k.id, server: None, seq: cursor, generation };
-                restore.push((k.kind.clone(), k.id.clone(), stored_row(held, &ops)));
+            for (kind, id) in stale {
+                let ops = ops_of(&st, event, &kind, &id);
+                let held = Held { event, kind: &kind, id: &id, server: None, seq: cursor, generation };
+                restore.push((kind.clone(), id.clone(), stored_row(held, &ops)));
             }
             self.put_rows(event, restore).await?;
             if let Some(sub) = st.subs.get_mut(event) {
@@ -289,6 +288,7 @@ impl Replica {
             }
         }
         self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP })).await?;
+        self.mirror_mut().apply(event, &ops);
         if let Some(sub) = st.subs.get_mut(event) {
             sub.cursor = Some(sub.cursor.unwrap_or(0).max(cursor));
         }
@@ -307,7 +307,6 @@ impl Replica {
         }
         let now = time::now();
         let lost = st.subs.get(event).is_some_and(|s| s.lost);
-        let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         for r in results {
             let id = match &r {
@@ -318,10 +317,11 @@ impl Replica {
             };
             match r {
                 MutationResult::Accepted { seq, .. } => {
+                    // Kept in memory only: after a restart the mutation is pushed again and
+                    // answered the same (the server applies it at most once).
                     if let Some(o) = st.outbox.get_mut(&n) {
                         o.accepted = Some(seq);
                     }
-                    accepted.push(json!({ "n": n, "seq": seq }));
                 }
                 MutationResult::Rejected { mut code, mut message, .. } => {
                     if lost && code == "not_found" {
@@ -345,7 +345,7 @@ impl Replica {
                 }
             }
         }
-        self.record_answers(&mut st, accepted, &rejected).await?;
+        self.record_answers(&mut st, &rejected).await?;
         if lost {
             // Nothing of the event is held: an accepted mutation is done at once.
             let done: Vec<u64> =
@@ -365,10 +365,10 @@ impl Replica {
         Ok(())
     }
 
-    /// Persists accepted seqs and rejections, and rebuilds the rejected records from the
-    /// server's version and what is still unsent.
-    async fn record_answers(&self, st: &mut State, accepted: Vec<Value>, rejected: &[(u64, Rejection)]) -> Result<()> {
-        if accepted.is_empty() && rejected.is_empty() {
+    /// Persists rejections (the mutation leaves the outbox, the app's list gains it), and
+    /// rebuilds the rejected records from the server's version and what is still unsent.
+    async fn record_answers(&self, st: &mut State, rejected: &[(u64, Rejection)]) -> Result<()> {
+        if rejected.is_empty() {
             return Ok(());
         }
         let mut rows = Vec::new();
@@ -381,13 +381,11 @@ impl Replica {
             .store
             .run(
                 "BEGIN TRANSACTION;
-                 FOR $a IN $accepted { UPDATE type::record('outbox', $a.n) SET accepted = $a.seq RETURN NONE; };
                  FOR $n IN $rejected { DELETE type::record('outbox', $n); };
                  FOR $r IN $rows { CREATE type::record('rejection', $r.n) CONTENT object::extend($r.r, { n: $r.n }) RETURN NONE; };
                  DELETE rejection WHERE n <= $oldest;
                  COMMIT TRANSACTION;",
                 json!({
-                    "accepted": accepted,
                     "rejected": rejected.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
                     "rows": rows,
                     "oldest": st.next_rejection.saturating_sub(1 + super::REJECTIONS_KEPT as u64),
@@ -422,7 +420,7 @@ impl Replica {
         let standing = st.subs.get(event).map(|s| s.standing.clone()).unwrap_or_default();
         let mut restore = Vec::new();
         for (kind, id) in records {
-            let row: Option<Row> = self.row(event, &kind, &id).await?;
+            let row: Option<Row> = self.row(event, &kind, &id);
             let (server, seq, generation) = match &row {
                 Some(r) => (r.server().cloned(), r.seq, r.generation),
                 None => (None, 0, 0),
@@ -447,6 +445,7 @@ impl Replica {
             })
             .collect();
         self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP })).await?;
+        self.mirror_mut().apply(event, &ops);
         Ok(())
     }
 
@@ -499,6 +498,7 @@ impl Replica {
                 json!({ "e": event, "top": TOP, "seen": seen }),
             )
             .await?;
+        self.mirror_mut().clear(event);
         if let Some(s) = st.subs.get_mut(event) {
             *s = super::Sub { lost: true, ..Default::default() };
         }
@@ -537,7 +537,7 @@ impl Replica {
             self.refresh_status(st, |_| {});
         }
         if access {
-            let standing = self.standing_from_records(st, event).await?;
+            let standing = self.standing_from_records(st, event)?;
             if let Some(s) = st.subs.get_mut(event) {
                 s.standing = standing;
             }

@@ -16,6 +16,7 @@
 //! [`Replica::next_push`]) and hands it what arrives ([`Replica::handle`]).
 
 mod apply;
+mod mirror;
 mod write;
 
 use std::{
@@ -110,6 +111,8 @@ struct Inner {
     clock: Clock,
     /// Everything that changes the replica is done under this lock, in order.
     state: Mutex<State>,
+    /// The stored rows in memory, for reads (see [`mirror`]).
+    mirror: std::sync::RwLock<mirror::Mirror>,
     status: std::sync::Mutex<SyncStatus>,
     notices: broadcast::Sender<Notice>,
 }
@@ -180,17 +183,23 @@ struct Outgoing {
 
 /// A stored record row.
 #[derive(Clone, Debug, Deserialize)]
-struct Row {
+pub(super) struct Row {
     kind: String,
     #[serde(rename = "rid")]
     id: String,
     /// Null for a record the device deleted and the server has not confirmed.
     #[serde(default)]
     data: Value,
+    /// Who the shown version belongs to.
+    #[serde(default)]
+    collaborators: Vec<String>,
     #[serde(default)]
     pending: bool,
     #[serde(default)]
     base: Option<Value>,
+    /// Who the server's version belongs to (rows with unsent edits).
+    #[serde(default)]
+    base_of: Vec<String>,
     #[serde(default)]
     seq: i64,
     #[serde(default, rename = "gen")]
@@ -256,6 +265,7 @@ impl Replica {
         let subs: Vec<S> = rows.all(0)?;
         let outbox: Vec<Outgoing> = rows.all(1)?;
         let last_rejection: Option<u64> = rows.value(2)?;
+        let held: Vec<Value> = store.run("SELECT * OMIT id FROM rec", Value::Null).await?.all(0)?;
         let replica = Replica {
             inner: Arc::new(Inner {
                 store,
@@ -264,8 +274,15 @@ impl Replica {
                 state: Mutex::new(State::default()),
                 status: Default::default(),
                 notices: broadcast::channel(NOTICES_MAX).0,
+                mirror: Default::default(),
             }),
         };
+        {
+            let mut mirror = replica.mirror_mut();
+            for row in &held {
+                mirror.put(row["event"].as_str().unwrap_or_default(), row);
+            }
+        }
         {
             let mut st = replica.inner.state.lock().await;
             st.account = account;
@@ -273,7 +290,7 @@ impl Replica {
             st.next_rejection = last_rejection.map_or(1, |n| n + 1);
             st.outbox = outbox.into_iter().map(|o| (o.n, o)).collect();
             for s in subs {
-                let standing = replica.standing_from_records(&st, &s.event).await?;
+                let standing = replica.standing_from_records(&st, &s.event)?;
                 st.subs.insert(s.event, Sub { cursor: s.cursor, standing, ..Default::default() });
             }
             replica.refresh_status(&st, |_| {});
@@ -336,6 +353,7 @@ impl Replica {
                 json!({ "e": event, "top": TOP }),
             )
             .await?;
+        self.mirror_mut().clear(event);
         st.subs.remove(event);
         st.outbox.retain(|_, o| o.event != event);
         if let Some(l) = &mut st.link {
@@ -368,28 +386,25 @@ impl Replica {
 
     /// Every record of `kind` the device holds for `event`, as the app sees them.
     pub async fn records(&self, event: &str, kind: &str) -> Result<Vec<Record>> {
-        let rows: Vec<Row> = self
-            .inner
-            .store
-            .run(
-                &format!(
-                    "SELECT kind, rid, data FROM rec:[$e, $k, '']..[$e, $k, $top] WHERE data != NONE LIMIT {READ_ROWS_MAX}"
-                ),
-                json!({ "e": event, "k": kind, "top": TOP }),
-            )
-            .await?
-            .all(0)?;
-        Ok(rows.into_iter().map(|r| Record { kind: r.kind, id: r.id, data: r.data }).collect())
+        let rows = self.mirror().kind(event, kind);
+        Ok(rows
+            .into_iter()
+            .filter(|r| !r.data.is_null())
+            .take(READ_ROWS_MAX)
+            .map(|r| Record { kind: r.kind.clone(), id: r.id.clone(), data: r.data.clone() })
+            .collect())
     }
 
     async fn typed<T: DeserializeOwned>(&self, event: &str, kind: &str, filter: &ListFilter) -> Result<Vec<T>> {
-        let mut sql = String::from("SELECT VALUE data FROM rec:[$e, $k, '']..[$e, $k, $top] WHERE data != NONE");
-        if filter.collaborator.is_some() {
-            sql.push_str(" AND $c IN collaborators");
-        }
-        sql.push_str(&format!(" LIMIT {READ_ROWS_MAX}"));
-        let vars = json!({ "e": event, "k": kind, "top": TOP, "c": filter.collaborator });
-        self.inner.store.run(&sql, vars).await?.all(0)
+        let rows = self.mirror().kind(event, kind);
+        rows.iter()
+            .filter(|r| !r.data.is_null())
+            .filter(|r| filter.collaborator.as_ref().is_none_or(|c| r.collaborators.contains(c)))
+            .take(READ_ROWS_MAX)
+            .map(|r| {
+                T::deserialize(&r.data).map_err(|e| Error::Internal(format!("a held record does not decode: {e}")))
+            })
+            .collect()
     }
 
     /// `kind`'s records held, decoded, ordered by `key`.
@@ -429,7 +444,7 @@ impl Replica {
     /// The event as the device holds it, with the person's access.
     pub async fn event(&self, event: &str) -> Result<(Event, MyAccess)> {
         let s = self.standing(event).await?;
-        let ev: Event = self.load(event, "event", event).await?.ok_or(Error::not_found("event"))?;
+        let ev: Event = self.load(event, "event", event)?.ok_or(Error::not_found("event"))?;
         let access = MyAccess {
             seat: s.seat,
             org_role: None,
@@ -445,7 +460,7 @@ impl Replica {
         let s = self.standing(event).await?;
         let (ev, _) = self.event(event).await?;
         let c = crate::rules::collaborator_asked(&ev.default_collaborator, &s, collaborator)?;
-        let collab: Value = self.load(event, "collaborator", &c).await?.ok_or(Error::not_found("collaborator"))?;
+        let collab: Value = self.load(event, "collaborator", &c)?.ok_or(Error::not_found("collaborator"))?;
         let only = ListFilter { collaborator: Some(c.clone()) };
         let mut d = Dashboard {
             collaborator: c.clone(),
@@ -492,52 +507,45 @@ impl Replica {
         }
     }
 
-    async fn load<T: DeserializeOwned>(&self, event: &str, kind: &str, id: &str) -> Result<Option<T>> {
-        self.inner
-            .store
-            .run(
-                "SELECT VALUE data FROM type::record('rec', [$e, $k, $id])",
-                json!({ "e": event, "k": kind, "id": id }),
-            )
-            .await?
-            .value(0)
+    fn mirror(&self) -> std::sync::RwLockReadGuard<'_, mirror::Mirror> {
+        self.inner.mirror.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn row(&self, event: &str, kind: &str, id: &str) -> Result<Option<Row>> {
-        self.inner
-            .store
-            .run("SELECT * FROM type::record('rec', [$e, $k, $id])", json!({ "e": event, "k": kind, "id": id }))
-            .await?
-            .first(0)
+    fn mirror_mut(&self) -> std::sync::RwLockWriteGuard<'_, mirror::Mirror> {
+        self.inner.mirror.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A held record as shown, decoded (None: not held, or deleted on the device).
+    fn load<T: DeserializeOwned>(&self, event: &str, kind: &str, id: &str) -> Result<Option<T>> {
+        match self.mirror().get(event, kind, id) {
+            Some(r) if !r.data.is_null() => T::deserialize(&r.data)
+                .map(Some)
+                .map_err(|e| Error::Internal(format!("a held record does not decode: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    fn row(&self, event: &str, kind: &str, id: &str) -> Option<Row> {
+        self.mirror().get(event, kind, id).map(|r| (*r).clone())
     }
 
     /// The standing the replica's records give `account` in `event`: a seat record naming
     /// them, their membership record and its collaborator's read-only flag. (Organization
     /// roles do not travel to devices; they matter only for managing seats, which needs the
     /// server anyway.)
-    async fn standing_from_records(&self, st: &State, event: &str) -> Result<Standing> {
+    fn standing_from_records(&self, st: &State, event: &str) -> Result<Standing> {
         let Some(me) = st.account.as_deref() else { return Ok(Standing::default()) };
-        let mut rows = self
-            .inner
-            .store
-            .run(
-                "SELECT VALUE id FROM rec:[$e, 'seat', '']..[$e, 'seat', $top] WHERE data.person = $me LIMIT 1;
-                 SELECT VALUE data FROM type::record('rec', [$e, 'collab_member', $e + '|' + $me]);",
-                json!({ "e": event, "me": me, "top": TOP }),
-            )
-            .await?;
-        let seat: Vec<Value> = rows.all(0)?;
-        let member: Option<Value> = rows.value(1)?;
+        let seat = self.mirror().kind(event, "seat").iter().any(|r| r.data["person"].as_str() == Some(me));
         let mut membership = None;
-        if let Some(m) = member
+        if let Some(m) = self.load::<Value>(event, "collab_member", &format!("{event}|{me}"))?
             && let Some(c) = m["collaborator"].as_str()
         {
-            let collab: Option<Value> = self.load(event, "collaborator", c).await?;
+            let collab: Option<Value> = self.load(event, "collaborator", c)?;
             let read_only = m["read_only"].as_bool().unwrap_or(false)
                 || collab.is_some_and(|c| c["read_only"].as_bool().unwrap_or(false));
             membership = Some(Membership { collaborator: c.into(), read_only });
         }
-        Ok(Standing { seat: !seat.is_empty(), org_role: None, membership })
+        Ok(Standing { seat, org_role: None, membership })
     }
 
     /// Recomputes the status from the state, lets `adjust` change it, and tells listeners

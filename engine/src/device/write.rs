@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::{Outgoing, Replica, Row, TOP, ops_of};
+use super::{Outgoing, Replica, Row, ops_of};
 use crate::{
     Error, Result,
     access::{Action, Decision, Standing, Tab, Target, decide},
@@ -343,20 +343,16 @@ impl Replica {
             Some(sub) if sub.cursor.is_some() => sub.standing.clone(),
             _ => return Err(Error::not_found("event")),
         };
-        let ev: Event = self.load(event, "event", event).await?.ok_or(Error::not_found("event"))?;
+        let ev: Event = self.load(event, "event", event)?.ok_or(Error::not_found("event"))?;
         let collaborators: HashSet<String> = self
-            .inner
-            .store
-            .run(
-                "SELECT VALUE rid FROM rec:[$e, 'collaborator', '']..[$e, 'collaborator', $top]",
-                json!({ "e": event, "top": TOP }),
-            )
-            .await?
-            .all::<String>(0)?
-            .into_iter()
+            .mirror()
+            .kind(event, "collaborator")
+            .iter()
+            .filter(|r| !r.data.is_null())
+            .map(|r| r.id.clone())
             .collect();
         let row = match (&w.op, &w.record) {
-            (_, Some(id)) => self.row(event, &w.kind, id).await?,
+            (_, Some(id)) => self.row(event, &w.kind, id),
             _ => None,
         };
         let shown_now = row.as_ref().map(|r| &r.data).filter(|d| !d.is_null());
@@ -403,6 +399,13 @@ impl Replica {
             )
             .await?;
         let mutation = out.mutation.id.clone();
+        {
+            let mut mirror = self.mirror_mut();
+            match &stored {
+                Some(r) => mirror.put(event, r),
+                None => mirror.del(event, &w.kind, &planned.id),
+            }
+        }
         st.outbox.insert(n, out);
         st.next_n += 1;
         self.refresh_status(&st, |_| {});

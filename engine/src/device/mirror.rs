@@ -1,0 +1,108 @@
+//! The replica's read model: every stored row, in memory, by event, kind and id.
+//!
+//! SurrealDB holds the replica durably; this copy answers reads without a query (a tab is a
+//! filter over one map) and lets the replica rebuild records without reading them back. It
+//! is loaded when the replica opens and changed right after each committed row write, under
+//! the replica's state lock, with the same operations the write applied (see `ROWS_SQL`).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use serde_json::Value;
+
+use super::Row;
+
+type Kinds = HashMap<String, BTreeMap<String, Arc<Row>>>;
+
+#[derive(Default)]
+pub(super) struct Mirror {
+    events: HashMap<String, Kinds>,
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+}
+
+impl Mirror {
+    pub fn get(&self, event: &str, kind: &str, id: &str) -> Option<Arc<Row>> {
+        self.events.get(event)?.get(kind)?.get(id).cloned()
+    }
+
+    /// The rows of one kind, in id order.
+    pub fn kind(&self, event: &str, kind: &str) -> Vec<Arc<Row>> {
+        self.events.get(event).and_then(|k| k.get(kind)).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Stores a row (the JSON written to the `rec` table).
+    pub fn put(&mut self, event: &str, row: &Value) {
+        let Ok(r) = serde_json::from_value::<Row>(row.clone()) else {
+            tracing::error!("a replica row does not decode; reads will miss it until the replica reopens");
+            return;
+        };
+        let kinds = self.events.entry(event.to_string()).or_default();
+        kinds.entry(r.kind.clone()).or_default().insert(r.id.clone(), Arc::new(r));
+    }
+
+    pub fn del(&mut self, event: &str, kind: &str, id: &str) {
+        if let Some(m) = self.events.get_mut(event).and_then(|k| k.get_mut(kind)) {
+            m.remove(id);
+        }
+    }
+
+    /// Applies the row operations of `ROWS_SQL` (`put`, `del`, `narrow`), in order.
+    pub fn apply(&mut self, event: &str, ops: &[Value]) {
+        for o in ops {
+            if let Some(row) = o.get("put").filter(|r| r.is_object()) {
+                self.put(event, row);
+            } else if let Some(d) = o.get("del") {
+                self.del(event, d["kind"].as_str().unwrap_or_default(), d["id"].as_str().unwrap_or_default());
+            } else if let Some(n) = o.get("narrow") {
+                self.narrow(event, &strings(&n["keep"]), &strings(&n["keep_kinds"]));
+            }
+        }
+    }
+
+    /// Keeps only rows of `keep_kinds` or of a collaborator in `keep` (a row with unsent
+    /// edits also when the server's version it keeps is in `keep`).
+    fn narrow(&mut self, event: &str, keep: &[String], keep_kinds: &[String]) {
+        let Some(kinds) = self.events.get_mut(event) else { return };
+        for (kind, rows) in kinds.iter_mut() {
+            if keep_kinds.contains(kind) {
+                continue;
+            }
+            rows.retain(|_, r| {
+                r.collaborators.iter().any(|c| keep.contains(c)) || r.base_of.iter().any(|c| keep.contains(c))
+            });
+        }
+    }
+
+    /// Removes the rows of an earlier snapshot, except those with unsent edits.
+    pub fn sweep(&mut self, event: &str, generation: i64) {
+        if let Some(kinds) = self.events.get_mut(event) {
+            for rows in kinds.values_mut() {
+                rows.retain(|_, r| r.generation == generation || r.pending);
+            }
+        }
+    }
+
+    /// Rows of an earlier snapshot (those with unsent edits, after a sweep): (kind, id).
+    pub fn older(&self, event: &str, generation: i64) -> Vec<(String, String)> {
+        let Some(kinds) = self.events.get(event) else { return Vec::new() };
+        kinds
+            .values()
+            .flat_map(|rows| rows.values())
+            .filter(|r| r.generation != generation)
+            .map(|r| (r.kind.clone(), r.id.clone()))
+            .collect()
+    }
+
+    pub fn clear(&mut self, event: &str) {
+        self.events.remove(event);
+    }
+
+    pub fn clear_all(&mut self) {
+        self.events.clear();
+    }
+}

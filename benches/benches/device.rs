@@ -78,6 +78,7 @@ async fn main() {
     tablet.connect(&srv).await;
     tablet.sync(&heads(head0 + mutations as i64)).await;
     let reconcile = started.elapsed();
+    println!("  of which the replica took frames for {:.2} s", tablet.handling.as_secs_f64());
     assert_eq!(tablet.replica.status().pending, 0);
     assert_eq!(engine.head(&s.event).await.unwrap(), head0 + mutations as i64, "each mutation applied once");
     println!(
@@ -126,6 +127,7 @@ async fn main() {
     fresh.connect(&srv).await;
     fresh.sync(&heads(head)).await;
     let initial = started.elapsed();
+    println!("  of which the replica took frames for {:.2} s", fresh.handling.as_secs_f64());
     println!(
         "initial sync: {total} records into an empty replica in {:.2} s = {:.0} records/s (target ≥ 20,000/s)",
         initial.as_secs_f64(),

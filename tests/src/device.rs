@@ -28,6 +28,8 @@ pub struct Device {
     pub frames: Vec<serde_json::Value>,
     /// Most mutations per push (at most the server's `push_mutations_max`).
     pub push_max: usize,
+    /// Time spent in the replica taking frames (for benchmarks).
+    pub handling: std::time::Duration,
     /// What the replica told its listeners.
     pub notices: tokio::sync::broadcast::Receiver<engine::device::Notice>,
 }
@@ -37,7 +39,15 @@ impl Device {
     pub async fn open(url: &str, name: &str, token: &str) -> Device {
         let replica = Replica::open(url, Some(name)).await.expect("open replica");
         let notices = replica.notices();
-        Device { replica, token: token.into(), ws: None, frames: Vec::new(), push_max: PUSH_MAX, notices }
+        Device {
+            replica,
+            token: token.into(),
+            ws: None,
+            frames: Vec::new(),
+            push_max: PUSH_MAX,
+            handling: Default::default(),
+            notices,
+        }
     }
 
     pub fn online(&self) -> bool {
@@ -99,7 +109,9 @@ impl Device {
 
     /// Hands one frame to the replica and sends its answers.
     async fn take(&mut self, m: ServerMessage) {
+        let started = std::time::Instant::now();
         let replies = self.replica.handle(m).await.expect("frame taken");
+        self.handling += started.elapsed();
         for r in replies {
             self.send(&r).await;
         }

@@ -1,11 +1,11 @@
 //! What the replica sends and what it does with what arrives.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use super::{
-    Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_of, pending_records,
+    Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_index, ops_of, pending_records,
     write::{Held, allowed_row, stored_row},
 };
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
 /// `{del: {kind, id}}` removes one, `{narrow: {keep, keep_kinds}}` purges every row outside
 /// the scope still visible (a row with unsent edits stays if the server's version it keeps
 /// is inside it). With `$cursor`, the subscription's cursor moves to it in the same
-/// transaction.
+/// transaction; outbox entries `$drop` go.
 const ROWS_SQL: &str = "BEGIN TRANSACTION;
 FOR $o IN $ops {
     IF $o.put {
@@ -33,6 +33,7 @@ FOR $o IN $ops {
     };
 };
 IF $cursor != NONE { UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]) };
+FOR $n IN ($drop ?? []) { DELETE type::record('outbox', $n); };
 COMMIT TRANSACTION;";
 
 /// The code of a mutation the device could not send because the person lost the event.
@@ -241,7 +242,7 @@ impl Replica {
                 let held = Held { event, kind: &kind, id: &id, server: None, seq: cursor, generation };
                 restore.push((kind.clone(), id.clone(), stored_row(held, &ops)));
             }
-            self.put_rows(event, restore).await?;
+            self.put_rows(event, restore, Vec::new()).await?;
             if let Some(sub) = st.subs.get_mut(event) {
                 sub.cursor = Some(cursor);
                 sub.snapshot = None;
@@ -262,36 +263,48 @@ impl Replica {
         let mut ops = Vec::with_capacity(changes.len());
         let mut kinds = HashSet::new();
         let mut access = false;
-        for c in changes {
-            match c {
-                WireChange::Upsert { seq, kind, id, data } => {
-                    self.observe(&data);
-                    access |= crate::changes::changes_access_kind(&kind);
-                    let held = Held { event, kind: &kind, id: &id, server: Some(&data), seq, generation: 0 };
-                    ops.push(json!({ "put": stored_row(held, &ops_of(&st, event, &kind, &id)) }));
-                    kinds.insert(kind);
-                }
-                WireChange::Delete { seq, kind, id } | WireChange::Remove { seq, kind, id } => {
-                    access |= crate::changes::changes_access_kind(&kind);
-                    let held = Held { event, kind: &kind, id: &id, server: None, seq, generation: 0 };
-                    match stored_row(held, &ops_of(&st, event, &kind, &id)) {
-                        Some(row) => ops.push(json!({ "put": row })),
-                        None => ops.push(json!({ "del": { "kind": kind, "id": id } })),
+        // The frame's last seq per record: a mutation accepted at or below it is reflected.
+        let mut last: HashMap<(String, String), i64> = HashMap::new();
+        {
+            let index = ops_index(&st, event);
+            let of = |kind: &str, id: &str| index.get(&(kind.to_string(), id.to_string())).cloned().unwrap_or_default();
+            for c in changes {
+                match c {
+                    WireChange::Upsert { seq, kind, id, data } => {
+                        self.observe(&data);
+                        access |= crate::changes::changes_access_kind(&kind);
+                        let held = Held { event, kind: &kind, id: &id, server: Some(&data), seq, generation: 0 };
+                        ops.push(json!({ "put": stored_row(held, &of(&kind, &id)) }));
+                        last.insert((kind.clone(), id), seq);
+                        kinds.insert(kind);
                     }
-                    kinds.insert(kind);
-                }
-                WireChange::Narrow { keep, keep_kinds, .. } => {
-                    access = true;
-                    kinds = all_kinds();
-                    ops.push(json!({ "narrow": { "keep": keep, "keep_kinds": keep_kinds } }));
+                    WireChange::Delete { seq, kind, id } | WireChange::Remove { seq, kind, id } => {
+                        access |= crate::changes::changes_access_kind(&kind);
+                        let held = Held { event, kind: &kind, id: &id, server: None, seq, generation: 0 };
+                        match stored_row(held, &of(&kind, &id)) {
+                            Some(row) => ops.push(json!({ "put": row })),
+                            None => ops.push(json!({ "del": { "kind": kind, "id": id } })),
+                        }
+                        last.insert((kind.clone(), id), seq);
+                        kinds.insert(kind);
+                    }
+                    WireChange::Narrow { keep, keep_kinds, .. } => {
+                        access = true;
+                        kinds = all_kinds();
+                        ops.push(json!({ "narrow": { "keep": keep, "keep_kinds": keep_kinds } }));
+                    }
                 }
             }
         }
-        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP })).await?;
-        self.mirror_mut().apply(event, &ops);
         if let Some(sub) = st.subs.get_mut(event) {
             sub.cursor = Some(sub.cursor.unwrap_or(0).max(cursor));
         }
+        // Mutations the stream now reflects leave the outbox in the same transaction.
+        let (drop_ns, stale) = self.reflected(&mut st, event, &last);
+        let vars = json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP, "drop": drop_ns });
+        self.inner.store.run(ROWS_SQL, vars).await?;
+        self.mirror_mut().apply(event, &ops);
+        self.rebuild(&st, event, stale, Vec::new()).await?;
         self.after_cursor(&mut st, event, access).await?;
         drop(st);
         self.changed(event, kinds);
@@ -397,7 +410,7 @@ impl Replica {
             by_event.entry(r.event.clone()).or_default().push((r.kind.clone(), r.record.clone()));
         }
         for (event, records) in by_event {
-            self.rebuild(st, &event, records).await?;
+            self.rebuild(st, &event, records, Vec::new()).await?;
         }
         Ok(())
     }
@@ -416,7 +429,7 @@ impl Replica {
     /// Rebuilds the stored rows of `records` from the server's version and the outbox, as the
     /// person's standing allows: a server version it no longer allows is forgotten, and a
     /// record it does not allow is not kept.
-    async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>) -> Result<()> {
+    async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>, drop: Vec<u64>) -> Result<()> {
         let standing = st.subs.get(event).map(|s| s.standing.clone()).unwrap_or_default();
         let mut restore = Vec::new();
         for (kind, id) in records {
@@ -430,11 +443,12 @@ impl Replica {
             let stored = allowed_row(&standing, held, &ops);
             restore.push((kind.clone(), id.clone(), stored));
         }
-        self.put_rows(event, restore).await
+        self.put_rows(event, restore, drop).await
     }
 
-    async fn put_rows(&self, event: &str, rows: Vec<(String, String, Option<Value>)>) -> Result<()> {
-        if rows.is_empty() {
+    /// Stores (or removes) rows, and removes outbox entries `drop`, in one transaction.
+    async fn put_rows(&self, event: &str, rows: Vec<(String, String, Option<Value>)>, drop: Vec<u64>) -> Result<()> {
+        if rows.is_empty() && drop.is_empty() {
             return Ok(());
         }
         let ops: Vec<Value> = rows
@@ -444,7 +458,7 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP })).await?;
+        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP, "drop": drop })).await?;
         self.mirror_mut().apply(event, &ops);
         Ok(())
     }
@@ -508,11 +522,16 @@ impl Replica {
         Ok(())
     }
 
-    /// After the cursor of `event` moved: mutations accepted at or below it are now part of
-    /// the server's version and leave the outbox; if the person's access may have changed,
-    /// the standing is read again and the device's own unsent records it no longer allows
-    /// are purged (the server answers their mutations with refusals).
-    async fn after_cursor(&self, st: &mut State, event: &str, access: bool) -> Result<()> {
+    /// Takes out of the outbox (in memory) the mutations of `event` accepted at or below its
+    /// cursor: the stream reflects them now. Returns their numbers, and the records whose
+    /// stored row still shows one of them (the frame did not carry the record at or past the
+    /// mutation's seq: its change was not visible to the device), to rebuild.
+    fn reflected(
+        &self,
+        st: &mut State,
+        event: &str,
+        last: &HashMap<(String, String), i64>,
+    ) -> (Vec<u64>, Vec<(String, String)>) {
         let cursor = st.subs.get(event).and_then(|s| s.cursor).unwrap_or(0);
         let done: Vec<u64> = st
             .outbox
@@ -520,21 +539,31 @@ impl Replica {
             .filter(|o| o.event == event && o.accepted.is_some_and(|a| a <= cursor))
             .map(|o| o.n)
             .collect();
-        if !done.is_empty() {
-            let mut records = Vec::new();
-            for n in &done {
-                if let Some(o) = st.outbox.remove(n) {
-                    records.push((o.kind, o.record));
+        let mut stale = Vec::new();
+        for n in &done {
+            if let Some(o) = st.outbox.remove(n) {
+                let key = (o.kind, o.record);
+                if last.get(&key).is_none_or(|seq| Some(*seq) < o.accepted) {
+                    stale.push(key);
                 }
             }
-            records.sort();
-            records.dedup();
-            self.inner
-                .store
-                .run("FOR $n IN $ns { DELETE type::record('outbox', $n); };", json!({ "ns": done }))
-                .await?;
-            self.rebuild(st, event, records).await?;
+        }
+        stale.sort();
+        stale.dedup();
+        if !done.is_empty() {
             self.refresh_status(st, |_| {});
+        }
+        (done, stale)
+    }
+
+    /// After the cursor of `event` moved outside a changes frame (an ack, a pong): the
+    /// mutations it now reflects leave the outbox. If the person's access may have changed,
+    /// the standing is read again and the device's own unsent records it no longer allows
+    /// are purged (the server answers their mutations with refusals).
+    async fn after_cursor(&self, st: &mut State, event: &str, access: bool) -> Result<()> {
+        let (done, stale) = self.reflected(st, event, &HashMap::new());
+        if !done.is_empty() {
+            self.rebuild(st, event, stale, done).await?;
         }
         if access {
             let standing = self.standing_from_records(st, event)?;
@@ -542,7 +571,7 @@ impl Replica {
                 s.standing = standing;
             }
             let mine: Vec<(String, String)> = pending_records(st, event).into_keys().collect();
-            self.rebuild(st, event, mine).await?;
+            self.rebuild(st, event, mine, Vec::new()).await?;
         }
         Ok(())
     }

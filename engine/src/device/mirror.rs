@@ -14,7 +14,44 @@ use serde_json::Value;
 
 use super::Row;
 
-type Kinds = HashMap<String, BTreeMap<String, Arc<Row>>>;
+/// The rows of one kind of one event, and which ids each collaborator's tab shows.
+#[derive(Default)]
+struct Rows {
+    by_id: BTreeMap<String, Arc<Row>>,
+    by_collaborator: HashMap<String, std::collections::BTreeSet<String>>,
+}
+
+impl Rows {
+    fn insert(&mut self, r: Arc<Row>) {
+        self.remove(&r.id.clone());
+        for c in &r.collaborators {
+            self.by_collaborator.entry(c.clone()).or_default().insert(r.id.clone());
+        }
+        self.by_id.insert(r.id.clone(), r);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Row>> {
+        let old = self.by_id.remove(id)?;
+        for c in &old.collaborators {
+            if let Some(ids) = self.by_collaborator.get_mut(c) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_collaborator.remove(c);
+                }
+            }
+        }
+        Some(old)
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Row) -> bool) {
+        let gone: Vec<String> = self.by_id.values().filter(|r| !keep(r)).map(|r| r.id.clone()).collect();
+        for id in gone {
+            self.remove(&id);
+        }
+    }
+}
+
+type Kinds = HashMap<String, Rows>;
 
 #[derive(Default)]
 pub(super) struct Mirror {
@@ -27,12 +64,25 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Mirror {
     pub fn get(&self, event: &str, kind: &str, id: &str) -> Option<Arc<Row>> {
-        self.events.get(event)?.get(kind)?.get(id).cloned()
+        self.events.get(event)?.get(kind)?.by_id.get(id).cloned()
     }
 
     /// The rows of one kind, in id order.
     pub fn kind(&self, event: &str, kind: &str) -> Vec<Arc<Row>> {
-        self.events.get(event).and_then(|k| k.get(kind)).map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.events
+            .get(event)
+            .and_then(|k| k.get(kind))
+            .map(|m| m.by_id.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The rows of one kind that belong to `collaborator`, in id order.
+    pub fn tab(&self, event: &str, kind: &str, collaborator: &str) -> Vec<Arc<Row>> {
+        let Some(rows) = self.events.get(event).and_then(|k| k.get(kind)) else { return Vec::new() };
+        rows.by_collaborator
+            .get(collaborator)
+            .map(|ids| ids.iter().filter_map(|id| rows.by_id.get(id).cloned()).collect())
+            .unwrap_or_default()
     }
 
     /// Stores a row (the JSON written to the `rec` table).
@@ -42,7 +92,7 @@ impl Mirror {
             return;
         };
         let kinds = self.events.entry(event.to_string()).or_default();
-        kinds.entry(r.kind.clone()).or_default().insert(r.id.clone(), Arc::new(r));
+        kinds.entry(r.kind.clone()).or_default().insert(Arc::new(r));
     }
 
     pub fn del(&mut self, event: &str, kind: &str, id: &str) {
@@ -72,7 +122,7 @@ impl Mirror {
             if keep_kinds.contains(kind) {
                 continue;
             }
-            rows.retain(|_, r| {
+            rows.retain(|r| {
                 r.collaborators.iter().any(|c| keep.contains(c)) || r.base_of.iter().any(|c| keep.contains(c))
             });
         }
@@ -82,7 +132,7 @@ impl Mirror {
     pub fn sweep(&mut self, event: &str, generation: i64) {
         if let Some(kinds) = self.events.get_mut(event) {
             for rows in kinds.values_mut() {
-                rows.retain(|_, r| r.generation == generation || r.pending);
+                rows.retain(|r| r.generation == generation || r.pending);
             }
         }
     }
@@ -92,7 +142,7 @@ impl Mirror {
         let Some(kinds) = self.events.get(event) else { return Vec::new() };
         kinds
             .values()
-            .flat_map(|rows| rows.values())
+            .flat_map(|rows| rows.by_id.values())
             .filter(|r| r.generation != generation)
             .map(|r| (r.kind.clone(), r.id.clone()))
             .collect()

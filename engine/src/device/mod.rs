@@ -396,10 +396,12 @@ impl Replica {
     }
 
     async fn typed<T: DeserializeOwned>(&self, event: &str, kind: &str, filter: &ListFilter) -> Result<Vec<T>> {
-        let rows = self.mirror().kind(event, kind);
+        let rows = match &filter.collaborator {
+            Some(c) => self.mirror().tab(event, kind, c),
+            None => self.mirror().kind(event, kind),
+        };
         rows.iter()
             .filter(|r| !r.data.is_null())
-            .filter(|r| filter.collaborator.as_ref().is_none_or(|c| r.collaborators.contains(c)))
             .take(READ_ROWS_MAX)
             .map(|r| {
                 T::deserialize(&r.data).map_err(|e| Error::Internal(format!("a held record does not decode: {e}")))
@@ -573,6 +575,15 @@ impl Replica {
 /// Pending mutations of one record, in order.
 fn ops_of<'a>(st: &'a State, event: &str, kind: &str, id: &str) -> Vec<&'a Outgoing> {
     st.outbox.values().filter(|o| o.event == event && o.kind == kind && o.record == id).collect()
+}
+
+/// The outbox of `event` by record, each record's mutations in order.
+fn ops_index<'a>(st: &'a State, event: &str) -> HashMap<(String, String), Vec<&'a Outgoing>> {
+    let mut m: HashMap<(String, String), Vec<&Outgoing>> = HashMap::new();
+    for o in st.outbox.values().filter(|o| o.event == event) {
+        m.entry((o.kind.clone(), o.record.clone())).or_default().push(o);
+    }
+    m
 }
 
 /// Records of `event` with mutations in the outbox, by (kind, id).

@@ -79,3 +79,21 @@ async fn a_database_from_before_the_change_log_migration_upgrades_and_keeps_its_
     assert_eq!(log.len(), 1);
     assert_eq!((log[0].seq, log[0].record.as_str()), (1, "t"));
 }
+
+/// The device replica inserts a first snapshot in bulk and relies on this: `INSERT` with an
+/// array `id` keys the record by it, so later writes by key find the same record.
+#[tokio::test]
+async fn a_bulk_insert_keys_records_by_their_array_id() {
+    let s = engine::Store::connect("mem://", None).await.unwrap();
+    s.run(
+        "INSERT INTO rec $rows RETURN NONE;",
+        serde_json::json!({ "rows": [{ "id": ["e", "task", "t1"], "v": 1 }, { "id": ["e", "task", "t2"], "v": 2 }] }),
+    )
+    .await
+    .unwrap();
+    s.run("UPSERT type::record('rec', ['e', 'task', 't1']) CONTENT { v: 3 };", serde_json::Value::Null).await.unwrap();
+    let mut rows =
+        s.run("SELECT VALUE v FROM rec:['e', 'task', '']..['e', 'task', 'z'];", serde_json::Value::Null).await.unwrap();
+    let v: Vec<i64> = rows.all(0).unwrap();
+    assert_eq!(v, vec![3, 2]);
+}

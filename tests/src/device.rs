@@ -126,19 +126,31 @@ impl Device {
         true
     }
 
-    /// One round: sends the next push (if any) and a ping, and takes every frame up to the
-    /// pong (so the push's answer too).
+    /// Sends pushes while the replica has some to send and room in flight.
+    async fn push(&mut self) {
+        while self.online()
+            && let Some(push) = self.replica.next_push(self.push_max, PUSH_BYTES_MAX).await
+        {
+            self.send(&push).await;
+        }
+    }
+
+    /// One round: sends pushes (if any) and a ping, and takes every frame up to the pong,
+    /// sending further pushes as answers come.
     pub async fn round(&mut self) {
         for m in self.replica.resubscribe().await {
             self.send(&m).await;
         }
-        if let Some(push) = self.replica.next_push(self.push_max, PUSH_BYTES_MAX).await {
-            self.send(&push).await;
-        }
+        self.push().await;
         self.send(&ClientMessage::Ping).await;
         while let Some(m) = self.recv().await {
             let pong = matches!(m, ServerMessage::Pong { .. });
+            let ack = matches!(m, ServerMessage::Ack { .. });
             self.take(m).await;
+            if ack {
+                // Keep the server busy while this device takes what comes back.
+                self.push().await;
+            }
             if pong {
                 return;
             }

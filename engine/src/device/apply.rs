@@ -16,6 +16,10 @@ use crate::{
     time,
 };
 
+/// Pushes a connection keeps waiting for their answers: two, so the server applies one
+/// while the device takes the answer and changes of the other.
+pub const PUSHES_IN_FLIGHT: usize = 2;
+
 /// Row changes of one event in one transaction, in order: `{put: row}` stores a row,
 /// `{del: {kind, id}}` removes one, `{narrow: {keep, keep_kinds}}` purges every row outside
 /// the scope still visible (a row with unsent edits stays if the server's version it keeps
@@ -145,20 +149,23 @@ impl Replica {
         });
     }
 
-    /// The next push to send, if none is waiting for its answer: the oldest unsent
-    /// mutations of one event, at most `max` and about `max_bytes` of JSON.
+    /// The next push to send, while fewer than [`PUSHES_IN_FLIGHT`] wait for their answer:
+    /// the oldest mutations not sent on this connection, of one event, at most `max` and
+    /// about `max_bytes` of JSON.
     pub async fn next_push(&self, max: usize, max_bytes: usize) -> Option<ClientMessage> {
         let mut st = self.inner.state.lock().await;
         let link = st.link.as_ref()?;
-        if link.in_flight.is_some() {
+        if link.in_flight.len() >= PUSHES_IN_FLIGHT {
             return None;
         }
+        let sent: HashSet<u64> = link.in_flight.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
         // A lost event's mutations are still pushed, to learn which were applied.
         let ready =
             |e: &str| st.subs.get(e).is_some_and(|s| s.lost || (s.cursor.is_some() && link.subscribed.contains(e)));
-        let event = st.outbox.values().find(|o| o.accepted.is_none() && ready(&o.event))?.event.clone();
+        let unsent = |o: &&super::Outgoing| o.accepted.is_none() && !sent.contains(&o.n);
+        let event = st.outbox.values().filter(unsent).find(|o| ready(&o.event))?.event.clone();
         let (mut ns, mut mutations, mut bytes) = (Vec::new(), Vec::new(), 0);
-        for o in st.outbox.values().filter(|o| o.event == event && o.accepted.is_none()) {
+        for o in st.outbox.values().filter(unsent).filter(|o| o.event == event) {
             let size = serde_json::to_vec(&o.mutation).map_or(0, |v| v.len());
             if ns.len() >= max.max(1) || (!ns.is_empty() && bytes + size > max_bytes) {
                 break;
@@ -168,7 +175,7 @@ impl Replica {
             mutations.push(o.mutation.clone());
         }
         if let Some(l) = st.link.as_mut() {
-            l.in_flight = Some((event.clone(), ns));
+            l.in_flight.push((event.clone(), ns));
         }
         Some(ClientMessage::Push { event, mutations })
     }
@@ -205,11 +212,27 @@ impl Replica {
             rows.extend(stored_row(held, &ops));
         }
         if !rows.is_empty() {
+            // Rows the replica does not hold yet (all of them in a first sync) are inserted in
+            // bulk, the others replaced one by one.
+            let (mut fresh, known): (Vec<Value>, Vec<Value>) = {
+                let mirror = self.mirror();
+                rows.iter().cloned().partition(|r| {
+                    mirror
+                        .get(event, r["kind"].as_str().unwrap_or_default(), r["rid"].as_str().unwrap_or_default())
+                        .is_none()
+                })
+            };
+            for r in &mut fresh {
+                r["id"] = json!([event, r["kind"], r["rid"]]);
+            }
             self.inner
                 .store
                 .run(
-                    "FOR $r IN $rows { UPSERT type::record('rec', [$r.event, $r.kind, $r.rid]) CONTENT $r RETURN NONE; };",
-                    json!({ "rows": rows }),
+                    "BEGIN TRANSACTION;
+                     INSERT INTO rec $fresh RETURN NONE;
+                     FOR $r IN $known { UPSERT type::record('rec', [$r.event, $r.kind, $r.rid]) CONTENT $r RETURN NONE; };
+                     COMMIT TRANSACTION;",
+                    json!({ "fresh": fresh, "known": known }),
                 )
                 .await?;
             let mut mirror = self.mirror_mut();
@@ -313,10 +336,12 @@ impl Replica {
 
     async fn on_ack(&self, event: &str, results: Vec<MutationResult>) -> Result<()> {
         let mut st = self.inner.state.lock().await;
+        // The answer is to the oldest push in flight for this event (a connection answers
+        // its pushes in order).
         if let Some(l) = st.link.as_mut()
-            && l.in_flight.as_ref().is_some_and(|(e, _)| e == event)
+            && let Some(i) = l.in_flight.iter().position(|(e, _)| e == event)
         {
-            l.in_flight = None;
+            l.in_flight.remove(i);
         }
         let now = time::now();
         let lost = st.subs.get(event).is_some_and(|s| s.lost);

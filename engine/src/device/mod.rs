@@ -139,8 +139,8 @@ struct State {
 struct Link {
     /// Events subscribed on this connection (pushes go only to those).
     subscribed: HashSet<String>,
-    /// The mutations of the push waiting for its ack.
-    in_flight: Option<(String, Vec<u64>)>,
+    /// The pushes waiting for their acks, oldest first: event and outbox numbers.
+    in_flight: Vec<(String, Vec<u64>)>,
 }
 
 #[derive(Clone, Debug, Default)]

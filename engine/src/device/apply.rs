@@ -345,14 +345,14 @@ impl Replica {
         }
         let now = time::now();
         let lost = st.subs.get(event).is_some_and(|s| s.lost);
+        let by_id: HashMap<String, u64> =
+            st.outbox.values().filter(|o| o.event == event).map(|o| (o.mutation.id.clone(), o.n)).collect();
         let mut rejected = Vec::new();
         for r in results {
             let id = match &r {
                 MutationResult::Accepted { mutation, .. } | MutationResult::Rejected { mutation, .. } => mutation,
             };
-            let Some(n) = st.outbox.values().find(|o| o.event == event && &o.mutation.id == id).map(|o| o.n) else {
-                continue;
-            };
+            let Some(&n) = by_id.get(id) else { continue };
             match r {
                 MutationResult::Accepted { seq, .. } => {
                     // Kept in memory only: after a restart the mutation is pushed again and

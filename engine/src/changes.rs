@@ -97,9 +97,6 @@ pub(crate) struct Applied {
     pub seq: i64,
 }
 
-/// The message a commit throws when a mutation it carries was applied before.
-const APPLIED: &str = "backops:applied";
-
 /// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
 /// fields are NONE in SurrealDB).
 pub(crate) fn stored<T: Serialize>(record: &T) -> Result<Value> {
@@ -216,8 +213,8 @@ FOR $w IN $writes {
     };
     CREATE type::record('change', [$event, $base + $w.i]) CONTENT object::extend($w.l, { seq: $base + $w.i }) RETURN NONE;
     IF $w.a != NONE {
-        IF record::exists(type::record('applied', $w.a)) { THROW 'backops:applied' };
-        CREATE type::record('applied', $w.a) CONTENT { event: $event, seq: $base + $w.i, record: $w.id, at: $w.l.at } RETURN NONE;
+        -- Fails the transaction if the mutation was applied before (`already_applied`).
+    CREATE type::record('applied', $w.a) CONTENT { event: $event, seq: $base + $w.i, record: $w.id, at: $w.l.at } RETURN NONE;
     };
 };
 RETURN $row;
@@ -433,9 +430,6 @@ impl Engine {
         let mut rows = self.store.run(COMMIT_SQL, vars).await.map_err(|e| match e {
             Error::Internal(m) if m.contains(MISSING) => Error::not_found("record"),
             Error::Internal(m) if m.contains(STALE) => Error::StaleAccess,
-            Error::Internal(m) if m.contains(APPLIED) => {
-                Error::conflict("already_applied", "this mutation was applied already")
-            }
             other => other,
         })?;
         #[derive(Deserialize)]
@@ -509,10 +503,10 @@ impl Engine {
             .run(
                 "BEGIN TRANSACTION;
                  DELETE change:[$e, 0]..=[$e, $upto];
-                 DELETE applied WHERE event = $e AND seq <= $upto;
+                 DELETE applied:[$e, '']..[$e, $top] WHERE seq <= $upto;
                  UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $upto]);
                  COMMIT TRANSACTION;",
-                json!({ "e": event, "upto": upto }),
+                json!({ "e": event, "upto": upto, "top": "\u{10FFFF}" }),
             )
             .await?;
         let mut floors = self.shared.floors.lock().unwrap_or_else(|e| e.into_inner());

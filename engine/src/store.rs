@@ -253,6 +253,10 @@ fn is_conflict(e: &surrealdb::Error) -> bool {
 /// caller can act on; everything else is internal.
 fn classify(e: &surrealdb::Error) -> Error {
     let m = e.message();
+    // A client mutation's record of being applied (see `changes::applied_key`).
+    if m.contains("`applied:") && m.contains("already exists") {
+        return Error::Conflict { code: "already_applied", message: "this mutation was applied already".into() };
+    }
     if e.is_already_exists() || m.contains("already exists") || m.contains("already contains") {
         Error::Conflict { code: "already_exists", message: "that already exists".into() }
     } else {

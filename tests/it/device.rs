@@ -77,6 +77,15 @@ async fn offline_writes_survive_a_restart_and_reconcile_once() {
     phone.replica.write(&s.event, create_task("Cable run")).await.unwrap();
     assert_eq!(titles(&phone, &s.event).await, vec!["Cable run", "Line array", "Rig check"]);
     assert_eq!(phone.replica.status().pending, 3);
+    // The other tabs answer offline too; the dashboard counts what the device holds.
+    let board = phone.replica.dashboard(&s.event, None).await.unwrap();
+    assert_eq!((board.collaborator.as_str(), board.tasks.todo, board.tasks.active), (s.audio.as_str(), 2, 1));
+    assert!(phone.replica.activities(&s.event, ListFilter::default()).await.unwrap().is_empty());
+    let (ev, access) = phone.replica.event(&s.event).await.unwrap();
+    assert_eq!(
+        (ev.id.as_str(), access.seat, access.collaborator.as_deref()),
+        (s.event.as_str(), false, Some(s.audio.as_str()))
+    );
     // A write the device can judge is refused on the spot, and changes nothing.
     let bad = phone.replica.write(&s.event, create_task("   ")).await.unwrap_err();
     assert_eq!(bad.code(), "invalid_input");

@@ -452,7 +452,7 @@ async fn simulation_over_many_seeds() {
         Some(seed) => vec![seed],
         None => {
             let first = env("SIM_FIRST", 1);
-            (first..first + env("SIM_SEEDS", 8)).collect()
+            (first..first + env("SIM_SEEDS", 16)).collect()
         }
     };
     for seed in seeds {

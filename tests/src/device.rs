@@ -17,6 +17,8 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 
 /// Mutations per push the test devices send.
 pub const PUSH_MAX: usize = 200;
+/// Frames that already arrived taken together, at most.
+pub const BATCH_FRAMES_MAX: usize = 64;
 /// Bytes of mutations per push the test devices send.
 pub const PUSH_BYTES_MAX: usize = 128 * 1024;
 
@@ -28,6 +30,8 @@ pub struct Device {
     pub frames: Vec<serde_json::Value>,
     /// Most mutations per push (at most the server's `push_mutations_max`).
     pub push_max: usize,
+    /// The connection was found closed while frames were being gathered.
+    lost: bool,
     /// Time spent in the replica taking frames (for benchmarks).
     pub handling: std::time::Duration,
     /// What the replica told its listeners.
@@ -45,6 +49,7 @@ impl Device {
             ws: None,
             frames: Vec::new(),
             push_max: PUSH_MAX,
+            lost: false,
             handling: Default::default(),
             notices,
         }
@@ -107,13 +112,24 @@ impl Device {
         }
     }
 
-    /// Hands one frame to the replica and sends its answers.
-    async fn take(&mut self, m: ServerMessage) {
-        let started = std::time::Instant::now();
-        let replies = self.replica.handle(m).await.expect("frame taken");
-        self.handling += started.elapsed();
-        for r in replies {
-            self.send(&r).await;
+    /// A frame that has already arrived, without waiting. A connection found closed is
+    /// dropped (`lost` is set; the round tells the replica).
+    fn try_recv(&mut self) -> Option<ServerMessage> {
+        use futures_util::FutureExt;
+        loop {
+            let ws = self.ws.as_mut()?;
+            match ws.next().now_or_never()? {
+                Some(Ok(Message::Text(t))) => {
+                    self.frames.push(serde_json::from_str(&t).expect("JSON"));
+                    return Some(serde_json::from_str(&t).expect("a protocol message"));
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    self.ws = None;
+                    self.lost = true;
+                    return None;
+                }
+                Some(Ok(_)) => continue,
+            }
         }
     }
 
@@ -144,9 +160,26 @@ impl Device {
         self.push().await;
         self.send(&ClientMessage::Ping).await;
         while let Some(m) = self.recv().await {
-            let pong = matches!(m, ServerMessage::Pong { .. });
-            let ack = matches!(m, ServerMessage::Ack { .. });
-            self.take(m).await;
+            // What already arrived is taken together (the replica stores runs of changes in
+            // one transaction).
+            let mut batch = vec![m];
+            while batch.len() < BATCH_FRAMES_MAX
+                && let Some(next) = self.try_recv()
+            {
+                batch.push(next);
+            }
+            let pong = batch.iter().any(|m| matches!(m, ServerMessage::Pong { .. }));
+            let ack = batch.iter().any(|m| matches!(m, ServerMessage::Ack { .. }));
+            let started = std::time::Instant::now();
+            let replies = self.replica.handle_all(batch).await.expect("frames taken");
+            self.handling += started.elapsed();
+            for r in replies {
+                self.send(&r).await;
+            }
+            if std::mem::take(&mut self.lost) {
+                self.replica.disconnected(Some("connection lost".into())).await;
+                return;
+            }
             if ack {
                 // Keep the server busy while this device takes what comes back.
                 self.push().await;

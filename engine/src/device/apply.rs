@@ -58,6 +58,37 @@ impl Replica {
         ClientMessage::Hello { protocol: PROTOCOL_VERSION, token: token.into(), device: self.inner.device.clone() }
     }
 
+    /// Takes frames that arrived together, in order: consecutive `changes` of one event are
+    /// stored as one (one transaction instead of one per frame). Returns the frames to send.
+    pub async fn handle_all(&self, msgs: Vec<ServerMessage>) -> Result<Vec<ClientMessage>> {
+        let mut out = Vec::new();
+        let mut pending: Option<(String, Vec<WireChange>, i64)> = None;
+        for m in msgs {
+            match (m, &mut pending) {
+                (ServerMessage::Changes { event, changes, cursor }, Some((e, all, c))) if *e == event => {
+                    all.extend(changes);
+                    *c = cursor;
+                }
+                (ServerMessage::Changes { event, changes, cursor }, _) => {
+                    if let Some((e, all, c)) = pending.take() {
+                        self.on_changes(&e, all, c).await?;
+                    }
+                    pending = Some((event, changes, cursor));
+                }
+                (other, _) => {
+                    if let Some((e, all, c)) = pending.take() {
+                        self.on_changes(&e, all, c).await?;
+                    }
+                    out.extend(self.handle(other).await?);
+                }
+            }
+        }
+        if let Some((e, all, c)) = pending.take() {
+            self.on_changes(&e, all, c).await?;
+        }
+        Ok(out)
+    }
+
     /// Takes one frame from the server; returns the frames to send in answer.
     pub async fn handle(&self, msg: ServerMessage) -> Result<Vec<ClientMessage>> {
         match msg {

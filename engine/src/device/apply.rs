@@ -47,6 +47,16 @@ fn all_kinds() -> HashSet<String> {
     KINDS.iter().map(|k| k.to_string()).collect()
 }
 
+/// Takes the accepted mutations of `event` out of the outbox (in memory); returns their
+/// numbers, for the caller to delete in its transaction.
+fn take_accepted(st: &mut State, event: &str) -> Vec<u64> {
+    let done: Vec<u64> = st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect();
+    for n in &done {
+        st.outbox.remove(n);
+    }
+    done
+}
+
 /// A generation number no earlier snapshot of this replica used.
 fn fresh_gen() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as i64)
@@ -417,15 +427,8 @@ impl Replica {
         self.record_answers(&mut st, &rejected).await?;
         if lost {
             // Nothing of the event is held: an accepted mutation is done at once.
-            let done: Vec<u64> =
-                st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect();
-            for n in &done {
-                st.outbox.remove(n);
-            }
-            self.inner
-                .store
-                .run("FOR $n IN $ns { DELETE type::record('outbox', $n); };", json!({ "ns": done }))
-                .await?;
+            let done = take_accepted(&mut st, event);
+            self.put_rows(event, Vec::new(), done).await?;
         }
         self.after_cursor(&mut st, event, false).await?;
         self.refresh_status(&st, |s| s.last_sync = Some(now));
@@ -552,11 +555,7 @@ impl Replica {
         // Unanswered mutations stay in the outbox and are still pushed: the server answers
         // those it applied before (their answers may have been lost with a connection) and
         // refuses the others, which are then reported as `access_revoked`.
-        let seen: Vec<u64> =
-            st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect();
-        for n in &seen {
-            st.outbox.remove(n);
-        }
+        let seen = take_accepted(&mut st, event);
         self.inner
             .store
             .run(

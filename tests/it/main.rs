@@ -7,6 +7,7 @@ mod changes;
 mod conflicts;
 mod device;
 mod getting_set_up;
+mod link;
 mod protocol;
 mod rules;
 mod simulation;

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tests::{SyncClient, TEST_SECRET, TestServer, User, fresh, stage, task};
 
@@ -202,8 +201,7 @@ fn now() -> u64 {
 }
 
 fn token(sub: &str, secret: &str, exp: u64) -> String {
-    let claims = json!({ "sub": sub, "iss": "backops", "iat": now(), "exp": exp });
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    tests::signed_token(sub, secret, exp)
 }
 
 async fn hello_closes(srv: &TestServer, hello: Value) -> (u16, String) {

@@ -13,6 +13,14 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 /// License activation delay of test servers.
 pub const TEST_ACTIVATION_DELAY: Duration = Duration::from_millis(50);
+/// A token for account `sub` signed with `secret` (HS256), expiring at `exp` (Unix seconds).
+pub fn signed_token(sub: &str, secret: &str, exp: u64) -> String {
+    let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = json!({ "sub": sub, "iss": "backops", "iat": iat, "exp": exp });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
 /// How long a test waits for something asynchronous before it fails.
 pub const WAIT_MAX: Duration = Duration::from_secs(10);
 

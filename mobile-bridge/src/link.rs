@@ -1,0 +1,288 @@
+//! The device's connection to a sync server: one background task that keeps a replica
+//! connected while the app runs — it connects, says hello, resumes every subscription from
+//! its cursor, pushes the outbox (two pushes in flight), takes what arrives, pings at the
+//! server's heartbeat, and after any loss reconnects with backoff. Nothing here decides
+//! anything about data: that is the replica's ([`engine::device::Replica`]).
+
+use std::{sync::Arc, time::Duration};
+
+use engine::{
+    device::Replica,
+    protocol::{ClientMessage, Limits, ServerMessage, close},
+};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::{Notify, watch};
+use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
+
+/// First wait before reconnecting; doubles up to [`BACKOFF_MAX`] while attempts fail.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a connection may take to be welcomed.
+pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames that already arrived, taken together (a run of changes is one transaction).
+const FRAMES_TOGETHER_MAX: usize = 64;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A running link; stop it with [`Link::stop`] (dropping it stops it too).
+#[derive(Debug)]
+pub struct Link {
+    token: watch::Sender<String>,
+    stop: watch::Sender<bool>,
+    wake: Arc<Notify>,
+    reconnect: Arc<Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Why a session ended.
+enum Ended {
+    /// Connection lost or refused: try again after the backoff.
+    Retry(String),
+    /// The token is no good: wait for a new one.
+    Token(String),
+    /// The replica refused the connection (another account's changes are pending).
+    Refused(String),
+    Stopped,
+}
+
+impl Link {
+    /// Starts keeping `replica` connected to the sync socket at `url`
+    /// (`ws://host:port/v1/sync`), signing in with `token`. Runs on the current Tokio runtime.
+    pub fn start(replica: Replica, url: &str, token: &str) -> Link {
+        let (token_tx, token_rx) = watch::channel(token.to_string());
+        let (stop, stop_rx) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let reconnect = Arc::new(Notify::new());
+        let task = tokio::spawn(run(replica, url.to_string(), token_rx, stop_rx, wake.clone(), reconnect.clone()));
+        Link { token: token_tx, stop, wake, reconnect, task: Some(task) }
+    }
+
+    /// Something is ready to send (a local write, a new subscription): send it now rather
+    /// than at the next heartbeat.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A fresh token (after the old one expired, or before it does); the next connection
+    /// uses it, and a link waiting for one reconnects at once.
+    pub fn set_token(&self, token: &str) {
+        self.token.send_replace(token.to_string());
+    }
+
+    /// Drops the current connection and connects again at once (e.g. the network changed).
+    pub fn reconnect(&self) {
+        self.reconnect.notify_one();
+    }
+
+    /// Closes the connection and ends the task.
+    pub async fn stop(mut self) {
+        self.stop.send_replace(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+async fn run(
+    replica: Replica,
+    url: String,
+    mut token: watch::Receiver<String>,
+    mut stop: watch::Receiver<bool>,
+    wake: Arc<Notify>,
+    reconnect: Arc<Notify>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let current = token.borrow_and_update().clone();
+        let ended = match tokio::select! {
+            biased;
+            _ = stop.changed() => None,
+            c = tokio_tungstenite::connect_async(url.as_str()) => Some(c),
+        } {
+            None => Ended::Stopped,
+            Some(Err(e)) => Ended::Retry(format!("cannot reach the server: {e}")),
+            Some(Ok((ws, _))) => {
+                let ended = session(&replica, ws, &current, &mut stop, &wake, &reconnect).await;
+                if matches!(ended, Ended::Retry(_)) {
+                    // It was connected: the next failure starts the backoff over.
+                    backoff = BACKOFF_MIN;
+                }
+                ended
+            }
+        };
+        match ended {
+            Ended::Stopped => break,
+            Ended::Retry(why) => {
+                replica.disconnected(Some(why)).await;
+                let wait = backoff + jitter(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = reconnect.notified() => backoff = BACKOFF_MIN,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Ended::Token(why) | Ended::Refused(why) => {
+                replica.disconnected(Some(why)).await;
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = token.changed() => backoff = BACKOFF_MIN,
+                }
+            }
+        }
+    }
+    replica.disconnected(None).await;
+}
+
+/// Up to a quarter of `d`, so that many devices cut off together do not return together.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
+    d / 4 * (nanos % 1000) / 1000
+}
+
+async fn send(ws: &mut Ws, m: &ClientMessage) -> Result<(), String> {
+    let text = serde_json::to_string(m).map_err(|e| e.to_string())?;
+    ws.send(Message::Text(text.into())).await.map_err(|e| format!("connection lost: {e}"))
+}
+
+/// Why the server closed, as the link acts on it.
+fn closed(frame: Option<CloseFrame>) -> Ended {
+    let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
+    match code {
+        close::TOKEN_EXPIRED => Ended::Token("the sign-in expired; sign in again".into()),
+        close::TOKEN_INVALID => Ended::Token("the sign-in is not valid; sign in again".into()),
+        close::UNSUPPORTED_VERSION => Ended::Refused(format!("this app is too old for the server: {reason}")),
+        _ => Ended::Retry(format!("the server closed the connection ({code})")),
+    }
+}
+
+async fn session(
+    replica: &Replica,
+    mut ws: Ws,
+    token: &str,
+    stop: &mut watch::Receiver<bool>,
+    wake: &Notify,
+    reconnect: &Notify,
+) -> Ended {
+    if let Err(e) = send(&mut ws, &replica.hello(token)).await {
+        return Ended::Retry(e);
+    }
+    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<ServerMessage>(&t).ok(),
+        Ok(Some(Ok(Message::Close(f)))) => return closed(f),
+        _ => None,
+    };
+    let Some(welcome @ ServerMessage::Welcome { .. }) = welcome else {
+        return Ended::Retry("the server did not welcome the connection".into());
+    };
+    let limits = match &welcome {
+        ServerMessage::Welcome { limits, .. } => limits.clone(),
+        _ => Limits::default(),
+    };
+    match replica.handle(welcome).await {
+        Ok(subscribes) => {
+            for m in subscribes {
+                if let Err(e) = send(&mut ws, &m).await {
+                    return Ended::Retry(e);
+                }
+            }
+        }
+        Err(e) => return Ended::Refused(e.to_string()),
+    }
+    let heartbeat = Duration::from_millis(limits.heartbeat_ms.max(1000));
+    let mut beat = tokio::time::interval(heartbeat);
+    beat.tick().await;
+    // Pushes stay well inside the frame the server accepts.
+    let push_bytes = limits.frame_bytes_max / 2;
+    loop {
+        while let Some(p) = replica.next_push(limits.push_mutations_max, push_bytes).await {
+            if let Err(e) = send(&mut ws, &p).await {
+                return Ended::Retry(e);
+            }
+        }
+        let first = tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                let _ = ws.close(None).await;
+                return Ended::Stopped;
+            }
+            _ = reconnect.notified() => {
+                let _ = ws.close(None).await;
+                return Ended::Retry("reconnecting".into());
+            }
+            _ = wake.notified() => {
+                for m in replica.resubscribe().await {
+                    if let Err(e) = send(&mut ws, &m).await {
+                        return Ended::Retry(e);
+                    }
+                }
+                continue;
+            }
+            _ = beat.tick() => {
+                let mut out = replica.resubscribe().await;
+                out.push(ClientMessage::Ping);
+                for m in out {
+                    if let Err(e) = send(&mut ws, &m).await {
+                        return Ended::Retry(e);
+                    }
+                }
+                continue;
+            }
+            m = ws.next() => m,
+        };
+        // What already arrived is taken together.
+        let mut frames = Vec::new();
+        let mut next = first;
+        loop {
+            match next {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
+                    Ok(m) => frames.push(m),
+                    Err(e) => tracing::warn!(error = %e, "a frame from the server does not fit the protocol"),
+                },
+                Some(Ok(Message::Close(f))) => {
+                    let _ = replica.handle_all(frames).await;
+                    return closed(f);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = replica.handle_all(frames).await;
+                    return Ended::Retry(format!("connection lost: {e}"));
+                }
+                None => {
+                    let _ = replica.handle_all(frames).await;
+                    return Ended::Retry("connection lost".into());
+                }
+            }
+            if frames.len() >= FRAMES_TOGETHER_MAX {
+                break;
+            }
+            match ws.next().now_or_never() {
+                Some(m) => next = m,
+                None => break,
+            }
+        }
+        match replica.handle_all(frames).await {
+            Ok(replies) => {
+                for m in replies {
+                    if let Err(e) = send(&mut ws, &m).await {
+                        return Ended::Retry(e);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the replica could not take frames; reconnecting");
+                let _ = ws.close(None).await;
+                return Ended::Retry("the device could not store what the server sent".into());
+            }
+        }
+    }
+}

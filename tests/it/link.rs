@@ -1,0 +1,120 @@
+//! The link a phone runs: it keeps a replica connected by itself — snapshot, live changes,
+//! local writes sent as they are made, reconnects after a loss, stops cleanly.
+
+use std::time::Duration;
+
+use engine::{ListFilter, device::LocalWrite, device::Replica, protocol::MutationOp};
+use mobile_bridge::Link;
+use serde_json::json;
+use tests::{TestServer, WAIT_MAX, stage, task};
+
+async fn titles(r: &Replica, event: &str) -> Vec<String> {
+    let mut t: Vec<String> = r
+        .tasks(event, ListFilter::default())
+        .await
+        .map(|v| v.into_iter().map(|t| t.title).collect())
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+/// Waits until `check` holds, failing after [`WAIT_MAX`].
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + WAIT_MAX;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_link_keeps_a_phone_in_sync_by_itself() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    task(&s, &s.pm, &s.audio, "Line array").await;
+    let phone = Replica::open("mem://", Some("vic-phone")).await.unwrap();
+    phone.subscribe(&s.event).await.unwrap();
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+
+    eventually("the snapshot arrives", async || titles(&phone, &s.event).await == ["Line array"]).await;
+    assert!(phone.status().online);
+    task(&s, &s.pm, &s.audio, "Rig").await;
+    eventually("a live change arrives", async || titles(&phone, &s.event).await == ["Line array", "Rig"]).await;
+
+    // A write made on the phone goes out by itself.
+    let w = LocalWrite {
+        kind: "task".into(),
+        op: MutationOp::Create,
+        record: None,
+        fields: json!({ "title": "From the phone" }),
+    };
+    let made = phone.write(&s.event, w).await.unwrap();
+    link.wake();
+    let path = format!("/v1/events/{}/tasks", s.event);
+    eventually("the write is accepted", async || {
+        phone.status().pending == 0
+            && s.pm.api.get(&path).await.ok().as_array().unwrap().iter().any(|t| t["id"] == made.record.id)
+    })
+    .await;
+
+    // The connection drops; the link comes back by itself and resumes from its cursor.
+    link.reconnect();
+    task(&s, &s.pm, &s.audio, "While away").await;
+    eventually("it resumes", async || titles(&phone, &s.event).await.contains(&"While away".to_string())).await;
+    assert!(phone.status().online && phone.status().last_sync.is_some());
+
+    // Stopped: offline, and writes wait in the outbox for the next link.
+    link.stop().await;
+    assert!(!phone.status().online);
+    let w =
+        LocalWrite { kind: "task".into(), op: MutationOp::Create, record: None, fields: json!({ "title": "Offline" }) };
+    phone.write(&s.event, w).await.unwrap();
+    assert_eq!(phone.status().pending, 1);
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    eventually("the outbox drains", async || phone.status().pending == 0 && phone.status().online).await;
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn a_link_without_a_server_keeps_trying_and_says_why() {
+    // A port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let phone = Replica::open("mem://", Some("lonely-phone")).await.unwrap();
+    let link = Link::start(phone.clone(), &format!("ws://127.0.0.1:{port}/v1/sync"), "token");
+    eventually("the error is shown", async || phone.status().last_error.is_some()).await;
+    let status = phone.status();
+    assert!(!status.online);
+    assert!(status.last_error.unwrap().contains("cannot reach the server"));
+    link.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_sign_in_waits_for_a_new_token() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let short = tests::signed_token(&s.vic.id, tests::TEST_SECRET, now + 2);
+    let phone = Replica::open("mem://", Some("vic-phone")).await.unwrap();
+    phone.subscribe(&s.event).await.unwrap();
+    let link = Link::start(phone.clone(), &srv.sync_url(), &short);
+    eventually("online", async || phone.status().online).await;
+    eventually("told the sign-in expired", async || {
+        !phone.status().online && phone.status().last_error.is_some_and(|e| e.contains("sign-in expired"))
+    })
+    .await;
+    // Work goes on offline; a fresh token brings the link back by itself.
+    let w = LocalWrite {
+        kind: "task".into(),
+        op: MutationOp::Create,
+        record: None,
+        fields: json!({ "title": "Meanwhile" }),
+    };
+    phone.write(&s.event, w).await.unwrap();
+    link.set_token(&s.vic.token);
+    eventually("back online and synced", async || phone.status().online && phone.status().pending == 0).await;
+    assert!(phone.status().last_error.is_none());
+    link.stop().await;
+}

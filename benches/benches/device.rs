@@ -7,6 +7,7 @@
 //!    whole event (records / seconds until the snapshot is stored).
 //! 3. Local reads: on that replica, a tab of 10,000 records and a tab of 500, read repeatedly
 //!    with no network (p50 / p99).
+//! 4. Reopening that replica (an app start: its rows are read into memory).
 //!
 //! Run: `cargo bench -p benches --bench device -- [MUTATIONS] [RECORDS] [mem|surrealkv]`
 //! (defaults 10000 100000 surrealkv: the server and the replicas on disk, as deployed).
@@ -159,5 +160,14 @@ async fn main() {
             quantile(&times, 0.99).as_secs_f64() * 1e3
         );
     }
+
+    // 4. Opening the replica again (an app start): the rows are read into memory.
+    let held = fresh.replica.records(&s.event, "task").await.unwrap().len();
+    drop(fresh);
+    let started = Instant::now();
+    let reopened = engine::device::Replica::open(&url("fresh"), None).await.expect("reopen");
+    let opened = started.elapsed();
+    assert_eq!(reopened.records(&s.event, "task").await.unwrap().len(), held);
+    println!("reopen a replica of {total} records: {:.2} s", opened.as_secs_f64());
     srv.stop().await.expect("stop");
 }

@@ -202,24 +202,27 @@ impl Engine {
             Ok(hlc) => hlc,
             Err(refusal) => return refusal,
         };
-        let before = |e: Error| async move {
-            match self.applied(event, actor, device, std::slice::from_ref(m)).await {
-                Ok(done) => done.get(&m.id).map(accepted_before).unwrap_or_else(|| rejected(m, e)),
-                Err(lookup) => rejected(m, lookup),
-            }
-        };
-        if let Some(a) =
-            self.applied(event, actor, device, std::slice::from_ref(m)).await.ok().and_then(|mut d| d.remove(&m.id))
-        {
+        // A failed lookup is not fatal: the commit itself refuses a second application.
+        if let Ok(Some(a)) = self.applied_one(event, actor, device, m).await {
             return accepted_before(&a);
         }
         let e = self.for_mutation(actor, Origin { device: device.into(), mutation: m.id.clone() }, hlc, 0);
         match e.dispatch(actor, event, m).await {
             Ok(record) => MutationResult::Accepted { mutation: m.id.clone(), record, seq: e.last_seq() },
             // Applied meanwhile through another connection of the device.
-            Err(err @ Error::Conflict { code: "already_applied", .. }) => before(err).await,
+            Err(err @ Error::Conflict { code: "already_applied", .. }) => {
+                match self.applied_one(event, actor, device, m).await {
+                    Ok(Some(a)) => accepted_before(&a),
+                    Ok(None) => rejected(m, err),
+                    Err(lookup) => rejected(m, lookup),
+                }
+            }
             Err(err) => rejected(m, err),
         }
+    }
+
+    async fn applied_one(&self, event: &str, actor: &str, device: &str, m: &Mutation) -> Result<Option<Applied>> {
+        Ok(self.applied(event, actor, device, std::slice::from_ref(m)).await?.remove(&m.id))
     }
 
     /// Which of `ms` were applied before, by mutation id.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Value, json};
 
 use super::{
-    Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_index, ops_of, pending_records,
+    Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_index, ops_of,
     write::{Held, allowed_row, stored_row},
 };
 use crate::{
@@ -245,13 +245,15 @@ impl Replica {
         let records = std::mem::take(&mut incoming.records);
         let mut kinds = HashSet::new();
         let mut rows = Vec::with_capacity(records.len());
+        let index = ops_index(&st, event);
         for r in &records {
             self.observe(&r.data);
             kinds.insert(r.kind.clone());
-            let ops = ops_of(&st, event, &r.kind, &r.id);
+            let ops = index.get(&(r.kind.clone(), r.id.clone())).map(Vec::as_slice).unwrap_or_default();
             let held = Held { event, kind: &r.kind, id: &r.id, server: Some(&r.data), seq: cursor, generation };
-            rows.extend(stored_row(held, &ops));
+            rows.extend(stored_row(held, ops));
         }
+        drop(index);
         if !rows.is_empty() {
             // Rows the replica does not hold yet (all of them in a first sync) are inserted in
             // bulk, the others replaced one by one.
@@ -488,7 +490,7 @@ impl Replica {
     /// Rebuilds the stored rows of `records` from the server's version and the outbox, as the
     /// person's standing allows: a server version it no longer allows is forgotten, and a
     /// record it does not allow is not kept.
-    async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>, drop: Vec<u64>) -> Result<()> {
+    async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>, done: Vec<u64>) -> Result<()> {
         let standing = st.subs.get(event).map(|s| s.standing.clone()).unwrap_or_default();
         let mut restore = Vec::new();
         for (kind, id) in records {
@@ -502,12 +504,12 @@ impl Replica {
             let stored = allowed_row(&standing, held, &ops);
             restore.push((kind.clone(), id.clone(), stored));
         }
-        self.put_rows(event, restore, drop).await
+        self.put_rows(event, restore, done).await
     }
 
-    /// Stores (or removes) rows, and removes outbox entries `drop`, in one transaction.
-    async fn put_rows(&self, event: &str, rows: Vec<(String, String, Option<Value>)>, drop: Vec<u64>) -> Result<()> {
-        if rows.is_empty() && drop.is_empty() {
+    /// Stores (or removes) rows, and removes outbox entries `done`, in one transaction.
+    async fn put_rows(&self, event: &str, rows: Vec<(String, String, Option<Value>)>, done: Vec<u64>) -> Result<()> {
+        if rows.is_empty() && done.is_empty() {
             return Ok(());
         }
         let ops: Vec<Value> = rows
@@ -517,7 +519,7 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP, "drop": drop })).await?;
+        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP, "drop": done })).await?;
         self.mirror_mut().apply(event, &ops);
         Ok(())
     }
@@ -625,7 +627,7 @@ impl Replica {
             if let Some(s) = st.subs.get_mut(event) {
                 s.standing = standing;
             }
-            let mine: Vec<(String, String)> = pending_records(st, event).into_keys().collect();
+            let mine: Vec<(String, String)> = ops_index(st, event).into_keys().collect();
             self.rebuild(st, event, mine, Vec::new()).await?;
         }
         Ok(())

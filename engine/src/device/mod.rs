@@ -206,6 +206,13 @@ pub(super) struct Row {
     generation: i64,
 }
 
+impl Row {
+    /// The server's version of the record, if the device has one.
+    pub(super) fn server(&self) -> Option<&Value> {
+        if self.pending { self.base.as_ref() } else { Some(&self.data).filter(|d| !d.is_null()) }
+    }
+}
+
 #[derive(Deserialize)]
 struct Meta {
     device: String,
@@ -582,15 +589,6 @@ fn ops_index<'a>(st: &'a State, event: &str) -> HashMap<(String, String), Vec<&'
     let mut m: HashMap<(String, String), Vec<&Outgoing>> = HashMap::new();
     for o in st.outbox.values().filter(|o| o.event == event) {
         m.entry((o.kind.clone(), o.record.clone())).or_default().push(o);
-    }
-    m
-}
-
-/// Records of `event` with mutations in the outbox, by (kind, id).
-fn pending_records(st: &State, event: &str) -> HashMap<(String, String), Vec<u64>> {
-    let mut m: HashMap<(String, String), Vec<u64>> = HashMap::new();
-    for o in st.outbox.values().filter(|o| o.event == event) {
-        m.entry((o.kind.clone(), o.record.clone())).or_default().push(o.n);
     }
     m
 }

@@ -322,13 +322,6 @@ pub(super) fn allowed_row(standing: &Standing, h: Held<'_>, ops: &[&Outgoing]) -
     Some(row)
 }
 
-impl Row {
-    /// The server's version of the record, if the device has one.
-    pub(super) fn server(&self) -> Option<&Value> {
-        if self.pending { self.base.as_ref() } else { Some(&self.data).filter(|d| !d.is_null()) }
-    }
-}
-
 impl Replica {
     /// Makes a write on the device: checked with the server's rules on what the device holds
     /// (a refusal changes nothing), shown at once, and kept in the outbox until the server

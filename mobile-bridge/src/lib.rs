@@ -1,8 +1,16 @@
-//! The crew app's door to the engine: the device replica ([`engine::device::Replica`]) and
-//! the link that keeps it connected to a sync server ([`link::Link`]).
-//!
-//! The UniFFI surface for Kotlin and Swift builds on these two.
+//! The crew app's door to the engine, for Kotlin, Swift (and Python, in the tests) through
+//! UniFFI: one object, [`BackOpsClient`], over the device replica
+//! ([`engine::device::Replica`]) and the link that keeps it connected ([`link::Link`]), with
+//! one error type, [`BackOpsError`]. No business logic lives here: the engine decides.
 
+mod client;
+mod error;
 pub mod link;
+mod types;
 
+pub use client::{BackOpsClient, SyncListener};
+pub use error::BackOpsError;
 pub use link::Link;
+pub use types::*;
+
+uniffi::setup_scaffolding!();

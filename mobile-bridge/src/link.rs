@@ -32,6 +32,7 @@ pub struct Link {
     wake: Arc<Notify>,
     reconnect: Arc<Notify>,
     task: Option<tokio::task::JoinHandle<()>>,
+    replica: Replica,
 }
 
 /// Why a session ended.
@@ -53,8 +54,9 @@ impl Link {
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let reconnect = Arc::new(Notify::new());
-        let task = tokio::spawn(run(replica, url.to_string(), token_rx, stop_rx, wake.clone(), reconnect.clone()));
-        Link { token: token_tx, stop, wake, reconnect, task: Some(task) }
+        let task =
+            tokio::spawn(run(replica.clone(), url.to_string(), token_rx, stop_rx, wake.clone(), reconnect.clone()));
+        Link { token: token_tx, stop, wake, reconnect, task: Some(task), replica }
     }
 
     /// Something is ready to send (a local write, a new subscription): send it now rather
@@ -79,6 +81,19 @@ impl Link {
         self.stop.send_replace(true);
         if let Some(t) = self.task.take() {
             let _ = t.await;
+        }
+    }
+
+    /// Like [`Link::stop`], but cuts the connection if closing it takes longer than `wait`
+    /// (a dead network); the replica is told it is offline either way.
+    pub async fn stop_within(mut self, wait: Duration) {
+        self.stop.send_replace(true);
+        if let Some(mut t) = self.task.take()
+            && tokio::time::timeout(wait, &mut t).await.is_err()
+        {
+            t.abort();
+            let _ = t.await;
+            self.replica.disconnected(None).await;
         }
     }
 }

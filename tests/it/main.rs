@@ -3,6 +3,7 @@
 
 mod access_cache;
 mod bad_input;
+mod bridge;
 mod changes;
 mod conflicts;
 mod device;

@@ -416,7 +416,8 @@ impl Replica {
             .collect()
     }
 
-    /// `kind`'s records held, decoded, ordered by `key`.
+    /// `kind`'s records held, decoded, ordered by `key`; "not found" for an event not
+    /// followed or not synced yet.
     async fn tab<T: DeserializeOwned>(
         &self,
         event: &str,
@@ -424,6 +425,7 @@ impl Replica {
         filter: ListFilter,
         key: for<'a> fn(&'a T) -> (&'a str, &'a str),
     ) -> Result<Vec<T>> {
+        self.standing(event).await?;
         let mut v: Vec<T> = self.typed(event, kind, &filter).await?;
         v.sort_by(|a, b| key(a).cmp(&key(b)));
         Ok(v)

@@ -1,0 +1,528 @@
+//! [`BackOpsClient`]: the one object the crew app holds.
+//!
+//! It owns a Tokio runtime of its own (two worker threads), the device replica and, while
+//! connected, the [`Link`]. Every call is answered from the device: reads from the replica's
+//! memory, writes with one local transaction. The network is only ever touched by the link's
+//! background task, so no call waits on it. A listener hears changes, status and rejections
+//! on a thread of its own, never on the runtime's, so it may call back into the client.
+
+use std::{
+    future::Future,
+    path::Path,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use engine::{
+    ListFilter,
+    device::{LocalWrite, Notice, Replica},
+    protocol::MutationOp,
+};
+use tokio::{runtime::Handle, sync::broadcast::error::RecvError};
+
+use crate::{
+    BackOpsError, Link,
+    types::{
+        Activity, ActivityPatch, Advance, AdvancePatch, Collaborator, Dashboard, EventInfo, FileInfo, NewActivity,
+        NewAdvance, NewFile, NewTask, Receipt, Rejection, SyncStatus, Task, TaskPatch, fields,
+    },
+};
+
+/// Longest a token may be.
+const TOKEN_BYTES_MAX: usize = 8 * 1024;
+/// Longest a record or event id may be.
+const ID_BYTES_MAX: usize = 128;
+/// How long disconnecting waits for the connection to close before cutting it.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(2);
+/// How long shutting down waits for the replica's files to close.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// Notices waiting for a slow listener before older ones give way to "re-read everything".
+const LISTENER_QUEUE: usize = 256;
+/// Kinds a listener is told to re-read when it missed notices.
+const ALL_KINDS: [&str; 4] = ["activity", "advance", "file_meta", "task"];
+
+/// What the app implements to hear from the client. Called on a thread of the client's own,
+/// one notice at a time, in order; it may call the client.
+#[uniffi::export(callback_interface)]
+pub trait SyncListener: Send + Sync {
+    /// Records of `event` changed (from the server or a local write): `kinds` are those that
+    /// changed (`task`, `activity`, `file_meta`, `advance`, `collaborator`, …). Re-read what
+    /// is on screen.
+    fn on_change(&self, event: String, kinds: Vec<String>);
+    /// The sync status changed.
+    fn on_status(&self, status: SyncStatus);
+    /// The server refused a local change; the device has already rolled it back.
+    fn on_rejection(&self, rejection: Rejection);
+}
+
+#[derive(uniffi::Object)]
+pub struct BackOpsClient {
+    /// Taken by [`BackOpsClient::shutdown`], which closes it.
+    replica: Mutex<Option<Replica>>,
+    device: String,
+    handle: Handle,
+    /// Taken by [`BackOpsClient::shutdown`].
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    session: Mutex<Session>,
+    listener: Arc<Mutex<Option<Arc<dyn SyncListener>>>>,
+    /// The task feeding the listener's thread.
+    feeding: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Session {
+    token: Option<String>,
+    url: Option<String>,
+    link: Option<Link>,
+}
+
+impl std::fmt::Debug for BackOpsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackOpsClient").field("device", &self.device).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[uniffi::export]
+impl BackOpsClient {
+    /// Opens the device's replica in `data_dir` (created if missing). `device_name` names the
+    /// device the first time (e.g. `gate-b-lane-3`); later opens keep the stored name.
+    #[uniffi::constructor]
+    pub fn open(data_dir: String, device_name: Option<String>) -> Result<Arc<Self>, BackOpsError> {
+        if data_dir.trim().is_empty() {
+            return Err(BackOpsError::invalid("the data directory is required"));
+        }
+        let dir = Path::new(&data_dir).join("replica");
+        std::fs::create_dir_all(&dir).map_err(|e| BackOpsError::Storage {
+            code: "config".into(),
+            message: format!("the data directory cannot be used: {}", e.kind()),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("backops-sync")
+            .enable_all()
+            .build()
+            .map_err(BackOpsError::storage)?;
+        let url = format!("surrealkv://{}", dir.display());
+        let replica = runtime.block_on(Replica::open(&url, device_name.as_deref()))?;
+        let client = BackOpsClient {
+            handle: runtime.handle().clone(),
+            device: replica.device().into(),
+            replica: Mutex::new(Some(replica.clone())),
+            runtime: Mutex::new(Some(runtime)),
+            session: Mutex::default(),
+            listener: Arc::default(),
+            feeding: Mutex::default(),
+        };
+        client.start_listening(replica)?;
+        Ok(Arc::new(client))
+    }
+
+    /// This device's name (the server keys its mutations by it).
+    pub fn device_id(&self) -> String {
+        self.device.clone()
+    }
+
+    /// The account whose data the device holds, known after its first connection.
+    pub fn account(&self) -> Result<Option<String>, BackOpsError> {
+        let r = self.replica()?;
+        self.run(async { Ok(r.account().await) })
+    }
+
+    /// Signs in with a token from the BackOps sign-in. A connected client uses it from its
+    /// next connection (and reconnects at once if it was waiting for one).
+    pub fn sign_in(&self, token: String) -> Result<(), BackOpsError> {
+        self.ready()?;
+        let t = token.trim();
+        let looks_like_a_token = t.len() <= TOKEN_BYTES_MAX
+            && t.split('.').count() == 3
+            && t.split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        if !looks_like_a_token {
+            return Err(BackOpsError::invalid("that is not a BackOps sign-in token"));
+        }
+        let mut s = lock(&self.session);
+        if let Some(link) = &s.link {
+            link.set_token(t);
+        }
+        s.token = Some(t.into());
+        Ok(())
+    }
+
+    /// Forgets the token and disconnects. What the device holds stays: signing in again as
+    /// the same person picks up where it was; another person's first connection starts the
+    /// device over once nothing is waiting to be sent.
+    pub fn sign_out(&self) -> Result<(), BackOpsError> {
+        self.disconnect()?;
+        lock(&self.session).token = None;
+        Ok(())
+    }
+
+    /// Keeps the device connected to the server at `server_url` (`https://host`, `ws://host:port`
+    /// or the full `…/v1/sync` address) in the background: it reconnects by itself after any
+    /// loss. Returns at once; progress arrives as status notices.
+    pub fn connect(&self, server_url: String) -> Result<(), BackOpsError> {
+        self.ready()?;
+        let url = sync_url(&server_url)?;
+        let mut s = lock(&self.session);
+        let token = s.token.clone().ok_or_else(|| BackOpsError::not_ready("sign_in", "sign in before connecting"))?;
+        if s.link.is_some() && s.url.as_deref() == Some(url.as_str()) {
+            return Ok(());
+        }
+        if let Some(old) = s.link.take() {
+            self.block_on(old.stop_within(DISCONNECT_WAIT))?;
+        }
+        let replica = self.replica()?;
+        let _runtime = self.handle.enter();
+        s.link = Some(Link::start(replica, &url, &token));
+        s.url = Some(url);
+        Ok(())
+    }
+
+    /// Stops syncing; local reads and writes go on, and writes wait for the next connection.
+    pub fn disconnect(&self) -> Result<(), BackOpsError> {
+        let link = lock(&self.session).link.take();
+        if let Some(link) = link {
+            self.block_on(link.stop_within(DISCONNECT_WAIT))?;
+        }
+        Ok(())
+    }
+
+    /// Drops the connection and connects again at once (the network changed, the app came
+    /// back to the foreground).
+    pub fn reconnect_now(&self) {
+        if let Some(link) = &lock(&self.session).link {
+            link.reconnect();
+        }
+    }
+
+    /// Follows `event`: its records arrive with the next connection (at once if connected).
+    pub fn subscribe(&self, event: String) -> Result<(), BackOpsError> {
+        check_id("event", &event)?;
+        self.run(self.replica()?.subscribe(&event))?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Stops following `event` and forgets its records; refused while changes made to it on
+    /// the device are not synced yet.
+    pub fn unsubscribe(&self, event: String) -> Result<(), BackOpsError> {
+        check_id("event", &event)?;
+        self.run(self.replica()?.unsubscribe(&event))
+    }
+
+    /// The events followed.
+    pub fn subscriptions(&self) -> Result<Vec<String>, BackOpsError> {
+        let r = self.replica()?;
+        self.run(async { Ok(r.subscriptions().await.into_iter().map(|(e, _)| e).collect()) })
+    }
+
+    pub fn sync_status(&self) -> Result<SyncStatus, BackOpsError> {
+        Ok(self.replica()?.status().into())
+    }
+
+    /// Sets (or with `None` removes) the listener.
+    pub fn set_listener(&self, listener: Option<Box<dyn SyncListener>>) {
+        *lock(&self.listener) = listener.map(Arc::from);
+    }
+
+    /// Changes the server refused, newest first (the last 100).
+    pub fn rejections(&self) -> Result<Vec<Rejection>, BackOpsError> {
+        Ok(self.run(self.replica()?.rejections())?.into_iter().map(Rejection::from).collect())
+    }
+
+    // ---- the tabs, read on the device ----
+
+    /// The event and the person's access to it.
+    pub fn event(&self, event: String) -> Result<EventInfo, BackOpsError> {
+        let (ev, access) = self.run(self.replica()?.event(&event))?;
+        Ok(EventInfo {
+            id: ev.id,
+            org: ev.org,
+            name: ev.name,
+            default_collaborator: ev.default_collaborator,
+            seat: access.seat,
+            collaborator: access.collaborator,
+            read_only: access.read_only,
+        })
+    }
+
+    /// The event's collaborators the person sees (a member: their own; a seat holder: all).
+    pub fn collaborators(&self, event: String) -> Result<Vec<Collaborator>, BackOpsError> {
+        self.run(self.replica()?.standing(&event))?;
+        let mut v: Vec<Collaborator> = self
+            .run(self.replica()?.records(&event, "collaborator"))?
+            .into_iter()
+            .map(|r| Collaborator {
+                name: r.data["name"].as_str().unwrap_or_default().into(),
+                read_only: r.data["read_only"].as_bool().unwrap_or(false),
+                id: r.id,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        Ok(v)
+    }
+
+    /// The Dashboard tab of `collaborator` (the person's own when not given).
+    pub fn dashboard(&self, event: String, collaborator: Option<String>) -> Result<Dashboard, BackOpsError> {
+        Ok(self.run(self.replica()?.dashboard(&event, collaborator))?.into())
+    }
+
+    /// The Tasks tab: the person's collaborator's tasks, or for a seat holder the whole
+    /// event's (or one collaborator's).
+    pub fn tasks(&self, event: String, collaborator: Option<String>) -> Result<Vec<Task>, BackOpsError> {
+        self.list(self.replica()?.tasks(&event, ListFilter { collaborator }))
+    }
+
+    /// The Schedule tab, by start time.
+    pub fn schedule(&self, event: String, collaborator: Option<String>) -> Result<Vec<Activity>, BackOpsError> {
+        self.list(self.replica()?.activities(&event, ListFilter { collaborator }))
+    }
+
+    /// The Files tab.
+    pub fn files(&self, event: String, collaborator: Option<String>) -> Result<Vec<FileInfo>, BackOpsError> {
+        self.list(self.replica()?.files(&event, ListFilter { collaborator }))
+    }
+
+    /// The Advances tab.
+    pub fn advances(&self, event: String, collaborator: Option<String>) -> Result<Vec<Advance>, BackOpsError> {
+        self.list(self.replica()?.advances(&event, ListFilter { collaborator }))
+    }
+
+    // ---- writes: shown at once, sent when online ----
+
+    pub fn create_task(&self, event: String, task: NewTask) -> Result<Receipt, BackOpsError> {
+        self.write(event, "task", MutationOp::Create, None, fields(&task)?)
+    }
+
+    pub fn update_task(&self, event: String, id: String, patch: TaskPatch) -> Result<Receipt, BackOpsError> {
+        self.write(event, "task", MutationOp::Update, Some(id), patch.fields()?)
+    }
+
+    pub fn delete_task(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
+        self.write(event, "task", MutationOp::Delete, Some(id), serde_json::json!({}))
+    }
+
+    pub fn create_activity(&self, event: String, activity: NewActivity) -> Result<Receipt, BackOpsError> {
+        self.write(event, "activity", MutationOp::Create, None, fields(&activity)?)
+    }
+
+    pub fn update_activity(&self, event: String, id: String, patch: ActivityPatch) -> Result<Receipt, BackOpsError> {
+        self.write(event, "activity", MutationOp::Update, Some(id), patch.fields()?)
+    }
+
+    pub fn delete_activity(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
+        self.write(event, "activity", MutationOp::Delete, Some(id), serde_json::json!({}))
+    }
+
+    /// Adds a file's record to a Files tab.
+    pub fn add_file(&self, event: String, file: NewFile) -> Result<Receipt, BackOpsError> {
+        self.write(event, "file_meta", MutationOp::Create, None, fields(&file)?)
+    }
+
+    pub fn delete_file(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
+        self.write(event, "file_meta", MutationOp::Delete, Some(id), serde_json::json!({}))
+    }
+
+    /// Sends a collaborator an advance (seat holders).
+    pub fn create_advance(&self, event: String, advance: NewAdvance) -> Result<Receipt, BackOpsError> {
+        self.write(event, "advance", MutationOp::Create, None, advance.fields()?)
+    }
+
+    /// Answers an advance (its answers and/or status), or edits it.
+    pub fn update_advance(&self, event: String, id: String, patch: AdvancePatch) -> Result<Receipt, BackOpsError> {
+        self.write(event, "advance", MutationOp::Update, Some(id), patch.fields()?)
+    }
+
+    pub fn delete_advance(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
+        self.write(event, "advance", MutationOp::Delete, Some(id), serde_json::json!({}))
+    }
+
+    /// Disconnects, stops the listener, closes the replica's files and stops the runtime.
+    /// Every later call fails with `shut_down`; the data directory can be opened again at
+    /// once. Waits at most a few seconds.
+    pub fn shutdown(&self) {
+        let _ = self.disconnect();
+        *lock(&self.listener) = None;
+        let feeding = lock(&self.feeding).take();
+        let replica = lock(&self.replica).take();
+        let Some(rt) = lock(&self.runtime).take() else { return };
+        if Handle::try_current().is_ok() {
+            rt.shutdown_background();
+            return;
+        }
+        rt.block_on(async {
+            if let Some(f) = feeding {
+                f.abort();
+                let _ = f.await;
+            }
+            // The store closes its files in tasks of its own once its last handle is gone.
+            drop(replica);
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+            while rt.metrics().num_alive_tasks() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        rt.shutdown_timeout(DISCONNECT_WAIT);
+    }
+}
+
+impl BackOpsClient {
+    fn ready(&self) -> Result<(), BackOpsError> {
+        self.replica().map(drop)
+    }
+
+    fn replica(&self) -> Result<Replica, BackOpsError> {
+        lock(&self.replica)
+            .clone()
+            .ok_or_else(|| BackOpsError::not_ready("shut_down", "this client was shut down; open a new one"))
+    }
+
+    /// Runs `f` on the client's runtime and waits for it: for local work only.
+    fn block_on<T>(&self, f: impl Future<Output = T>) -> Result<T, BackOpsError> {
+        self.ready()?;
+        if Handle::try_current().is_ok() {
+            return Err(BackOpsError::not_ready(
+                "wrong_thread",
+                "call the client from an app thread, not from inside an async runtime",
+            ));
+        }
+        Ok(self.handle.block_on(f))
+    }
+
+    fn run<T>(&self, f: impl Future<Output = engine::Result<T>>) -> Result<T, BackOpsError> {
+        self.block_on(f)?.map_err(BackOpsError::from)
+    }
+
+    fn list<T, U: From<T>>(&self, f: impl Future<Output = engine::Result<Vec<T>>>) -> Result<Vec<U>, BackOpsError> {
+        Ok(self.run(f)?.into_iter().map(U::from).collect())
+    }
+
+    fn wake(&self) {
+        if let Some(link) = &lock(&self.session).link {
+            link.wake();
+        }
+    }
+
+    fn write(
+        &self,
+        event: String,
+        kind: &str,
+        op: MutationOp,
+        record: Option<String>,
+        fields: serde_json::Value,
+    ) -> Result<Receipt, BackOpsError> {
+        check_id("event", &event)?;
+        if let Some(id) = &record {
+            check_id("record", id)?;
+        }
+        let w = LocalWrite { kind: kind.into(), op, record, fields };
+        let written = self.run(self.replica()?.write(&event, w))?;
+        self.wake();
+        Ok(Receipt { mutation: written.mutation, record: written.record.id })
+    }
+
+    /// Starts the listener's thread, fed by a task that turns the replica's notices into
+    /// calls (and a missed run of them into "re-read everything").
+    fn start_listening(&self, replica: Replica) -> Result<(), BackOpsError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Notice>(LISTENER_QUEUE);
+        let mut notices = replica.notices();
+        *lock(&self.feeding) = Some(self.handle.spawn(async move {
+            loop {
+                let n = match notices.recv().await {
+                    Ok(n) => vec![n],
+                    Err(RecvError::Lagged(_)) => {
+                        let kinds: Vec<String> = ALL_KINDS.iter().map(|k| k.to_string()).collect();
+                        let mut v: Vec<Notice> = replica
+                            .subscriptions()
+                            .await
+                            .into_iter()
+                            .map(|(event, _)| Notice::Changed { event, kinds: kinds.clone() })
+                            .collect();
+                        v.push(Notice::Status(replica.status()));
+                        v
+                    }
+                    Err(RecvError::Closed) => break,
+                };
+                for n in n {
+                    if tx.send(n).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }));
+        let listener = self.listener.clone();
+        std::thread::Builder::new()
+            .name("backops-listener".into())
+            .spawn(move || {
+                // Ends when the runtime stops (the feeding task is dropped with it).
+                while let Some(n) = rx.blocking_recv() {
+                    let Some(l) = lock(&listener).clone() else { continue };
+                    match n {
+                        Notice::Changed { event, kinds } => l.on_change(event, kinds),
+                        Notice::Status(s) => l.on_status(s.into()),
+                        Notice::Rejected(r) => l.on_rejection(r.into()),
+                    }
+                }
+            })
+            .map_err(BackOpsError::storage)?;
+        Ok(())
+    }
+}
+
+impl Drop for BackOpsClient {
+    /// An app that forgot [`BackOpsClient::shutdown`] still gets its files closed.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), BackOpsError> {
+    if id.is_empty() || id.len() > ID_BYTES_MAX || id.chars().any(char::is_control) {
+        return Err(BackOpsError::invalid(format!("{what} must be 1 to {ID_BYTES_MAX} characters")));
+    }
+    Ok(())
+}
+
+/// The sync socket's address from what the app was given: `http(s)://` becomes `ws(s)://`,
+/// and a bare host gets the socket's path.
+fn sync_url(given: &str) -> Result<String, BackOpsError> {
+    let bad = || BackOpsError::invalid("the server address must look like https://host or ws://host:port");
+    let given = given.trim();
+    let (scheme, rest) = given.split_once("://").ok_or_else(bad)?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        _ => return Err(bad()),
+    };
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
+        return Err(bad());
+    }
+    let path = path.trim_end_matches('/');
+    let path = if path.is_empty() { "v1/sync" } else { path };
+    if scheme == "wss" {
+        return Err(BackOpsError::invalid(
+            "this build connects over ws:// only; put the server behind a local TLS terminator",
+        ));
+    }
+    Ok(format!("{scheme}://{host}/{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sync_url;
+
+    #[test]
+    fn server_addresses() {
+        assert_eq!(sync_url("http://127.0.0.1:8080").unwrap(), "ws://127.0.0.1:8080/v1/sync");
+        assert_eq!(sync_url("ws://h:1/v1/sync").unwrap(), "ws://h:1/v1/sync");
+        assert_eq!(sync_url(" HTTP://h/ ").unwrap(), "ws://h/v1/sync");
+        for bad in ["", "h:1", "ftp://h", "http://", "http://u@h", "http://a b"] {
+            assert!(sync_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+"""The crew app's view of BackOps, through the compiled mobile-bridge library.
+
+Run by tests/it/bridge.rs, which starts a real server, stages an event (a seat holder `pm`,
+Vic in the Audio collaborator, Cara in the Client collaborator), generates these bindings
+from the built library and passes the setup in BACKOPS_E2E.
+"""
+
+import json
+import os
+import threading
+import time
+import unittest
+import urllib.request
+
+from mobile_bridge import (
+    AdvancePatch,
+    BackOpsClient,
+    BackOpsError,
+    NewAdvance,
+    NewTask,
+    TaskPatch,
+)
+
+SETUP = json.loads(os.environ["BACKOPS_E2E"])
+EVENT = SETUP["event"]
+WAIT_MAX = 10.0
+
+
+def eventually(what, check):
+    """Waits until check() is true, failing after WAIT_MAX seconds."""
+    deadline = time.monotonic() + WAIT_MAX
+    while True:
+        try:
+            if check():
+                return
+        except BackOpsError.NotFound:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("never: " + what)
+        time.sleep(0.02)
+
+
+def api(method, path, token, body=None):
+    """The server's HTTP API, as the production office uses it."""
+    req = urllib.request.Request(
+        SETUP["base"] + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"authorization": "Bearer " + token, "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=WAIT_MAX) as r:
+        return json.loads(r.read() or b"null")
+
+
+class Recorder:
+    """A listener: remembers what it heard, from the client's own thread."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.changes = []
+        self.statuses = []
+        self.rejections = []
+        self.threads = set()
+
+    def on_change(self, event, kinds):
+        with self.lock:
+            self.changes.append((event, list(kinds)))
+            self.threads.add(threading.get_ident())
+
+    def on_status(self, status):
+        with self.lock:
+            self.statuses.append(status)
+
+    def on_rejection(self, rejection):
+        with self.lock:
+            self.rejections.append(rejection)
+
+
+def titles(client):
+    return sorted(t.title for t in client.tasks(EVENT, None))
+
+
+class MobileBridge(unittest.TestCase):
+    def open(self, name, device):
+        return BackOpsClient.open(os.path.join(SETUP["data_dir"], name), device)
+
+    def test_offline_write_reconciles_and_a_refused_write_is_heard(self):
+        client = self.open("vic", "vic-phone")
+        heard = Recorder()
+        client.set_listener(heard)
+        self.assertEqual(client.device_id(), "vic-phone")
+
+        with self.assertRaises(BackOpsError.NotReady) as e:
+            client.connect(SETUP["base"])
+        self.assertEqual(e.exception.code, "sign_in")
+        with self.assertRaises(BackOpsError.Invalid):
+            client.sign_in("not a token")
+
+        # Sign in, follow the event, read a tab.
+        client.sign_in(SETUP["vic_token"])
+        client.subscribe(EVENT)
+        client.connect(SETUP["base"])
+        eventually("the snapshot arrives", lambda: titles(client) == ["Line array"])
+        self.assertTrue(client.sync_status().online)
+        self.assertTrue(any(s.online for s in heard.statuses))
+        info = client.event(EVENT)
+        self.assertEqual((info.seat, info.collaborator, info.read_only), (False, SETUP["audio"], False))
+        self.assertEqual([c.id for c in client.collaborators(EVENT)], [SETUP["audio"]])
+        dash = client.dashboard(EVENT, None)
+        self.assertEqual((dash.name, dash.tasks.todo), ("Audio", 1))
+        # Another collaborator's tab is not on this device.
+        with self.assertRaises(BackOpsError.NotFound):
+            client.dashboard(EVENT, SETUP["client"])
+
+        # Offline: the write shows at once and waits.
+        client.disconnect()
+        self.assertFalse(client.sync_status().online)
+        made = client.create_task(EVENT, NewTask(title="Cable run, written offline"))
+        self.assertEqual(titles(client), ["Cable run, written offline", "Line array"])
+        self.assertEqual(client.sync_status().pending, 1)
+        edited = client.update_task(EVENT, made.record, TaskPatch(assignee=SETUP["vic_id"]))
+        self.assertEqual(edited.record, made.record)
+        self.assertEqual(client.sync_status().pending, 2)
+        self.assertTrue(any(e == EVENT and "task" in k for e, k in heard.changes))
+        self.assertNotIn(threading.get_ident(), heard.threads, "the listener has a thread of its own")
+
+        # Back online: accepted, once, and the server has it.
+        client.connect(SETUP["base"])
+        eventually("the outbox drains", lambda: client.sync_status().pending == 0)
+        server = api("GET", "/v1/events/%s/tasks" % EVENT, SETUP["pm_token"])
+        mine = [t for t in server if t["id"] == made.record]
+        self.assertEqual(len(mine), 1)
+        self.assertEqual((mine[0]["title"], mine[0]["assignee"]), ("Cable run, written offline", SETUP["vic_id"]))
+        self.assertEqual(heard.rejections, [])
+
+        # A change made elsewhere arrives live.
+        api("POST", "/v1/events/%s/tasks" % EVENT, SETUP["pm_token"],
+            {"title": "From the office", "collaborator": SETUP["audio"]})
+        eventually("a live change arrives", lambda: "From the office" in titles(client))
+
+        # Written offline while the office makes Audio read-only: refused, rolled back, heard.
+        client.disconnect()
+        refused = client.create_task(EVENT, NewTask(title="Written while read-only"))
+        api("PATCH", "/v1/events/%s/collaborators/%s" % (EVENT, SETUP["audio"]), SETUP["pm_token"],
+            {"read_only": True})
+        client.connect(SETUP["base"])
+        eventually("the rejection is heard", lambda: len(heard.rejections) == 1)
+        r = heard.rejections[0]
+        self.assertEqual((r.code, r.mutation, r.record, r.kind), ("read_only", refused.mutation, refused.record, "task"))
+        self.assertEqual([x.mutation for x in client.rejections()], [refused.mutation])
+        self.assertNotIn("Written while read-only", titles(client))
+        self.assertEqual(client.sync_status().pending, 0)
+
+        # The device now knows: a write is refused on the spot, with the server's reason.
+        eventually("the device learns it is read-only", lambda: client.event(EVENT).read_only)
+        with self.assertRaises(BackOpsError.Forbidden) as e:
+            client.create_task(EVENT, NewTask(title="Refused at once"))
+        self.assertEqual(e.exception.code, "read_only")
+
+        client.shutdown()
+        with self.assertRaises(BackOpsError.NotReady) as e:
+            client.tasks(EVENT, None)
+        self.assertEqual(e.exception.code, "shut_down")
+
+    def test_writes_made_offline_survive_the_app_being_killed(self):
+        client = self.open("cara", None)
+        device = client.device_id()
+        client.sign_in(SETUP["cara_token"])
+        client.subscribe(EVENT)
+        client.connect(SETUP["base"])
+        eventually("the snapshot arrives", lambda: client.event(EVENT).collaborator == SETUP["client"])
+        client.disconnect()
+        made = client.create_task(EVENT, NewTask(title="Written after the app was killed"))
+        client.shutdown()
+        del client
+
+        again = self.open("cara", None)
+        self.assertEqual(again.device_id(), device)
+        self.assertEqual(again.sync_status().pending, 1)
+        self.assertIn("Written after the app was killed", titles(again))
+        again.sign_in(SETUP["cara_token"])
+        again.connect(SETUP["base"])
+        eventually("the outbox drains", lambda: again.sync_status().pending == 0 and again.sync_status().online)
+        server = api("GET", "/v1/events/%s/tasks" % EVENT, SETUP["pm_token"])
+        self.assertEqual(len([t for t in server if t["id"] == made.record]), 1)
+        again.shutdown()
+
+    def test_bad_input_gets_a_clear_error_and_changes_nothing(self):
+        with self.assertRaises(BackOpsError.Invalid):
+            BackOpsClient.open("", None)
+        client = self.open("bad", None)
+        with self.assertRaises(BackOpsError.Invalid):
+            client.connect("ftp://somewhere")
+        with self.assertRaises(BackOpsError.Invalid):
+            client.subscribe("")
+        # Not followed (or not synced yet): nothing to read or write.
+        with self.assertRaises(BackOpsError.NotFound):
+            client.tasks("no-such-event", None)
+        with self.assertRaises(BackOpsError.Invalid):
+            client.update_task(EVENT, "t1", TaskPatch(assignee="Vic", clear_assignee=True))
+        with self.assertRaises(BackOpsError.Invalid):
+            client.create_advance(EVENT, NewAdvance(collaborator="c", title="Power", answers_json="[1]"))
+        with self.assertRaises(BackOpsError.Invalid):
+            client.update_advance(EVENT, "a1", AdvancePatch(answers_json="{not json"))
+        self.assertEqual(client.sync_status().pending, 0)
+        client.shutdown()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -22,6 +22,7 @@ use tokio::{runtime::Handle, sync::broadcast::error::RecvError};
 
 use crate::{
     BackOpsError, Link,
+    link::Trust,
     types::{
         Activity, ActivityPatch, Advance, AdvancePatch, Collaborator, Dashboard, EventInfo, FileInfo, NewActivity,
         NewAdvance, NewFile, NewTask, Receipt, Rejection, SyncStatus, Task, TaskPatch, fields,
@@ -73,6 +74,7 @@ pub struct BackOpsClient {
 struct Session {
     token: Option<String>,
     url: Option<String>,
+    trust: Trust,
     link: Option<Link>,
 }
 
@@ -172,14 +174,21 @@ impl BackOpsClient {
         if s.link.is_some() && s.url.as_deref() == Some(url.as_str()) {
             return Ok(());
         }
-        if let Some(old) = s.link.take() {
-            self.block_on(old.stop_within(DISCONNECT_WAIT))?;
-        }
-        let replica = self.replica()?;
-        let _runtime = self.handle.enter();
-        s.link = Some(Link::start(replica, &url, &token));
         s.url = Some(url);
-        Ok(())
+        self.relink(&mut s, token)
+    }
+
+    /// Also trusts the certificate authorities in `pem` on `wss://` (for a server on a
+    /// site's own network with its own authority); public authorities are always trusted.
+    /// A connected client reconnects with it at once.
+    pub fn trust_certificate(&self, pem: String) -> Result<(), BackOpsError> {
+        self.ready()?;
+        let mut s = lock(&self.session);
+        s.trust.add_pem(&pem).map_err(BackOpsError::invalid)?;
+        match (s.link.is_some(), s.token.clone()) {
+            (true, Some(token)) => self.relink(&mut s, token),
+            _ => Ok(()),
+        }
     }
 
     /// Stops syncing; local reads and writes go on, and writes wait for the next connection.
@@ -371,6 +380,18 @@ impl BackOpsClient {
 }
 
 impl BackOpsClient {
+    /// (Re)starts the link with the session's address and trust.
+    fn relink(&self, s: &mut Session, token: String) -> Result<(), BackOpsError> {
+        if let Some(old) = s.link.take() {
+            self.block_on(old.stop_within(DISCONNECT_WAIT))?;
+        }
+        let url = s.url.clone().ok_or_else(|| BackOpsError::not_ready("connect", "connect to a server first"))?;
+        let replica = self.replica()?;
+        let _runtime = self.handle.enter();
+        s.link = Some(Link::start_with(replica, &url, &token, s.trust.clone()));
+        Ok(())
+    }
+
     fn ready(&self) -> Result<(), BackOpsError> {
         self.replica().map(drop)
     }
@@ -504,11 +525,6 @@ fn sync_url(given: &str) -> Result<String, BackOpsError> {
     }
     let path = path.trim_end_matches('/');
     let path = if path.is_empty() { "v1/sync" } else { path };
-    if scheme == "wss" {
-        return Err(BackOpsError::invalid(
-            "this build connects over ws:// only; put the server behind a local TLS terminator",
-        ));
-    }
     Ok(format!("{scheme}://{host}/{path}"))
 }
 
@@ -521,6 +537,7 @@ mod tests {
         assert_eq!(sync_url("http://127.0.0.1:8080").unwrap(), "ws://127.0.0.1:8080/v1/sync");
         assert_eq!(sync_url("ws://h:1/v1/sync").unwrap(), "ws://h:1/v1/sync");
         assert_eq!(sync_url(" HTTP://h/ ").unwrap(), "ws://h/v1/sync");
+        assert_eq!(sync_url("https://sync.example.com").unwrap(), "wss://sync.example.com/v1/sync");
         for bad in ["", "h:1", "ftp://h", "http://", "http://u@h", "http://a b"] {
             assert!(sync_url(bad).is_err(), "{bad}");
         }

@@ -11,8 +11,12 @@ use engine::{
     protocol::{ClientMessage, Limits, ServerMessage, close},
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tokio::sync::{Notify, watch};
-use tokio_tungstenite::tungstenite::{Message, protocol::CloseFrame};
+use tokio_tungstenite::{
+    Connector,
+    tungstenite::{Message, protocol::CloseFrame},
+};
 
 /// First wait before reconnecting; doubles up to [`BACKOFF_MAX`] while attempts fail.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -23,6 +27,45 @@ pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 const FRAMES_TOGETHER_MAX: usize = 64;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Which servers a link trusts on `wss://`: the public certificate authorities, and any a
+/// deployment adds (a server on a site's own network, with its own authority).
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    extra: Vec<CertificateDer<'static>>,
+}
+
+impl Trust {
+    /// Also trusts the certificate authorities in `pem` (one or more PEM certificates).
+    /// Returns how many were added.
+    pub fn add_pem(&mut self, pem: &str) -> Result<usize, String> {
+        let bad = || "that is not a PEM certificate".to_string();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().map_err(|_| bad())?;
+        if certs.is_empty() {
+            return Err(bad());
+        }
+        let mut check = rustls::RootCertStore::empty();
+        for c in &certs {
+            check.add(c.clone()).map_err(|_| bad())?;
+        }
+        self.extra.extend(certs);
+        Ok(check.len())
+    }
+
+    fn connector(&self) -> Result<Connector, String> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        for c in &self.extra {
+            roots.add(c.clone()).map_err(|e| e.to_string())?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Connector::Rustls(Arc::new(config)))
+    }
+}
 
 /// A running link; stop it with [`Link::stop`] (dropping it stops it too).
 #[derive(Debug)]
@@ -48,14 +91,27 @@ enum Ended {
 
 impl Link {
     /// Starts keeping `replica` connected to the sync socket at `url`
-    /// (`ws://host:port/v1/sync`), signing in with `token`. Runs on the current Tokio runtime.
+    /// (`ws://host:port/v1/sync` or `wss://…`), signing in with `token`. Runs on the current
+    /// Tokio runtime.
     pub fn start(replica: Replica, url: &str, token: &str) -> Link {
+        Self::start_with(replica, url, token, Trust::default())
+    }
+
+    /// [`Link::start`], trusting `trust`'s certificate authorities on `wss://`.
+    pub fn start_with(replica: Replica, url: &str, token: &str, trust: Trust) -> Link {
         let (token_tx, token_rx) = watch::channel(token.to_string());
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let reconnect = Arc::new(Notify::new());
-        let task =
-            tokio::spawn(run(replica.clone(), url.to_string(), token_rx, stop_rx, wake.clone(), reconnect.clone()));
+        let task = tokio::spawn(run(
+            replica.clone(),
+            url.to_string(),
+            trust,
+            token_rx,
+            stop_rx,
+            wake.clone(),
+            reconnect.clone(),
+        ));
         Link { token: token_tx, stop, wake, reconnect, task: Some(task), replica }
     }
 
@@ -107,11 +163,20 @@ impl Drop for Link {
 async fn run(
     replica: Replica,
     url: String,
+    trust: Trust,
     mut token: watch::Receiver<String>,
     mut stop: watch::Receiver<bool>,
     wake: Arc<Notify>,
     reconnect: Arc<Notify>,
 ) {
+    let connector = match trust.connector() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no TLS configuration");
+            replica.disconnected(Some("this device cannot set up secure connections".into())).await;
+            return;
+        }
+    };
     let mut backoff = BACKOFF_MIN;
     loop {
         if *stop.borrow() {
@@ -121,7 +186,7 @@ async fn run(
         let ended = match tokio::select! {
             biased;
             _ = stop.changed() => None,
-            c = tokio_tungstenite::connect_async(url.as_str()) => Some(c),
+            c = tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, Some(connector.clone())) => Some(c),
         } {
             None => Ended::Stopped,
             Some(Err(e)) => Ended::Retry(format!("cannot reach the server: {e}")),

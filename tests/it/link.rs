@@ -118,3 +118,79 @@ async fn an_expired_sign_in_waits_for_a_new_token() {
     assert!(phone.status().last_error.is_none());
     link.stop().await;
 }
+
+/// A site's own certificate authority and a server certificate it issued for 127.0.0.1.
+fn site_authority() -> (String, rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Harbor Fest site CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    (ca.pem(), cert.der().clone(), key)
+}
+
+/// Terminates TLS on a loopback port in front of `srv` (as a site's proxy would); returns
+/// the `wss://` address of its sync socket.
+async fn tls_in_front_of(
+    srv: &TestServer,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> String {
+    let config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = srv.base.trim_start_matches("http://").to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, backend) = (acceptor.clone(), backend.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else { return };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    format!("wss://127.0.0.1:{port}/v1/sync")
+}
+
+#[tokio::test]
+async fn a_link_syncs_over_tls_with_a_site_authority_it_was_told_to_trust() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    task(&s, &s.pm, &s.audio, "Line array").await;
+    let (ca_pem, cert, key) = site_authority();
+    let url = tls_in_front_of(&srv, cert, key).await;
+
+    // Public authorities only: the site's certificate is refused, and the app is told why.
+    let phone = Replica::open("mem://", Some("vic-phone")).await.unwrap();
+    phone.subscribe(&s.event).await.unwrap();
+    let link = Link::start(phone.clone(), &url, &s.vic.token);
+    eventually("the refusal is shown", async || phone.status().last_error.is_some()).await;
+    let why = phone.status().last_error.unwrap();
+    assert!(why.contains("certificate") && !phone.status().online, "{why}");
+    link.stop().await;
+
+    // Told to trust the site's authority: it syncs, and writes go out, over TLS.
+    let mut trust = mobile_bridge::link::Trust::default();
+    assert!(trust.add_pem("not a certificate").is_err());
+    assert_eq!(trust.add_pem(&ca_pem), Ok(1));
+    let link = mobile_bridge::Link::start_with(phone.clone(), &url, &s.vic.token, trust);
+    eventually("the snapshot arrives over TLS", async || titles(&phone, &s.event).await == ["Line array"]).await;
+    let w =
+        LocalWrite { kind: "task".into(), op: MutationOp::Create, record: None, fields: json!({ "title": "Via TLS" }) };
+    phone.write(&s.event, w).await.unwrap();
+    link.wake();
+    eventually("the write is accepted", async || phone.status().pending == 0).await;
+    assert!(phone.status().online);
+    link.stop().await;
+}

@@ -193,6 +193,8 @@ class MobileBridge(unittest.TestCase):
             client.connect("ftp://somewhere")
         with self.assertRaises(BackOpsError.Invalid):
             client.subscribe("")
+        with self.assertRaises(BackOpsError.Invalid):
+            client.trust_certificate("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
         # Not followed (or not synced yet): nothing to read or write.
         with self.assertRaises(BackOpsError.NotFound):
             client.tasks("no-such-event", None)

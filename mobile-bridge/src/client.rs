@@ -9,7 +9,7 @@
 use std::{
     future::Future,
     path::Path,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock},
     time::Duration,
 };
 
@@ -38,22 +38,21 @@ const DISCONNECT_WAIT: Duration = Duration::from_secs(2);
 /// How long shutting down waits for the replica's files to close.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// Notices waiting for a slow listener before older ones give way to "re-read everything".
-const LISTENER_QUEUE: usize = 256;
-/// Kinds a listener is told to re-read when it missed notices.
-const ALL_KINDS: [&str; 4] = ["activity", "advance", "file_meta", "task"];
+const LISTENER_QUEUE_MAX: usize = 256;
 
 /// What the app implements to hear from the client. Called on a thread of the client's own,
-/// one notice at a time, in order; it may call the client.
+/// one notice at a time, in order; it may call the client. An error (an exception) it
+/// returns is logged and the next notice is delivered as usual.
 #[uniffi::export(callback_interface)]
 pub trait SyncListener: Send + Sync {
     /// Records of `event` changed (from the server or a local write): `kinds` are those that
     /// changed (`task`, `activity`, `file_meta`, `advance`, `collaborator`, …). Re-read what
     /// is on screen.
-    fn on_change(&self, event: String, kinds: Vec<String>);
+    fn on_change(&self, event: String, kinds: Vec<String>) -> Result<(), BackOpsError>;
     /// The sync status changed.
-    fn on_status(&self, status: SyncStatus);
+    fn on_status(&self, status: SyncStatus) -> Result<(), BackOpsError>;
     /// The server refused a local change; the device has already rolled it back.
-    fn on_rejection(&self, rejection: Rejection);
+    fn on_rejection(&self, rejection: Rejection) -> Result<(), BackOpsError>;
 }
 
 #[derive(uniffi::Object)]
@@ -62,8 +61,12 @@ pub struct BackOpsClient {
     replica: Mutex<Option<Replica>>,
     device: String,
     handle: Handle,
-    /// Taken by [`BackOpsClient::shutdown`].
-    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Held (shared) by every call while it runs on the runtime; taken by
+    /// [`BackOpsClient::shutdown`] once those calls are done.
+    runtime: RwLock<Option<tokio::runtime::Runtime>>,
+    /// Connecting, disconnecting, signing in or out, trusting and shutting down, one at a
+    /// time (the session lock itself is only ever held for a moment).
+    transition: Mutex<()>,
     session: Mutex<Session>,
     listener: Arc<Mutex<Option<Arc<dyn SyncListener>>>>,
     /// The task feeding the listener's thread.
@@ -114,7 +117,8 @@ impl BackOpsClient {
             handle: runtime.handle().clone(),
             device: replica.device().into(),
             replica: Mutex::new(Some(replica.clone())),
-            runtime: Mutex::new(Some(runtime)),
+            runtime: RwLock::new(Some(runtime)),
+            transition: Mutex::default(),
             session: Mutex::default(),
             listener: Arc::default(),
             feeding: Mutex::default(),
@@ -146,6 +150,7 @@ impl BackOpsClient {
         if !looks_like_a_token {
             return Err(BackOpsError::invalid("that is not a BackOps sign-in token"));
         }
+        let _t = lock(&self.transition);
         let mut s = lock(&self.session);
         if let Some(link) = &s.link {
             link.set_token(t);
@@ -158,46 +163,49 @@ impl BackOpsClient {
     /// the same person picks up where it was; another person's first connection starts the
     /// device over once nothing is waiting to be sent.
     pub fn sign_out(&self) -> Result<(), BackOpsError> {
-        self.disconnect()?;
+        let _t = lock(&self.transition);
         lock(&self.session).token = None;
-        Ok(())
+        self.stop_link()
     }
 
     /// Keeps the device connected to the server at `server_url` (`https://host`, `ws://host:port`
     /// or the full `…/v1/sync` address) in the background: it reconnects by itself after any
     /// loss. Returns at once; progress arrives as status notices.
     pub fn connect(&self, server_url: String) -> Result<(), BackOpsError> {
-        self.ready()?;
         let url = sync_url(&server_url)?;
-        let mut s = lock(&self.session);
-        let token = s.token.clone().ok_or_else(|| BackOpsError::not_ready("sign_in", "sign in before connecting"))?;
-        if s.link.is_some() && s.url.as_deref() == Some(url.as_str()) {
-            return Ok(());
-        }
-        s.url = Some(url);
-        self.relink(&mut s, token)
+        let _t = lock(&self.transition);
+        self.ready()?;
+        let token = {
+            let mut s = lock(&self.session);
+            let token =
+                s.token.clone().ok_or_else(|| BackOpsError::not_ready("sign_in", "sign in before connecting"))?;
+            if s.link.is_some() && s.url.as_deref() == Some(url.as_str()) {
+                return Ok(());
+            }
+            s.url = Some(url);
+            token
+        };
+        self.relink(token)
     }
 
     /// Also trusts the certificate authorities in `pem` on `wss://` (for a server on a
     /// site's own network with its own authority); public authorities are always trusted.
     /// A connected client reconnects with it at once.
     pub fn trust_certificate(&self, pem: String) -> Result<(), BackOpsError> {
+        let _t = lock(&self.transition);
         self.ready()?;
-        let mut s = lock(&self.session);
-        s.trust.add_pem(&pem).map_err(BackOpsError::invalid)?;
-        match (s.link.is_some(), s.token.clone()) {
-            (true, Some(token)) => self.relink(&mut s, token),
-            _ => Ok(()),
-        }
+        let relink = {
+            let mut s = lock(&self.session);
+            s.trust.add_pem(&pem).map_err(BackOpsError::invalid)?;
+            s.token.clone().filter(|_| s.link.is_some())
+        };
+        relink.map_or(Ok(()), |token| self.relink(token))
     }
 
     /// Stops syncing; local reads and writes go on, and writes wait for the next connection.
     pub fn disconnect(&self) -> Result<(), BackOpsError> {
-        let link = lock(&self.session).link.take();
-        if let Some(link) = link {
-            self.block_on(link.stop_within(DISCONNECT_WAIT))?;
-        }
-        Ok(())
+        let _t = lock(&self.transition);
+        self.stop_link()
     }
 
     /// Drops the connection and connects again at once (the network changed, the app came
@@ -220,7 +228,9 @@ impl BackOpsClient {
     /// the device are not synced yet.
     pub fn unsubscribe(&self, event: String) -> Result<(), BackOpsError> {
         check_id("event", &event)?;
-        self.run(self.replica()?.unsubscribe(&event))
+        self.run(self.replica()?.unsubscribe(&event))?;
+        self.wake();
+        Ok(())
     }
 
     /// The events followed.
@@ -352,13 +362,15 @@ impl BackOpsClient {
 
     /// Disconnects, stops the listener, closes the replica's files and stops the runtime.
     /// Every later call fails with `shut_down`; the data directory can be opened again at
-    /// once. Waits at most a few seconds.
+    /// once. Waits for calls in progress, and at most a few seconds more.
     pub fn shutdown(&self) {
-        let _ = self.disconnect();
+        let _t = lock(&self.transition);
+        let Some(replica) = lock(&self.replica).take() else { return };
+        let _ = self.stop_link();
         *lock(&self.listener) = None;
         let feeding = lock(&self.feeding).take();
-        let replica = lock(&self.replica).take();
-        let Some(rt) = lock(&self.runtime).take() else { return };
+        let runtime = self.runtime.write().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(rt) = runtime else { return };
         if Handle::try_current().is_ok() {
             rt.shutdown_background();
             return;
@@ -380,15 +392,30 @@ impl BackOpsClient {
 }
 
 impl BackOpsClient {
-    /// (Re)starts the link with the session's address and trust.
-    fn relink(&self, s: &mut Session, token: String) -> Result<(), BackOpsError> {
-        if let Some(old) = s.link.take() {
-            self.block_on(old.stop_within(DISCONNECT_WAIT))?;
-        }
-        let url = s.url.clone().ok_or_else(|| BackOpsError::not_ready("connect", "connect to a server first"))?;
+    /// (Re)starts the link with the session's address and trust. The caller holds
+    /// `transition`.
+    fn relink(&self, token: String) -> Result<(), BackOpsError> {
+        self.stop_link()?;
+        let (url, trust) = {
+            let s = lock(&self.session);
+            (s.url.clone(), s.trust.clone())
+        };
+        let url = url.ok_or_else(|| BackOpsError::not_ready("connect", "connect to a server first"))?;
         let replica = self.replica()?;
-        let _runtime = self.handle.enter();
-        s.link = Some(Link::start_with(replica, &url, &token, s.trust.clone()));
+        let link = {
+            let _runtime = self.handle.enter();
+            Link::start_with(replica, &url, &token, trust)
+        };
+        lock(&self.session).link = Some(link);
+        Ok(())
+    }
+
+    /// Stops the link, if any. The caller holds `transition`.
+    fn stop_link(&self) -> Result<(), BackOpsError> {
+        let link = lock(&self.session).link.take();
+        if let Some(link) = link {
+            self.block_on(link.stop_within(DISCONNECT_WAIT))?;
+        }
         Ok(())
     }
 
@@ -402,14 +429,18 @@ impl BackOpsClient {
             .ok_or_else(|| BackOpsError::not_ready("shut_down", "this client was shut down; open a new one"))
     }
 
-    /// Runs `f` on the client's runtime and waits for it: for local work only.
+    /// Runs `f` on the client's runtime and waits for it: for local work only. The runtime
+    /// cannot be shut down under it.
     fn block_on<T>(&self, f: impl Future<Output = T>) -> Result<T, BackOpsError> {
-        self.ready()?;
         if Handle::try_current().is_ok() {
             return Err(BackOpsError::not_ready(
                 "wrong_thread",
                 "call the client from an app thread, not from inside an async runtime",
             ));
+        }
+        let runtime = self.runtime.read().unwrap_or_else(|e| e.into_inner());
+        if runtime.is_none() {
+            return Err(BackOpsError::not_ready("shut_down", "this client was shut down; open a new one"));
         }
         Ok(self.handle.block_on(f))
     }
@@ -440,6 +471,9 @@ impl BackOpsClient {
         if let Some(id) = &record {
             check_id("record", id)?;
         }
+        if lock(&self.session).token.is_none() {
+            return Err(BackOpsError::not_ready("sign_in", "sign in before making changes"));
+        }
         let w = LocalWrite { kind: kind.into(), op, record, fields };
         let written = self.run(self.replica()?.write(&event, w))?;
         self.wake();
@@ -449,14 +483,14 @@ impl BackOpsClient {
     /// Starts the listener's thread, fed by a task that turns the replica's notices into
     /// calls (and a missed run of them into "re-read everything").
     fn start_listening(&self, replica: Replica) -> Result<(), BackOpsError> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Notice>(LISTENER_QUEUE);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Notice>(LISTENER_QUEUE_MAX);
         let mut notices = replica.notices();
         *lock(&self.feeding) = Some(self.handle.spawn(async move {
             loop {
                 let n = match notices.recv().await {
                     Ok(n) => vec![n],
                     Err(RecvError::Lagged(_)) => {
-                        let kinds: Vec<String> = ALL_KINDS.iter().map(|k| k.to_string()).collect();
+                        let kinds: Vec<String> = engine::feed::KINDS.iter().map(|k| k.to_string()).collect();
                         let mut v: Vec<Notice> = replica
                             .subscriptions()
                             .await
@@ -482,10 +516,15 @@ impl BackOpsClient {
                 // Ends when the runtime stops (the feeding task is dropped with it).
                 while let Some(n) = rx.blocking_recv() {
                     let Some(l) = lock(&listener).clone() else { continue };
-                    match n {
+                    // A listener that fails must not silence the notices after it (an error it
+                    // returns is logged where it is converted; a panic here).
+                    let heard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match n {
                         Notice::Changed { event, kinds } => l.on_change(event, kinds),
                         Notice::Status(s) => l.on_status(s.into()),
                         Notice::Rejected(r) => l.on_rejection(r.into()),
+                    }));
+                    if heard.is_err() {
+                        tracing::warn!("the app's sync listener panicked on a notice");
                     }
                 }
             })

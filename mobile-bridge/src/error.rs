@@ -16,7 +16,7 @@ pub enum BackOpsError {
     /// Not held on this device: not followed, not synced yet, or not visible to the person.
     #[error("{message}")]
     NotFound { message: String },
-    /// The device's state stands in the way (`changes_pending`, `another_account`, …).
+    /// The device's state stands in the way (`changes_pending`, `other_account`, …).
     #[error("{message}")]
     Conflict { code: String, message: String },
     /// The call needs something done first (`sign_in`, `shut_down`, `wrong_thread`).
@@ -54,6 +54,14 @@ impl BackOpsError {
     }
 }
 
+/// A listener the app implements failed (threw): the bridge logs it and carries on.
+impl From<uniffi::UnexpectedUniFFICallbackError> for BackOpsError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        tracing::warn!(reason = %e.reason, "the app's sync listener failed");
+        BackOpsError::Invalid { code: "listener_failed".into(), message: "the app's listener failed".into() }
+    }
+}
+
 impl From<engine::Error> for BackOpsError {
     fn from(e: engine::Error) -> Self {
         use engine::Error as E;
@@ -64,7 +72,16 @@ impl From<engine::Error> for BackOpsError {
             E::NotFound { .. } => BackOpsError::NotFound { message: e.to_string() },
             E::Conflict { message, .. } => BackOpsError::Conflict { code, message },
             E::BadCredentials => BackOpsError::Forbidden { code, message: e.to_string() },
-            E::SchemaTooNew { .. } | E::Config(_) => BackOpsError::Storage { code, message: e.to_string() },
+            E::SchemaTooNew { .. } => BackOpsError::Storage { code, message: e.to_string() },
+            E::Config(detail) => {
+                tracing::error!(error = %detail, "device storage cannot be opened");
+                let message = if detail.contains("in use by another process") {
+                    "the data directory is in use by another BackOps client; shut that one down first"
+                } else {
+                    "the device's storage cannot be opened"
+                };
+                BackOpsError::Storage { code, message: message.into() }
+            }
             E::StaleAccess => {
                 BackOpsError::Conflict { code, message: "access changed while the call ran; try again".into() }
             }
@@ -84,6 +101,10 @@ mod tests {
         assert!(!e.to_string().contains("surrealdb") && !e.to_string().contains("/home"));
         let e: BackOpsError = engine::Error::forbidden("read_only", "this collaborator is read-only").into();
         assert_eq!((e.code(), e.to_string().as_str()), ("read_only", "this collaborator is read-only"));
+        let e: BackOpsError =
+            engine::Error::Config("cannot open the database at surrealkv:///home/ann/x: io error".into()).into();
+        assert_eq!(e.code(), "config");
+        assert!(!e.to_string().contains("/home") && !e.to_string().contains("io error"), "{e}");
         let e: BackOpsError = engine::Error::not_found("task").into();
         assert_eq!((e.code(), e.to_string().as_str()), ("not_found", "task not found"));
     }

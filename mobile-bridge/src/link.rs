@@ -21,8 +21,13 @@ use tokio_tungstenite::{
 /// First wait before reconnecting; doubles up to [`BACKOFF_MAX`] while attempts fail.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How long a connection may take to be welcomed.
+/// How long a connection may take to be opened, and then to be welcomed.
 pub const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeats without a word from the server before the connection is taken for dead.
+const SILENT_BEATS_MAX: u32 = 3;
+/// How long a welcomed connection must last for the next failure to start the backoff over
+/// (a server that welcomes and then drops every connection is not retried in a tight loop).
+const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Frames that already arrived, taken together (a run of changes is one transaction).
 const FRAMES_TOGETHER_MAX: usize = 64;
 
@@ -68,7 +73,6 @@ impl Trust {
 }
 
 /// A running link; stop it with [`Link::stop`] (dropping it stops it too).
-#[derive(Debug)]
 pub struct Link {
     token: watch::Sender<String>,
     stop: watch::Sender<bool>,
@@ -87,6 +91,13 @@ enum Ended {
     /// The replica refused the connection (another account's changes are pending).
     Refused(String),
     Stopped,
+}
+
+impl std::fmt::Debug for Link {
+    /// Never shows the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("device", &self.replica.device()).finish_non_exhaustive()
+    }
 }
 
 impl Link {
@@ -183,17 +194,27 @@ async fn run(
             break;
         }
         let current = token.borrow_and_update().clone();
+        let connecting = tokio::time::timeout(
+            WELCOME_TIMEOUT,
+            tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, Some(connector.clone())),
+        );
         let ended = match tokio::select! {
             biased;
             _ = stop.changed() => None,
-            c = tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, Some(connector.clone())) => Some(c),
+            _ = reconnect.notified() => Some(Err("reconnecting".to_string())),
+            c = connecting => Some(match c {
+                Ok(Ok((ws, _))) => Ok(ws),
+                Ok(Err(e)) => Err(format!("cannot reach the server: {e}")),
+                Err(_) => Err("cannot reach the server: no answer".to_string()),
+            }),
         } {
             None => Ended::Stopped,
-            Some(Err(e)) => Ended::Retry(format!("cannot reach the server: {e}")),
-            Some(Ok((ws, _))) => {
+            Some(Err(why)) => Ended::Retry(why),
+            Some(Ok(ws)) => {
+                let started = tokio::time::Instant::now();
                 let ended = session(&replica, ws, &current, &mut stop, &wake, &reconnect).await;
-                if matches!(ended, Ended::Retry(_)) {
-                    // It was connected: the next failure starts the backoff over.
+                if matches!(ended, Ended::Retry(_)) && started.elapsed() >= STABLE_AFTER {
+                    // It was connected for a while: the next failure starts the backoff over.
                     backoff = BACKOFF_MIN;
                 }
                 ended
@@ -225,8 +246,7 @@ async fn run(
 
 /// Up to a quarter of `d`, so that many devices cut off together do not return together.
 fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |t| t.subsec_nanos());
-    d / 4 * (nanos % 1000) / 1000
+    d.mul_f64(rand::random::<f64>() / 4.0)
 }
 
 async fn send(ws: &mut Ws, m: &ClientMessage) -> Result<(), String> {
@@ -281,6 +301,8 @@ async fn session(
     let heartbeat = Duration::from_millis(limits.heartbeat_ms.max(1000));
     let mut beat = tokio::time::interval(heartbeat);
     beat.tick().await;
+    // Heartbeats since the server last said anything (it answers each ping).
+    let mut silent_beats = 0;
     // Pushes stay well inside the frame the server accepts.
     let push_bytes = limits.frame_bytes_max / 2;
     loop {
@@ -308,6 +330,11 @@ async fn session(
                 continue;
             }
             _ = beat.tick() => {
+                silent_beats += 1;
+                if silent_beats > SILENT_BEATS_MAX {
+                    let _ = ws.close(None).await;
+                    return Ended::Retry("the server stopped answering".into());
+                }
                 let mut out = replica.resubscribe().await;
                 out.push(ClientMessage::Ping);
                 for m in out {
@@ -317,7 +344,10 @@ async fn session(
                 }
                 continue;
             }
-            m = ws.next() => m,
+            m = ws.next() => {
+                silent_beats = 0;
+                m
+            }
         };
         // What already arrived is taken together.
         let mut frames = Vec::new();

@@ -7,6 +7,13 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use tests::{TestServer, stage, task};
 
+/// The library Python loads: the one cargo built beside this test binary, or the one
+/// `BACKOPS_BRIDGE_LIBRARY` names (e.g. the `mobile` profile's, as an app ships it; the
+/// bindings, generated from the test build, must load it all the same).
+fn loaded_library() -> PathBuf {
+    std::env::var_os("BACKOPS_BRIDGE_LIBRARY").map_or_else(bridge_library, PathBuf::from)
+}
+
 /// The compiled bridge library cargo built beside this test binary.
 fn bridge_library() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -67,7 +74,7 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
     let library = bridge_library();
     generate(&library, vec![uniffi::TargetLanguage::Python], bindings.path());
     // The generated module loads the library from its own directory.
-    std::fs::copy(&library, bindings.path().join(library.file_name().unwrap())).unwrap();
+    std::fs::copy(loaded_library(), bindings.path().join(library.file_name().unwrap())).unwrap();
 
     let data = tempfile::tempdir().unwrap();
     let setup = json!({

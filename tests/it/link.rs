@@ -58,7 +58,17 @@ async fn the_link_keeps_a_phone_in_sync_by_itself() {
     .await;
 
     // The connection drops; the link comes back by itself and resumes from its cursor.
+    let mut heard = phone.notices();
     link.reconnect();
+    let mut went = Vec::new();
+    while went != [false, true] {
+        let n = tokio::time::timeout(WAIT_MAX, heard.recv()).await.expect("the link reconnects").unwrap();
+        if let engine::device::Notice::Status(st) = n
+            && went.last() != Some(&st.online)
+        {
+            went.push(st.online);
+        }
+    }
     task(&s, &s.pm, &s.audio, "While away").await;
     eventually("it resumes", async || titles(&phone, &s.event).await.contains(&"While away".to_string())).await;
     assert!(phone.status().online && phone.status().last_sync.is_some());

@@ -7,6 +7,9 @@ from the built library and passes the setup in BACKOPS_E2E.
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 import unittest
@@ -14,6 +17,7 @@ import urllib.request
 
 from mobile_bridge import (
     AdvancePatch,
+    AdvanceStatus,
     BackOpsClient,
     BackOpsError,
     NewAdvance,
@@ -121,7 +125,7 @@ class MobileBridge(unittest.TestCase):
         edited = client.update_task(EVENT, made.record, TaskPatch(assignee=SETUP["vic_id"]))
         self.assertEqual(edited.record, made.record)
         self.assertEqual(client.sync_status().pending, 2)
-        self.assertTrue(any(e == EVENT and "task" in k for e, k in heard.changes))
+        eventually("the write is heard", lambda: any(e == EVENT and "task" in k for e, k in heard.changes))
         self.assertNotIn(threading.get_ident(), heard.threads, "the listener has a thread of its own")
 
         # Back online: accepted, once, and the server has it.
@@ -143,6 +147,8 @@ class MobileBridge(unittest.TestCase):
         refused = client.create_task(EVENT, NewTask(title="Written while read-only"))
         api("PATCH", "/v1/events/%s/collaborators/%s" % (EVENT, SETUP["audio"]), SETUP["pm_token"],
             {"read_only": True})
+        self.addCleanup(api, "PATCH", "/v1/events/%s/collaborators/%s" % (EVENT, SETUP["audio"]),
+                        SETUP["pm_token"], {"read_only": False})
         client.connect(SETUP["base"])
         eventually("the rejection is heard", lambda: len(heard.rejections) == 1)
         r = heard.rejections[0]
@@ -162,6 +168,41 @@ class MobileBridge(unittest.TestCase):
             client.tasks(EVENT, None)
         self.assertEqual(e.exception.code, "shut_down")
 
+    def test_a_seat_holder_sees_the_whole_event_and_a_vendor_answers_an_advance(self):
+        office = self.open("pm", "office-tablet")
+        office.sign_in(SETUP["pm_token"])
+        office.subscribe(EVENT)
+        office.connect(SETUP["base"])
+        eventually("the whole event arrives", lambda: office.event(EVENT).seat)
+        names = [c.name for c in office.collaborators(EVENT)]
+        self.assertTrue({"Audio", "Client"} <= set(names), names)
+        eventually("every collaborator's tasks", lambda: "Line array" in titles(office))
+        audio_only = office.tasks(EVENT, SETUP["audio"])
+        self.assertTrue(audio_only and all(t.collaborator == SETUP["audio"] for t in audio_only))
+        self.assertEqual(office.dashboard(EVENT, SETUP["audio"]).name, "Audio")
+
+        vendor = self.open("vic-advance", "vic-tablet")
+        vendor.sign_in(SETUP["vic_token"])
+        vendor.subscribe(EVENT)
+        vendor.connect(SETUP["base"])
+        sent = office.create_advance(EVENT, NewAdvance(collaborator=SETUP["audio"], title="Power needs"))
+        eventually("the vendor receives the advance", lambda: [a.id for a in vendor.advances(EVENT, None)] == [sent.record])
+        vendor.update_advance(EVENT, sent.record, AdvancePatch(answers_json='{"amps": 63, "phases": 3}'))
+        eventually("the office sees the answer", lambda: json.loads(
+            [a for a in office.advances(EVENT, None) if a.id == sent.record][0].answers_json) == {"amps": 63, "phases": 3})
+        answered = [a for a in office.advances(EVENT, None) if a.id == sent.record][0]
+        self.assertEqual(answered.status, AdvanceStatus.NEEDS_REVIEW)
+        self.assertEqual(office.dashboard(EVENT, SETUP["audio"]).advances.needs_review, 1)
+        # Reviewing is the event team's: the vendor's device refuses it on the spot.
+        with self.assertRaises(BackOpsError.Forbidden) as e:
+            vendor.update_advance(EVENT, sent.record, AdvancePatch(status=AdvanceStatus.DONE))
+        self.assertEqual(e.exception.code, "review_requires_seat")
+        office.update_advance(EVENT, sent.record, AdvancePatch(status=AdvanceStatus.DONE))
+        eventually("the vendor sees it reviewed",
+                   lambda: vendor.advances(EVENT, None)[0].status == AdvanceStatus.DONE)
+        office.shutdown()
+        vendor.shutdown()
+
     def test_writes_made_offline_survive_the_app_being_killed(self):
         client = self.open("cara", None)
         device = client.device_id()
@@ -169,10 +210,22 @@ class MobileBridge(unittest.TestCase):
         client.subscribe(EVENT)
         client.connect(SETUP["base"])
         eventually("the snapshot arrives", lambda: client.event(EVENT).collaborator == SETUP["client"])
-        client.disconnect()
-        made = client.create_task(EVENT, NewTask(title="Written after the app was killed"))
         client.shutdown()
         del client
+
+        # Another process writes offline and dies without shutting anything down.
+        killed = subprocess.run([sys.executable, "-c", """
+import os, sys
+from mobile_bridge import BackOpsClient, NewTask
+c = BackOpsClient.open(sys.argv[1], None)
+c.sign_in(sys.argv[2])
+made = c.create_task(sys.argv[3], NewTask(title="Written after the app was killed"))
+print(made.record, flush=True)
+os._exit(9)
+""", os.path.join(SETUP["data_dir"], "cara"), SETUP["cara_token"], EVENT], capture_output=True, text=True,
+            timeout=60)
+        self.assertEqual(killed.returncode, 9, killed.stderr)
+        record = killed.stdout.strip()
 
         again = self.open("cara", None)
         self.assertEqual(again.device_id(), device)
@@ -182,13 +235,68 @@ class MobileBridge(unittest.TestCase):
         again.connect(SETUP["base"])
         eventually("the outbox drains", lambda: again.sync_status().pending == 0 and again.sync_status().online)
         server = api("GET", "/v1/events/%s/tasks" % EVENT, SETUP["pm_token"])
-        self.assertEqual(len([t for t in server if t["id"] == made.record]), 1)
+        self.assertEqual(len([t for t in server if t["id"] == record]), 1)
         again.shutdown()
+
+    def test_a_server_that_never_answers_blocks_no_call(self):
+        client = self.open("blackhole", None)
+        client.sign_in(SETUP["cara_token"])
+        client.subscribe(EVENT)
+        client.connect(SETUP["base"])
+        eventually("synced", lambda: client.event(EVENT).collaborator == SETUP["client"])
+        client.disconnect()
+        # A server that takes the connection and then says nothing (a captive portal, a
+        # dead proxy): the kernel completes the handshake, nobody ever answers.
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        try:
+            started = time.monotonic()
+            client.connect("ws://127.0.0.1:%d" % port)
+            made = client.create_task(EVENT, NewTask(title="While the network hangs"))
+            self.assertIn("While the network hangs", titles(client))
+            self.assertFalse(client.sync_status().online)
+            client.disconnect()
+            # The link waits up to 10 s for a welcome; none of these calls waited for it.
+            self.assertLess(time.monotonic() - started, 5.0)
+            self.assertEqual(client.sync_status().pending, 1)
+            client.connect(SETUP["base"])
+            eventually("sent once back on a real server", lambda: client.sync_status().pending == 0)
+            server = api("GET", "/v1/events/%s/tasks" % EVENT, SETUP["pm_token"])
+            self.assertEqual(len([t for t in server if t["id"] == made.record]), 1)
+        finally:
+            silent.close()
+            client.shutdown()
+
+    def test_a_failing_listener_does_not_silence_the_next_notices(self):
+        class Failing(Recorder):
+            def on_status(self, status):
+                super().on_status(status)
+                raise RuntimeError("the app's handler has a bug")
+
+        client = self.open("failing", None)
+        client.sign_in(SETUP["cara_token"])
+        client.subscribe(EVENT)
+        client.connect(SETUP["base"])
+        eventually("synced", lambda: client.event(EVENT).collaborator == SETUP["client"])
+        client.disconnect()
+        heard = Failing()
+        client.set_listener(heard)
+        client.create_task(EVENT, NewTask(title="First"))
+        client.create_task(EVENT, NewTask(title="Second"))
+        # Each write changes the pending count; the listener fails on every notice and still
+        # hears the next one.
+        eventually("both writes are heard", lambda: [s.pending for s in heard.statuses][-2:] == [1, 2])
+        client.shutdown()
 
     def test_bad_input_gets_a_clear_error_and_changes_nothing(self):
         with self.assertRaises(BackOpsError.Invalid):
             BackOpsClient.open("", None)
         client = self.open("bad", None)
+        with self.assertRaises(BackOpsError.NotReady) as e:
+            client.create_task(EVENT, NewTask(title="Before signing in"))
+        self.assertEqual(e.exception.code, "sign_in")
         with self.assertRaises(BackOpsError.Invalid):
             client.connect("ftp://somewhere")
         with self.assertRaises(BackOpsError.Invalid):
@@ -204,7 +312,6 @@ class MobileBridge(unittest.TestCase):
             client.create_advance(EVENT, NewAdvance(collaborator="c", title="Power", answers_json="[1]"))
         with self.assertRaises(BackOpsError.Invalid):
             client.update_advance(EVENT, "a1", AdvancePatch(answers_json="{not json"))
-        self.assertEqual(client.sync_status().pending, 0)
         client.shutdown()
 
 

@@ -159,8 +159,8 @@ impl Replica {
         Ok(out)
     }
 
-    /// Subscriptions not yet sent on the current connection: one added while online, or one
-    /// the server refused (the person had no access). A link calls this with each heartbeat,
+    /// Subscriptions not yet sent on the current connection (one added while online, or one
+    /// the server refused: the person had no access), after the unsubscriptions not sent yet. A link calls this with each heartbeat,
     /// so access granted later brings the event back without a reconnect.
     pub async fn resubscribe(&self) -> Vec<ClientMessage> {
         Self::subscribes(&mut *self.inner.state.lock().await)
@@ -168,7 +168,8 @@ impl Replica {
 
     fn subscribes(st: &mut State) -> Vec<ClientMessage> {
         let Some(link) = st.link.as_mut() else { return Vec::new() };
-        let mut out = Vec::new();
+        let mut out: Vec<ClientMessage> =
+            link.unsubscribed.drain(..).map(|event| ClientMessage::Unsubscribe { event }).collect();
         for (event, sub) in &st.subs {
             if link.subscribed.insert(event.clone()) {
                 out.push(ClientMessage::Subscribe { event: event.clone(), cursor: sub.cursor });
@@ -323,8 +324,12 @@ impl Replica {
 
     async fn on_changes(&self, event: &str, changes: Vec<WireChange>, cursor: i64) -> Result<()> {
         let mut st = self.inner.state.lock().await;
-        if !st.subs.contains_key(event) {
-            return Ok(());
+        match st.subs.get(event) {
+            // A frame of an earlier subscription of the event (unsubscribed since, and maybe
+            // followed again: its snapshot will come) or of one never made.
+            None => return Ok(()),
+            Some(sub) if sub.cursor.is_none() && sub.snapshot.is_none() => return Ok(()),
+            Some(_) => {}
         }
         let mut ops = Vec::with_capacity(changes.len());
         let mut kinds = HashSet::new();
@@ -362,13 +367,16 @@ impl Replica {
                 }
             }
         }
-        if let Some(sub) = st.subs.get_mut(event) {
-            sub.cursor = Some(sub.cursor.unwrap_or(0).max(cursor));
-        }
-        // Mutations the stream now reflects leave the outbox in the same transaction.
-        let (drop_ns, stale) = self.reflected(&mut st, event, &last);
+        let moved = st.subs.get(event).and_then(|s| s.cursor).unwrap_or(0).max(cursor);
+        // Mutations the stream now reflects leave the outbox in the same transaction. Memory
+        // follows only once it is stored: a failed store leaves the cursor where it was.
+        let (drop_ns, stale) = self.reflected(&st, event, moved, &last);
         let vars = json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP, "drop": drop_ns });
         self.inner.store.run(ROWS_SQL, vars).await?;
+        if let Some(sub) = st.subs.get_mut(event) {
+            sub.cursor = Some(moved);
+        }
+        self.forget(&mut st, &drop_ns);
         self.mirror_mut().apply(event, &ops);
         self.rebuild(&st, event, stale, Vec::new()).await?;
         self.after_cursor(&mut st, event, access).await?;
@@ -585,32 +593,31 @@ impl Replica {
     /// mutation's seq: its change was not visible to the device), to rebuild.
     fn reflected(
         &self,
-        st: &mut State,
+        st: &State,
         event: &str,
+        cursor: i64,
         last: &HashMap<(String, String), i64>,
     ) -> (Vec<u64>, Vec<(String, String)>) {
-        let cursor = st.subs.get(event).and_then(|s| s.cursor).unwrap_or(0);
-        let done: Vec<u64> = st
-            .outbox
-            .values()
-            .filter(|o| o.event == event && o.accepted.is_some_and(|a| a <= cursor))
-            .map(|o| o.n)
+        let done: Vec<&super::Outgoing> =
+            st.outbox.values().filter(|o| o.event == event && o.accepted.is_some_and(|a| a <= cursor)).collect();
+        let mut stale: Vec<(String, String)> = done
+            .iter()
+            .filter(|o| last.get(&(o.kind.clone(), o.record.clone())).is_none_or(|seq| Some(*seq) < o.accepted))
+            .map(|o| (o.kind.clone(), o.record.clone()))
             .collect();
-        let mut stale = Vec::new();
-        for n in &done {
-            if let Some(o) = st.outbox.remove(n) {
-                let key = (o.kind, o.record);
-                if last.get(&key).is_none_or(|seq| Some(*seq) < o.accepted) {
-                    stale.push(key);
-                }
-            }
-        }
         stale.sort();
         stale.dedup();
+        (done.iter().map(|o| o.n).collect(), stale)
+    }
+
+    /// Takes reflected mutations out of the outbox in memory (their stored entries are gone).
+    fn forget(&self, st: &mut State, done: &[u64]) {
+        for n in done {
+            st.outbox.remove(n);
+        }
         if !done.is_empty() {
             self.refresh_status(st, |_| {});
         }
-        (done, stale)
     }
 
     /// After the cursor of `event` moved outside a changes frame (an ack, a pong): the
@@ -618,7 +625,9 @@ impl Replica {
     /// the standing is read again and the device's own unsent records it no longer allows
     /// are purged (the server answers their mutations with refusals).
     async fn after_cursor(&self, st: &mut State, event: &str, access: bool) -> Result<()> {
-        let (done, stale) = self.reflected(st, event, &HashMap::new());
+        let cursor = st.subs.get(event).and_then(|s| s.cursor).unwrap_or(0);
+        let (done, stale) = self.reflected(st, event, cursor, &HashMap::new());
+        self.forget(st, &done);
         if !done.is_empty() {
             self.rebuild(st, event, stale, done).await?;
         }

@@ -139,6 +139,8 @@ struct State {
 struct Link {
     /// Events subscribed on this connection (pushes go only to those).
     subscribed: HashSet<String>,
+    /// Events unsubscribed locally that the server still streams: to tell it.
+    unsubscribed: Vec<String>,
     /// The pushes waiting for their acks, oldest first: event and outbox numbers.
     in_flight: Vec<(String, Vec<u64>)>,
 }
@@ -338,8 +340,9 @@ impl Replica {
         Ok(())
     }
 
-    /// Stops following `event` and forgets its records. Refused while the device still has
-    /// changes of that event to send: nothing made offline is thrown away.
+    /// Stops following `event` and forgets its records (the link tells the server with its
+    /// next [`Replica::resubscribe`]). Refused while the device still has changes of that
+    /// event to send: nothing made offline is thrown away.
     pub async fn unsubscribe(&self, event: &str) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let pending = st.outbox.values().filter(|o| o.event == event && o.accepted.is_none()).count();
@@ -363,8 +366,10 @@ impl Replica {
         self.mirror_mut().clear(event);
         st.subs.remove(event);
         st.outbox.retain(|_, o| o.event != event);
-        if let Some(l) = &mut st.link {
-            l.subscribed.remove(event);
+        if let Some(l) = &mut st.link
+            && l.subscribed.remove(event)
+        {
+            l.unsubscribed.push(event.into());
         }
         Ok(())
     }

@@ -88,6 +88,16 @@ class MobileBridge(unittest.TestCase):
     def open(self, name, device):
         return BackOpsClient.open(os.path.join(SETUP["data_dir"], name), device)
 
+    def synced_cara(self, name):
+        """Cara's device (the Client collaborator), synced once and then offline."""
+        client = self.open(name, None)
+        client.sign_in(SETUP["cara_token"])
+        client.subscribe(EVENT)
+        client.connect(SETUP["base"])
+        eventually("the snapshot arrives", lambda: client.event(EVENT).collaborator == SETUP["client"])
+        client.disconnect()
+        return client
+
     def test_offline_write_reconciles_and_a_refused_write_is_heard(self):
         client = self.open("vic", "vic-phone")
         heard = Recorder()
@@ -204,12 +214,8 @@ class MobileBridge(unittest.TestCase):
         vendor.shutdown()
 
     def test_writes_made_offline_survive_the_app_being_killed(self):
-        client = self.open("cara", None)
+        client = self.synced_cara("cara")
         device = client.device_id()
-        client.sign_in(SETUP["cara_token"])
-        client.subscribe(EVENT)
-        client.connect(SETUP["base"])
-        eventually("the snapshot arrives", lambda: client.event(EVENT).collaborator == SETUP["client"])
         client.shutdown()
         del client
 
@@ -239,12 +245,7 @@ os._exit(9)
         again.shutdown()
 
     def test_a_server_that_never_answers_blocks_no_call(self):
-        client = self.open("blackhole", None)
-        client.sign_in(SETUP["cara_token"])
-        client.subscribe(EVENT)
-        client.connect(SETUP["base"])
-        eventually("synced", lambda: client.event(EVENT).collaborator == SETUP["client"])
-        client.disconnect()
+        client = self.synced_cara("blackhole")
         # A server that takes the connection and then says nothing (a captive portal, a
         # dead proxy): the kernel completes the handshake, nobody ever answers.
         silent = socket.socket()
@@ -275,12 +276,7 @@ os._exit(9)
                 super().on_status(status)
                 raise RuntimeError("the app's handler has a bug")
 
-        client = self.open("failing", None)
-        client.sign_in(SETUP["cara_token"])
-        client.subscribe(EVENT)
-        client.connect(SETUP["base"])
-        eventually("synced", lambda: client.event(EVENT).collaborator == SETUP["client"])
-        client.disconnect()
+        client = self.synced_cara("failing")
         heard = Failing()
         client.set_listener(heard)
         client.create_task(EVENT, NewTask(title="First"))

@@ -10,8 +10,10 @@ use engine::{
 };
 
 fn access(c: &mut Criterion) {
-    let member =
-        Standing { membership: Some(Membership { collaborator: "A".into(), read_only: false }), ..Default::default() };
+    let member = Standing {
+        membership: Some(Membership { collaborator: "A".into(), read_only: false, ..Default::default() }),
+        ..Default::default()
+    };
     let scope = ["A".to_string()];
     c.bench_function("access/decide_member_write", |b| {
         b.iter(|| {

@@ -24,12 +24,83 @@ impl OrgRole {
     }
 }
 
+/// A field module a seat holder grants a collaborator, beyond the five tabs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Module {
+    /// Scan the event's credentials at its gates.
+    Gate,
+    /// Clock punches and one's own timecards.
+    Labor,
+    /// Gear check-out and check-in.
+    Assets,
+}
+
+impl Module {
+    pub const ALL: [Module; 3] = [Module::Gate, Module::Labor, Module::Assets];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Module::Gate => "gate",
+            Module::Labor => "labor",
+            Module::Assets => "assets",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Module> {
+        Module::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of modules (a small bit set: cheap to copy, compare and hash).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Modules(u8);
+
+impl Modules {
+    pub fn has(self, m: Module) -> bool {
+        self.0 & m.bit() != 0
+    }
+
+    pub fn with(self, m: Module) -> Modules {
+        Modules(self.0 | m.bit())
+    }
+
+    pub fn without(self, m: Module) -> Modules {
+        Modules(self.0 & !m.bit())
+    }
+
+    /// Whether some module of `self` is not in `other`.
+    pub fn lost_in(self, other: Modules) -> bool {
+        self.0 & !other.0 != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Module> {
+        Module::ALL.into_iter().filter(move |m| self.has(*m))
+    }
+}
+
+impl FromIterator<Module> for Modules {
+    fn from_iter<I: IntoIterator<Item = Module>>(iter: I) -> Modules {
+        iter.into_iter().fold(Modules::default(), Modules::with)
+    }
+}
+
 /// Free collaborator access: the one collaborator a person belongs to in an event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Membership {
     pub collaborator: String,
     /// Read-only set on the collaborator or on this person in it.
     pub read_only: bool,
+    /// The field modules granted to the collaborator.
+    pub modules: Modules,
 }
 
 /// Everything access needs to know about one person in one event.
@@ -66,6 +137,9 @@ pub enum Target<'a> {
     Setup,
     /// The event's Event Pro seats.
     Seats,
+    /// The data of a field module (credentials, gates and scans for `gate`): reached by
+    /// seat holders and by members of a collaborator granted the module.
+    Module(Module),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +166,9 @@ pub enum Decision {
 /// - A collaborator member reads their own collaborator's five tabs and writes them unless
 ///   read-only; a record shared with other collaborators (an activity tagged to several) can
 ///   be read but not changed, since free access is contained in one collaborator.
+/// - A member of a collaborator granted a field module reads that module's data and writes
+///   it (scans, punches, custody moves) unless read-only; managing it (credentials, gates)
+///   is the event team's, as setup.
 /// - Organization owners and admins see the event and manage its seats.
 /// - Anyone else: nothing.
 pub fn decide(s: &Standing, action: Action, target: Target<'_>) -> Decision {
@@ -117,6 +194,19 @@ pub fn decide(s: &Standing, action: Action, target: Target<'_>) -> Decision {
                 Decision::Denied
             } else {
                 Decision::Hidden
+            }
+        }
+        Target::Module(module) => {
+            if s.seat {
+                return Decision::Allow;
+            }
+            match &s.membership {
+                Some(m) if m.modules.has(module) => match action {
+                    Action::Read => Decision::Allow,
+                    Action::Write if m.read_only => Decision::ReadOnly,
+                    Action::Write => Decision::Allow,
+                },
+                _ => Decision::Hidden,
             }
         }
         Target::Tab { collaborators, .. } => {
@@ -166,7 +256,7 @@ mod tests {
     use super::*;
 
     fn member(c: &str, read_only: bool) -> Option<Membership> {
-        Some(Membership { collaborator: c.into(), read_only })
+        Some(Membership { collaborator: c.into(), read_only, ..Default::default() })
     }
 
     /// The people of the matrix.
@@ -232,6 +322,54 @@ mod tests {
             assert_eq!(decide(&m, Action::Read, Target::Tab { tab, collaborators: &b }), H);
             assert_eq!(decide(&m, Action::Read, Target::Tab { tab, collaborators: &[] }), H);
         }
+    }
+
+    #[test]
+    fn module_matrix_every_cell() {
+        let gate = Modules::default().with(Module::Gate);
+        let with = |read_only| Standing {
+            membership: Some(Membership { collaborator: "A".into(), read_only, modules: gate }),
+            ..Default::default()
+        };
+        let people = [
+            ("seat holder", Standing { seat: true, ..Default::default() }),
+            ("gate member", with(false)),
+            ("read-only gate member", with(true)),
+            ("member without modules", Standing { membership: member("A", false), ..Default::default() }),
+            ("org owner", Standing { org_role: Some(OrgRole::Owner), ..Default::default() }),
+            ("stranger", Standing::default()),
+        ];
+        // Per person: (read, write) of the gate module, then of the labor module.
+        #[rustfmt::skip]
+        let expected = [
+            [(A, A), (A, A)], // seat holder
+            [(A, A), (H, H)], // gate member
+            [(A, R), (H, H)], // read-only gate member
+            [(H, H), (H, H)], // member without modules
+            [(H, H), (H, H)], // org owner
+            [(H, H), (H, H)], // stranger
+        ];
+        for ((who, s), row) in people.iter().zip(expected) {
+            for (module, (read, write)) in [Module::Gate, Module::Labor].into_iter().zip(row) {
+                assert_eq!(decide(s, Action::Read, Target::Module(module)), read, "{who} reads {module:?}");
+                assert_eq!(decide(s, Action::Write, Target::Module(module)), write, "{who} writes {module:?}");
+            }
+        }
+        // A module is no way into the five tabs of another collaborator, nor into setup.
+        let b = ["B".to_string()];
+        assert_eq!(decide(&with(false), Action::Read, Target::Tab { tab: Tab::Tasks, collaborators: &b }), H);
+        assert_eq!(decide(&with(false), Action::Write, Target::Setup), D);
+    }
+
+    #[test]
+    fn module_sets() {
+        let m: Modules = [Module::Gate, Module::Assets].into_iter().collect();
+        assert!(m.has(Module::Gate) && m.has(Module::Assets) && !m.has(Module::Labor));
+        assert!(m.lost_in(Modules::default().with(Module::Gate)));
+        assert!(!Modules::default().with(Module::Gate).lost_in(m));
+        assert_eq!(m.without(Module::Assets).iter().collect::<Vec<_>>(), vec![Module::Gate]);
+        assert_eq!(Module::parse("labor"), Some(Module::Labor));
+        assert_eq!(Module::parse("Gate"), None);
     }
 
     #[test]

@@ -194,7 +194,7 @@ const STALE: &str = "backops:stale_access";
 
 /// Record kinds whose writes can change who may do what in the event: committing one bumps
 /// the event's access version (see [`crate::cache`]).
-const ACCESS_KINDS: &[&str] = &["seat", "collab_member", "collaborator", "event"];
+const ACCESS_KINDS: &[&str] = &["seat", "collab_member", "collaborator", "event", "module_grant"];
 
 /// The one statement text of every commit: the counter (and the access version, checked
 /// against the version the writer's decisions were based on), then each record write and
@@ -469,11 +469,12 @@ impl Engine {
             .all(0)
     }
 
-    /// Changes of `event` after `after` that alter `person`'s own access, in seq order.
+    /// Changes of `event` after `after` that alter `person`'s own access (and every module
+    /// grant, which alters a collaborator's), in seq order.
     pub async fn changes_about(&self, event: &str, after: i64, person: &str) -> Result<Vec<Change>> {
         self.store
             .run(
-                "SELECT * OMIT id FROM change:[$e, $from]..=[$e, $top] WHERE subject = $p",
+                "SELECT * OMIT id FROM change:[$e, $from]..=[$e, $top] WHERE subject = $p OR kind = 'module_grant'",
                 json!({ "e": event, "from": after.saturating_add(1), "top": i64::MAX, "p": person }),
             )
             .await?

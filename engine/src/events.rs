@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     Engine, Error, Result,
-    access::{Action, Decision, Membership, OrgAction, Standing, Target, decide, decide_org},
+    access::{Action, Decision, Membership, Module, OrgAction, Standing, Target, decide, decide_org},
     accounts::{validate_email, validate_name},
     changes::Write,
     model::{CollabMember, Collaborator, Event, EventView, Invitation, LicenseStatus, MyAccess, Seat, Seats, new_id},
@@ -99,7 +99,10 @@ impl Engine {
                      SELECT {EVENT_FIELDS} FROM type::record('event', $event);
                      SELECT VALUE slot FROM seat WHERE event = $event AND person = $p;
                      SELECT collaborator, read_only,
-                            type::record('collaborator', collaborator).read_only AS collaborator_read_only
+                            type::record('collaborator', collaborator).read_only AS collaborator_read_only,
+                            type::record('module_grant', $event + '|' + collaborator + '|gate').module AS gate,
+                            type::record('module_grant', $event + '|' + collaborator + '|labor').module AS labor,
+                            type::record('module_grant', $event + '|' + collaborator + '|assets').module AS assets
                          FROM type::record('collab_member', $event + '|' + $p);"
                 ),
                 json!({ "event": event, "p": actor }),
@@ -114,10 +117,17 @@ impl Engine {
             read_only: bool,
             #[serde(default)]
             collaborator_read_only: Option<bool>,
+            #[serde(default)]
+            gate: Option<Module>,
+            #[serde(default)]
+            labor: Option<Module>,
+            #[serde(default)]
+            assets: Option<Module>,
         }
         let membership = rows.first::<M>(3)?.map(|m| Membership {
             collaborator: m.collaborator,
             read_only: m.read_only || m.collaborator_read_only.unwrap_or(false),
+            modules: [m.gate, m.labor, m.assets].into_iter().flatten().collect(),
         });
         let org_role = self.org_role(actor, &ev.org).await?;
         let standing = Standing { seat, org_role, membership };

@@ -10,16 +10,33 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::collections::BTreeMap;
+
 use crate::{
     Engine, Error, Result,
-    access::{Action, Decision, Membership, Standing, Tab, Target, decide},
+    access::{Action, Decision, Membership, Module, Modules, Standing, Tab, Target, decide},
     changes::{Change, Op},
     protocol::{Record, WireChange},
 };
 
 /// Kinds of records that live in an event's change log.
-pub const KINDS: &[&str] =
-    &["event", "collaborator", "collab_member", "invitation", "seat", "task", "activity", "file_meta", "advance"];
+pub const KINDS: &[&str] = &[
+    "event",
+    "collaborator",
+    "collab_member",
+    "invitation",
+    "seat",
+    "module_grant",
+    "task",
+    "activity",
+    "file_meta",
+    "advance",
+    "zone",
+    "gate",
+    "credential",
+    "scan",
+    "scan_flag",
+];
 
 /// Whether a record of `kind` belonging to `collaborators` is visible under `s`.
 pub fn visible(s: &Standing, kind: &str, collaborators: &[String]) -> bool {
@@ -33,11 +50,31 @@ pub fn visible(s: &Standing, kind: &str, collaborators: &[String]) -> bool {
         "task" => tab(Tab::Tasks),
         "file_meta" => tab(Tab::Files),
         "advance" => tab(Tab::Advances),
-        "collaborator" | "collab_member" => tab(Tab::Dashboard),
+        "collaborator" | "collab_member" | "module_grant" => tab(Tab::Dashboard),
+        "zone" | "gate" | "credential" | "scan" | "scan_flag" => Target::Module(Module::Gate),
         // A kind this build does not know is never sent.
         _ => return false,
     };
     decide(s, Action::Read, target) == Decision::Allow
+}
+
+/// A visible record as `s` may receive it: some kinds travel with fewer fields to some
+/// people (a gate device gets no credential holder's contact details).
+pub fn shape(s: &Standing, kind: &str, data: Value) -> Value {
+    match kind {
+        "credential" => crate::frontgate::shape_credential(s, data),
+        _ => data,
+    }
+}
+
+/// The field modules granted in an event, by collaborator.
+pub type Grants = BTreeMap<String, Modules>;
+
+/// The collaborator and module a `module_grant` change is about.
+fn grant_of(c: &Change) -> Option<(String, Module)> {
+    let collaborator = c.collaborators_after.first().or(c.collaborators_before.first())?.clone();
+    let module = Module::parse(c.record.rsplit('|').next()?)?;
+    Some((collaborator, module))
 }
 
 /// The outcome of one change for one view.
@@ -51,13 +88,24 @@ pub enum Step {
         before: Standing,
         after: Standing,
     },
+    /// Access narrowed at `seq` so that records of `kinds` are still visible but with fewer
+    /// fields (a seat lost, the gate module kept): they were purged by the narrow; send them
+    /// again as `standing` receives them.
+    Reshape {
+        seq: i64,
+        kinds: Vec<String>,
+        standing: Standing,
+    },
 }
+
+/// Kinds whose records some people receive with fewer fields (see [`shape`]).
+const SHAPED_KINDS: &[&str] = &["credential"];
 
 /// Groups views that receive identical frames for changes that touch nobody's access.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ViewKey {
     Seat,
-    Member(String),
+    Member(String, Modules),
     Manager,
     Nothing,
 }
@@ -66,6 +114,9 @@ pub enum ViewKey {
 pub struct View {
     pub account: String,
     pub standing: Standing,
+    /// Every collaborator's modules in the event as of the stream position: a membership
+    /// that moves takes its new collaborator's modules.
+    pub grants: Grants,
 }
 
 impl View {
@@ -73,17 +124,37 @@ impl View {
         let manager = self.standing.org_role.is_some_and(crate::access::OrgRole::manages);
         match (&self.standing.membership, self.standing.seat, manager) {
             (_, true, _) => ViewKey::Seat,
-            (Some(m), false, _) => ViewKey::Member(m.collaborator.clone()),
+            (Some(m), false, _) => ViewKey::Member(m.collaborator.clone(), m.modules),
             (None, false, true) => ViewKey::Manager,
             (None, false, false) => ViewKey::Nothing,
         }
     }
 
-    /// Judges one change. A change whose subject is this view's person first updates the
-    /// standing, then the record itself is judged with the standing before (for what the
-    /// client may hold) and after (for what it may receive).
+    /// Whether `c` can change what this view may see: its person's seat or membership, or a
+    /// module grant (a collaborator's access).
+    pub fn touched_by(&self, c: &Change) -> bool {
+        c.subject.as_deref() == Some(self.account.as_str()) || c.kind == "module_grant"
+    }
+
+    /// The membership's modules, from the grants.
+    fn sync_modules(&mut self) {
+        if let Some(m) = &mut self.standing.membership {
+            m.modules = self.grants.get(&m.collaborator).copied().unwrap_or_default();
+        }
+    }
+
+    /// Judges one change. A change whose subject is this view's person (or a module grant)
+    /// first updates the standing, then the record itself is judged with the standing before
+    /// (for what the client may hold) and after (for what it may receive).
     pub fn step(&mut self, c: &Change) -> Vec<Step> {
         let before = self.standing.clone();
+        if c.kind == "module_grant"
+            && let Some((collaborator, module)) = grant_of(c)
+        {
+            let m = self.grants.entry(collaborator).or_default();
+            *m = if c.op == Op::Upsert { m.with(module) } else { m.without(module) };
+            self.sync_modules();
+        }
         if c.subject.as_deref() == Some(self.account.as_str()) {
             match (c.kind.as_str(), c.op) {
                 ("seat", Op::Upsert) => self.standing.seat = true,
@@ -93,8 +164,10 @@ impl View {
                         Some(Membership {
                             collaborator: d.get("collaborator")?.as_str()?.to_string(),
                             read_only: d.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+                            modules: Modules::default(),
                         })
-                    })
+                    });
+                    self.sync_modules();
                 }
                 ("collab_member", Op::Delete) => self.standing.membership = None,
                 _ => {}
@@ -107,23 +180,43 @@ impl View {
         let (seq, kind, id) = (c.seq, c.kind.clone(), c.record.clone());
         match (c.op, is, was) {
             (Op::Upsert, true, _) => {
-                out.push(Step::Send(WireChange::Upsert { seq, kind, id, data: c.data.clone().unwrap_or(Value::Null) }))
+                let data = shape(after, &kind, c.data.clone().unwrap_or(Value::Null));
+                out.push(Step::Send(WireChange::Upsert { seq, kind, id, data }))
             }
             (Op::Upsert, false, true) => out.push(Step::Send(WireChange::Remove { seq, kind, id })),
             (Op::Delete, _, true) => out.push(Step::Send(WireChange::Delete { seq, kind, id })),
             _ => {}
         }
         let own = |s: &Standing| s.membership.as_ref().map(|m| m.collaborator.clone());
-        // A seat lost, or (without a seat) a membership lost or moved.
-        let narrowed = !after.seat && (before.seat || own(&before).is_some() && own(&before) != own(after));
+        let modules = |s: &Standing| s.membership.as_ref().map(|m| m.modules).unwrap_or_default();
+        // A seat lost, or (without a seat) a membership lost or moved, or a module lost.
+        let narrowed = !after.seat
+            && (before.seat
+                || own(&before).is_some() && own(&before) != own(after)
+                || modules(&before).lost_in(modules(after)));
         if narrowed {
+            // Kinds that belong to no collaborator and are still visible (the event, a
+            // module's data) are kept whole — unless they now come with fewer fields: those
+            // are purged and sent again, shaped.
+            let still = |k: &&&str| visible(after, k, &[]);
+            let reshaped: Vec<String> = if before.seat {
+                SHAPED_KINDS.iter().filter(still).map(|k| k.to_string()).collect()
+            } else {
+                Vec::new()
+            };
             let keep_kinds =
-                ["event", "seat"].into_iter().filter(|k| visible(after, k, &[])).map(String::from).collect();
+                KINDS.iter().filter(still).map(|k| k.to_string()).filter(|k| !reshaped.contains(k)).collect();
             out.push(Step::Send(WireChange::Narrow { seq: c.seq, keep: own(after).into_iter().collect(), keep_kinds }));
+            if !reshaped.is_empty() {
+                out.push(Step::Reshape { seq: c.seq, kinds: reshaped, standing: after.clone() });
+            }
         }
         // Losing a seat while keeping a membership widens nothing: those records are held.
-        // A seat granted, or (without a seat) a membership granted or moved.
-        let widened = !before.seat && (after.seat || own(after).is_some() && own(after) != own(&before));
+        // A seat granted, or (without a seat) a membership granted or moved, or a module granted.
+        let widened = !before.seat
+            && (after.seat
+                || own(after).is_some() && own(after) != own(&before)
+                || modules(after).lost_in(modules(&before)));
         if widened {
             out.push(Step::Widen { seq: c.seq, before, after: after.clone() });
         }
@@ -133,21 +226,39 @@ impl View {
 
 impl View {
     /// Turns this view (current standing) back into the standing it had before `changes`
-    /// (entries after a client's cursor whose subject is this view's person, in seq
+    /// (entries after a client's cursor that [touch](View::touched_by) this view, in seq
     /// order), so that replaying them narrows and widens exactly as the live stream did.
     pub fn rewind(&mut self, changes: &[Change]) {
-        for c in changes.iter().rev().filter(|c| c.subject.as_deref() == Some(self.account.as_str())) {
-            match (c.kind.as_str(), c.op) {
-                ("seat", Op::Upsert) => self.standing.seat = false,
-                ("seat", Op::Delete) => self.standing.seat = true,
-                ("collab_member", Op::Upsert) | ("collab_member", Op::Delete) => {
-                    self.standing.membership = c
-                        .collaborators_before
-                        .first()
-                        .map(|collaborator| Membership { collaborator: collaborator.clone(), read_only: false });
-                }
-                _ => {}
+        for c in changes.iter().rev() {
+            if !self.touched_by(c) {
+                continue;
             }
+            if c.kind == "module_grant"
+                && let Some((collaborator, module)) = grant_of(c)
+            {
+                // A grant is created or deleted, never changed: before a create the module
+                // was not there; before a delete it was.
+                let m = self.grants.entry(collaborator).or_default();
+                *m = if c.op == Op::Upsert && c.collaborators_before.is_empty() {
+                    m.without(module)
+                } else {
+                    m.with(module)
+                };
+            }
+            if c.subject.as_deref() == Some(self.account.as_str()) {
+                match (c.kind.as_str(), c.op) {
+                    ("seat", Op::Upsert) => self.standing.seat = false,
+                    ("seat", Op::Delete) => self.standing.seat = true,
+                    ("collab_member", Op::Upsert) | ("collab_member", Op::Delete) => {
+                        self.standing.membership = c.collaborators_before.first().map(|collaborator| Membership {
+                            collaborator: collaborator.clone(),
+                            ..Default::default()
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            self.sync_modules();
         }
     }
 }
@@ -175,20 +286,43 @@ impl Engine {
         self.read_view(account, event, true).await
     }
 
-    /// The current records of `event` visible under `after` but not under `before`.
+    /// The current records of `event` visible under `after` but not under `before` (and,
+    /// for a seat granted, those `before` received with fewer fields).
     pub async fn widened(&self, event: &str, before: &Standing, after: &Standing) -> Result<Vec<Record>> {
+        let fuller = !before.seat && after.seat;
+        self.records_for(event, KINDS, after, |kind, of| {
+            !visible(before, kind, of) || fuller && SHAPED_KINDS.contains(&kind)
+        })
+        .await
+    }
+
+    /// The current records of `kinds` in `event` as `standing` receives them.
+    pub async fn reshaped(&self, event: &str, kinds: &[String], standing: &Standing) -> Result<Vec<Record>> {
+        let kinds: Vec<&str> = KINDS.iter().copied().filter(|k| kinds.iter().any(|x| x == k)).collect();
+        self.records_for(event, &kinds, standing, |_, _| true).await
+    }
+
+    /// The records of `kinds` in `event` visible under `s` that `also` picks, shaped for `s`.
+    async fn records_for(
+        &self,
+        event: &str,
+        kinds: &[&str],
+        s: &Standing,
+        also: impl Fn(&str, &[String]) -> bool,
+    ) -> Result<Vec<Record>> {
         let mut sql = String::new();
-        for kind in KINDS {
+        for kind in kinds {
             let key = if *kind == "event" { "record::id(id) = $e" } else { "event = $e" };
             sql.push_str(&format!("{};\n", record_query(kind, key)));
         }
         let mut rows = self.store.run(&sql, json!({ "e": event })).await?;
         let mut out = Vec::new();
-        for i in 0..KINDS.len() {
+        for i in 0..kinds.len() {
             for r in rows.all::<Row>(i)? {
                 let collaborators = record_collaborators(&r.kind, &r.id, &r.data);
-                if visible(after, &r.kind, &collaborators) && !visible(before, &r.kind, &collaborators) {
-                    out.push(Record { kind: r.kind, id: r.id, data: r.data });
+                if visible(s, &r.kind, &collaborators) && also(&r.kind, &collaborators) {
+                    let data = shape(s, &r.kind, r.data);
+                    out.push(Record { kind: r.kind, id: r.id, data });
                 }
             }
         }
@@ -209,7 +343,8 @@ impl Engine {
              LET $org = (SELECT VALUE org FROM type::record('event', $e))[0];
              LET $seat = (SELECT VALUE slot FROM seat WHERE event = $e AND person = $p);
              LET $member = (SELECT collaborator, read_only FROM type::record('collab_member', $e + '|' + $p))[0];
-             LET $role = IF $org != NONE { (SELECT VALUE role FROM type::record('org_member', $org + '|' + $p))[0] } ELSE { NONE };\n",
+             LET $role = IF $org != NONE { (SELECT VALUE role FROM type::record('org_member', $org + '|' + $p))[0] } ELSE { NONE };
+             LET $grants = (SELECT collaborator, module FROM module_grant WHERE event = $e);\n",
         );
         let kinds: &[&str] = if with_records { KINDS } else { &[] };
         for kind in kinds {
@@ -218,7 +353,7 @@ impl Engine {
         }
         let lists: Vec<String> = kinds.iter().map(|k| format!("$r_{k}")).collect();
         sql.push_str(&format!(
-            "RETURN {{ head: $head, org: $org, seat: $seat, member: $member, role: $role, records: array::flatten([{}]) }};\nCOMMIT TRANSACTION;",
+            "RETURN {{ head: $head, org: $org, seat: $seat, member: $member, role: $role, grants: $grants, records: array::flatten([{}]) }};\nCOMMIT TRANSACTION;",
             lists.join(", ")
         ));
         #[derive(Deserialize)]
@@ -238,7 +373,14 @@ impl Engine {
             #[serde(default)]
             role: Option<crate::access::OrgRole>,
             #[serde(default)]
+            grants: Vec<G>,
+            #[serde(default)]
             records: Vec<Row>,
+        }
+        #[derive(Deserialize)]
+        struct G {
+            collaborator: String,
+            module: Module,
         }
         let out: Out = self
             .store
@@ -249,7 +391,16 @@ impl Engine {
         if out.org.is_none() {
             return Err(Error::not_found("event"));
         }
-        let membership = out.member.map(|m| Membership { collaborator: m.collaborator, read_only: m.read_only });
+        let mut grants = Grants::new();
+        for g in out.grants {
+            let m = grants.entry(g.collaborator).or_default();
+            *m = m.with(g.module);
+        }
+        let membership = out.member.map(|m| Membership {
+            modules: grants.get(&m.collaborator).copied().unwrap_or_default(),
+            collaborator: m.collaborator,
+            read_only: m.read_only,
+        });
         let standing = Standing { seat: !out.seat.is_empty(), org_role: out.role, membership };
         if decide(&standing, Action::Read, Target::EventInfo) == Decision::Hidden {
             return Err(Error::not_found("event"));
@@ -259,10 +410,11 @@ impl Engine {
         for r in out.records {
             let collaborators = record_collaborators(&r.kind, &r.id, &r.data);
             if visible(&standing, &r.kind, &collaborators) {
-                records.push(Record { kind: r.kind, id: r.id, data: r.data });
+                let data = shape(&standing, &r.kind, r.data);
+                records.push(Record { kind: r.kind, id: r.id, data });
             }
         }
-        Ok(Snapshot { view: View { account: account.into(), standing }, cursor: head, records })
+        Ok(Snapshot { view: View { account: account.into(), standing, grants }, cursor: head, records })
     }
 }
 
@@ -282,7 +434,7 @@ pub fn record_collaborators(kind: &str, id: &str, data: &Value) -> Vec<String> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
             .unwrap_or_default(),
-        "task" | "file_meta" | "advance" | "collab_member" | "invitation" => {
+        "task" | "file_meta" | "advance" | "collab_member" | "invitation" | "module_grant" => {
             data.get("collaborator").and_then(Value::as_str).map(|c| vec![c.to_string()]).unwrap_or_default()
         }
         _ => Vec::new(),

@@ -14,6 +14,7 @@ pub mod device;
 mod error;
 mod events;
 pub mod feed;
+pub mod frontgate;
 pub mod hlc;
 pub mod model;
 pub(crate) mod mutations;
@@ -29,6 +30,7 @@ use std::{sync::Arc, time::Duration};
 pub use accounts::{NewAccount, validate_email};
 pub use error::{Error, Result};
 pub use events::{InviteInput, NewEvent};
+pub use frontgate::{CredentialPatch, NewCredential, NewGate, NewScan, NewZone};
 pub use orgs::{PurchaseInput, RoleInput};
 pub use store::{RemoteAuth, Store};
 pub use tabs::{ActivityPatch, AdvancePatch, ListFilter, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch};
@@ -94,11 +96,18 @@ struct Shared {
     /// Stamps the edits made without a device's clock (the HTTP API) and follows the
     /// stamps devices send.
     clock: hlc::Clock,
+    /// One lock per event for judging scans (see [`Engine::record_scan`]).
+    scan_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
-        Shared { access: Default::default(), floors: Default::default(), clock: hlc::Clock::new("server") }
+        Shared {
+            access: Default::default(),
+            floors: Default::default(),
+            clock: hlc::Clock::new("server"),
+            scan_locks: Default::default(),
+        }
     }
 }
 
@@ -186,6 +195,13 @@ impl Engine {
     /// The seq of the last commit made through this handle (0 if none).
     pub fn last_seq(&self) -> i64 {
         self.origin.as_ref().map_or(0, |o| o.last_seq.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// The lock under which this process judges the scans of `event`: the admissions of a
+    /// credential are compared one at a time, so two lanes can never both miss the other.
+    pub(crate) fn scan_lock(&self, event: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.shared.scan_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(event.to_string()).or_default().clone()
     }
 
     /// Notices of this process's commits: `(event, head)`.

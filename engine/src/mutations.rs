@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewTask, Result, TaskPatch,
+    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewScan, NewTask, Result, TaskPatch,
     access::Standing,
     changes::{Applied, Origin, Write, applied_key},
     hlc::Hlc,
@@ -51,6 +51,13 @@ impl Batch {
     /// `Some(record or None if deleted)` when the batch has planned a write to it.
     pub(crate) fn planned(&self, kind: &str, id: &str) -> Option<Option<Value>> {
         self.overlay.lock().unwrap_or_else(|e| e.into_inner()).get(&(kind.to_string(), id.to_string())).cloned()
+    }
+
+    /// Every record of `kind` the batch has planned to write: its id and what it will be
+    /// (None: deleted).
+    pub(crate) fn planned_of(&self, kind: &str) -> Vec<(String, Option<Value>)> {
+        let overlay = self.overlay.lock().unwrap_or_else(|e| e.into_inner());
+        overlay.iter().filter(|((k, _), _)| k == kind).map(|((_, id), v)| (id.clone(), v.clone())).collect()
     }
 
     pub(crate) fn standing(&self, actor: &str, event: &str) -> Option<(Event, Standing)> {
@@ -139,6 +146,13 @@ impl Engine {
             Ok(done) => done,
             Err(e) => return ms.iter().map(|m| rejected(m, e.clone())).collect(),
         };
+        // Scans are judged one at a time per event (see `Engine::record_scan`): the lock is
+        // held from planning to commit, and let go before a fallback applies one by one.
+        let scan_lock = ms.iter().any(|m| m.kind == "scan").then(|| self.scan_lock(event));
+        let scans_held = match &scan_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
         let batch = Arc::new(Batch::default());
         let mut planned = Vec::with_capacity(ms.len());
         for (index, m) in ms.iter().enumerate() {
@@ -174,6 +188,7 @@ impl Engine {
                     }
                 }
                 Err(e) => {
+                    drop(scans_held);
                     tracing::info!(error = ?e, "a batch could not commit whole; applying its mutations one by one");
                     let mut out = Vec::with_capacity(ms.len());
                     for m in ms {
@@ -290,6 +305,7 @@ impl Engine {
             ("advance", MutationOp::Delete) => {
                 self.delete_advance(actor, event, target(m)?).await.map(|()| target(m).unwrap_or_default().into())
             }
+            ("scan", MutationOp::Create) => Ok(self.record_scan(actor, event, fields::<NewScan>(&create)?).await?.id),
             (kind, op) => Err(Error::invalid(format!("{op:?} of {kind} is not a mutation this server takes"))),
         }
     }

@@ -88,7 +88,7 @@ pub struct Mutation {
     /// Client-generated, unique per device (a time-ordered UUID): it names the mutation in
     /// the answer and in the change entries it causes.
     pub id: String,
-    /// `task`, `activity`, `file_meta` or `advance`.
+    /// `task`, `activity`, `file_meta`, `advance` or `scan`.
     pub kind: String,
     pub op: MutationOp,
     /// The record to update or delete; on create, an optional client-chosen UUID.

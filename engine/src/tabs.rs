@@ -153,7 +153,7 @@ fn one(c: &str) -> [String; 1] {
 }
 
 impl Engine {
-    async fn load<T: DeserializeOwned>(&self, table: &str, event: &str, id: &str) -> Result<Option<T>> {
+    pub(crate) async fn load<T: DeserializeOwned>(&self, table: &str, event: &str, id: &str) -> Result<Option<T>> {
         // Inside a batch, earlier mutations of the batch are visible to later ones.
         if let Some(batch) = &self.batch
             && let Some(planned) = batch.planned(table, id)
@@ -222,7 +222,7 @@ impl Engine {
         }
     }
 
-    async fn list<T: DeserializeOwned>(
+    pub(crate) async fn list<T: DeserializeOwned>(
         &self,
         table: &str,
         event: &str,

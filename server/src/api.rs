@@ -78,7 +78,7 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
-fn created<T: Serialize>(v: T) -> Response {
+pub(crate) fn created<T: Serialize>(v: T) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
@@ -86,7 +86,7 @@ fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
+pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usize) -> Router {
     let v1 = Router::new()
         .route("/health", get(health))
         .route("/sync", get(crate::sync::handler))
@@ -118,7 +118,8 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/events/{event}/files", get(list_files).post(add_file))
         .route("/events/{event}/files/{id}", axum::routing::delete(delete_file))
         .route("/events/{event}/advances", get(list_advances).post(create_advance))
-        .route("/events/{event}/advances/{id}", patch(update_advance).delete(delete_advance));
+        .route("/events/{event}/advances/{id}", patch(update_advance).delete(delete_advance))
+        .merge(crate::frontgate::routes(import_limit_bytes));
     Router::new()
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found() })

@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 mod error;
+mod frontgate;
 pub mod sync;
 
 use std::{
@@ -41,6 +42,8 @@ pub struct Config {
     pub token_ttl: Duration,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Largest accepted credential import (CSV), in bytes.
+    pub import_limit_bytes: usize,
     /// Limits of the sync socket.
     pub sync: Limits,
     /// How long shutdown waits for connections to finish before it stops anyway.
@@ -62,6 +65,7 @@ impl Config {
             jwt_audience: None,
             token_ttl: Duration::from_secs(12 * 3600),
             body_limit_bytes: 256 * 1024,
+            import_limit_bytes: 16 * 1024 * 1024,
             sync: Limits::default(),
             drain_timeout: Duration::from_secs(10),
             engine: EngineConfig::default(),
@@ -155,7 +159,7 @@ pub async fn serve(
     stop: watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let app = api::router(state, config.body_limit_bytes);
+    let app = api::router(state, config.body_limit_bytes, config.import_limit_bytes);
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let mut stopping = stop.subscribe();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -57,6 +57,9 @@ struct Serve {
     /// Largest request body, in bytes.
     #[arg(long, env = "BACKOPS_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     body_limit_bytes: usize,
+    /// Largest credential import (CSV), in bytes.
+    #[arg(long, env = "BACKOPS_IMPORT_LIMIT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    import_limit_bytes: usize,
     /// Change-log entries kept per event; older cursors resync with a fresh snapshot.
     #[arg(long, env = "BACKOPS_LOG_RETENTION", default_value_t = 500_000)]
     log_retention: i64,
@@ -91,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
     config.jwt_audience = args.jwt_audience;
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.body_limit_bytes = args.body_limit_bytes;
+    config.import_limit_bytes = args.import_limit_bytes;
     config.engine.license_activation_delay = Duration::from_millis(args.license_activation_delay_ms);
     config.engine.log_retention = args.log_retention;
 

@@ -209,6 +209,9 @@ impl Hub {
         let first = batch[0].seq;
         let last = batch[batch.len() - 1].seq;
         let subjects: Vec<&str> = batch.iter().filter_map(|c| c.subject.as_deref()).collect();
+        // A module grant changes a whole collaborator's access (and every view keeps the
+        // event's grants): such a batch is judged for each subscriber.
+        let grants = batch.iter().any(|c| c.kind == "module_grant");
         let mut shared: HashMap<ViewKey, Vec<Utf8Bytes>> = HashMap::new();
         let mut dropped = Vec::new();
         for (id, sub) in st.subs.iter_mut() {
@@ -225,7 +228,7 @@ impl Hub {
                 dropped.push(*id);
                 continue;
             }
-            let own = subjects.contains(&sub.view.account.as_str()) || sub.cursor + 1 != first;
+            let own = grants || subjects.contains(&sub.view.account.as_str()) || sub.cursor + 1 != first;
             let delivered = if own {
                 let frames = self.judge(event, &mut sub.view, sub.cursor, batch).await;
                 let resume = HashMap::from([(event.to_string(), sub.cursor)]);
@@ -271,6 +274,17 @@ impl Hub {
                         })),
                         Err(e) => tracing::warn!(event, error = ?e, "widening a view failed"),
                     },
+                    Step::Reshape { seq, kinds, standing } => {
+                        match self.engine.reshaped(event, &kinds, &standing).await {
+                            Ok(records) => wire.extend(records.into_iter().map(|r| WireChange::Upsert {
+                                seq,
+                                kind: r.kind,
+                                id: r.id,
+                                data: r.data,
+                            })),
+                            Err(e) => tracing::warn!(event, error = ?e, "reshaping a view failed"),
+                        }
+                    }
                 }
             }
         }

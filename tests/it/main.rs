@@ -7,6 +7,7 @@ mod bridge;
 mod changes;
 mod conflicts;
 mod device;
+mod frontgate;
 mod getting_set_up;
 mod link;
 mod protocol;

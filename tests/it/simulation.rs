@@ -2,10 +2,16 @@
 //! in the middle of a push, see the server restart and their access change — against the
 //! real server over real WebSockets.
 //!
-//! Every step: no device holds a record of a collaborator its person never had access to.
+//! The front gate takes part: Audio's members are lanes (the gate module), the office grants
+//! and revokes the module of Client, and lanes scan a few credentials at two gates, online
+//! and offline, so the same credential is admitted at gates that could not talk.
+//!
+//! Every step: no device holds a record of a collaborator its person never had access to, nor
+//! a gate record without ever having had the gate module.
 //! At quiesce: every replica equals the server's view for its person; every mutation a
-//! device made was applied exactly once or refused (and the device was told); nothing
-//! waits in any outbox.
+//! device made (scans included) was applied exactly once or refused (and the device was
+//! told); the duplicate entries flagged are exactly those the scans hold, in clock order;
+//! nothing waits in any outbox.
 //!
 //! `SEED=n` replays one run (the operations and their order are the seed's; wall-clock
 //! timing inside the server may differ, the outcome does not). `SIM_SEEDS`, `SIM_FIRST` and
@@ -17,6 +23,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use engine::{
     device::{LocalWrite, Notice},
     feed::record_collaborators,
+    model::{Direction, Scan, ScanFlag, ScanFlagCode},
     protocol::MutationOp,
 };
 use serde_json::{Value, json};
@@ -57,9 +64,13 @@ struct World {
     devices: Vec<SimDevice>,
     /// The event's collaborators: prod (the default), audio, client.
     collaborators: Vec<String>,
-    /// What each person was ever allowed: a seat, or collaborators.
+    /// What each person was ever allowed: a seat, or collaborators, or the gate module.
     ever_seat: HashSet<String>,
     ever: HashMap<String, HashSet<String>>,
+    ever_gate: HashSet<String>,
+    /// Whether Client has the gate module now.
+    client_gate: bool,
+    scans: usize,
     /// Where Dee is a member now (moved around by the office).
     dee_in: Option<String>,
     vic_seat: bool,
@@ -96,6 +107,7 @@ impl World {
     }
 }
 
+const CREDENTIALS: &[&str] = &["W-1", "W-2", "W-3"];
 const WORDS: &[&str] = &["Rig", "Cable", "Stage", "Gate", "Catering", "Lights", "Truss", "Backline"];
 const STATUSES: &[&str] = &["todo", "active", "in_review", "done"];
 
@@ -133,6 +145,18 @@ async fn setup(seed: u64) -> World {
     for (i, c) in collaborators.iter().enumerate() {
         tests::task(&s, &s.pm, c, &format!("Seed {i}")).await;
     }
+    // A front gate: two gates, a few credentials (so lanes meet the same ones), Audio's
+    // members as lanes.
+    let base = format!("/v1/events/{}", s.event);
+    s.pm.api.post(&format!("{base}/zones"), json!({ "code": "GA", "name": "Field" })).await.ok();
+    for name in ["North", "South"] {
+        s.pm.api.post(&format!("{base}/gates"), json!({ "name": name, "zone": "GA", "lanes": ["1"] })).await.ok();
+    }
+    for uid in CREDENTIALS {
+        let c = json!({ "uid": uid, "kind": "ga", "holder_name": uid, "zones": ["GA"], "notes": "office only" });
+        s.pm.api.post(&format!("{base}/credentials"), c).await.ok();
+    }
+    s.pm.api.put(&format!("{base}/collaborators/{}/modules/gate", s.audio), json!({})).await.ok();
     let mut devices = Vec::new();
     for (who, name) in [(&s.pm, "pm-tablet"), (&s.vic, "vic-phone"), (&s.cara, "cara-phone"), (&dee, "dee-phone")] {
         let dev = Device::open("mem://", &format!("{name}-{seed}"), &who.token).await;
@@ -146,7 +170,11 @@ async fn setup(seed: u64) -> World {
         (s.pm.id.clone(), HashSet::new()),
     ]);
     let dee_in = Some(s.audio.clone());
+    let ever_gate = HashSet::from([s.vic.id.clone(), dee.id.clone(), s.pm.id.clone()]);
     World {
+        ever_gate,
+        client_gate: false,
+        scans: 0,
         srv: Some(srv),
         config,
         ever_seat: HashSet::from([s.pm.id.clone()]),
@@ -170,9 +198,21 @@ async fn check_no_leak(w: &World, step: usize) {
     for d in &w.devices {
         let seat = w.ever_seat.contains(&d.account);
         let allowed = &w.ever[&d.account];
+        let gate = w.ever_gate.contains(&d.account);
         for kind in engine::feed::KINDS {
             for r in d.dev.replica.records(&w.s.event, kind).await.unwrap() {
                 if seat || r.kind == "event" {
+                    continue;
+                }
+                if GATE_KINDS.contains(&r.kind.as_str()) {
+                    assert!(
+                        gate,
+                        "step {step}: {} holds {} {} without ever having the gate",
+                        d.dev.replica.device(),
+                        r.kind,
+                        r.id
+                    );
+                    assert!(r.data.get("notes").is_none(), "step {step}: a lane holds a credential's notes");
                     continue;
                 }
                 let of = record_collaborators(&r.kind, &r.id, &r.data);
@@ -189,13 +229,44 @@ async fn check_no_leak(w: &World, step: usize) {
     }
 }
 
+const GATE_KINDS: &[&str] = &["zone", "gate", "credential", "scan", "scan_flag"];
+
 async fn step(w: &mut World, rng: &mut Rng, n: usize) {
     let roll = rng.below(100);
     let i = rng.below(w.devices.len());
     let event = w.s.event.clone();
     match roll {
+        // A lane scans, online or not.
+        0..=19 => {
+            // The first device from `i` on that is a lane now.
+            let mut lane = None;
+            for k in 0..w.devices.len() {
+                let j = (i + k) % w.devices.len();
+                if let Ok(gates) = w.devices[j].dev.replica.gates(&event).await
+                    && !gates.is_empty()
+                {
+                    lane = Some((j, gates));
+                    break;
+                }
+            }
+            let Some((j, gates)) = lane else { return };
+            let d = &mut w.devices[j];
+            let g = &gates[rng.below(gates.len())];
+            let uid = CREDENTIALS[rng.below(CREDENTIALS.len())];
+            let direction = if rng.chance(30) { Direction::Exit } else { Direction::Entry };
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let name = d.dev.replica.device().to_string();
+            match d.dev.replica.scan(&event, uid, &g.id, &g.lanes[0], direction).await {
+                Ok(o) => {
+                    w.made.push((name.clone(), o.mutation));
+                    w.scans += 1;
+                    w.log.push(format!("{n}: {name} scanned {uid} at {}: {:?}", g.name, o.scan.decision));
+                }
+                Err(e) => w.log.push(format!("{n}: {name} scan refused locally: {}", e.code())),
+            }
+        }
         // A local write, online or not.
-        0..=34 => {
+        20..=34 => {
             let d = &mut w.devices[i];
             if d.dev.replica.standing(&event).await.is_err() {
                 return;
@@ -304,7 +375,22 @@ fn edited(r: &tests::Reply) {
 async fn office(w: &mut World, rng: &mut Rng, n: usize) {
     let event = w.s.event.clone();
     let api = w.api(&w.s.pm);
-    match rng.below(4) {
+    match rng.below(5) {
+        4 => {
+            // Client gets the gate module, or loses it.
+            let path = format!("/v1/events/{event}/collaborators/{}/modules/gate", w.s.client);
+            if w.client_gate {
+                api.delete(&path).await.ok();
+            } else {
+                api.put(&path, json!({})).await.ok();
+                w.ever_gate.insert(w.s.cara.id.clone());
+                if w.dee_in.as_deref() == Some(w.s.client.as_str()) {
+                    w.ever_gate.insert(w.dee.id.clone());
+                }
+            }
+            w.client_gate = !w.client_gate;
+            w.log.push(format!("{n}: office set client's gate module to {}", w.client_gate));
+        }
         0 => {
             // Move a task to another collaborator.
             let all = api.get(&format!("/v1/events/{event}/tasks")).await.ok();
@@ -332,6 +418,9 @@ async fn office(w: &mut World, rng: &mut Rng, n: usize) {
             if rng.chance(70) {
                 let to = w.collaborators[1 + rng.below(2)].clone();
                 w.ever.get_mut(&w.dee.id).unwrap().insert(to.clone());
+                if to == w.s.audio || w.client_gate {
+                    w.ever_gate.insert(w.dee.id.clone());
+                }
                 api.post(&format!("{base}/{to}/members"), json!({ "email": w.dee.email })).await.ok();
                 w.log.push(format!("{n}: office put dee in {to}"));
                 w.dee_in = Some(to);
@@ -418,7 +507,9 @@ async fn check_quiesced(w: &World) {
     // Every mutation was applied exactly once, or refused and the device told.
     let log = engine.changes_since(&w.s.event, 0, engine::changes::READ_CHANGES_MAX).await.unwrap();
     let mut applied: HashMap<(String, String), usize> = HashMap::new();
-    for c in &log {
+    // A scan's mutation may also write the flags it raises or withdraws: those entries carry
+    // its origin too, but are not applications of it.
+    for c in log.iter().filter(|c| c.kind != "scan_flag") {
         if let Some(o) = &c.origin {
             *applied.entry((o.device.clone(), o.mutation.clone())).or_default() += 1;
         }
@@ -434,6 +525,20 @@ async fn check_quiesced(w: &World) {
     }
     let made: BTreeSet<&(String, String)> = w.made.iter().collect();
     assert!(applied.keys().all(|k| made.contains(k)), "the log holds a mutation no device made");
+
+    // The duplicate entries flagged are exactly those the scans hold, by clock.
+    let pm = &w.s.pm.id;
+    let scans: Vec<Scan> = engine.list_scans(pm, &w.s.event, Default::default()).await.unwrap();
+    let mut want = BTreeSet::new();
+    for uid in CREDENTIALS {
+        let of: Vec<&Scan> = scans.iter().filter(|s| s.credential == *uid).collect();
+        want.extend(engine::frontgate::duplicate_entries(&of).into_iter().map(|(dup, _)| dup));
+    }
+    let flags: Vec<ScanFlag> = engine.list_scan_flags(pm, &w.s.event).await.unwrap();
+    let flagged: BTreeSet<String> =
+        flags.into_iter().filter(|f| f.code == ScanFlagCode::DuplicateEntry).map(|f| f.scan).collect();
+    assert_eq!(flagged, want, "duplicate entries flagged vs held by the scans\n{}", w.log.join("\n"));
+    println!("  {} scans made, {} on the server, {} duplicate entries flagged", w.scans, scans.len(), want.len());
 }
 
 async fn run(seed: u64, steps: usize) {

@@ -20,8 +20,10 @@ from mobile_bridge import (
     AdvanceStatus,
     BackOpsClient,
     BackOpsError,
+    Direction,
     NewAdvance,
     NewTask,
+    ScanDecision,
     TaskPatch,
 )
 
@@ -97,6 +99,69 @@ class MobileBridge(unittest.TestCase):
         eventually("the snapshot arrives", lambda: client.event(EVENT).collaborator == SETUP["client"])
         client.disconnect()
         return client
+
+    def test_offline_gate_scans_reconcile_and_a_duplicate_is_flagged(self):
+        # The production office sets up a front gate and gives Audio (Vic) the gate module.
+        pm = SETUP["pm_token"]
+        base = "/v1/events/" + EVENT
+        api("POST", base + "/zones", pm, {"code": "GA", "name": "General admission"})
+        gates = [
+            api("POST", base + "/gates", pm, {"name": name, "zone": "GA", "lanes": ["1"]})["id"]
+            for name in ("North gate", "South gate")
+        ]
+        for uid in ("WB-1", "WB-2"):
+            api("POST", base + "/credentials", pm,
+                {"uid": uid, "kind": "ga", "holder_name": "Guest " + uid, "zones": ["GA"],
+                 "holder_email": uid.lower() + "@example.com"})
+        api("PUT", base + "/collaborators/" + SETUP["audio"] + "/modules/gate", pm, {})
+
+        lanes = []
+        for name in ("north-1", "south-1"):
+            lane = self.open(name, name)
+            lane.sign_in(SETUP["vic_token"])
+            lane.subscribe(EVENT)
+            lane.connect(SETUP["base"])
+            eventually("the credentials arrive", lambda: lane.credential_count(EVENT) == 2)
+            lanes.append(lane)
+        north, south = lanes
+        self.assertEqual([g.name for g in north.gates(EVENT)], ["North gate", "South gate"])
+        self.assertEqual(north.credential(EVENT, "WB-1").holder_name, "Guest WB-1")
+        self.assertIsNone(north.credential(EVENT, "NOPE"))
+
+        # The arrival peak takes the network down at both gates: both admit WB-1.
+        for lane in lanes:
+            lane.disconnect()
+        at_north = north.scan(EVENT, "WB-1", gates[0], "1", Direction.ENTRY)
+        time.sleep(0.005)
+        at_south = south.scan(EVENT, "WB-1", gates[1], "1", Direction.ENTRY)
+        self.assertEqual((at_north.scan.decision, at_south.scan.decision), (ScanDecision.ADMIT, ScanDecision.ADMIT))
+        self.assertEqual(at_north.credential.holder_name, "Guest WB-1")
+        unknown = north.scan(EVENT, "FAKE-7", gates[0], "1", Direction.ENTRY)
+        self.assertEqual((unknown.scan.decision, unknown.credential), (ScanDecision.UNKNOWN, None))
+        self.assertEqual(north.sync_status().pending, 2)
+        with self.assertRaises(BackOpsError.Invalid):
+            north.scan(EVENT, "WB-2", gates[0], "no such lane", Direction.ENTRY)
+
+        # Back online: every scan reaches the server once, the later admission is flagged,
+        # and the flag reaches both lanes.
+        for lane in lanes:
+            lane.connect(SETUP["base"])
+        for lane in lanes:
+            eventually("the scans are sent", lambda: lane.sync_status().pending == 0)
+            eventually("the flag arrives", lambda: [f.code for f in lane.scan_flags(EVENT)] == ["duplicate_entry"])
+        flag = north.scan_flags(EVENT)[0]
+        self.assertEqual((flag.scan, flag.earlier), (at_south.scan.id, at_north.scan.id))
+        scans = api("GET", base + "/scans?credential=WB-1", pm)
+        self.assertEqual(sorted(s["device"] for s in scans), ["north-1", "south-1"])
+        # Online again, a third lane scan knows WB-1 is inside, and where it came in.
+        eventually("the other lane's scan arrives", lambda: len(north.scans(EVENT, "WB-1", None, 10)) == 2)
+        third = north.scan(EVENT, "WB-1", gates[0], "1", Direction.ENTRY)
+        self.assertEqual(third.scan.decision, ScanDecision.ALREADY_INSIDE)
+        self.assertIn(third.admitted_at_gate, ("North gate", "South gate"))
+        status = {g.name: g for g in north.gate_status(EVENT)}
+        self.assertEqual((status["North gate"].admitted, status["South gate"].admitted), (1, 1))
+        for lane in lanes:
+            lane.shutdown()
 
     def test_offline_write_reconciles_and_a_refused_write_is_heard(self):
         client = self.open("vic", "vic-phone")

@@ -14,11 +14,31 @@ use serde_json::Value;
 
 use super::Row;
 
-/// The rows of one kind of one event, and which ids each collaborator's tab shows.
+/// The rows of one kind of one event, which ids each collaborator's tab shows, and which
+/// rows are about one subject (the scans of a credential: see [`subject_of`]).
 #[derive(Default)]
 struct Rows {
     by_id: BTreeMap<String, Arc<Row>>,
     by_collaborator: HashMap<String, std::collections::BTreeSet<String>>,
+    by_subject: HashMap<String, std::collections::BTreeSet<String>>,
+}
+
+/// What an append-only record is about, for lookups that must not scan every row: a scan's
+/// credential uid.
+fn subject_of(r: &Row) -> Option<&str> {
+    match r.kind.as_str() {
+        "scan" | "scan_flag" => r.data.get("credential").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+fn unindex(map: &mut HashMap<String, std::collections::BTreeSet<String>>, key: &str, id: &str) {
+    if let Some(ids) = map.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 impl Rows {
@@ -27,18 +47,19 @@ impl Rows {
         for c in &r.collaborators {
             self.by_collaborator.entry(c.clone()).or_default().insert(r.id.clone());
         }
+        if let Some(s) = subject_of(&r) {
+            self.by_subject.entry(s.to_string()).or_default().insert(r.id.clone());
+        }
         self.by_id.insert(r.id.clone(), r);
     }
 
     fn remove(&mut self, id: &str) -> Option<Arc<Row>> {
         let old = self.by_id.remove(id)?;
         for c in &old.collaborators {
-            if let Some(ids) = self.by_collaborator.get_mut(c) {
-                ids.remove(id);
-                if ids.is_empty() {
-                    self.by_collaborator.remove(c);
-                }
-            }
+            unindex(&mut self.by_collaborator, c, id);
+        }
+        if let Some(s) = subject_of(&old) {
+            unindex(&mut self.by_subject, s, id);
         }
         Some(old)
     }
@@ -83,6 +104,20 @@ impl Mirror {
             .get(collaborator)
             .map(|ids| ids.iter().filter_map(|id| rows.by_id.get(id).cloned()).collect())
             .unwrap_or_default()
+    }
+
+    /// The rows of one kind about `subject` (see [`subject_of`]), in id order.
+    pub fn about(&self, event: &str, kind: &str, subject: &str) -> Vec<Arc<Row>> {
+        let Some(rows) = self.events.get(event).and_then(|k| k.get(kind)) else { return Vec::new() };
+        rows.by_subject
+            .get(subject)
+            .map(|ids| ids.iter().filter_map(|id| rows.by_id.get(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many rows of one kind are held.
+    pub fn count(&self, event: &str, kind: &str) -> usize {
+        self.events.get(event).and_then(|k| k.get(kind)).map_or(0, |r| r.by_id.len())
     }
 
     /// Stores a row (the JSON written to the `rec` table).

@@ -16,6 +16,7 @@
 //! [`Replica::next_push`]) and hands it what arrives ([`Replica::handle`]).
 
 mod apply;
+mod frontgate;
 mod mirror;
 mod write;
 
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, broadcast};
 
+pub use frontgate::{GateStatus, ScanOutcome};
 pub use write::{LocalWrite, Written};
 
 use crate::{
@@ -546,7 +548,7 @@ impl Replica {
     }
 
     /// The standing the replica's records give `account` in `event`: a seat record naming
-    /// them, their membership record and its collaborator's read-only flag. (Organization
+    /// them, their membership record, its collaborator's read-only flag and module grants. (Organization
     /// roles do not travel to devices; they matter only for managing seats, which needs the
     /// server anyway.)
     fn standing_from_records(&self, st: &State, event: &str) -> Result<Standing> {
@@ -559,7 +561,13 @@ impl Replica {
             let collab: Option<Value> = self.load(event, "collaborator", c)?;
             let read_only = m["read_only"].as_bool().unwrap_or(false)
                 || collab.is_some_and(|c| c["read_only"].as_bool().unwrap_or(false));
-            membership = Some(Membership { collaborator: c.into(), read_only });
+            let modules = self
+                .mirror()
+                .tab(event, "module_grant", c)
+                .iter()
+                .filter_map(|g| g.data["module"].as_str().and_then(crate::access::Module::parse))
+                .collect();
+            membership = Some(Membership { collaborator: c.into(), read_only, modules });
         }
         Ok(Standing { seat, org_role: None, membership })
     }

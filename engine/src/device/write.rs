@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
-use super::{Outgoing, Replica, Row, ops_of};
+use super::{Outgoing, Replica, Row, mirror::Mirror, ops_of};
 use crate::{
     Error, Result,
-    access::{Action, Decision, Standing, Tab, Target, decide},
+    access::{Action, Decision, Module, Standing, Tab, Target, decide},
     events::gate,
     feed::record_collaborators,
-    model::{Activity, Advance, Event, Task},
+    frontgate::{self, NewScan},
+    model::{Activity, Advance, Credential, Direction, Event, Gate, Scan, Task},
     protocol::{Mutation, MutationOp, Record},
     rules,
     tabs::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch},
@@ -52,8 +53,12 @@ struct Ctx<'a> {
     ev: &'a Event,
     s: &'a Standing,
     me: &'a str,
+    device: &'a str,
     stamp: &'a str,
     collaborators: &'a HashSet<String>,
+    /// What the device holds (a lane's decision reads its gate, the credential and the
+    /// credential's scans).
+    mirror: &'a Mirror,
 }
 
 impl Ctx<'_> {
@@ -77,6 +82,68 @@ impl Ctx<'_> {
     fn tab(&self, action: Action, tab: Tab, collaborators: &[String], what: &'static str) -> Result<()> {
         gate(decide(self.s, action, Target::Tab { tab, collaborators }), what)
     }
+
+    /// A record held, decoded (None: not held).
+    fn held<T: DeserializeOwned>(&self, kind: &str, id: &str) -> Result<Option<T>> {
+        match self.mirror.get(&self.ev.id, kind, id) {
+            Some(r) if !r.data.is_null() => typed(&r.data).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A lane's scan, decided here from what the device holds: never by the app.
+    fn scan(&self, fields: &Value) -> Result<Scan> {
+        gate(decide(self.s, Action::Write, Target::Module(Module::Gate)), "event")?;
+        let input: LaneScan = parse("scan", MutationOp::Create, fields)?;
+        let g: Gate = self.held("gate", input.gate.trim())?.ok_or(Error::not_found("gate"))?;
+        let uid = input.credential.trim();
+        let credential: Option<Credential> = self.held("credential", &frontgate::credential_key(&self.ev.id, uid))?;
+        let scans: Vec<Scan> = self
+            .mirror
+            .about(&self.ev.id, "scan", uid)
+            .iter()
+            .filter(|r| !r.data.is_null())
+            .filter_map(|r| typed(&r.data).ok())
+            .collect();
+        let direction = input.direction.unwrap_or(Direction::Entry);
+        let now = crate::time::now();
+        let decision = frontgate::decide_scan(credential.as_ref(), &g, direction, &now, frontgate::presence(&scans));
+        let scan = NewScan {
+            id: input.id,
+            credential: uid.into(),
+            gate: g.id.clone(),
+            lane: input.lane,
+            direction: Some(direction),
+            decision,
+            device_time: now,
+        };
+        frontgate::build_scan(scan, &self.ev.id, &g, self.device, self.me, self.stamp)
+    }
+}
+
+/// What the app asks of a lane: which credential was read, where, which way.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LaneScan {
+    #[serde(default)]
+    id: Option<String>,
+    credential: String,
+    gate: String,
+    lane: String,
+    #[serde(default)]
+    direction: Option<Direction>,
+}
+
+/// The fields of a scan's mutation: what the lane decided, for the server to record.
+fn scan_fields(scan: &Scan) -> Value {
+    json!({
+        "credential": scan.credential,
+        "gate": scan.gate,
+        "lane": scan.lane,
+        "direction": scan.direction,
+        "decision": scan.decision,
+        "device_time": scan.device_time,
+    })
 }
 
 fn parse<T: DeserializeOwned>(kind: &str, op: MutationOp, fields: &Value) -> Result<T> {
@@ -176,6 +243,7 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
                 let c = ctx.collaborator(Some(input.collaborator.clone()))?;
                 shown(&rules::build_advance(input, ev, c, ctx.me)?)?
             }
+            "scan" => shown(&ctx.scan(&fields)?)?,
             _ => return Err(not_a_mutation(kind, op)),
         };
         let id = after["id"].as_str().unwrap_or_default().to_string();
@@ -186,6 +254,7 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
     }
     let id = w.record.clone().ok_or_else(|| Error::invalid("record is required to update or delete"))?;
     let what = match kind {
+        "scan" => return Err(Error::invalid("a scan is never changed or deleted: make another scan")),
         "task" => "task",
         "activity" => "activity",
         "file_meta" => "file",
@@ -350,11 +419,20 @@ impl Replica {
         };
         let shown_now = row.as_ref().map(|r| &r.data).filter(|d| !d.is_null());
         let stamp = self.inner.clock.now().to_string();
-        let ctx = Ctx { ev: &ev, s: &s, me: &me, stamp: &stamp, collaborators: &collaborators };
-        let planned = plan(&ctx, &w, shown_now)?;
+        let planned = {
+            let mirror = self.mirror();
+            let device = self.inner.device.as_str();
+            let ctx =
+                Ctx { ev: &ev, s: &s, me: &me, device, stamp: &stamp, collaborators: &collaborators, mirror: &mirror };
+            plan(&ctx, &w, shown_now)?
+        };
 
         let n = st.next_n;
-        let mut fields = w.fields.clone();
+        let mut fields = match (&w.kind[..], &planned.after) {
+            // A scan carries what the lane decided, not what the app asked.
+            ("scan", Some(after)) => scan_fields(&typed(after)?),
+            _ => w.fields.clone(),
+        };
         if let Some(m) = fields.as_object_mut() {
             m.remove("id");
         }
@@ -409,4 +487,10 @@ impl Replica {
             record: Record { kind: w.kind, id: planned.id, data: planned.after.unwrap_or(Value::Null) },
         })
     }
+}
+
+/// A held row's record, decoded; None for a row deleted on the device or one that does not
+/// decode as `T`.
+pub(super) fn typed_row<T: DeserializeOwned>(r: &Row) -> Option<T> {
+    if r.data.is_null() { None } else { T::deserialize(&r.data).ok() }
 }

@@ -106,6 +106,8 @@ pub struct Membership {
 /// Everything access needs to know about one person in one event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Standing {
+    /// The person's account id (their own punches and timecards are theirs to see).
+    pub person: String,
     /// Holds one of the event's Event Pro seats.
     pub seat: bool,
     /// Role in the organization that owns the event, if any.
@@ -140,6 +142,10 @@ pub enum Target<'a> {
     /// The data of a field module (credentials, gates and scans for `gate`): reached by
     /// seat holders and by members of a collaborator granted the module.
     Module(Module),
+    /// A field module's record that belongs to one person (a clock punch, a timecard):
+    /// seat holders reach everyone's, a member of a collaborator granted the module only
+    /// their own.
+    Personal { module: Module, owner: &'a str },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +213,13 @@ pub fn decide(s: &Standing, action: Action, target: Target<'_>) -> Decision {
                     Action::Write => Decision::Allow,
                 },
                 _ => Decision::Hidden,
+            }
+        }
+        Target::Personal { module, owner } => {
+            if s.seat || (owner == s.person && !s.person.is_empty()) {
+                decide(s, action, Target::Module(module))
+            } else {
+                Decision::Hidden
             }
         }
         Target::Tab { collaborators, .. } => {
@@ -355,6 +368,25 @@ mod tests {
                 assert_eq!(decide(s, Action::Write, Target::Module(module)), write, "{who} writes {module:?}");
             }
         }
+        // Personal records of a module: one's own, or everyone's with a seat.
+        let me = Standing { person: "me".into(), ..with(false) };
+        let labor = Modules::default().with(Module::Labor);
+        let crew = Standing {
+            person: "me".into(),
+            membership: Some(Membership { collaborator: "A".into(), read_only: false, modules: labor }),
+            ..Default::default()
+        };
+        let own = Target::Personal { module: Module::Labor, owner: "me" };
+        let other = Target::Personal { module: Module::Labor, owner: "someone" };
+        assert_eq!(decide(&crew, Action::Write, own), A);
+        assert_eq!(decide(&crew, Action::Read, other), H);
+        assert_eq!(decide(&me, Action::Read, own), H, "without the module, not even one's own");
+        let seat = Standing { seat: true, ..Default::default() };
+        assert_eq!(decide(&seat, Action::Read, other), A);
+        assert_eq!(
+            decide(&Standing::default(), Action::Read, Target::Personal { module: Module::Labor, owner: "" }),
+            H
+        );
         // A module is no way into the five tabs of another collaborator, nor into setup.
         let b = ["B".to_string()];
         assert_eq!(decide(&with(false), Action::Read, Target::Tab { tab: Tab::Tasks, collaborators: &b }), H);

@@ -130,7 +130,7 @@ impl Engine {
             modules: [m.gate, m.labor, m.assets].into_iter().flatten().collect(),
         });
         let org_role = self.org_role(actor, &ev.org).await?;
-        let standing = Standing { seat, org_role, membership };
+        let standing = Standing { person: actor.into(), seat, org_role, membership };
         if decide(&standing, Action::Read, Target::EventInfo) == Decision::Hidden {
             return Err(Error::not_found("event"));
         }

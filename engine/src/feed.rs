@@ -36,7 +36,14 @@ pub const KINDS: &[&str] = &[
     "credential",
     "scan",
     "scan_flag",
+    "labor_rules",
+    "labor_period",
+    "punch",
+    "timecard",
 ];
+
+/// Kinds of records that belong to one person (see [`crate::access::Target::Personal`]).
+pub const PERSONAL_KINDS: &[&str] = &["punch", "timecard"];
 
 /// Whether a record of `kind` belonging to `collaborators` is visible under `s`.
 pub fn visible(s: &Standing, kind: &str, collaborators: &[String]) -> bool {
@@ -52,6 +59,12 @@ pub fn visible(s: &Standing, kind: &str, collaborators: &[String]) -> bool {
         "advance" => tab(Tab::Advances),
         "collaborator" | "collab_member" | "module_grant" => tab(Tab::Dashboard),
         "zone" | "gate" | "credential" | "scan" | "scan_flag" => Target::Module(Module::Gate),
+        "labor_rules" | "labor_period" => Target::Module(Module::Labor),
+        "punch" | "timecard" => {
+            // Their scope is the person: `person:<account>`.
+            let Some(owner) = collaborators.first().and_then(|c| c.strip_prefix("person:")) else { return false };
+            Target::Personal { module: Module::Labor, owner }
+        }
         // A kind this build does not know is never sent.
         _ => return false,
     };
@@ -106,6 +119,8 @@ const SHAPED_KINDS: &[&str] = &["credential"];
 pub enum ViewKey {
     Seat,
     Member(String, Modules),
+    /// A member who receives records of their own (punches): frames are theirs alone.
+    Person(String),
     Manager,
     Nothing,
 }
@@ -120,10 +135,13 @@ pub struct View {
 }
 
 impl View {
-    pub fn key(&self) -> ViewKey {
+    /// The group of this view for a batch; `personal`: the batch holds records of one
+    /// person's (see [`PERSONAL_KINDS`]).
+    pub fn key(&self, personal: bool) -> ViewKey {
         let manager = self.standing.org_role.is_some_and(crate::access::OrgRole::manages);
         match (&self.standing.membership, self.standing.seat, manager) {
             (_, true, _) => ViewKey::Seat,
+            (Some(m), false, _) if personal && m.modules.has(Module::Labor) => ViewKey::Person(self.account.clone()),
             (Some(m), false, _) => ViewKey::Member(m.collaborator.clone(), m.modules),
             (None, false, true) => ViewKey::Manager,
             (None, false, false) => ViewKey::Nothing,
@@ -206,7 +224,12 @@ impl View {
             };
             let keep_kinds =
                 KINDS.iter().filter(still).map(|k| k.to_string()).filter(|k| !reshaped.contains(k)).collect();
-            out.push(Step::Send(WireChange::Narrow { seq: c.seq, keep: own(after).into_iter().collect(), keep_kinds }));
+            // The person's own records stay while they may still see them.
+            let mut keep: Vec<String> = own(after).into_iter().collect();
+            if modules(after).has(Module::Labor) {
+                keep.push(crate::labor::person_scope(&self.account));
+            }
+            out.push(Step::Send(WireChange::Narrow { seq: c.seq, keep, keep_kinds }));
             if !reshaped.is_empty() {
                 out.push(Step::Reshape { seq: c.seq, kinds: reshaped, standing: after.clone() });
             }
@@ -401,7 +424,7 @@ impl Engine {
             collaborator: m.collaborator,
             read_only: m.read_only,
         });
-        let standing = Standing { seat: !out.seat.is_empty(), org_role: out.role, membership };
+        let standing = Standing { person: account.into(), seat: !out.seat.is_empty(), org_role: out.role, membership };
         if decide(&standing, Action::Read, Target::EventInfo) == Decision::Hidden {
             return Err(Error::not_found("event"));
         }
@@ -434,6 +457,9 @@ pub fn record_collaborators(kind: &str, id: &str, data: &Value) -> Vec<String> {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
             .unwrap_or_default(),
+        "punch" | "timecard" => {
+            data.get("person").and_then(Value::as_str).map(|p| vec![crate::labor::person_scope(p)]).unwrap_or_default()
+        }
         "task" | "file_meta" | "advance" | "collab_member" | "invitation" | "module_grant" => {
             data.get("collaborator").and_then(Value::as_str).map(|c| vec![c.to_string()]).unwrap_or_default()
         }

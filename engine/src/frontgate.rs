@@ -831,7 +831,7 @@ impl Engine {
         let scan = build_scan(input, &ev.id, &g, &device, actor, &self.stamp())?;
         // Scans of one event are judged one at a time (a batch holds the lock already), so
         // two admissions of one credential always see each other.
-        let lock = if self.batch.is_none() { Some(self.scan_lock(&ev.id)) } else { None };
+        let lock = if self.batch.is_none() { Some(self.field_lock(&ev.id)) } else { None };
         let _held = match &lock {
             Some(l) => Some(l.lock().await),
             None => None,

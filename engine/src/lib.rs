@@ -16,6 +16,7 @@ mod events;
 pub mod feed;
 pub mod frontgate;
 pub mod hlc;
+pub mod labor;
 pub mod model;
 pub(crate) mod mutations;
 mod orgs;
@@ -96,8 +97,8 @@ struct Shared {
     /// Stamps the edits made without a device's clock (the HTTP API) and follows the
     /// stamps devices send.
     clock: hlc::Clock,
-    /// One lock per event for judging scans (see [`Engine::record_scan`]).
-    scan_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per event for judging scans and punches (see [`Engine::field_lock`]).
+    field_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Default for Shared {
@@ -106,7 +107,7 @@ impl Default for Shared {
             access: Default::default(),
             floors: Default::default(),
             clock: hlc::Clock::new("server"),
-            scan_locks: Default::default(),
+            field_locks: Default::default(),
         }
     }
 }
@@ -197,10 +198,11 @@ impl Engine {
         self.origin.as_ref().map_or(0, |o| o.last_seq.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// The lock under which this process judges the scans of `event`: the admissions of a
-    /// credential are compared one at a time, so two lanes can never both miss the other.
-    pub(crate) fn scan_lock(&self, event: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.shared.scan_locks.lock().unwrap_or_else(|e| e.into_inner());
+    /// The lock under which this process judges the field records of `event` that are built
+    /// from others (scan flags, timecards): one at a time, so two lanes can never both miss
+    /// the other's admission, nor two punches of one person the other.
+    pub(crate) fn field_lock(&self, event: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.shared.field_locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(event.to_string()).or_default().clone()
     }
 

@@ -25,8 +25,8 @@ use crate::{
     link::Trust,
     types::{
         Activity, ActivityPatch, Advance, AdvancePatch, Collaborator, CredentialInfo, Dashboard, Direction, EventInfo,
-        FileInfo, GateInfo, GateStatus, NewActivity, NewAdvance, NewFile, NewTask, Receipt, Rejection, Scan, ScanFlag,
-        ScanResult, SyncStatus, Task, TaskPatch, fields,
+        FileInfo, GateInfo, GateStatus, Location, NewActivity, NewAdvance, NewFile, NewTask, Punch, PunchKind, Receipt,
+        Rejection, Scan, ScanFlag, ScanResult, SyncStatus, Task, TaskPatch, Timecard, fields,
     },
 };
 
@@ -419,6 +419,38 @@ impl BackOpsClient {
     /// The flags the server raised (duplicate entries, admissions after a revocation).
     pub fn scan_flags(&self, event: String) -> Result<Vec<ScanFlag>, BackOpsError> {
         self.list(self.replica()?.scan_flags(&event))
+    }
+
+    // ---- crew time ----
+
+    /// Punches the clock now with the phone's time (and location, if given): recorded at
+    /// once, online or not, sent when online. Giving the id of a punch already made returns
+    /// it and records nothing (a punch sent twice is stored once). Needs the labor module.
+    pub fn punch(
+        &self,
+        event: String,
+        kind: PunchKind,
+        location: Option<Location>,
+        id: Option<String>,
+    ) -> Result<Punch, BackOpsError> {
+        check_id("event", &event)?;
+        if lock(&self.session).token.is_none() {
+            return Err(BackOpsError::not_ready("sign_in", "sign in before punching"));
+        }
+        let gps = location.map(|l| engine::model::Gps { lat: l.lat, lon: l.lon, accuracy_m: l.accuracy_m });
+        let p = self.run(self.replica()?.punch(&event, kind.into(), gps, id.as_deref()))?;
+        self.wake();
+        Ok(p.into())
+    }
+
+    /// The person's own punches, sent or not, in time order.
+    pub fn my_punches(&self, event: String) -> Result<Vec<Punch>, BackOpsError> {
+        self.list(self.replica()?.my_punches(&event))
+    }
+
+    /// Timecards as the server built them: the person's own (a seat holder: everyone's).
+    pub fn timecards(&self, event: String) -> Result<Vec<Timecard>, BackOpsError> {
+        self.list(self.replica()?.timecards(&event))
     }
 
     /// Disconnects, stops the listener, closes the replica's files and stops the runtime.

@@ -119,7 +119,8 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .route("/events/{event}/files/{id}", axum::routing::delete(delete_file))
         .route("/events/{event}/advances", get(list_advances).post(create_advance))
         .route("/events/{event}/advances/{id}", patch(update_advance).delete(delete_advance))
-        .merge(crate::frontgate::routes(import_limit_bytes));
+        .merge(crate::frontgate::routes(import_limit_bytes))
+        .merge(crate::labor::routes());
     Router::new()
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found() })

@@ -9,6 +9,7 @@ mod api;
 pub mod auth;
 mod error;
 mod frontgate;
+mod labor;
 pub mod sync;
 
 use std::{

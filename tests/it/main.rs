@@ -9,6 +9,7 @@ mod conflicts;
 mod device;
 mod frontgate;
 mod getting_set_up;
+mod labor;
 mod link;
 mod protocol;
 mod rules;

@@ -2,12 +2,13 @@
 //! in the middle of a push, see the server restart and their access change — against the
 //! real server over real WebSockets.
 //!
-//! The front gate takes part: Audio's members are lanes (the gate module), the office grants
-//! and revokes the module of Client, and lanes scan a few credentials at two gates, online
-//! and offline, so the same credential is admitted at gates that could not talk.
+//! The field takes part: Audio's members are lanes (the gate module) and punch the clock (the
+//! labor module), the office grants and revokes Client's gate module, and lanes scan a few
+//! credentials at two gates, online and offline, so the same credential is admitted at gates
+//! that could not talk.
 //!
 //! Every step: no device holds a record of a collaborator its person never had access to, nor
-//! a gate record without ever having had the gate module.
+//! a gate record without ever having had the gate module, nor anyone else's punches.
 //! At quiesce: every replica equals the server's view for its person; every mutation a
 //! device made (scans included) was applied exactly once or refused (and the device was
 //! told); the duplicate entries flagged are exactly those the scans hold, in clock order;
@@ -23,7 +24,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use engine::{
     device::{LocalWrite, Notice},
     feed::record_collaborators,
-    model::{Direction, Scan, ScanFlag, ScanFlagCode},
+    model::{Direction, PunchKind, Scan, ScanFlag, ScanFlagCode},
     protocol::MutationOp,
 };
 use serde_json::{Value, json};
@@ -71,6 +72,7 @@ struct World {
     /// Whether Client has the gate module now.
     client_gate: bool,
     scans: usize,
+    punches: usize,
     /// Where Dee is a member now (moved around by the office).
     dee_in: Option<String>,
     vic_seat: bool,
@@ -157,6 +159,7 @@ async fn setup(seed: u64) -> World {
         s.pm.api.post(&format!("{base}/credentials"), c).await.ok();
     }
     s.pm.api.put(&format!("{base}/collaborators/{}/modules/gate", s.audio), json!({})).await.ok();
+    s.pm.api.put(&format!("{base}/collaborators/{}/modules/labor", s.audio), json!({})).await.ok();
     let mut devices = Vec::new();
     for (who, name) in [(&s.pm, "pm-tablet"), (&s.vic, "vic-phone"), (&s.cara, "cara-phone"), (&dee, "dee-phone")] {
         let dev = Device::open("mem://", &format!("{name}-{seed}"), &who.token).await;
@@ -175,6 +178,7 @@ async fn setup(seed: u64) -> World {
         ever_gate,
         client_gate: false,
         scans: 0,
+        punches: 0,
         srv: Some(srv),
         config,
         ever_seat: HashSet::from([s.pm.id.clone()]),
@@ -202,6 +206,19 @@ async fn check_no_leak(w: &World, step: usize) {
         for kind in engine::feed::KINDS {
             for r in d.dev.replica.records(&w.s.event, kind).await.unwrap() {
                 if seat || r.kind == "event" {
+                    continue;
+                }
+                if engine::feed::PERSONAL_KINDS.contains(&r.kind.as_str()) {
+                    assert_eq!(
+                        r.data["person"],
+                        d.account.as_str(),
+                        "step {step}: {} holds another person's {}",
+                        d.dev.replica.device(),
+                        r.kind
+                    );
+                    continue;
+                }
+                if r.kind.starts_with("labor_") {
                     continue;
                 }
                 if GATE_KINDS.contains(&r.kind.as_str()) {
@@ -251,6 +268,34 @@ async fn step(w: &mut World, rng: &mut Rng, n: usize) {
             }
             let Some((j, gates)) = lane else { return };
             let d = &mut w.devices[j];
+            // Half the time the lane's person punches the clock instead (Audio has labor).
+            if rng.chance(50) {
+                let kinds = [PunchKind::In, PunchKind::Out, PunchKind::MealStart, PunchKind::MealEnd];
+                let kind = kinds[rng.below(kinds.len())];
+                let name = d.dev.replica.device().to_string();
+                match d
+                    .dev
+                    .replica
+                    .write(
+                        &event,
+                        LocalWrite {
+                            kind: "punch".into(),
+                            op: MutationOp::Create,
+                            record: None,
+                            fields: json!({ "kind": kind }),
+                        },
+                    )
+                    .await
+                {
+                    Ok(done) => {
+                        w.made.push((name.clone(), done.mutation));
+                        w.punches += 1;
+                        w.log.push(format!("{n}: {name} punched {kind:?}"));
+                    }
+                    Err(e) => w.log.push(format!("{n}: {name} punch refused locally: {}", e.code())),
+                }
+                return;
+            }
             let g = &gates[rng.below(gates.len())];
             let uid = CREDENTIALS[rng.below(CREDENTIALS.len())];
             let direction = if rng.chance(30) { Direction::Exit } else { Direction::Entry };
@@ -507,9 +552,9 @@ async fn check_quiesced(w: &World) {
     // Every mutation was applied exactly once, or refused and the device told.
     let log = engine.changes_since(&w.s.event, 0, engine::changes::READ_CHANGES_MAX).await.unwrap();
     let mut applied: HashMap<(String, String), usize> = HashMap::new();
-    // A scan's mutation may also write the flags it raises or withdraws: those entries carry
-    // its origin too, but are not applications of it.
-    for c in log.iter().filter(|c| c.kind != "scan_flag") {
+    // A scan's mutation may also write the flags it raises or withdraws, a punch's the
+    // timecards it changes: those entries carry its origin too, but are not applications of it.
+    for c in log.iter().filter(|c| c.kind != "scan_flag" && c.kind != "timecard") {
         if let Some(o) = &c.origin {
             *applied.entry((o.device.clone(), o.mutation.clone())).or_default() += 1;
         }
@@ -538,7 +583,15 @@ async fn check_quiesced(w: &World) {
     let flagged: BTreeSet<String> =
         flags.into_iter().filter(|f| f.code == ScanFlagCode::DuplicateEntry).map(|f| f.scan).collect();
     assert_eq!(flagged, want, "duplicate entries flagged vs held by the scans\n{}", w.log.join("\n"));
-    println!("  {} scans made, {} on the server, {} duplicate entries flagged", w.scans, scans.len(), want.len());
+    let punches = engine.list_punches(pm, &w.s.event, Default::default()).await.unwrap();
+    println!(
+        "  {} scans made, {} on the server, {} duplicate entries flagged; {} punches made, {} on the server",
+        w.scans,
+        scans.len(),
+        want.len(),
+        w.punches,
+        punches.len()
+    );
 }
 
 async fn run(seed: u64, steps: usize) {

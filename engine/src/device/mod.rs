@@ -17,6 +17,7 @@
 
 mod apply;
 mod frontgate;
+mod labor;
 mod mirror;
 mod write;
 
@@ -569,7 +570,7 @@ impl Replica {
                 .collect();
             membership = Some(Membership { collaborator: c.into(), read_only, modules });
         }
-        Ok(Standing { seat, org_role: None, membership })
+        Ok(Standing { person: me.into(), seat, org_role: None, membership })
     }
 
     /// Recomputes the status from the state, lets `adjust` change it, and tells listeners

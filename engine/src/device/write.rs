@@ -13,7 +13,8 @@ use crate::{
     events::gate,
     feed::record_collaborators,
     frontgate::{self, NewScan},
-    model::{Activity, Advance, Credential, Direction, Event, Gate, Scan, Task},
+    labor::NewPunch,
+    model::{Activity, Advance, Credential, Direction, Event, Gate, Gps, Punch, PunchKind, Scan, Task},
     protocol::{Mutation, MutationOp, Record},
     rules,
     tabs::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch},
@@ -119,6 +120,28 @@ impl Ctx<'_> {
         };
         frontgate::build_scan(scan, &self.ev.id, &g, self.device, self.me, self.stamp)
     }
+}
+
+impl Ctx<'_> {
+    /// One of the person's own punches, with the phone's clock.
+    fn punch(&self, fields: &Value) -> Result<Punch> {
+        let owner = Target::Personal { module: Module::Labor, owner: self.me };
+        gate(decide(self.s, Action::Write, owner), "event")?;
+        let input: PhonePunch = parse("punch", MutationOp::Create, fields)?;
+        let punch = NewPunch { id: input.id, kind: input.kind, device_time: crate::time::now(), gps: input.gps };
+        crate::labor::build_punch(punch, &self.ev.id, self.me, self.device, self.stamp)
+    }
+}
+
+/// What the app asks of a punch: which kind, and where if it may say.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhonePunch {
+    #[serde(default)]
+    id: Option<String>,
+    kind: PunchKind,
+    #[serde(default)]
+    gps: Option<Gps>,
 }
 
 /// What the app asks of a lane: which credential was read, where, which way.
@@ -244,6 +267,7 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
                 shown(&rules::build_advance(input, ev, c, ctx.me)?)?
             }
             "scan" => shown(&ctx.scan(&fields)?)?,
+            "punch" => shown(&ctx.punch(&fields)?)?,
             _ => return Err(not_a_mutation(kind, op)),
         };
         let id = after["id"].as_str().unwrap_or_default().to_string();
@@ -255,6 +279,7 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
     let id = w.record.clone().ok_or_else(|| Error::invalid("record is required to update or delete"))?;
     let what = match kind {
         "scan" => return Err(Error::invalid("a scan is never changed or deleted: make another scan")),
+        "punch" => return Err(Error::invalid("a punch is never changed or deleted: punch again")),
         "task" => "task",
         "activity" => "activity",
         "file_meta" => "file",
@@ -429,8 +454,12 @@ impl Replica {
 
         let n = st.next_n;
         let mut fields = match (&w.kind[..], &planned.after) {
-            // A scan carries what the lane decided, not what the app asked.
+            // A scan carries what the lane decided, not what the app asked; a punch the
+            // phone's clock.
             ("scan", Some(after)) => scan_fields(&typed(after)?),
+            ("punch", Some(after)) => {
+                json!({ "kind": after["kind"], "device_time": after["device_time"], "gps": after.get("gps") })
+            }
             _ => w.fields.clone(),
         };
         if let Some(m) = fields.as_object_mut() {

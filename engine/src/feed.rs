@@ -40,6 +40,9 @@ pub const KINDS: &[&str] = &[
     "labor_period",
     "punch",
     "timecard",
+    "asset",
+    "custody",
+    "custody_flag",
 ];
 
 /// Kinds of records that belong to one person (see [`crate::access::Target::Personal`]).
@@ -60,6 +63,7 @@ pub fn visible(s: &Standing, kind: &str, collaborators: &[String]) -> bool {
         "collaborator" | "collab_member" | "module_grant" => tab(Tab::Dashboard),
         "zone" | "gate" | "credential" | "scan" | "scan_flag" => Target::Module(Module::Gate),
         "labor_rules" | "labor_period" => Target::Module(Module::Labor),
+        "asset" | "custody" | "custody_flag" => Target::Module(Module::Assets),
         "punch" | "timecard" => {
             // Their scope is the person: `person:<account>`.
             let Some(owner) = collaborators.first().and_then(|c| c.strip_prefix("person:")) else { return false };

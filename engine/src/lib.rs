@@ -8,6 +8,7 @@
 
 pub mod access;
 mod accounts;
+pub mod assets;
 mod cache;
 pub mod changes;
 pub mod device;

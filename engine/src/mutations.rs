@@ -148,7 +148,8 @@ impl Engine {
         };
         // Scans and punches are judged one at a time per event (see `Engine::field_lock`): the
         // lock is held from planning to commit, and let go before a fallback applies one by one.
-        let scan_lock = ms.iter().any(|m| m.kind == "scan" || m.kind == "punch").then(|| self.field_lock(event));
+        let scan_lock =
+            ms.iter().any(|m| matches!(m.kind.as_str(), "scan" | "punch" | "custody")).then(|| self.field_lock(event));
         let scans_held = match &scan_lock {
             Some(l) => Some(l.lock().await),
             None => None,
@@ -306,6 +307,9 @@ impl Engine {
                 self.delete_advance(actor, event, target(m)?).await.map(|()| target(m).unwrap_or_default().into())
             }
             ("scan", MutationOp::Create) => Ok(self.record_scan(actor, event, fields::<NewScan>(&create)?).await?.id),
+            ("custody", MutationOp::Create) => {
+                Ok(self.record_custody(actor, event, fields::<crate::assets::NewMove>(&create)?).await?.id)
+            }
             ("punch", MutationOp::Create) => {
                 Ok(self.record_punch(actor, event, fields::<crate::labor::NewPunch>(&create)?).await?.id)
             }

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "device_sync", sql: include_str!("../../schemas/surreal/0003_device_sync.surql") },
     Migration { version: 4, name: "front_gate", sql: include_str!("../../schemas/surreal/0004_front_gate.surql") },
     Migration { version: 5, name: "labor", sql: include_str!("../../schemas/surreal/0005_labor.surql") },
+    Migration { version: 6, name: "assets", sql: include_str!("../../schemas/surreal/0006_assets.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

@@ -6,6 +6,7 @@
 //! every access decision lives in `engine`.
 
 mod api;
+mod assets;
 pub mod auth;
 mod error;
 mod frontgate;

@@ -2,6 +2,7 @@
 //! checks of the store and the change log.
 
 mod access_cache;
+mod assets;
 mod bad_input;
 mod bridge;
 mod changes;

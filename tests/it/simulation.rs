@@ -2,16 +2,18 @@
 //! in the middle of a push, see the server restart and their access change — against the
 //! real server over real WebSockets.
 //!
-//! The field takes part: Audio's members are lanes (the gate module) and punch the clock (the
-//! labor module), the office grants and revokes Client's gate module, and lanes scan a few
-//! credentials at two gates, online and offline, so the same credential is admitted at gates
-//! that could not talk.
+//! The field takes part: Audio's members are lanes (the gate module), punch the clock (the
+//! labor module) and hand out radios (the assets module); the office grants and revokes
+//! Client's gate module; lanes scan a few credentials at two gates and desks check two radios
+//! out and in, online and offline, so the same credential is admitted at gates — and the same
+//! radio handed out at desks — that could not talk.
 //!
 //! Every step: no device holds a record of a collaborator its person never had access to, nor
 //! a gate record without ever having had the gate module, nor anyone else's punches.
 //! At quiesce: every replica equals the server's view for its person; every mutation a
 //! device made (scans included) was applied exactly once or refused (and the device was
-//! told); the duplicate entries flagged are exactly those the scans hold, in clock order;
+//! told); the duplicate entries and double check-outs flagged are exactly those the scans and
+//! custody moves hold, in clock order;
 //! nothing waits in any outbox.
 //!
 //! `SEED=n` replays one run (the operations and their order are the seed's; wall-clock
@@ -73,6 +75,7 @@ struct World {
     client_gate: bool,
     scans: usize,
     punches: usize,
+    moves: usize,
     /// Where Dee is a member now (moved around by the office).
     dee_in: Option<String>,
     vic_seat: bool,
@@ -110,6 +113,7 @@ impl World {
 }
 
 const CREDENTIALS: &[&str] = &["W-1", "W-2", "W-3"];
+const RADIOS: &[&str] = &["R-1", "R-2"];
 const WORDS: &[&str] = &["Rig", "Cable", "Stage", "Gate", "Catering", "Lights", "Truss", "Backline"];
 const STATUSES: &[&str] = &["todo", "active", "in_review", "done"];
 
@@ -160,6 +164,10 @@ async fn setup(seed: u64) -> World {
     }
     s.pm.api.put(&format!("{base}/collaborators/{}/modules/gate", s.audio), json!({})).await.ok();
     s.pm.api.put(&format!("{base}/collaborators/{}/modules/labor", s.audio), json!({})).await.ok();
+    s.pm.api.put(&format!("{base}/collaborators/{}/modules/assets", s.audio), json!({})).await.ok();
+    for tag in RADIOS {
+        s.pm.api.post(&format!("{base}/assets"), json!({ "tag": tag, "kind": "radio" })).await.ok();
+    }
     let mut devices = Vec::new();
     for (who, name) in [(&s.pm, "pm-tablet"), (&s.vic, "vic-phone"), (&s.cara, "cara-phone"), (&dee, "dee-phone")] {
         let dev = Device::open("mem://", &format!("{name}-{seed}"), &who.token).await;
@@ -179,6 +187,7 @@ async fn setup(seed: u64) -> World {
         client_gate: false,
         scans: 0,
         punches: 0,
+        moves: 0,
         srv: Some(srv),
         config,
         ever_seat: HashSet::from([s.pm.id.clone()]),
@@ -219,6 +228,18 @@ async fn check_no_leak(w: &World, step: usize) {
                     continue;
                 }
                 if r.kind.starts_with("labor_") {
+                    continue;
+                }
+                if ["asset", "custody", "custody_flag"].contains(&r.kind.as_str()) {
+                    // Only Audio has the assets module; Audio's members were ever these.
+                    let audio = w.ever[&d.account].contains(&w.s.audio);
+                    assert!(
+                        audio,
+                        "step {step}: {} holds {} {} without ever having the assets module",
+                        d.dev.replica.device(),
+                        r.kind,
+                        r.id
+                    );
                     continue;
                 }
                 if GATE_KINDS.contains(&r.kind.as_str()) {
@@ -268,7 +289,31 @@ async fn step(w: &mut World, rng: &mut Rng, n: usize) {
             }
             let Some((j, gates)) = lane else { return };
             let d = &mut w.devices[j];
-            // Half the time the lane's person punches the clock instead (Audio has labor).
+            // A third of the time the device is a desk instead (Audio has assets): a radio
+            // goes out to someone or comes back.
+            if rng.chance(33) {
+                let tag = RADIOS[rng.below(RADIOS.len())];
+                let name = d.dev.replica.device().to_string();
+                let holder = d.account.clone();
+                let fields = if rng.chance(55) {
+                    let due = engine::time::format(chrono::Utc::now() + chrono::Duration::hours(1));
+                    json!({ "asset": tag, "action": "check_out", "holder": holder, "due_at": due })
+                } else {
+                    json!({ "asset": tag, "action": "check_in", "condition": "ok" })
+                };
+                let w_ =
+                    LocalWrite { kind: "custody".into(), op: MutationOp::Create, record: None, fields: fields.clone() };
+                match d.dev.replica.write(&event, w_).await {
+                    Ok(done) => {
+                        w.made.push((name.clone(), done.mutation));
+                        w.moves += 1;
+                        w.log.push(format!("{n}: {name} moved {tag}: {}", fields["action"]));
+                    }
+                    Err(e) => w.log.push(format!("{n}: {name} custody refused locally: {}", e.code())),
+                }
+                return;
+            }
+            // Half the rest the lane's person punches the clock instead (Audio has labor).
             if rng.chance(50) {
                 let kinds = [PunchKind::In, PunchKind::Out, PunchKind::MealStart, PunchKind::MealEnd];
                 let kind = kinds[rng.below(kinds.len())];
@@ -554,7 +599,7 @@ async fn check_quiesced(w: &World) {
     let mut applied: HashMap<(String, String), usize> = HashMap::new();
     // A scan's mutation may also write the flags it raises or withdraws, a punch's the
     // timecards it changes: those entries carry its origin too, but are not applications of it.
-    for c in log.iter().filter(|c| c.kind != "scan_flag" && c.kind != "timecard") {
+    for c in log.iter().filter(|c| !matches!(c.kind.as_str(), "scan_flag" | "timecard" | "custody_flag")) {
         if let Some(o) = &c.origin {
             *applied.entry((o.device.clone(), o.mutation.clone())).or_default() += 1;
         }
@@ -583,14 +628,26 @@ async fn check_quiesced(w: &World) {
     let flagged: BTreeSet<String> =
         flags.into_iter().filter(|f| f.code == ScanFlagCode::DuplicateEntry).map(|f| f.scan).collect();
     assert_eq!(flagged, want, "duplicate entries flagged vs held by the scans\n{}", w.log.join("\n"));
+    let dups = want.len();
+    // And so are the double check-outs.
+    let mut want = BTreeSet::new();
+    for tag in RADIOS {
+        let moves = engine.custody_history(pm, &w.s.event, tag).await.unwrap();
+        let refs: Vec<&engine::model::CustodyMove> = moves.iter().collect();
+        want.extend(engine::assets::double_checkouts(&refs).into_iter().map(|(dup, _)| dup));
+    }
+    let flagged: BTreeSet<String> =
+        engine.list_custody_flags(pm, &w.s.event).await.unwrap().into_iter().map(|f| f.custody).collect();
+    assert_eq!(flagged, want, "double check-outs flagged vs held by the moves\n{}", w.log.join("\n"));
+    let doubles = want.len();
     let punches = engine.list_punches(pm, &w.s.event, Default::default()).await.unwrap();
     println!(
-        "  {} scans made, {} on the server, {} duplicate entries flagged; {} punches made, {} on the server",
+        "  {} scans made, {} on the server, {dups} duplicate entries flagged; {} punches made, {} on the server; {} custody moves, {doubles} double check-outs",
         w.scans,
         scans.len(),
-        want.len(),
         w.punches,
-        punches.len()
+        punches.len(),
+        w.moves,
     );
 }
 

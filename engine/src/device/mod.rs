@@ -16,6 +16,7 @@
 //! [`Replica::next_push`]) and hands it what arrives ([`Replica::handle`]).
 
 mod apply;
+mod assets;
 mod frontgate;
 mod labor;
 mod mirror;

@@ -10,11 +10,15 @@ use super::{Outgoing, Replica, Row, mirror::Mirror, ops_of};
 use crate::{
     Error, Result,
     access::{Action, Decision, Module, Standing, Tab, Target, decide},
+    assets::NewMove,
     events::gate,
     feed::record_collaborators,
     frontgate::{self, NewScan},
     labor::NewPunch,
-    model::{Activity, Advance, Credential, Direction, Event, Gate, Gps, Punch, PunchKind, Scan, Task},
+    model::{
+        Activity, Advance, Asset, Credential, CustodyAction, CustodyMove, Direction, Event, Gate, Gps, Punch,
+        PunchKind, Scan, Task,
+    },
     protocol::{Mutation, MutationOp, Record},
     rules,
     tabs::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch},
@@ -130,6 +134,38 @@ impl Ctx<'_> {
         let input: PhonePunch = parse("punch", MutationOp::Create, fields)?;
         let punch = NewPunch { id: input.id, kind: input.kind, device_time: crate::time::now(), gps: input.gps };
         crate::labor::build_punch(punch, &self.ev.id, self.me, self.device, self.stamp)
+    }
+}
+
+impl Ctx<'_> {
+    /// A desk's custody move, with the device's clock. A check-out of an asset the device
+    /// knows is out is refused: check it in first.
+    fn custody(&self, fields: &Value) -> Result<CustodyMove> {
+        gate(decide(self.s, Action::Write, Target::Module(Module::Assets)), "event")?;
+        let mut input: NewMove = {
+            let mut f = if fields.is_null() { json!({}) } else { fields.clone() };
+            f["device_time"] = json!(crate::time::now());
+            parse("custody", MutationOp::Create, &f)?
+        };
+        input.asset = input.asset.trim().to_string();
+        let asset: Asset = self
+            .held("asset", &crate::assets::asset_key(&self.ev.id, &input.asset))?
+            .ok_or(Error::not_found("asset"))?;
+        if input.action == CustodyAction::CheckOut {
+            let moves: Vec<CustodyMove> = self
+                .mirror
+                .about(&self.ev.id, "custody", &asset.tag)
+                .iter()
+                .filter(|r| !r.data.is_null())
+                .filter_map(|r| typed(&r.data).ok())
+                .collect();
+            let refs: Vec<&CustodyMove> = moves.iter().collect();
+            let now = crate::assets::state(asset, &refs, "");
+            if now.holder.is_some() {
+                return Err(Error::conflict("already_checked_out", "this asset is checked out: check it in first"));
+            }
+        }
+        crate::assets::build_move(input, &self.ev.id, self.device, self.me, self.stamp)
     }
 }
 
@@ -268,6 +304,7 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
             }
             "scan" => shown(&ctx.scan(&fields)?)?,
             "punch" => shown(&ctx.punch(&fields)?)?,
+            "custody" => shown(&ctx.custody(&fields)?)?,
             _ => return Err(not_a_mutation(kind, op)),
         };
         let id = after["id"].as_str().unwrap_or_default().to_string();
@@ -280,6 +317,7 @@ fn plan(ctx: &Ctx<'_>, w: &LocalWrite, current: Option<&Value>) -> Result<Planne
     let what = match kind {
         "scan" => return Err(Error::invalid("a scan is never changed or deleted: make another scan")),
         "punch" => return Err(Error::invalid("a punch is never changed or deleted: punch again")),
+        "custody" => return Err(Error::invalid("a custody move is never changed or deleted: make another")),
         "task" => "task",
         "activity" => "activity",
         "file_meta" => "file",
@@ -457,6 +495,15 @@ impl Replica {
             // A scan carries what the lane decided, not what the app asked; a punch the
             // phone's clock.
             ("scan", Some(after)) => scan_fields(&typed(after)?),
+            ("custody", Some(after)) => {
+                let mut f = after.clone();
+                if let Some(m) = f.as_object_mut() {
+                    for k in ["id", "event", "device", "hlc", "recorded_by"] {
+                        m.remove(k);
+                    }
+                }
+                f
+            }
             ("punch", Some(after)) => {
                 json!({ "kind": after["kind"], "device_time": after["device_time"], "gps": after.get("gps") })
             }

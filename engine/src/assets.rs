@@ -207,11 +207,7 @@ impl Engine {
         {
             return Err(Error::rule("unknown_holder", "holder must be the id of a BackOps account"));
         }
-        let lock = if self.batch.is_none() { Some(self.field_lock(&ev.id)) } else { None };
-        let _held = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
+        let _held = self.field_guard(&ev.id).await;
         if let Some(old) = self.load::<CustodyMove>("custody", &ev.id, &m.id).await? {
             if (old.asset.as_str(), old.action, old.device_time.as_str())
                 == (m.asset.as_str(), m.action, m.device_time.as_str())

@@ -782,41 +782,6 @@ impl Engine {
         Ok(Ok(report))
     }
 
-    /// The records of `table` about one credential held by the database, as the writes this
-    /// batch planned earlier leave them.
-    async fn of_credential<T: serde::de::DeserializeOwned>(
-        &self,
-        table: &str,
-        event: &str,
-        uid: &str,
-    ) -> Result<Vec<T>> {
-        let mut rows: BTreeMap<String, Value> = self
-            .store
-            .run(
-                "SELECT *, record::id(id) AS id FROM type::table($tb) WHERE event = $e AND credential = $c",
-                json!({ "tb": table, "e": event, "c": uid }),
-            )
-            .await?
-            .all::<Value>(0)?
-            .into_iter()
-            .map(|v| (v["id"].as_str().unwrap_or_default().to_string(), v))
-            .collect();
-        if let Some(batch) = &self.batch {
-            for (id, v) in batch.planned_of(table) {
-                match v {
-                    Some(v) if v["event"] == event && v["credential"] == uid => {
-                        rows.insert(id, v);
-                    }
-                    Some(_) => {}
-                    None => {
-                        rows.remove(&id);
-                    }
-                }
-            }
-        }
-        rows.into_values().map(|v| serde_json::from_value(v).map_err(Error::from)).collect()
-    }
-
     /// Records a scan a lane made (a gate member's device, or the event team's), as the
     /// device decided it, and keeps the flags the scans call for: `duplicate_entry` on every
     /// admission that came while the credential was already inside (by clock: a late exit
@@ -829,13 +794,9 @@ impl Engine {
         let g: Gate = self.load("gate", &ev.id, input.gate.trim()).await?.ok_or(Error::not_found("gate"))?;
         let device = self.origin.as_ref().map_or("server", |o| o.origin.device.as_str()).to_string();
         let scan = build_scan(input, &ev.id, &g, &device, actor, &self.stamp())?;
-        // Scans of one event are judged one at a time (a batch holds the lock already), so
-        // two admissions of one credential always see each other.
-        let lock = if self.batch.is_none() { Some(self.field_lock(&ev.id)) } else { None };
-        let _held = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
+        // Scans of one event are judged one at a time, so two admissions of one credential
+        // always see each other.
+        let _held = self.field_guard(&ev.id).await;
         let mut writes = vec![Write::create("scan", &scan.id, &scan, Vec::new())?];
         let now = time::now();
         let flag = |scan: &Scan, code, earlier: Option<String>| ScanFlag {
@@ -861,12 +822,12 @@ impl Engine {
         }
         if matches!(scan.decision, ScanDecision::Admit | ScanDecision::Exit) {
             // The duplicate entries of the credential, as all its scans now say.
-            let mut scans: Vec<Scan> = self.of_credential("scan", &ev.id, &scan.credential).await?;
+            let mut scans: Vec<Scan> = self.records_where("scan", &ev.id, "credential", &scan.credential).await?;
             scans.retain(|x| x.id != scan.id);
             scans.push(scan.clone());
             let refs: Vec<&Scan> = scans.iter().collect();
             let want: BTreeMap<String, String> = duplicate_entries(&refs).into_iter().collect();
-            let flags: Vec<ScanFlag> = self.of_credential("scan_flag", &ev.id, &scan.credential).await?;
+            let flags: Vec<ScanFlag> = self.records_where("scan_flag", &ev.id, "credential", &scan.credential).await?;
             let mut have: BTreeMap<String, ScanFlag> = flags
                 .into_iter()
                 .filter(|f| f.code == ScanFlagCode::DuplicateEntry)

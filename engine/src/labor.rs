@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     Engine, Error, Result,
@@ -401,42 +401,6 @@ pub(crate) fn timecard_writes(
 // ---- the engine's operations ----
 
 impl Engine {
-    /// The records of `table` in `event` whose `field` is `value`, as the writes this batch
-    /// planned earlier leave them.
-    pub(crate) async fn records_where<T: serde::de::DeserializeOwned>(
-        &self,
-        table: &str,
-        event: &str,
-        field: &'static str,
-        value: &str,
-    ) -> Result<Vec<T>> {
-        let mut rows: BTreeMap<String, Value> = self
-            .store
-            .run(
-                &format!("SELECT *, record::id(id) AS id FROM type::table($tb) WHERE event = $e AND {field} = $v"),
-                json!({ "tb": table, "e": event, "v": value }),
-            )
-            .await?
-            .all::<Value>(0)?
-            .into_iter()
-            .map(|v| (v["id"].as_str().unwrap_or_default().to_string(), v))
-            .collect();
-        if let Some(batch) = &self.batch {
-            for (id, v) in batch.planned_of(table) {
-                match v {
-                    Some(v) if v["event"] == event && v[field] == value => {
-                        rows.insert(id, v);
-                    }
-                    Some(_) => {}
-                    None => {
-                        rows.remove(&id);
-                    }
-                }
-            }
-        }
-        rows.into_values().map(|v| serde_json::from_value(v).map_err(Error::from)).collect()
-    }
-
     async fn labor_rules(&self, event: &str) -> Result<LaborRules> {
         Ok(self.load("labor_rules", event, event).await?.unwrap_or_else(|| LaborRules::default_for(event)))
     }
@@ -461,11 +425,7 @@ impl Engine {
         gate(decide(&s, Action::Write, Target::Personal { module: Module::Labor, owner: actor }), "event")?;
         let device = self.origin.as_ref().map_or("server", |o| o.origin.device.as_str()).to_string();
         let punch = build_punch(input, &ev.id, actor, &device, &self.stamp())?;
-        let lock = if self.batch.is_none() { Some(self.field_lock(&ev.id)) } else { None };
-        let _held = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
-        };
+        let _held = self.field_guard(&ev.id).await;
         if let Some(p) = self.load::<Punch>("punch", &ev.id, &punch.id).await? {
             if p.person == punch.person && p.kind == punch.kind && p.device_time == punch.device_time {
                 return Ok(p);
@@ -539,8 +499,7 @@ impl Engine {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "timecard")?;
         let key = timecard_key(&ev.id, person, day);
-        let lock = self.field_lock(&ev.id);
-        let _held = lock.lock().await;
+        let _held = self.field_lock(&ev.id).lock_owned().await;
         let mut t: Timecard = self.load("timecard", &ev.id, &key).await?.ok_or(Error::not_found("timecard"))?;
         t.status = TimecardStatus::Approved;
         t.approved_by = Some(actor.into());
@@ -562,8 +521,7 @@ impl Engine {
     pub async fn set_labor_rules(&self, actor: &str, event: &str, patch: RulesPatch) -> Result<LaborRules> {
         let (ev, s) = self.standing(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "event")?;
-        let lock = self.field_lock(&ev.id);
-        let _held = lock.lock().await;
+        let _held = self.field_lock(&ev.id).lock_owned().await;
         let existed = self.load::<LaborRules>("labor_rules", &ev.id, &ev.id).await?.is_some();
         let mut rules = self.labor_rules(&ev.id).await?;
         apply_rules(&mut rules, patch)?;
@@ -609,8 +567,7 @@ impl Engine {
             locked_by: actor.into(),
             locked_at: time::now(),
         };
-        let lock = self.field_lock(&ev.id);
-        let _held = lock.lock().await;
+        let _held = self.field_lock(&ev.id).lock_owned().await;
         self.commit(&ev.id, vec![Write::create("labor_period", &p.id, &p, Vec::new())?]).await?;
         Ok(p)
     }

@@ -207,6 +207,15 @@ impl Engine {
         locks.entry(event.to_string()).or_default().clone()
     }
 
+    /// The field lock of `event` for one judgement made outside a batch (a batch holds it
+    /// already, from its planning to its commit).
+    pub(crate) async fn field_guard(&self, event: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        if self.batch.is_some() {
+            return None;
+        }
+        Some(self.field_lock(event).lock_owned().await)
+    }
+
     /// Notices of this process's commits: `(event, head)`.
     pub fn commit_notices(&self) -> tokio::sync::broadcast::Receiver<(String, i64)> {
         self.commits.subscribe()

@@ -245,6 +245,42 @@ impl Engine {
             .all(0)
     }
 
+    /// The records of `table` in `event` whose `field` is `value`, as the writes this batch
+    /// planned earlier leave them.
+    pub(crate) async fn records_where<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        event: &str,
+        field: &'static str,
+        value: &str,
+    ) -> Result<Vec<T>> {
+        let mut rows: std::collections::BTreeMap<String, Value> = self
+            .store
+            .run(
+                &format!("SELECT *, record::id(id) AS id FROM type::table($tb) WHERE event = $e AND {field} = $v"),
+                json!({ "tb": table, "e": event, "v": value }),
+            )
+            .await?
+            .all::<Value>(0)?
+            .into_iter()
+            .map(|v| (v["id"].as_str().unwrap_or_default().to_string(), v))
+            .collect();
+        if let Some(batch) = &self.batch {
+            for (id, v) in batch.planned_of(table) {
+                match v {
+                    Some(v) if v["event"] == event && v[field] == value => {
+                        rows.insert(id, v);
+                    }
+                    Some(_) => {}
+                    None => {
+                        rows.remove(&id);
+                    }
+                }
+            }
+        }
+        rows.into_values().map(|v| serde_json::from_value(v).map_err(Error::from)).collect()
+    }
+
     // ---- tasks ----
 
     pub async fn list_tasks(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<Task>> {

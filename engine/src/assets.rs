@@ -65,15 +65,7 @@ pub struct NewMove {
 // ---- rules (pure) ----
 
 fn check_tag(tag: &str) -> Result<String> {
-    let t = tag.trim();
-    let ok = !t.is_empty()
-        && t.len() <= TAG_LEN_MAX
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
-    if ok {
-        Ok(t.to_string())
-    } else {
-        Err(Error::invalid(format!("tag must be 1 to {TAG_LEN_MAX} characters of A-Z a-z 0-9 _ . : -")))
-    }
+    crate::frontgate::check_code("tag", tag, TAG_LEN_MAX)
 }
 
 pub fn build_asset(input: NewAsset, event: &str) -> Result<Asset> {

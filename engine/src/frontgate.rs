@@ -173,7 +173,7 @@ pub struct ImportError {
 // ---- rules (pure) ----
 
 /// A uid, zone code or lane name: 1 to `max` characters of `A-Z a-z 0-9 _ . : -`.
-fn check_code(field: &str, v: &str, max: usize) -> Result<String> {
+pub(crate) fn check_code(field: &str, v: &str, max: usize) -> Result<String> {
     let v = v.trim();
     let ok = !v.is_empty()
         && v.len() <= max

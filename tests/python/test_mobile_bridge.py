@@ -20,9 +20,12 @@ from mobile_bridge import (
     AdvanceStatus,
     BackOpsClient,
     BackOpsError,
+    Condition,
     Direction,
+    Location,
     NewAdvance,
     NewTask,
+    PunchKind,
     ScanDecision,
     TaskPatch,
 )
@@ -162,6 +165,44 @@ class MobileBridge(unittest.TestCase):
         self.assertEqual((status["North gate"].admitted, status["South gate"].admitted), (1, 1))
         for lane in lanes:
             lane.shutdown()
+
+    def test_a_crew_phone_punches_and_holds_gear_offline(self):
+        pm = SETUP["pm_token"]
+        base = "/v1/events/" + EVENT
+        for module in ("labor", "assets"):
+            api("PUT", base + "/collaborators/" + SETUP["audio"] + "/modules/" + module, pm, {})
+        api("POST", base + "/assets", pm, {"tag": "RADIO-7", "kind": "radio"})
+        phone = self.open("crew", "crew-phone")
+        phone.sign_in(SETUP["vic_token"])
+        phone.subscribe(EVENT)
+        phone.connect(SETUP["base"])
+        eventually("the radio arrives", lambda: [a.tag for a in phone.assets(EVENT)] == ["RADIO-7"])
+
+        # Offline: clock in (with a location) and take the radio.
+        phone.disconnect()
+        punch = phone.punch(EVENT, PunchKind.IN, Location(lat=30.27, lon=-97.74, accuracy_m=8.0), None)
+        self.assertEqual(phone.punch(EVENT, PunchKind.IN, None, punch.id), punch, "the same punch, once")
+        due = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        phone.check_out(EVENT, "RADIO-7", SETUP["vic_id"], due)
+        with self.assertRaises(BackOpsError.Conflict):
+            phone.check_out(EVENT, "RADIO-7", SETUP["vic_id"], due)
+        self.assertEqual([a.tag for a in phone.assets_i_hold(EVENT)], ["RADIO-7"])
+        self.assertEqual(phone.sync_status().pending, 2)
+
+        # Back online: the server has both, and built the timecard (the shift is still open).
+        phone.connect(SETUP["base"])
+        eventually("sent", lambda: phone.sync_status().pending == 0)
+        eventually("the timecard arrives", lambda: len(phone.timecards(EVENT)) == 1)
+        card = phone.timecards(EVENT)[0]
+        self.assertEqual([e.code for e in card.exceptions], ["missing_out"])
+        self.assertEqual([p.id for p in phone.my_punches(EVENT)], [punch.id])
+        self.assertAlmostEqual(phone.my_punches(EVENT)[0].location.lat, 30.27)
+        held = api("GET", base + "/assets", pm)
+        self.assertEqual(held[0]["holder"], SETUP["vic_id"])
+        phone.check_in(EVENT, "RADIO-7", Condition.DAMAGED, "antenna snapped")
+        eventually("checked in", lambda: phone.assets_i_hold(EVENT) == [])
+        self.assertEqual(len(phone.custody_history(EVENT, "RADIO-7")), 2)
+        phone.shutdown()
 
     def test_offline_write_reconciles_and_a_refused_write_is_heard(self):
         client = self.open("vic", "vic-phone")

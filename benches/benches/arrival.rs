@@ -26,17 +26,10 @@ use engine::{
 };
 use mobile_bridge::Link;
 use serde_json::json;
-use tests::{TestServer, stage};
+use tests::{TestServer, quantile, stage};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

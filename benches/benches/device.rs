@@ -12,10 +12,7 @@
 //! Run: `cargo bench -p benches --bench device -- [MUTATIONS] [RECORDS] [mem|surrealkv]`
 //! (defaults 10000 100000 surrealkv: the server and the replicas on disk, as deployed).
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Instant};
 
 use engine::{
     ListFilter,
@@ -23,14 +20,10 @@ use engine::{
     protocol::{Mutation, MutationOp, MutationResult},
 };
 use serde_json::json;
-use tests::{TestServer, device::Device, stage};
+use tests::{TestServer, device::Device, quantile, stage};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
 
 #[tokio::main]
 async fn main() {

@@ -18,14 +18,10 @@ use std::{
 
 use engine::model::{Direction, ScanDecision};
 use serde_json::json;
-use tests::{TestServer, device::Device, stage};
+use tests::{TestServer, device::Device, quantile, stage};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

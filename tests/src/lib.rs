@@ -24,6 +24,14 @@ pub fn signed_token(sub: &str, secret: &str, exp: u64) -> String {
 /// How long a test waits for something asynchronous before it fails.
 pub const WAIT_MAX: Duration = Duration::from_secs(10);
 
+/// The `q` quantile (0 to 1) of durations sorted ascending; zero for none (benchmarks).
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
 pub struct TestServer {
     pub base: String,
     pub config: server::Config,

@@ -20,7 +20,7 @@ use engine::{
     protocol::{Mutation, MutationOp, MutationResult},
 };
 use serde_json::json;
-use tests::{TestServer, device::Device, quantile, stage};
+use tests::{device::Device, quantile, stage};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,13 +31,9 @@ async fn main() {
     let mutations: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let records: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let disk = args.get(2).is_none_or(|a| a != "mem");
-    let dir = tempfile::tempdir().expect("dir");
-    let url =
-        |name: &str| if disk { format!("surrealkv://{}", dir.path().join(name).display()) } else { "mem://".into() };
-
-    let mut config = tests::test_config(dir.path());
-    config.database_url = url("server");
-    let srv = TestServer::start_config(config, None).await;
+    let store = tests::BenchStore::new(disk);
+    let url = |name: &str| store.url(name);
+    let srv = store.server().await;
     let s = stage(&srv).await;
     let engine = srv.engine.clone().expect("engine");
     let heads = |h: i64| HashMap::from([(s.event.clone(), h)]);

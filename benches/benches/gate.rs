@@ -34,13 +34,9 @@ async fn main() {
     let lanes: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(32).max(1);
     let scans: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(2_000).max(1);
     let disk = args.get(3).is_none_or(|a| a != "mem");
-    let dir = tempfile::tempdir().expect("dir");
-    let url =
-        |name: &str| if disk { format!("surrealkv://{}", dir.path().join(name).display()) } else { "mem://".into() };
-
-    let mut config = tests::test_config(dir.path());
-    config.database_url = url("server");
-    let srv = TestServer::start_config(config, None).await;
+    let store = tests::BenchStore::new(disk);
+    let url = |name: &str| store.url(name);
+    let srv = store.server().await;
     let s = stage(&srv).await;
     let engine = srv.engine.clone().expect("engine");
     let ev = s.event.clone();

@@ -24,6 +24,31 @@ pub fn signed_token(sub: &str, secret: &str, exp: u64) -> String {
 /// How long a test waits for something asynchronous before it fails.
 pub const WAIT_MAX: Duration = Duration::from_secs(10);
 
+/// Where a benchmark keeps its databases: SurrealKV files in a directory of its own, or
+/// memory.
+pub struct BenchStore {
+    pub disk: bool,
+    dir: tempfile::TempDir,
+}
+
+impl BenchStore {
+    pub fn new(disk: bool) -> BenchStore {
+        BenchStore { disk, dir: tempfile::tempdir().expect("dir") }
+    }
+
+    /// The database URL of the store named `name`.
+    pub fn url(&self, name: &str) -> String {
+        if self.disk { format!("surrealkv://{}", self.dir.path().join(name).display()) } else { "mem://".into() }
+    }
+
+    /// The real server on the store `server`.
+    pub async fn server(&self) -> TestServer {
+        let mut config = test_config(self.dir.path());
+        config.database_url = self.url("server");
+        TestServer::start_config(config, None).await
+    }
+}
+
 /// The `q` quantile (0 to 1) of durations sorted ascending; zero for none (benchmarks).
 pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {

@@ -150,13 +150,16 @@ async fn main() {
         );
     }
 
-    // 4. Opening the replica again (an app start): the rows are read into memory.
-    let held = fresh.replica.records(&s.event, "task").await.unwrap().len();
-    drop(fresh);
-    let started = Instant::now();
-    let reopened = engine::device::Replica::open(&url("fresh"), None).await.expect("reopen");
-    let opened = started.elapsed();
-    assert_eq!(reopened.records(&s.event, "task").await.unwrap().len(), held);
-    println!("reopen a replica of {total} records: {:.2} s", opened.as_secs_f64());
+    // 4. Opening the replica again (an app start): the rows are read into memory. Only on
+    // disk: a replica in memory is gone with its handle.
+    if disk {
+        let held = fresh.replica.records(&s.event, "task").await.unwrap().len();
+        drop(fresh);
+        let started = Instant::now();
+        let reopened = engine::device::Replica::open(&url("fresh"), None).await.expect("reopen");
+        let opened = started.elapsed();
+        assert_eq!(reopened.records(&s.event, "task").await.unwrap().len(), held);
+        println!("reopen a replica of {total} records: {:.2} s", opened.as_secs_f64());
+    }
     srv.stop().await.expect("stop");
 }

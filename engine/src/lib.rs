@@ -15,6 +15,7 @@ pub mod device;
 mod error;
 mod events;
 pub mod feed;
+pub mod files;
 pub mod frontgate;
 pub mod hlc;
 pub mod labor;
@@ -49,6 +50,10 @@ pub struct EngineConfig {
     /// Change-log entries kept per event. Older entries are trimmed (in steps of a tenth);
     /// a client resuming from a trimmed cursor gets `resync` and a fresh snapshot.
     pub log_retention: i64,
+    /// Largest file an upload may announce, in bytes.
+    pub file_limit_bytes: u64,
+    /// Most bytes of files one organization may hold; no limit when absent.
+    pub org_storage_limit_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +70,8 @@ impl Default for EngineConfig {
             license_activation_delay: Duration::from_secs(2),
             password_hashing: PasswordHashing::Standard,
             log_retention: 500_000,
+            file_limit_bytes: files::FILE_LIMIT_DEFAULT,
+            org_storage_limit_bytes: None,
         }
     }
 }

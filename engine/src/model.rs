@@ -270,6 +270,20 @@ pub struct FileMeta {
     pub media_type: Option<String>,
     pub uploaded_by: String,
     pub created_at: String,
+    /// Longest side ("256", "1024") → the thumbnail's content hash (images only).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub thumbnails: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    /// What others download when it differs from the upload: the photo without its
+    /// location and camera metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_hash: Option<String>,
+    /// Why an image has no thumbnails (unsupported format, too large, corrupt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_note: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

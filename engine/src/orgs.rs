@@ -40,7 +40,7 @@ const LICENSE_FIELDS: &str =
     "record::id(id) AS id, org, kind, quantity, status, purchased_by, created_at, activate_at, activated_at";
 
 /// Turns a decision about an organization into the error the caller may see.
-fn org_gate(decision: Decision) -> Result<()> {
+pub(crate) fn org_gate(decision: Decision) -> Result<()> {
     match decision {
         Decision::Allow => Ok(()),
         Decision::Hidden => Err(Error::not_found("organization")),

@@ -241,11 +241,12 @@ pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, acto
             "name must be a file name of 1 to {FILE_NAME_LEN_MAX} characters without slashes"
         )));
     }
-    if input.size < 0 {
+    let size = input.size.ok_or_else(|| Error::invalid("size is required"))?;
+    if size < 0 {
         return Err(Error::invalid("size must not be negative"));
     }
-    let hash = input.content_hash.trim().to_lowercase();
-    if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+    let hash = input.content_hash.as_deref().unwrap_or_default().trim().to_lowercase();
+    if !crate::files::is_content_hash(&hash) {
         return Err(Error::invalid("content_hash must be the sha256 of the content as 64 hex digits"));
     }
     Ok(FileMeta {
@@ -253,11 +254,16 @@ pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, acto
         event: event.into(),
         collaborator,
         name,
-        size: input.size,
+        size,
         content_hash: hash,
         media_type: optional_text("media_type", input.media_type)?,
         uploaded_by: actor.into(),
         created_at: time::now(),
+        thumbnails: Default::default(),
+        width: None,
+        height: None,
+        served_hash: None,
+        preview_note: None,
     })
 }
 

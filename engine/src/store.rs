@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "front_gate", sql: include_str!("../../schemas/surreal/0004_front_gate.surql") },
     Migration { version: 5, name: "labor", sql: include_str!("../../schemas/surreal/0005_labor.surql") },
     Migration { version: 6, name: "assets", sql: include_str!("../../schemas/surreal/0006_assets.surql") },
+    Migration { version: 7, name: "files", sql: include_str!("../../schemas/surreal/0007_files.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

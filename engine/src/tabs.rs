@@ -115,9 +115,12 @@ pub struct NewFile {
     #[serde(default)]
     pub collaborator: Option<String>,
     pub name: String,
-    pub size: i64,
-    /// sha256 of the content, 64 hex digits.
-    pub content_hash: String,
+    /// The content's size and sha256 (64 hex digits): taken from the finished upload of
+    /// this file id when absent, and checked against it when given.
+    #[serde(default)]
+    pub size: Option<i64>,
+    #[serde(default)]
+    pub content_hash: Option<String>,
     #[serde(default)]
     pub media_type: Option<String>,
 }
@@ -176,7 +179,7 @@ impl Engine {
 
     /// The collaborator a new record goes to: the one asked for (which must exist in the
     /// event and be visible), else the member's own, else the event's default.
-    async fn target_collaborator(&self, ev: &Event, s: &Standing, asked: Option<String>) -> Result<String> {
+    pub(crate) async fn target_collaborator(&self, ev: &Event, s: &Standing, asked: Option<String>) -> Result<String> {
         let c = rules::collaborator_asked(&ev.default_collaborator, s, asked)?;
         // Facts kept at the version of the caller's standing are checked again by the commit.
         let kept = ev.basis.as_ref().and_then(|b| self.shared.access.collaborator(&ev.id, b.version, &c));
@@ -416,15 +419,33 @@ impl Engine {
         self.list("file_meta", &ev.id, scope, "created_at").await
     }
 
-    /// Records a file in a collaborator's folder (its metadata; the bytes travel separately).
-    pub async fn add_file(&self, actor: &str, event: &str, input: NewFile) -> Result<FileMeta> {
+    /// Adds a file to a collaborator's folder from the caller's finished upload of the same
+    /// file id (see [`crate::files`]): the record carries the upload's size, hash and what
+    /// processing found (thumbnails), so it is never visible before its bytes are.
+    pub async fn add_file(&self, actor: &str, event: &str, mut input: NewFile) -> Result<FileMeta> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         let collaborator = self.target_collaborator(&ev, &s, input.collaborator.clone()).await?;
         gate(
             decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &one(&collaborator) }),
             "collaborator",
         )?;
-        let f = rules::build_file(input, &ev.id, collaborator, actor)?;
+        let id = rules::record_id(Some(input.id.as_deref().ok_or_else(|| {
+            Error::invalid("id must be the file id its upload was opened with (a file is added from a finished upload)")
+        })?))?;
+        let up = self.finished_upload(&ev.id, actor, &id).await?;
+        let hash = input.content_hash.take().map(|h| h.trim().to_lowercase());
+        if hash.as_ref().is_some_and(|h| *h != up.sha256) || input.size.is_some_and(|n| n != up.size) {
+            return Err(Error::rule("upload_mismatch", "size and content_hash must be those of the finished upload"));
+        }
+        input.size = Some(up.size);
+        input.content_hash = Some(up.sha256.clone());
+        input.media_type = input.media_type.or(up.media_type.clone()).or(up.processed.media_type.clone());
+        let mut f = rules::build_file(input, &ev.id, collaborator, actor)?;
+        f.thumbnails = up.processed.thumbnails;
+        f.width = up.processed.width;
+        f.height = up.processed.height;
+        f.served_hash = up.processed.served_hash;
+        f.preview_note = up.processed.preview_note;
         self.commit_as(&ev, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
         Ok(f)
     }

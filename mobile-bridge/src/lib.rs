@@ -6,6 +6,7 @@
 mod client;
 mod error;
 pub mod link;
+pub mod transfer;
 mod types;
 
 pub use client::{BackOpsClient, SyncListener};

@@ -59,6 +59,11 @@ impl Trust {
     }
 
     fn connector(&self) -> Result<Connector, String> {
+        Ok(Connector::Rustls(Arc::new(self.client_config()?)))
+    }
+
+    /// The TLS settings of the socket and of file transfers alike.
+    fn client_config(&self) -> Result<rustls::ClientConfig, String> {
         let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
         for c in &self.extra {
             roots.add(c.clone()).map_err(|e| e.to_string())?;
@@ -68,7 +73,7 @@ impl Trust {
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Connector::Rustls(Arc::new(config)))
+        Ok(config)
     }
 }
 
@@ -188,6 +193,8 @@ async fn run(
             return;
         }
     };
+    // File transfers go over HTTP to the same server, on the same TLS settings.
+    let http = trust.client_config().ok().and_then(|tls| crate::transfer::Http::new(&url, tls));
     let mut backoff = BACKOFF_MIN;
     loop {
         if *stop.borrow() {
@@ -212,6 +219,10 @@ async fn run(
             Some(Err(why)) => Ended::Retry(why),
             Some(Ok(ws)) => {
                 let started = tokio::time::Instant::now();
+                // Transfers run while the connection lasts (dropping the guard ends them).
+                let _transfers = http.clone().map(|http| {
+                    Abort(tokio::spawn(crate::transfer::run(replica.clone(), http, current.clone(), wake.clone())))
+                });
                 let ended = session(&replica, ws, &current, &mut stop, &wake, &reconnect).await;
                 if matches!(ended, Ended::Retry(_)) && started.elapsed() >= STABLE_AFTER {
                     // It was connected for a while: the next failure starts the backoff over.
@@ -242,6 +253,15 @@ async fn run(
         }
     }
     replica.disconnected(None).await;
+}
+
+/// Aborts its task when dropped.
+struct Abort(tokio::task::JoinHandle<()>);
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Up to a quarter of `d`, so that many devices cut off together do not return together.

@@ -149,6 +149,12 @@ pub struct FileInfo {
     pub media_type: Option<String>,
     pub uploaded_by: String,
     pub created_at: String,
+    /// The sizes of its thumbnails (256, 1024), for images the server previewed.
+    pub thumbnail_sizes: Vec<u32>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// Why an image has no thumbnails (unsupported format, corrupt, too large).
+    pub preview_note: Option<String>,
 }
 
 impl From<m::FileMeta> for FileInfo {
@@ -163,8 +169,62 @@ impl From<m::FileMeta> for FileInfo {
             media_type: f.media_type,
             uploaded_by: f.uploaded_by,
             created_at: f.created_at,
+            thumbnail_sizes: f.thumbnails.keys().filter_map(|k| k.parse().ok()).collect(),
+            width: f.width,
+            height: f.height,
+            preview_note: f.preview_note,
         }
     }
+}
+
+/// How far the upload of one of the device's files got.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct UploadProgress {
+    pub file: String,
+    pub name: String,
+    pub bytes_sent: u64,
+    pub bytes_total: u64,
+    /// Every byte is on the server (the record follows with the next push).
+    pub done: bool,
+    /// The last failure, while it retries.
+    pub error: Option<String>,
+}
+
+impl From<engine::device::files::UploadState> for UploadProgress {
+    fn from(u: engine::device::files::UploadState) -> Self {
+        UploadProgress {
+            file: u.file,
+            name: u.name,
+            bytes_sent: u.sent,
+            bytes_total: u.total,
+            done: u.done,
+            error: u.error,
+        }
+    }
+}
+
+/// Bytes of file contents on the device.
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct FileStorage {
+    pub held_bytes: u64,
+    pub budget_bytes: u64,
+}
+
+/// What [`crate::BackOpsClient::attach_file`] may be told of a file.
+#[derive(Clone, Debug, Default, uniffi::Record)]
+pub struct AttachOptions {
+    /// A UUID for the file (chosen here when absent).
+    #[uniffi(default)]
+    pub id: Option<String>,
+    /// The folder; the person's own collaborator when absent.
+    #[uniffi(default)]
+    pub collaborator: Option<String>,
+    /// The file's name; the source file's own name when absent.
+    #[uniffi(default)]
+    pub name: Option<String>,
+    /// Recognized from the first bytes when absent (JPEG, PNG, WebP, HEIC, PDF).
+    #[uniffi(default)]
+    pub media_type: Option<String>,
 }
 
 /// An advance (a form a collaborator answers before the show).
@@ -382,21 +442,6 @@ pub struct ActivityPatch {
     pub clear_area: bool,
     #[uniffi(default)]
     pub collaborators: Option<Vec<String>>,
-}
-
-/// A file's record (its bytes travel separately).
-#[derive(Clone, Debug, Serialize, uniffi::Record)]
-pub struct NewFile {
-    pub name: String,
-    pub size: i64,
-    /// sha256 of the content, 64 hex digits.
-    pub content_hash: String,
-    #[uniffi(default)]
-    pub media_type: Option<String>,
-    #[uniffi(default)]
-    pub collaborator: Option<String>,
-    #[uniffi(default)]
-    pub id: Option<String>,
 }
 
 #[derive(Clone, Debug, uniffi::Record)]

@@ -121,7 +121,8 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .route("/events/{event}/advances/{id}", patch(update_advance).delete(delete_advance))
         .merge(crate::frontgate::routes(import_limit_bytes))
         .merge(crate::labor::routes())
-        .merge(crate::assets::routes());
+        .merge(crate::assets::routes())
+        .merge(crate::files::routes());
     Router::new()
         .nest("/v1", v1)
         .fallback(|| async { ApiError::not_found() })

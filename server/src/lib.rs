@@ -8,8 +8,11 @@
 mod api;
 mod assets;
 pub mod auth;
+pub mod blobs;
 mod error;
+pub mod files;
 mod frontgate;
+pub mod images;
 mod labor;
 pub mod sync;
 
@@ -48,6 +51,12 @@ pub struct Config {
     pub import_limit_bytes: usize,
     /// Limits of the sync socket.
     pub sync: Limits,
+    /// Where file contents are kept.
+    pub file_store: FileStore,
+    /// Images processed at once (thumbnails), each on a blocking thread of its own.
+    pub image_workers: usize,
+    /// Bounds of image decoding.
+    pub image_limits: images::ImageLimits,
     /// How long shutdown waits for connections to finish before it stops anyway.
     pub drain_timeout: Duration,
     pub engine: EngineConfig,
@@ -69,10 +78,22 @@ impl Config {
             body_limit_bytes: 256 * 1024,
             import_limit_bytes: 16 * 1024 * 1024,
             sync: Limits::default(),
+            file_store: FileStore::Directory,
+            image_workers: 2,
+            image_limits: images::ImageLimits::default(),
             drain_timeout: Duration::from_secs(10),
             engine: EngineConfig::default(),
         }
     }
+}
+
+/// Where the server keeps file contents (blobs).
+#[derive(Clone, Debug)]
+pub enum FileStore {
+    /// `DATA_DIR/blobs`: the embedded default.
+    Directory,
+    /// An S3-compatible bucket, shared by several servers.
+    S3(blobs::S3Config),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +112,7 @@ pub struct AppState {
     pub engine: Engine,
     pub tokens: Arc<auth::Tokens>,
     pub hub: Arc<sync::Hub>,
+    pub files: Arc<files::Files>,
 }
 
 /// Name of the generated secret inside the data directory.
@@ -136,7 +158,13 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
     .map_err(Error::Config)?;
     let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), config.engine.clone()).await?;
     let hub = sync::Hub::new(engine.clone(), config.sync.clone(), shutdown);
-    Ok(AppState { engine, tokens: Arc::new(tokens), hub })
+    let blobs: Arc<dyn blobs::BlobStore> = match &config.file_store {
+        FileStore::Directory => Arc::new(blobs::DirBlobs::new(config.data_dir.join("blobs"))?),
+        FileStore::S3(s3) => Arc::new(blobs::S3Blobs::new(s3).map_err(|e| Error::Config(format!("S3 store: {e}")))?),
+    };
+    tracing::info!(store = %blobs.describe(), "file contents");
+    let files = files::Files::new(blobs, config.data_dir.join("uploads"), config.image_workers, config.image_limits)?;
+    Ok(AppState { engine, tokens: Arc::new(tokens), hub, files: Arc::new(files) })
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then sync sessions are closed

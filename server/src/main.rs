@@ -63,6 +63,30 @@ struct Serve {
     /// Change-log entries kept per event; older cursors resync with a fresh snapshot.
     #[arg(long, env = "BACKOPS_LOG_RETENTION", default_value_t = 500_000)]
     log_retention: i64,
+    /// Largest file, in bytes.
+    #[arg(long, env = "BACKOPS_FILE_LIMIT_BYTES", default_value_t = engine::files::FILE_LIMIT_DEFAULT)]
+    file_limit_bytes: u64,
+    /// Most bytes of files one organization may hold [default: no limit].
+    #[arg(long, env = "BACKOPS_ORG_STORAGE_LIMIT_BYTES")]
+    org_storage_limit_bytes: Option<u64>,
+    /// Images processed at once (thumbnails).
+    #[arg(long, env = "BACKOPS_IMAGE_WORKERS", default_value_t = 2)]
+    image_workers: usize,
+    /// Keep file contents in this S3-compatible bucket instead of DATA_DIR/blobs.
+    #[arg(long, env = "BACKOPS_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// The S3-compatible service, `http(s)://host:port` [default: AWS].
+    #[arg(long, env = "BACKOPS_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "BACKOPS_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    #[arg(long, env = "BACKOPS_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    s3_access_key_id: Option<String>,
+    #[arg(long, env = "BACKOPS_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Key prefix inside the bucket.
+    #[arg(long, env = "BACKOPS_S3_PREFIX", default_value = "blobs")]
+    s3_prefix: String,
     /// Delay between a license purchase and its activation, in milliseconds.
     #[arg(long, env = "BACKOPS_LICENSE_ACTIVATION_DELAY_MS", default_value_t = 2000)]
     license_activation_delay_ms: u64,
@@ -97,6 +121,21 @@ async fn main() -> anyhow::Result<()> {
     config.import_limit_bytes = args.import_limit_bytes;
     config.engine.license_activation_delay = Duration::from_millis(args.license_activation_delay_ms);
     config.engine.log_retention = args.log_retention;
+    config.engine.file_limit_bytes = args.file_limit_bytes;
+    config.engine.org_storage_limit_bytes = args.org_storage_limit_bytes;
+    config.image_workers = args.image_workers;
+    if let Some(bucket) = args.s3_bucket {
+        config.file_store = server::FileStore::S3(server::blobs::S3Config {
+            endpoint: args.s3_endpoint,
+            bucket,
+            region: args.s3_region,
+            access_key_id: args.s3_access_key_id.context("--s3-access-key-id is needed with --s3-bucket")?,
+            secret_access_key: args
+                .s3_secret_access_key
+                .context("--s3-secret-access-key is needed with --s3-bucket")?,
+            prefix: args.s3_prefix,
+        });
+    }
 
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

@@ -133,15 +133,9 @@ async fn new_user_sets_up_and_staffs_an_event() {
         )
         .await
         .ok();
-    let hash = "a".repeat(64);
+    let rider = [&b"%PDF-1.7\n"[..], &[1u8; 1191]].concat();
     for c in [&audio, &client] {
-        maya.api
-            .post(
-                &format!("/v1/events/{event}/files"),
-                json!({ "collaborator": c, "name": "rider.pdf", "size": 1200, "content_hash": hash }),
-            )
-            .await
-            .ok();
+        tests::files::upload_file(&maya.api, &event, c, "rider.pdf", &rider).await;
         maya.api
             .post(&format!("/v1/events/{event}/advances"), json!({ "collaborator": c, "title": "Tech rider" }))
             .await

@@ -8,6 +8,7 @@ mod bridge;
 mod changes;
 mod conflicts;
 mod device;
+mod files;
 mod frontgate;
 mod getting_set_up;
 mod labor;

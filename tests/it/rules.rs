@@ -413,28 +413,28 @@ async fn tab_rules() {
         .ok();
     assert_eq!((a["status"].clone(), a["answers"]["fixtures"].clone()), (json!("needs_review"), json!(52)));
 
-    // Files: validated metadata in the member's folder.
-    gaffer
+    // Files: validated metadata in the member's folder, checked before any byte is sent.
+    for bad in [
+        json!({ "name": "../etc/passwd", "size": 1, "sha256": "a".repeat(64) }),
+        json!({ "name": "plot.pdf", "size": 1, "sha256": "xyz" }),
+        json!({ "name": "plot.pdf", "size": -1, "sha256": "a".repeat(64) }),
+    ] {
+        gaffer.api.post(&format!("{ev}/uploads"), bad).await.err(422, "invalid_input");
+    }
+    gaffer.api.post(&format!("{ev}/files"), json!({ "name": "plot.pdf" })).await.err(422, "invalid_input");
+    let pdf = [&b"%PDF-1.7\n"[..], &[7u8; 2039]].concat();
+    let up = gaffer
         .api
-        .post(&format!("{ev}/files"), json!({ "name": "../etc/passwd", "size": 1, "content_hash": "a".repeat(64) }))
-        .await
-        .err(422, "invalid_input");
-    gaffer
-        .api
-        .post(&format!("{ev}/files"), json!({ "name": "plot.pdf", "size": 1, "content_hash": "xyz" }))
-        .await
-        .err(422, "invalid_input");
-    gaffer
-        .api
-        .post(&format!("{ev}/files"), json!({ "name": "plot.pdf", "size": -1, "content_hash": "a".repeat(64) }))
-        .await
-        .err(422, "invalid_input");
-    let f = gaffer
-        .api
-        .post(&format!("{ev}/files"), json!({ "name": "plot.pdf", "size": 2048, "content_hash": "AB".repeat(32), "media_type": "application/pdf" }))
+        .post(
+            &format!("{ev}/uploads"),
+            json!({ "name": "plot.pdf", "size": 2048, "sha256": tests::files::sha256(&pdf).to_uppercase(), "media_type": "application/pdf" }),
+        )
         .await
         .ok();
-    assert_eq!(f["content_hash"], "ab".repeat(32));
+    assert_eq!(tests::files::chunk(&gaffer.api, up["id"].as_str().unwrap(), 0, &pdf).await.0, 200);
+    let f = gaffer.api.post(&format!("{ev}/files"), json!({ "id": up["file"], "name": "plot.pdf" })).await.ok();
+    assert_eq!(f["content_hash"], tests::files::sha256(&pdf));
+    assert_eq!((f["media_type"].as_str(), f["collaborator"].as_str()), (Some("application/pdf"), Some(light.as_str())));
 
     let d = gaffer.api.get(&format!("{ev}/dashboard")).await.ok();
     assert_eq!(

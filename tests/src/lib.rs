@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 pub mod device;
+pub mod files;
 
 use engine::{Engine, EngineConfig, NewAccount, NewEvent, PasswordHashing, PurchaseInput, model::*};
 use serde_json::{Value, json};
@@ -290,6 +291,15 @@ impl Reply {
 }
 
 impl Api {
+    /// A request with this client's token, for headers and bodies of one's own.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     pub fn with_token(&self, token: &str) -> Api {
         Api { token: Some(token.to_string()), ..self.clone() }
     }

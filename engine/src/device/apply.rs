@@ -204,7 +204,14 @@ impl Replica {
         // A lost event's mutations are still pushed, to learn which were applied.
         let ready =
             |e: &str| st.subs.get(e).is_some_and(|s| s.lost || (s.cursor.is_some() && link.subscribed.contains(e)));
-        let unsent = |o: &&super::Outgoing| o.accepted.is_none() && !sent.contains(&o.n);
+        // A file's record (and what follows it of the same file) waits for its bytes.
+        let waiting: HashSet<&str> =
+            st.outbox.values().filter(|o| self.awaits_upload(&st, o)).map(|o| o.record.as_str()).collect();
+        let unsent = |o: &&super::Outgoing| {
+            o.accepted.is_none()
+                && !sent.contains(&o.n)
+                && !(o.kind == "file_meta" && waiting.contains(o.record.as_str()))
+        };
         let event = st.outbox.values().filter(unsent).find(|o| ready(&o.event))?.event.clone();
         let (mut ns, mut mutations, mut bytes) = (Vec::new(), Vec::new(), 0);
         for o in st.outbox.values().filter(unsent).filter(|o| o.event == event) {
@@ -449,7 +456,7 @@ impl Replica {
 
     /// Persists rejections (the mutation leaves the outbox, the app's list gains it), and
     /// rebuilds the rejected records from the server's version and what is still unsent.
-    async fn record_answers(&self, st: &mut State, rejected: &[(u64, Rejection)]) -> Result<()> {
+    pub(super) async fn record_answers(&self, st: &mut State, rejected: &[(u64, Rejection)]) -> Result<()> {
         if rejected.is_empty() {
             return Ok(());
         }
@@ -484,7 +491,7 @@ impl Replica {
         Ok(())
     }
 
-    fn tell_rejected(&self, rejected: Vec<Rejection>) {
+    pub(super) fn tell_rejected(&self, rejected: Vec<Rejection>) {
         let mut events = HashSet::new();
         for r in rejected {
             events.insert((r.event.clone(), r.kind.clone()));

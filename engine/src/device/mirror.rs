@@ -89,6 +89,11 @@ impl Mirror {
         self.events.get(event)?.get(kind)?.by_id.get(id).cloned()
     }
 
+    /// The rows of one kind in every event.
+    pub fn all_of_kind(&self, kind: &str) -> Vec<Arc<Row>> {
+        self.events.values().filter_map(|k| k.get(kind)).flat_map(|m| m.by_id.values().cloned()).collect()
+    }
+
     /// The rows of one kind, in id order.
     pub fn kind(&self, event: &str, kind: &str) -> Vec<Arc<Row>> {
         self.events

@@ -17,6 +17,7 @@
 
 mod apply;
 mod assets;
+pub mod files;
 mod frontgate;
 mod labor;
 mod mirror;
@@ -119,6 +120,8 @@ struct Inner {
     mirror: std::sync::RwLock<mirror::Mirror>,
     status: std::sync::Mutex<SyncStatus>,
     notices: broadcast::Sender<Notice>,
+    /// File bytes (see [`files`]), when the replica was opened with a file directory.
+    files: Option<files::Blobs>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -234,6 +237,17 @@ impl Replica {
     /// and a different one is refused (the outbox and the server's applied mutations are
     /// keyed by it). Without one a fresh name is made.
     pub async fn open(url: &str, device: Option<&str>) -> Result<Replica> {
+        Self::open_with_files(url, device, None).await
+    }
+
+    /// [`Replica::open`], keeping file bytes (photos taken here, thumbnails and originals
+    /// fetched) in `files.dir`.
+    pub async fn open_with_files(
+        url: &str,
+        device: Option<&str>,
+        files: Option<files::FilesConfig>,
+    ) -> Result<Replica> {
+        let files = files.as_ref().map(files::Blobs::open).transpose()?;
         let store = Store::connect(url, None).await?;
         store.migrate_with(DEVICE_MIGRATIONS).await?;
         let meta: Option<Meta> =
@@ -288,6 +302,7 @@ impl Replica {
                 status: Default::default(),
                 notices: broadcast::channel(NOTICES_MAX).0,
                 mirror: Default::default(),
+                files,
             }),
         };
         {
@@ -308,6 +323,8 @@ impl Replica {
             }
             replica.refresh_status(&st, |_| {});
         }
+        // Bytes left by a write that never committed (the app was killed in between).
+        replica.sweep_files();
         Ok(replica)
     }
 
@@ -588,6 +605,10 @@ impl Replica {
     }
 
     fn changed(&self, event: &str, kinds: HashSet<String>) {
+        if kinds.contains("file_meta") {
+            // A file deleted or out of reach takes its bytes with it.
+            self.sweep_files();
+        }
         if !kinds.is_empty() {
             let mut kinds: Vec<String> = kinds.into_iter().collect();
             kinds.sort();

@@ -490,6 +490,15 @@ impl Replica {
             plan(&ctx, &w, shown_now)?
         };
 
+        if w.kind == "file_meta"
+            && w.op == MutationOp::Create
+            && let Some(hash) = planned.after.as_ref().and_then(|a| a["content_hash"].as_str())
+            && !self.holds_blob(hash)
+        {
+            return Err(Error::invalid(
+                "a file is added with its bytes: attach it (attach_file) so the device keeps and uploads them",
+            ));
+        }
         let n = st.next_n;
         let mut fields = match (&w.kind[..], &planned.after) {
             // A scan carries what the lane decided, not what the app asked; a punch the

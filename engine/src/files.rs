@@ -1,0 +1,324 @@
+//! Files and photos: the records of uploads and of the files made from them, and storage
+//! accounting. The bytes themselves are the server's business (its blob store): the engine
+//! decides who may upload where, remembers how far an upload got and what its processing
+//! found, and makes a file record only from an upload its uploader finished — so a file's
+//! record and its bytes become visible to others together, and nobody can claim bytes they
+//! did not send by naming their hash.
+//!
+//! An upload is keyed by its event, its uploader and the file id the client chose, so a
+//! device that lost its answer (or its memory) opens the same upload again and resumes it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    Engine, Error, NewFile, Result,
+    access::{Action, OrgAction, Tab, Target, decide, decide_org},
+    events::gate,
+    model::FileMeta,
+    rules, time,
+};
+
+/// The default largest file, in bytes (100 MiB).
+pub const FILE_LIMIT_DEFAULT: u64 = 100 * 1024 * 1024;
+/// Longest side of the thumbnails made of every image, in pixels.
+pub const THUMBNAIL_SIZES: [u32; 2] = [256, 1024];
+
+/// Whether `s` is a sha256 as 64 lowercase hex digits (a blob's name).
+pub fn is_content_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// What a client says of the file it is about to send.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUpload {
+    /// The file's id (a UUID chosen by the client; the server chooses one when absent). The
+    /// file record made from the upload carries it.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The folder; the caller's own collaborator (or the default one) when absent.
+    #[serde(default)]
+    pub collaborator: Option<String>,
+    pub name: String,
+    pub size: i64,
+    /// sha256 of the whole content, 64 hex digits.
+    pub sha256: String,
+    #[serde(default)]
+    pub media_type: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadStatus {
+    /// Bytes are still expected.
+    Open,
+    /// Every byte arrived, the content matched its hash and is in the blob store.
+    Complete,
+}
+
+/// What processing found in a finished upload's content (images: thumbnails).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Processed {
+    /// Longest side ("256", "1024") → the thumbnail's content hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thumbnails: BTreeMap<String, String>,
+    /// The upright image's size, for images that decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i64>,
+    /// The content others download when it differs from what was uploaded: the photo with
+    /// its location and camera metadata taken out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_hash: Option<String>,
+    /// Why an image has no thumbnails (unsupported format, too large, corrupt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_note: Option<String>,
+    /// The media type the content's first bytes show (images), for a file announced without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+}
+
+/// A size in words: bytes, and MiB when it is that large.
+pub fn size_words(n: u64) -> String {
+    if n >= 1 << 20 { format!("{n} bytes ({:.1} MiB)", n as f64 / f64::from(1 << 20)) } else { format!("{n} bytes") }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub event: String,
+    pub account: String,
+    /// The file record's id once the file is added.
+    pub file: String,
+    pub collaborator: String,
+    pub name: String,
+    pub size: i64,
+    pub sha256: String,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub status: UploadStatus,
+    #[serde(default)]
+    pub processed: Processed,
+    pub created_at: String,
+    #[serde(default)]
+    pub completed_at: Option<String>,
+}
+
+/// Stored bytes of an organization's files.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct StorageUse {
+    pub org: String,
+    pub files: i64,
+    /// The sum of the files' sizes (what the organization is accounted for).
+    pub bytes: i64,
+    /// The limit, when the deployment sets one.
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
+}
+
+const UPLOAD_FIELDS: &str = "record::id(id) AS id, event, account, file, collaborator, name, size, sha256, media_type, status, processed, created_at, completed_at";
+
+impl Engine {
+    /// Opens (or finds again) the upload of a file into a collaborator's folder: the caller
+    /// must be able to write that folder; the size is checked against the file limit and
+    /// the organization's storage limit. The same file id opened again by the same person
+    /// answers the same upload (its hash and size must agree).
+    pub async fn open_upload(&self, actor: &str, event: &str, input: NewUpload) -> Result<Upload> {
+        let (ev, s) = self.standing_for_write(actor, event).await?;
+        let collaborator = self.target_collaborator(&ev, &s, input.collaborator.clone()).await?;
+        gate(
+            decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &[collaborator.clone()] }),
+            "collaborator",
+        )?;
+        let limit = self.config.file_limit_bytes;
+        if input.size < 0 {
+            return Err(Error::invalid("size must not be negative"));
+        }
+        if input.size as u64 > limit {
+            return Err(Error::rule(
+                "file_too_large",
+                format!("the file is {}; files may be at most {}", size_words(input.size as u64), size_words(limit)),
+            ));
+        }
+        // The record it will make, checked now so a bad name fails before any byte is sent.
+        let meta = rules::build_file(
+            NewFile {
+                id: input.id.clone(),
+                collaborator: None,
+                name: input.name,
+                size: Some(input.size),
+                content_hash: Some(input.sha256),
+                media_type: input.media_type,
+            },
+            &ev.id,
+            collaborator,
+            actor,
+        )?;
+        if let Some(found) = self.upload_of(&ev.id, actor, &meta.id).await? {
+            if found.sha256 != meta.content_hash || found.size != meta.size {
+                return Err(Error::conflict(
+                    "upload_mismatch",
+                    "an upload of this file id with other content is already open; use a new file id",
+                ));
+            }
+            return Ok(found);
+        }
+        let existing: Option<FileMeta> = self.load("file_meta", &ev.id, &meta.id).await?;
+        if existing.is_some() {
+            return Err(Error::conflict("file_exists", "a file with this id exists already"));
+        }
+        if let Some(quota) = self.config.org_storage_limit_bytes {
+            let used = self.storage_bytes(&ev.org).await?;
+            if used.saturating_add(meta.size) as u64 > quota {
+                return Err(Error::rule(
+                    "storage_full",
+                    format!("the organization's storage holds {used} of {quota} bytes; this file does not fit"),
+                ));
+            }
+        }
+        let up = Upload {
+            id: crate::model::new_id(),
+            event: ev.id.clone(),
+            account: actor.into(),
+            file: meta.id,
+            collaborator: meta.collaborator,
+            name: meta.name,
+            size: meta.size,
+            sha256: meta.content_hash,
+            media_type: meta.media_type,
+            status: UploadStatus::Open,
+            processed: Processed::default(),
+            created_at: time::now(),
+            completed_at: None,
+        };
+        let content = crate::changes::stored(&up)?;
+        let created = self
+            .store
+            .run(
+                "CREATE type::record('upload', $id) CONTENT $content RETURN NONE;",
+                json!({ "id": up.id, "content": content }),
+            )
+            .await;
+        match created {
+            Ok(_) => Ok(up),
+            // Two opens of the same file at once: the unique index let one through.
+            Err(Error::Conflict { .. }) => {
+                self.upload_of(&ev.id, actor, &up.file).await?.ok_or(Error::not_found("upload"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn upload_of(&self, event: &str, actor: &str, file: &str) -> Result<Option<Upload>> {
+        self.store
+            .run(
+                &format!("SELECT {UPLOAD_FIELDS} FROM upload WHERE event = $e AND account = $a AND file = $f LIMIT 1"),
+                json!({ "e": event, "a": actor, "f": file }),
+            )
+            .await?
+            .first(0)
+    }
+
+    /// An upload, to its uploader only (anyone else: not found). The caller's access to the
+    /// folder is checked again, so an upload left open by someone who lost it goes no further.
+    pub async fn upload(&self, actor: &str, id: &str) -> Result<Upload> {
+        let found: Option<Upload> = self
+            .store
+            .run(&format!("SELECT {UPLOAD_FIELDS} FROM type::record('upload', $id)"), json!({ "id": id }))
+            .await?
+            .first(0)?;
+        let up = found.filter(|u| u.account == actor).ok_or(Error::not_found("upload"))?;
+        let (_, s) = self.standing(actor, &up.event).await.map_err(|_| Error::not_found("upload"))?;
+        gate(
+            decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &[up.collaborator.clone()] }),
+            "upload",
+        )?;
+        Ok(up)
+    }
+
+    /// Marks an upload complete: its bytes matched the hash and are stored; `processed` is what
+    /// the server found in them.
+    pub async fn complete_upload(&self, actor: &str, id: &str, processed: Processed) -> Result<Upload> {
+        let mut up = self.upload(actor, id).await?;
+        up.status = UploadStatus::Complete;
+        up.processed = processed;
+        up.completed_at = Some(time::now());
+        self.store
+            .run(
+                "UPDATE type::record('upload', $id) SET status = 'complete', processed = $p, completed_at = $at RETURN NONE;",
+                json!({ "id": up.id, "p": up.processed, "at": up.completed_at }),
+            )
+            .await?;
+        Ok(up)
+    }
+
+    /// The finished upload a new file record is made from.
+    pub(crate) async fn finished_upload(&self, event: &str, actor: &str, file: &str) -> Result<Upload> {
+        match self.upload_of(event, actor, file).await? {
+            None => Err(Error::rule(
+                "upload_missing",
+                "a file is added from a finished upload: upload its bytes first, with this file id",
+            )),
+            Some(u) if u.status != UploadStatus::Complete => Err(Error::rule(
+                "upload_incomplete",
+                "the upload of this file has not finished: send the rest of its bytes first",
+            )),
+            Some(u) => Ok(u),
+        }
+    }
+
+    /// One file's record, if the caller may see it (its folder's Files tab); anything else is
+    /// "not found", exactly as for any record.
+    pub async fn file(&self, actor: &str, event: &str, id: &str) -> Result<FileMeta> {
+        let (ev, s) = self.standing(actor, event).await.map_err(|_| Error::not_found("file"))?;
+        let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
+        gate(
+            decide(&s, Action::Read, Target::Tab { tab: Tab::Files, collaborators: &[f.collaborator.clone()] }),
+            "file",
+        )
+        .map_err(|_| Error::not_found("file"))?;
+        Ok(f)
+    }
+
+    /// The organization's files and their bytes, for its members.
+    pub async fn org_storage(&self, actor: &str, org: &str) -> Result<StorageUse> {
+        let role = self.org_role(actor, org).await?;
+        crate::orgs::org_gate(decide_org(role, OrgAction::View))?;
+        let mut rows = self
+            .store
+            .run(
+                "LET $evs = SELECT VALUE record::id(id) FROM event WHERE org = $o;
+                 SELECT count() AS files, math::sum(size) AS bytes FROM file_meta WHERE event IN $evs GROUP ALL;",
+                json!({ "o": org }),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct Sums {
+            files: i64,
+            bytes: i64,
+        }
+        let sums: Option<Sums> = rows.first(1)?;
+        Ok(StorageUse {
+            org: org.into(),
+            files: sums.as_ref().map_or(0, |s| s.files),
+            bytes: sums.map_or(0, |s| s.bytes),
+            limit_bytes: self.config.org_storage_limit_bytes,
+        })
+    }
+
+    async fn storage_bytes(&self, org: &str) -> Result<i64> {
+        let mut rows = self
+            .store
+            .run(
+                "LET $evs = SELECT VALUE record::id(id) FROM event WHERE org = $o;
+                 RETURN math::sum(SELECT VALUE size FROM file_meta WHERE event IN $evs);",
+                json!({ "o": org }),
+            )
+            .await?;
+        Ok(rows.value::<i64>(1)?.unwrap_or(0))
+    }
+}

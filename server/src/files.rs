@@ -1,0 +1,510 @@
+//! Files and photos over HTTP, next to the sync socket: resumable uploads in chunks (a small
+//! protocol in the manner of tus, `docs/protocol.md` "Files"), downloads with `Range`, and
+//! the processing of a finished upload (hash check, thumbnails, the copy without metadata).
+//! Every decision on who may do what is the engine's; this module moves bytes.
+
+use std::{
+    collections::HashSet,
+    io,
+    path::{Path as FsPath, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    body::Body as RawBody,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use engine::files::{NewUpload, Processed, THUMBNAIL_SIZES, Upload, UploadStatus};
+use futures_util::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::{io::AsyncWriteExt, sync::Semaphore};
+
+use crate::{
+    AppState,
+    api::Body,
+    auth::Caller,
+    blobs::BlobStore,
+    error::{ApiError, ApiResult},
+    images::{self, ImageLimits, Kind},
+};
+
+/// The header of the offset an upload holds (as in tus).
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+pub const UPLOAD_LENGTH: &str = "upload-length";
+/// The content type of a chunk (as in tus); `application/octet-stream` is taken too.
+pub const CHUNK_CONTENT_TYPE: &str = "application/offset+octet-stream";
+
+/// The server's side of files: the blob store, the staging directory of open uploads and
+/// the bounded pool that processes images.
+#[derive(Debug)]
+pub struct Files {
+    blobs: Arc<dyn BlobStore>,
+    staging: PathBuf,
+    image_slots: Arc<Semaphore>,
+    image_limits: ImageLimits,
+    /// Uploads a request is writing to right now: one writer per upload.
+    busy: Mutex<HashSet<String>>,
+}
+
+impl Files {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        staging: PathBuf,
+        image_workers: usize,
+        image_limits: ImageLimits,
+    ) -> io::Result<Files> {
+        std::fs::create_dir_all(&staging)?;
+        Ok(Files {
+            blobs,
+            staging,
+            image_slots: Arc::new(Semaphore::new(image_workers.max(1))),
+            image_limits,
+            busy: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    fn staged(&self, upload: &str) -> PathBuf {
+        self.staging.join(format!("{upload}.part"))
+    }
+
+    async fn offset(&self, up: &Upload) -> io::Result<u64> {
+        if up.status == UploadStatus::Complete {
+            return Ok(up.size as u64);
+        }
+        match tokio::fs::metadata(self.staged(&up.id)).await {
+            Ok(m) => Ok(m.len().min(up.size as u64)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn claim(&self, upload: &str) -> Option<Claim<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        busy.insert(upload.to_string()).then(|| Claim { files: self, upload: upload.to_string() })
+    }
+}
+
+/// One request's hold on an upload, released when the request ends (or is dropped).
+struct Claim<'a> {
+    files: &'a Files,
+    upload: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.files.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.upload);
+    }
+}
+
+/// The routes. A chunk's body is read as a stream and bounded by the upload's announced
+/// size (itself bounded by the file limit), not by the JSON body limit.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/events/{event}/uploads", post(open_upload))
+        .route("/uploads/{id}", get(upload_status).head(upload_head).patch(upload_chunk))
+        .route("/events/{event}/files/{id}/content", get(download_content))
+        .route("/events/{event}/files/{id}/thumbnails/{size}", get(download_thumbnail))
+        .route("/orgs/{org}/storage", get(org_storage))
+}
+
+/// An upload as its uploader sees it: the record and the offset the server holds.
+#[derive(Serialize)]
+struct UploadView {
+    #[serde(flatten)]
+    upload: Upload,
+    offset: u64,
+}
+
+fn io_error(e: io::Error) -> ApiError {
+    tracing::error!(error = %e, "file storage failed");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on the server; try again")
+}
+
+fn with_offset(mut r: Response, offset: u64, size: i64) -> Response {
+    let h = r.headers_mut();
+    h.insert(UPLOAD_OFFSET, HeaderValue::from(offset));
+    h.insert(UPLOAD_LENGTH, HeaderValue::from(size));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn open_upload(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    Body(input): Body<NewUpload>,
+) -> ApiResult<Response> {
+    let up = st.engine.open_upload(&me, &ev, input).await?;
+    let offset = st.files.offset(&up).await.map_err(io_error)?;
+    let size = up.size;
+    let location = format!("/v1/uploads/{}", up.id);
+    let mut r = (StatusCode::CREATED, Json(UploadView { upload: up, offset })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(with_offset(r, offset, size))
+}
+
+async fn upload_status(State(st): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let up = st.engine.upload(&me, &id).await?;
+    let offset = st.files.offset(&up).await.map_err(io_error)?;
+    let size = up.size;
+    Ok(with_offset(Json(UploadView { upload: up, offset }).into_response(), offset, size))
+}
+
+async fn upload_head(State(st): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let up = st.engine.upload(&me, &id).await?;
+    let offset = st.files.offset(&up).await.map_err(io_error)?;
+    Ok(with_offset(StatusCode::OK.into_response(), offset, up.size))
+}
+
+fn offset_mismatch(held: u64, size: i64) -> Response {
+    let e = ApiError::new(
+        StatusCode::CONFLICT,
+        "offset_mismatch",
+        format!("the server holds {held} bytes of this upload: send the chunk that starts there"),
+    );
+    with_offset(e.into_response(), held, size)
+}
+
+/// Appends one chunk at `Upload-Offset`. The body is written as it arrives, so a cut
+/// connection keeps what reached the disk and the client resumes from the offset `HEAD`
+/// answers. The chunk that reaches the announced size finishes the upload: the content is
+/// checked against its sha256 (a mismatch discards it: the upload starts over), images are
+/// processed, and the bytes move into the blob store.
+async fn upload_chunk(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: RawBody,
+) -> ApiResult<Response> {
+    let up = st.engine.upload(&me, &id).await?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with(CHUNK_CONTENT_TYPE) && !content_type.starts_with("application/octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send a chunk's bytes with `Content-Type: {CHUNK_CONTENT_TYPE}`"),
+        ));
+    }
+    let asked: u64 =
+        headers.get(UPLOAD_OFFSET).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()).ok_or_else(
+            || ApiError::bad_request("offset_required", "a chunk needs an `Upload-Offset` header (bytes)"),
+        )?;
+    let files = &st.files;
+    let Some(_claim) = files.claim(&up.id) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_busy",
+            "another request is writing this upload; wait for it (or for its connection to drop) and resume",
+        ));
+    };
+    let size = up.size as u64;
+    if up.status == UploadStatus::Complete {
+        return Ok(with_offset(Json(UploadView { upload: up.clone(), offset: size }).into_response(), size, up.size));
+    }
+    let held = files.offset(&up).await.map_err(io_error)?;
+    if asked != held {
+        return Ok(offset_mismatch(held, up.size));
+    }
+    let path = files.staged(&up.id);
+    let mut out = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await.map_err(io_error)?;
+    let mut written = held;
+    let mut stream = body.into_data_stream();
+    let mut too_long = false;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            // The connection dropped (or the chunk passed the request limit): keep what arrived.
+            let _ = out.flush().await;
+            let _ = out.sync_data().await;
+            return Err(ApiError::bad_request(
+                "upload_interrupted",
+                format!("the chunk was cut after {written} bytes in all; resume from there"),
+            ));
+        };
+        let room = (size - written) as usize;
+        let take = chunk.len().min(room);
+        out.write_all(&chunk[..take]).await.map_err(io_error)?;
+        written += take as u64;
+        if take < chunk.len() {
+            too_long = true;
+            break;
+        }
+    }
+    out.flush().await.map_err(io_error)?;
+    out.sync_data().await.map_err(io_error)?;
+    drop(out);
+    if too_long {
+        return Ok(with_offset(
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "upload_too_long",
+                format!("the upload was announced as {size} bytes; the bytes past it were not kept"),
+            )
+            .into_response(),
+            written,
+            up.size,
+        ));
+    }
+    if written < size {
+        return Ok(with_offset(StatusCode::NO_CONTENT.into_response(), written, up.size));
+    }
+    let done = finish(&st, &me, up, &path).await?;
+    let size = done.size;
+    Ok(with_offset(Json(UploadView { upload: done, offset: size as u64 }).into_response(), size as u64, size))
+}
+
+/// sha256 of a file, in lowercase hex.
+pub fn file_sha256(path: &FsPath) -> io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    io::copy(&mut f, &mut h)?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath) -> ApiResult<Upload> {
+    let files = &st.files;
+    let staged = path.to_path_buf();
+    let hash = tokio::task::spawn_blocking(move || file_sha256(&staged))
+        .await
+        .map_err(|e| io_error(io::Error::other(e)))?
+        .map_err(io_error)?;
+    if hash != up.sha256 {
+        tokio::fs::remove_file(path).await.map_err(io_error)?;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hash_mismatch",
+            format!(
+                "the {} bytes received hash to {hash}, not to the announced {}; nothing was kept and the upload starts over at offset 0",
+                up.size, up.sha256
+            ),
+        ));
+    }
+    let processed = process(files, path, &up).await.map_err(io_error)?;
+    files.blobs.put_file(&up.sha256, path).await.map_err(io_error)?;
+    Ok(st.engine.complete_upload(me, &up.id, processed).await?)
+}
+
+/// Thumbnails and the copy without metadata, for images; made on the bounded pool.
+async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Processed> {
+    let mut head = [0u8; 16];
+    let n = {
+        use tokio::io::AsyncReadExt;
+        let mut f = tokio::fs::File::open(path).await?;
+        f.read(&mut head).await?
+    };
+    let Some(kind) = images::sniff(&head[..n]) else { return Ok(Processed::default()) };
+    let detected = match kind {
+        Kind::Jpeg => Some("image/jpeg"),
+        Kind::Png => Some("image/png"),
+        Kind::Webp => Some("image/webp"),
+        Kind::Heif => Some("image/heic"),
+        Kind::OtherImage => None,
+    };
+    let _slot = files.image_slots.acquire().await.map_err(io::Error::other)?;
+    let limits = files.image_limits;
+    let source = path.to_path_buf();
+    let (made, stripped) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+        let bytes = std::fs::read(&source)?;
+        let made = images::thumbnails(&bytes, kind, &THUMBNAIL_SIZES, limits);
+        let stripped = images::without_metadata(&bytes, kind);
+        Ok((made, stripped))
+    })
+    .await
+    .map_err(io::Error::other)??;
+    let mut p = Processed { media_type: detected.map(String::from), ..Processed::default() };
+    match made {
+        Ok(made) => {
+            p.width = Some(i64::from(made.width));
+            p.height = Some(i64::from(made.height));
+            for (size, jpeg) in made.thumbnails {
+                p.thumbnails.insert(size.to_string(), store_bytes(files, &up.id, &jpeg).await?);
+            }
+        }
+        Err(note) => p.preview_note = Some(note),
+    }
+    if let Some(stripped) = stripped {
+        p.served_hash = Some(store_bytes(files, &up.id, &stripped).await?);
+    }
+    Ok(p)
+}
+
+async fn store_bytes(files: &Files, upload: &str, bytes: &[u8]) -> io::Result<String> {
+    let hash = format!("{:x}", Sha256::digest(bytes));
+    let tmp = files.staging.join(format!("{upload}.{}.derived", &hash[..16]));
+    tokio::fs::write(&tmp, bytes).await?;
+    files.blobs.put_file(&hash, &tmp).await?;
+    Ok(hash)
+}
+
+// ---- downloads ----
+
+/// A `Range` header's one range, resolved against `size`: `Ok(None)` for the whole content.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(v) = headers.get(header::RANGE) else { return Ok(None) };
+    let v = v.to_str().map_err(|_| ())?.trim();
+    let spec = v.strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(()); // one range per request
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        size.saturating_sub(n)..size
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() { size } else { b.parse::<u64>().map_err(|_| ())?.saturating_add(1).min(size) };
+        if start >= size || end <= start {
+            return Err(());
+        }
+        start..end
+    };
+    Ok(Some(range))
+}
+
+/// Types a browser may show inline; anything else downloads as an attachment (an uploaded
+/// HTML page never runs on this origin).
+fn inline_type(media_type: Option<&str>) -> Option<&'static str> {
+    match media_type? {
+        "image/jpeg" => Some("image/jpeg"),
+        "image/png" => Some("image/png"),
+        "image/webp" => Some("image/webp"),
+        "application/pdf" => Some("application/pdf"),
+        _ => None,
+    }
+}
+
+async fn send_blob(
+    st: &AppState,
+    headers: &HeaderMap,
+    hash: &str,
+    content_type: Option<&'static str>,
+    name: Option<&str>,
+) -> ApiResult<Response> {
+    let size = st.files.blobs.size(hash).await.map_err(io_error)?.ok_or_else(|| {
+        tracing::error!(blob = hash, "a file's bytes are missing from the blob store");
+        ApiError::not_found()
+    })?;
+    let etag = format!("\"{hash}\"");
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        r.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a header value"));
+        return Ok(r);
+    }
+    let range = match parse_range(headers, size) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("ask for one range of bytes within the {size} bytes, as `Range: bytes=START-END`"),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+            return Ok(r);
+        }
+    };
+    let (status, span) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
+        None => (StatusCode::OK, 0..size),
+    };
+    let stream = st.files.blobs.read(hash, span.clone()).await.map_err(io_error)?;
+    let mut r = Response::new(RawBody::from_stream(stream));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(span.end - span.start));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a header value"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type.unwrap_or("application/octet-stream")));
+    if content_type.is_none() {
+        let disposition = match name {
+            Some(n) => format!("attachment; filename*=UTF-8''{}", percent(n)),
+            None => "attachment".into(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&disposition) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    if range.is_some() {
+        let v = format!("bytes {}-{}/{size}", span.start, span.end.saturating_sub(1));
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&v).expect("ascii"));
+    }
+    Ok(r)
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The file's content: the copy without metadata when the photo had some.
+async fn download_content(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let f = st.engine.file(&me, &ev, &id).await?;
+    let hash = f.served_hash.as_deref().unwrap_or(&f.content_hash);
+    send_blob(&st, &headers, hash, inline_type(f.media_type.as_deref()), Some(&f.name)).await
+}
+
+async fn download_thumbnail(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, id, size)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let f = st.engine.file(&me, &ev, &id).await?;
+    let hash = f.thumbnails.get(&size).ok_or_else(ApiError::not_found)?;
+    send_blob(&st, &headers, hash, Some("image/jpeg"), None).await
+}
+
+async fn org_storage(State(st): State<AppState>, Caller(me): Caller, Path(org): Path<String>) -> ApiResult<Response> {
+    Ok(Json(st.engine.org_storage(&me, &org).await?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        parse_range(&h, size)
+    }
+
+    #[test]
+    fn ranges_resolve_against_the_size() {
+        assert_eq!(range("bytes=0-99", 1000), Ok(Some(0..100)));
+        assert_eq!(range("bytes=900-", 1000), Ok(Some(900..1000)));
+        assert_eq!(range("bytes=-100", 1000), Ok(Some(900..1000)));
+        assert_eq!(range("bytes=990-2000", 1000), Ok(Some(990..1000)));
+        assert_eq!(range("bytes=1000-", 1000), Err(()));
+        assert_eq!(range("bytes=5-1", 1000), Err(()));
+        assert_eq!(range("bytes=0-1,5-6", 1000), Err(()));
+        assert_eq!(range("items=0-1", 1000), Err(()));
+        assert_eq!(parse_range(&HeaderMap::new(), 10), Ok(None));
+    }
+}

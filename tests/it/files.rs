@@ -1,0 +1,464 @@
+//! Files and photos: resumable uploads, downloads checked like records, thumbnails, and a
+//! phone that takes a photo offline.
+
+use std::{net::SocketAddr, time::Duration};
+
+use engine::{
+    ListFilter,
+    device::{
+        Replica,
+        files::{Attach, FilesConfig, Variant},
+    },
+};
+use image::{GenericImageView, ImageDecoder};
+use mobile_bridge::Link;
+use serde_json::json;
+use tests::{
+    TestServer, WAIT_MAX,
+    files::{CutProxy, chunk, fetch, held, jpeg, jpeg_with_metadata, open_upload, png_bomb, sha256, upload_file},
+    stage,
+};
+
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + WAIT_MAX;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Bytes that look like nothing in particular (no image).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 7;
+            x ^= x >> 9;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upload_cut_mid_chunk_resumes_and_the_file_appears_only_when_whole() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let bytes = noise(300_017);
+    let up = open_upload(&s.vic.api, &s.event, &s.audio, "rider.bin", &bytes).await;
+    assert_eq!(up.status, 201);
+    let up = up.body;
+    let id = up["id"].as_str().unwrap();
+    assert_eq!((up["offset"].as_u64(), up["status"].as_str()), (Some(0), Some("open")));
+
+    // A first chunk, at an arbitrary length.
+    let (status, at, _) = chunk(&s.vic.api, id, 0, &bytes[..100_001]).await;
+    assert_eq!((status, at), (204, Some(100_001)));
+
+    // The next is cut in the middle of its body (the client's connection dies).
+    let cut_at = 100_001 + 70_003;
+    let part = bytes[100_001..cut_at].to_vec();
+    let body = futures_util::stream::iter(vec![
+        Ok::<_, std::io::Error>(bytes::Bytes::from(part)),
+        Err(std::io::Error::other("the network went away")),
+    ]);
+    let sent = s
+        .vic
+        .api
+        .request(reqwest::Method::PATCH, &format!("/v1/uploads/{id}"))
+        .header("upload-offset", 100_001u64)
+        .header(reqwest::header::CONTENT_TYPE, "application/offset+octet-stream")
+        .header(reqwest::header::CONTENT_LENGTH, (bytes.len() - 100_001) as u64)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the cut request fails on the client");
+    // The server keeps what reached it.
+    // The server keeps what it wrote of the cut chunk (all, part or none of it, depending on
+    // when it noticed the cut): the offset it answers is where the client resumes.
+    let resume = held(&s.vic.api, id).await;
+    assert!((100_001..=cut_at as u64).contains(&resume), "held {resume} of {cut_at}");
+
+    // Not finished: no file yet, for anyone.
+    let file_id = up["file"].as_str().unwrap();
+    s.vic
+        .api
+        .post(&format!("/v1/events/{}/files", s.event), json!({ "id": file_id, "name": "rider.bin" }))
+        .await
+        .err(422, "upload_incomplete");
+    assert_eq!(s.pm.api.get(&format!("/v1/events/{}/files", s.event)).await.ok(), json!([]));
+
+    // A chunk at the wrong offset is told where to resume.
+    let (status, at, body) = chunk(&s.vic.api, id, 5, &bytes[5..10]).await;
+    assert_eq!((status, at, body["code"].as_str()), (409, Some(resume), Some("offset_mismatch")));
+    // Someone else cannot see or write the upload.
+    let (status, _, _) = chunk(&s.cara.api, id, resume, &bytes[resume as usize..]).await;
+    assert_eq!(status, 404);
+
+    let (status, at, done) = chunk(&s.vic.api, id, resume, &bytes[resume as usize..]).await;
+    assert_eq!((status, at), (200, Some(bytes.len() as u64)), "{done}");
+    assert_eq!(done["status"], "complete");
+    let f = s
+        .vic
+        .api
+        .post(&format!("/v1/events/{}/files", s.event), json!({ "id": file_id, "name": "rider.bin" }))
+        .await
+        .ok();
+    assert_eq!(
+        (f["size"].as_u64(), f["content_hash"].as_str()),
+        (Some(bytes.len() as u64), Some(sha256(&bytes).as_str()))
+    );
+    assert!(f.get("thumbnails").is_none(), "not an image: {f}");
+
+    // The seat holder downloads it whole, and in ranges.
+    let path = format!("/v1/events/{}/files/{file_id}/content", s.event);
+    let (status, h, got) = fetch(&s.pm.api, &path, None).await;
+    assert_eq!(status, 200);
+    assert!(got == bytes, "the downloaded bytes are the uploaded ones");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment"), "not shown inline");
+    let (status, h, got) = fetch(&s.pm.api, &path, Some("bytes=1000-1999")).await;
+    assert_eq!((status, got.as_slice()), (206, &bytes[1000..2000]));
+    assert_eq!(h["content-range"], format!("bytes 1000-1999/{}", bytes.len()).as_str());
+    let (status, _, got) = fetch(&s.pm.api, &path, Some("bytes=-17")).await;
+    assert_eq!((status, got.as_slice()), (206, &bytes[bytes.len() - 17..]));
+    let (status, h, _) = fetch(&s.pm.api, &path, Some("bytes=400000-")).await;
+    assert_eq!(status, 416);
+    assert_eq!(h["content-range"], format!("bytes */{}", bytes.len()).as_str());
+
+    // Another collaborator's member gets "not found", exactly like a record they cannot see;
+    // so does a stranger, and an anonymous caller is asked to sign in.
+    assert_eq!(fetch(&s.cara.api, &path, None).await.0, 404);
+    let stranger = srv.sign_up("Stranger").await;
+    assert_eq!(fetch(&stranger.api, &path, None).await.0, 404);
+    assert_eq!(fetch(&srv.anonymous(), &path, None).await.0, 401);
+
+    // Opening the same file id again answers the finished upload; a file id in use is refused.
+    let again = s
+        .vic
+        .api
+        .post(
+            &format!("/v1/events/{}/uploads", s.event),
+            json!({ "id": file_id, "collaborator": s.audio, "name": "rider.bin", "size": bytes.len(), "sha256": sha256(&bytes) }),
+        )
+        .await
+        .ok();
+    assert_eq!((again["id"].as_str(), again["status"].as_str()), (Some(id), Some("complete")));
+
+    // Storage is accounted to the organization.
+    let org = s.pm.personal_org().await;
+    let used = s.pm.api.get(&format!("/v1/orgs/{org}/storage")).await.ok();
+    assert_eq!((used["files"].as_i64(), used["bytes"].as_u64()), (Some(1), Some(bytes.len() as u64)));
+    s.cara.api.get(&format!("/v1/orgs/{org}/storage")).await.err(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_hash_mismatch_keeps_nothing_and_sizes_are_bounded() {
+    let srv = TestServer::start_with(|c| {
+        c.engine.file_limit_bytes = 64 * 1024;
+        c.engine.org_storage_limit_bytes = Some(100 * 1024);
+    })
+    .await;
+    let s = stage(&srv).await;
+    let ev = &s.event;
+    let bytes = noise(40_000);
+    let up = s
+        .vic
+        .api
+        .post(
+            &format!("/v1/events/{ev}/uploads"),
+            json!({ "collaborator": s.audio, "name": "a.bin", "size": bytes.len(), "sha256": sha256(b"other bytes") }),
+        )
+        .await
+        .ok();
+    let id = up["id"].as_str().unwrap();
+    let (status, _, body) = chunk(&s.vic.api, id, 0, &bytes).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("hash_mismatch")), "{body}");
+    assert_eq!(held(&s.vic.api, id).await, 0, "nothing of it is kept; the upload starts over");
+    s.vic
+        .api
+        .post(&format!("/v1/events/{ev}/files"), json!({ "id": up["file"], "name": "a.bin" }))
+        .await
+        .err(422, "upload_incomplete");
+
+    // Too large: refused before a byte is sent, naming the limit.
+    let big = s
+        .vic
+        .api
+        .post(
+            &format!("/v1/events/{ev}/uploads"),
+            json!({ "collaborator": s.audio, "name": "big.mov", "size": 65 * 1024, "sha256": "a".repeat(64) }),
+        )
+        .await
+        .err(422, "file_too_large");
+    assert!(big["message"].as_str().unwrap().contains("65536"), "{big}");
+    // More bytes than announced: the surplus is not kept.
+    let small = open_upload(&s.vic.api, ev, &s.audio, "s.bin", &bytes[..1000]).await.ok();
+    let (status, at, body) = chunk(&s.vic.api, small["id"].as_str().unwrap(), 0, &bytes[..1500]).await;
+    assert_eq!((status, at, body["code"].as_str()), (413, Some(1000), Some("upload_too_long")));
+    // A chunk without its offset, or as JSON.
+    let r = s
+        .vic
+        .api
+        .request(reqwest::Method::PATCH, &format!("/v1/uploads/{}", small["id"].as_str().unwrap()))
+        .header(reqwest::header::CONTENT_TYPE, "application/offset+octet-stream")
+        .body(vec![1, 2, 3])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = s
+        .vic
+        .api
+        .raw(
+            reqwest::Method::PATCH,
+            &format!("/v1/uploads/{}", small["id"].as_str().unwrap()),
+            "application/json",
+            b"{}".to_vec(),
+        )
+        .await;
+    r.err(415, "unsupported_media_type");
+    // Bad metadata, before any byte.
+    s.vic
+        .api
+        .post(&format!("/v1/events/{ev}/uploads"), json!({ "name": "../x", "size": 1, "sha256": "a".repeat(64) }))
+        .await
+        .err(422, "invalid_input");
+    s.vic
+        .api
+        .post(&format!("/v1/events/{ev}/uploads"), json!({ "name": "x", "size": 1, "sha256": "xyz" }))
+        .await
+        .err(422, "invalid_input");
+    // A file record needs an upload: naming a hash is not enough.
+    s.cara
+        .api
+        .post(
+            &format!("/v1/events/{ev}/files"),
+            json!({ "id": up["file"], "name": "a.bin", "content_hash": sha256(&bytes) }),
+        )
+        .await
+        .err(422, "upload_missing");
+    // A folder one may not write.
+    s.cara
+        .api
+        .post(
+            &format!("/v1/events/{ev}/uploads"),
+            json!({ "collaborator": s.audio, "name": "x", "size": 1, "sha256": "a".repeat(64) }),
+        )
+        .await
+        .err(404, "not_found");
+
+    // The organization's storage limit: 100 KiB; 2 × 40,000 bytes fit, a third does not.
+    upload_file(&s.vic.api, ev, &s.audio, "one.bin", &noise(40_000)).await;
+    upload_file(&s.vic.api, ev, &s.audio, "two.bin", &noise(40_001)).await;
+    open_upload(&s.vic.api, ev, &s.audio, "three.bin", &noise(40_002)).await.err(422, "storage_full");
+}
+
+#[tokio::test]
+async fn photos_get_upright_thumbnails_and_others_get_them_without_metadata() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    // Stored 64 × 32 (red left, blue right) with orientation 6: shown rotated 90° clockwise,
+    // so upright it is 32 × 64 with red on top.
+    let photo = jpeg_with_metadata(64, 32, 6);
+    assert!(photo.windows(11).any(|w| w == b"GPSLatitude"));
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "dock.jpg", &photo).await;
+    assert_eq!((f["width"].as_i64(), f["height"].as_i64()), (Some(32), Some(64)), "{f}");
+    assert_eq!(f["media_type"], "image/jpeg", "recognized from the upload's bytes? {f}");
+    let id = f["id"].as_str().unwrap();
+    for size in ["256", "1024"] {
+        let (status, h, thumb) =
+            fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/thumbnails/{size}", s.event), None).await;
+        assert_eq!((status, h["content-type"].to_str().unwrap()), (200, "image/jpeg"));
+        assert!(
+            !thumb.windows(4).any(|w| w == b"Exif") && !thumb.windows(11).any(|w| w == b"GPSLatitude"),
+            "no metadata"
+        );
+        let img = image::load_from_memory(&thumb).unwrap();
+        assert_eq!(img.dimensions(), (32, 64), "upright");
+        let (top, bottom) = (img.get_pixel(16, 4), img.get_pixel(16, 60));
+        assert!(top[0] > 150 && top[2] < 100, "red on top: {top:?}");
+        assert!(bottom[2] > 150 && bottom[0] < 100, "blue below: {bottom:?}");
+    }
+    // What others download has no location, camera or comment, and keeps its orientation.
+    let (status, h, served) = fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/content", s.event), None).await;
+    assert_eq!((status, h["content-type"].to_str().unwrap()), (200, "image/jpeg"));
+    for secret in [&b"GPSLatitude"[..], b"PhoneCo", b"loading dock"] {
+        assert!(!served.windows(secret.len()).any(|w| w == secret), "{} was served", String::from_utf8_lossy(secret));
+    }
+    let mut decoder =
+        image::ImageReader::new(std::io::Cursor::new(&served)).with_guessed_format().unwrap().into_decoder().unwrap();
+    assert_eq!(decoder.orientation().unwrap(), image::metadata::Orientation::Rotate90);
+    assert_eq!(f["content_hash"].as_str(), Some(sha256(&photo).as_str()), "the record names what was uploaded");
+    assert_eq!(f["served_hash"].as_str(), Some(sha256(&served).as_str()));
+    // A size that was not made.
+    assert_eq!(fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/thumbnails/512", s.event), None).await.0, 404);
+    assert_eq!(fetch(&s.cara.api, &format!("/v1/events/{}/files/{id}/thumbnails/256", s.event), None).await.0, 404);
+}
+
+#[tokio::test]
+async fn corrupt_bomb_and_heic_images_are_kept_with_a_note_and_no_thumbnails() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let mut corrupt = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    corrupt.extend(noise(5_000));
+    let mut truncated = jpeg(400, 300, 40);
+    truncated.truncate(truncated.len() / 3);
+    let heic = [&b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..], &noise(2_000)].concat();
+    for (name, bytes, says) in [
+        ("corrupt.jpg", corrupt, "corrupt"),
+        ("bomb.png", png_bomb(60_000), "larger"),
+        ("big.png", png_bomb(12_000), "megapixels"),
+        ("photo.heic", heic, "HEIC"),
+    ] {
+        let f = upload_file(&s.vic.api, &s.event, &s.audio, name, &bytes).await;
+        assert!(f.get("thumbnails").is_none(), "{name}: {f}");
+        let note = f["preview_note"].as_str().unwrap_or_else(|| panic!("{name} has a note: {f}"));
+        assert!(note.contains(says), "{name}: {note}");
+        // Its bytes are kept all the same.
+        let (status, _, got) =
+            fetch(&s.pm.api, &format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap()), None)
+                .await;
+        assert_eq!((status, got == bytes), (200, true), "{name}");
+    }
+    // A truncated JPEG: thumbnails of what decodes, or a note; never a stuck server.
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "cut.jpg", &truncated).await;
+    assert!(f.get("thumbnails").is_some() || f.get("preview_note").is_some(), "{f}");
+    // And the next photo is previewed as usual.
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "ok.jpg", &jpeg(300, 200, 0)).await;
+    assert_eq!((f["width"].as_i64(), f["thumbnails"]["256"].is_string()), (Some(300), true), "{f}");
+}
+
+fn proxy_sync_url(proxy: &CutProxy) -> String {
+    format!("{}/v1/sync", proxy.base.replacen("http://", "ws://", 1))
+}
+
+fn listed(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.len() == 64)
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_taken_offline_uploads_through_a_cut_and_a_removal_purges_its_bytes() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let upstream: SocketAddr = srv.base.trim_start_matches("http://").parse().unwrap();
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let files = |d: &tempfile::TempDir| Some(FilesConfig { dir: d.path().into(), budget_bytes: 64 << 20 });
+    let phone = Replica::open_with_files("mem://", Some("vic-phone"), files(&dirs.0)).await.unwrap();
+    let office = Replica::open_with_files("mem://", Some("pm-laptop"), files(&dirs.1)).await.unwrap();
+    for r in [&phone, &office] {
+        r.subscribe(&s.event).await.unwrap();
+    }
+    // The phone syncs once, then goes offline.
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    eventually("the phone synced", async || phone.event(&s.event).await.is_ok()).await;
+    link.stop().await;
+    let office_link = Link::start(office.clone(), &srv.sync_url(), &s.pm.token);
+
+    // A photo taken offline: kept and shown at once, from the device.
+    let shot = tempfile::NamedTempFile::new().unwrap();
+    let photo = jpeg(640, 480, 60);
+    assert!(photo.len() > 100_000, "big enough to be cut: {}", photo.len());
+    std::fs::write(shot.path(), &photo).unwrap();
+    let made = phone.attach_file(&s.event, shot.path(), Attach::default()).await.unwrap();
+    let id = made.record.id.clone();
+    let mine = phone.files(&s.event, ListFilter::default()).await.unwrap();
+    assert_eq!((mine.len(), mine[0].media_type.as_deref()), (1, Some("image/jpeg")));
+    let local = phone.file_path(&s.event, &id, Variant::Original).expect("held on the phone");
+    assert_eq!(std::fs::read(&local).unwrap(), photo);
+    assert!(phone.uploads(&s.event).await.iter().all(|u| !u.done && u.total == photo.len() as u64));
+    // Others see nothing of it yet.
+    assert_eq!(s.pm.api.get(&format!("/v1/events/{}/files", s.event)).await.ok(), json!([]));
+
+    // Back online through a network that drops the upload once, 40 KB into it.
+    let proxy = CutProxy::start(upstream, 40_000).await;
+    let link = Link::start(phone.clone(), &proxy_sync_url(&proxy), &s.vic.token);
+    let path = format!("/v1/events/{}/files", s.event);
+    eventually("the photo reaches the server", async || {
+        s.pm.api.get(&path).await.ok().as_array().unwrap().iter().any(|f| f["id"] == id.as_str())
+    })
+    .await;
+    assert_eq!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "the upload was cut once and resumed");
+    let (_, _, got) = fetch(&s.pm.api, &format!("{path}/{id}/content"), None).await;
+    assert!(got == photo, "the seat holder downloads the photo as taken");
+    eventually("the phone's write is confirmed", async || phone.status().pending == 0).await;
+    assert!(phone.uploads(&s.event).await.is_empty());
+
+    // The office's device fetches both thumbnails by itself, and the original on demand.
+    eventually("thumbnails arrive at the office", async || {
+        office.file_path(&s.event, &id, Variant::Thumbnail(256)).is_some()
+            && office.file_path(&s.event, &id, Variant::Thumbnail(1024)).is_some()
+    })
+    .await;
+    let thumb = std::fs::read(office.file_path(&s.event, &id, Variant::Thumbnail(256)).unwrap()).unwrap();
+    assert_eq!(image::load_from_memory(&thumb).unwrap().dimensions(), (256, 192));
+    assert!(office.file_path(&s.event, &id, Variant::Original).is_none(), "originals only on demand");
+    assert!(!office.request_original(&s.event, &id).unwrap());
+    eventually("the original arrives", async || office.file_path(&s.event, &id, Variant::Original).is_some()).await;
+    assert_eq!(listed(dirs.1.path()).len(), 3);
+
+    // Deleted: every device drops its bytes.
+    s.pm.api.delete(&format!("{path}/{id}")).await.ok();
+    eventually("the bytes are purged", async || listed(dirs.0.path()).is_empty() && listed(dirs.1.path()).is_empty())
+        .await;
+    assert!(phone.file_path(&s.event, &id, Variant::Original).is_none());
+
+    // Access lost: Vic leaves Audio; what the phone held of Audio's files goes with it.
+    let again = upload_file(&s.pm.api, &s.event, &s.audio, "stage.jpg", &jpeg(300, 200, 0)).await;
+    let again = again["id"].as_str().unwrap().to_string();
+    eventually("the phone fetched the thumbnail", async || {
+        phone.file_path(&s.event, &again, Variant::Thumbnail(256)).is_some()
+    })
+    .await;
+    s.pm.api.delete(&format!("/v1/events/{}/collaborators/{}/members/{}", s.event, s.audio, s.vic.id)).await.ok();
+    eventually("the phone purged what it may no longer see", async || listed(dirs.0.path()).is_empty()).await;
+
+    link.stop().await;
+    office_link.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_keeps_to_its_budget_but_never_drops_a_photo_not_uploaded() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let dir = tempfile::tempdir().unwrap();
+    let phone =
+        Replica::open_with_files("mem://", Some("vic"), Some(FilesConfig { dir: dir.path().into(), budget_bytes: 1 }))
+            .await
+            .unwrap();
+    phone.subscribe(&s.event).await.unwrap();
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    eventually("synced", async || phone.event(&s.event).await.is_ok()).await;
+    link.stop().await;
+    let shot = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(shot.path(), jpeg(64, 64, 0)).unwrap();
+    let made = phone.attach_file(&s.event, shot.path(), Attach::default()).await.unwrap();
+    phone.set_file_budget(0);
+    assert!(phone.file_path(&s.event, &made.record.id, Variant::Original).is_some(), "kept over the budget");
+    // A file that is not there, and a file too big for the device.
+    let err = phone.attach_file(&s.event, std::path::Path::new("/nonexistent/photo.jpg"), Attach::default()).await;
+    assert_eq!(err.unwrap_err().code(), "invalid_input");
+    // A file record without its bytes is refused on the device.
+    let w = engine::device::LocalWrite {
+        kind: "file_meta".into(),
+        op: engine::protocol::MutationOp::Create,
+        record: None,
+        fields: json!({ "name": "x.jpg", "size": 3, "content_hash": "b".repeat(64) }),
+    };
+    assert_eq!(phone.write(&s.event, w).await.unwrap_err().code(), "invalid_input");
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    eventually("everything is sent", async || phone.status().pending == 0).await;
+    // Once the server holds it, the phone may let it go when over budget.
+    eventually("past the budget it goes", async || {
+        phone.set_file_budget(0);
+        listed(dir.path()).is_empty()
+    })
+    .await;
+    link.stop().await;
+}

@@ -20,8 +20,6 @@
 //! (defaults 1000 1000 10 surrealkv 20000 64). All traffic stays on 127.0.0.1; every loop is bounded.
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -38,23 +36,11 @@ use tokio_tungstenite::tungstenite::Message;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const COLLABORATORS: usize = 20;
-const SERVE_ENV: &str = "BACKOPS_FANOUT_SERVE";
 /// Clients ping this often (the server's heartbeat is 15 s; it closes after three silent ones).
 const PING_EVERY: Duration = Duration::from_secs(10);
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-fn status_kib(pid: &str, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) a process has used.
@@ -151,50 +137,18 @@ fn read_latencies(ws: Ws, stats: Arc<Stats>, stop: tokio::sync::watch::Receiver<
     })
 }
 
-/// Child mode: serve until stdin closes; the first stdout line is the base URL.
-async fn serve_child(store: &str) {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut config = tests::test_config(dir.path());
-    if store == "surrealkv" {
-        config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
-    }
-    config.sync.queue_frames_max = 4096;
-    // For A/B runs of the frame size (e.g. 1048576: frames bounded by record counts only).
-    if let Some(bytes) = std::env::var("BACKOPS_FANOUT_FRAME_TARGET").ok().and_then(|v| v.parse().ok()) {
-        config.sync.frame_out_bytes_target = bytes;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    println!("http://{}", listener.local_addr().expect("addr"));
-    let stdin_closed = async {
-        // The parent holds our stdin; its end (or death) stops this server.
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        })
-        .await;
-    };
-    server::run(listener, config, stdin_closed).await.expect("server");
-}
-
-fn spawn_server(store: &str) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .env(SERVE_ENV, store)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("base url");
-    (child, line.trim().to_string())
-}
-
 #[tokio::main]
 async fn main() {
-    if let Ok(store) = std::env::var(SERVE_ENV) {
-        return serve_child(&store).await;
+    let served = tests::bench::serve_if_child(|config| {
+        config.sync.queue_frames_max = 4096;
+        // For A/B runs of the frame size (e.g. 1048576: frames bounded by record counts only).
+        if let Some(bytes) = std::env::var("BACKOPS_FANOUT_FRAME_TARGET").ok().and_then(|v| v.parse().ok()) {
+            config.sync.frame_out_bytes_target = bytes;
+        }
+    })
+    .await;
+    if served {
+        return;
     }
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let clients: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
@@ -208,7 +162,7 @@ async fn main() {
         "fanout: {clients} clients ({seats} seat holders), {rate} writes/s for {secs} s by {writers} writers, burst {burst}, store {store}"
     );
 
-    let (mut child, base) = spawn_server(&store);
+    let (mut child, base) = tests::bench::spawn_server(&store);
     let pid = child.id().to_string();
     let srv = TestServer::attach(&base);
     let owner = srv.sign_up("Owner").await;
@@ -244,16 +198,16 @@ async fn main() {
 
     // Idle memory of the server per subscribed connection.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_before = status_kib(&pid, "VmRSS:");
-    let own_before = status_kib("self", "VmRSS:");
+    let rss_before = tests::bench::status_kib(&pid, "VmRSS:");
+    let own_before = tests::bench::status_kib("self", "VmRSS:");
     let url = srv.sync_url();
     let mut sockets = Vec::with_capacity(clients);
     for t in &tokens {
         sockets.push(follow(&url, t, &event).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = status_kib(&pid, "VmRSS:");
-    let own_idle = status_kib("self", "VmRSS:");
+    let rss_idle = tests::bench::status_kib(&pid, "VmRSS:");
+    let own_idle = tests::bench::status_kib("self", "VmRSS:");
     println!(
         "server rss: {rss_before} KiB before, {rss_idle} KiB with {clients} idle subscribed connections: {:.1} KiB per connection (clients: {:.1} KiB each)",
         rss_idle.saturating_sub(rss_before) as f64 / clients as f64,

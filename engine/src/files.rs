@@ -131,7 +131,11 @@ impl Engine {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         let collaborator = self.target_collaborator(&ev, &s, input.collaborator.clone()).await?;
         gate(
-            decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &[collaborator.clone()] }),
+            decide(
+                &s,
+                Action::Write,
+                Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&collaborator) },
+            ),
             "collaborator",
         )?;
         let limit = self.config.file_limit_bytes;
@@ -234,7 +238,11 @@ impl Engine {
         let up = found.filter(|u| u.account == actor).ok_or(Error::not_found("upload"))?;
         let (_, s) = self.standing(actor, &up.event).await.map_err(|_| Error::not_found("upload"))?;
         gate(
-            decide(&s, Action::Write, Target::Tab { tab: Tab::Files, collaborators: &[up.collaborator.clone()] }),
+            decide(
+                &s,
+                Action::Write,
+                Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&up.collaborator) },
+            ),
             "upload",
         )?;
         Ok(up)
@@ -277,7 +285,11 @@ impl Engine {
         let (ev, s) = self.standing(actor, event).await.map_err(|_| Error::not_found("file"))?;
         let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
         gate(
-            decide(&s, Action::Read, Target::Tab { tab: Tab::Files, collaborators: &[f.collaborator.clone()] }),
+            decide(
+                &s,
+                Action::Read,
+                Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&f.collaborator) },
+            ),
             "file",
         )
         .map_err(|_| Error::not_found("file"))?;

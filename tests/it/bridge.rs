@@ -77,6 +77,11 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
     std::fs::copy(loaded_library(), bindings.path().join(library.file_name().unwrap())).unwrap();
 
     let data = tempfile::tempdir().unwrap();
+    // A photo, and a network to the server that drops the first upload 30 KB in.
+    let photo = data.path().join("IMG_0001.jpg");
+    std::fs::write(&photo, tests::files::jpeg(640, 480, 60)).unwrap();
+    let upstream = srv.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = tests::files::CutProxy::start(upstream, 30_000).await;
     let setup = json!({
         "base": srv.base,
         "event": s.event,
@@ -87,6 +92,8 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
         "vic_id": s.vic.id,
         "cara_token": s.cara.token,
         "data_dir": data.path(),
+        "photo": photo,
+        "proxy": proxy.base,
     });
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
     let python_path = std::env::join_paths([bindings.path(), script_dir.as_path()]).unwrap();
@@ -107,6 +114,7 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
     assert!(run.status.success(), "the Python end-to-end test failed:\n{said}");
     assert!(said.contains("OK") && !said.contains("skipped"), "{said}");
 
+    assert_eq!(proxy.cuts.load(std::sync::atomic::Ordering::SeqCst), 1, "the photo's upload was cut once");
     // What Python wrote offline reached the server, once.
     let tasks = s.pm.api.get(&format!("/v1/events/{}/tasks", s.event)).await.ok();
     let titles: Vec<&str> = tasks.as_array().unwrap().iter().filter_map(|t| t["title"].as_str()).collect();

@@ -462,3 +462,79 @@ async fn a_device_keeps_to_its_budget_but_never_drops_a_photo_not_uploaded() {
     .await;
     link.stop().await;
 }
+
+/// An S3-compatible server (moto, installed from PyPI by `.ci/run`) on a free loopback port,
+/// stopped when dropped.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn s3_server() -> S3Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let program = std::env::var("BACKOPS_S3_TEST_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let child = std::process::Command::new(&program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("the S3 test needs an S3-compatible server: `pip install 'moto[server]'` (.ci/run does) — {program}: {e}")
+        });
+    let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while http.get(&server.endpoint).send().await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the S3 server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_live_in_an_s3_compatible_store_when_configured() {
+    let s3 = s3_server().await;
+    let http = reqwest::Client::new();
+    assert!(http.put(format!("{}/backops-files", s3.endpoint)).send().await.unwrap().status().is_success(), "bucket");
+    let endpoint = s3.endpoint.clone();
+    let srv = TestServer::start_with(move |c| {
+        c.file_store = server::FileStore::S3(server::blobs::S3Config {
+            endpoint: Some(endpoint),
+            bucket: "backops-files".into(),
+            region: "us-east-1".into(),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            prefix: "blobs".into(),
+        });
+    })
+    .await;
+    let s = stage(&srv).await;
+    // Larger than one multipart part (8 MiB), and a photo.
+    let big = noise(9 * 1024 * 1024 + 123);
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "show.bin", &big).await;
+    let photo = jpeg_with_metadata(640, 480, 1);
+    let p = upload_file(&s.vic.api, &s.event, &s.audio, "dock.jpg", &photo).await;
+    let base = format!("/v1/events/{}/files", s.event);
+    let (status, _, got) = fetch(&s.pm.api, &format!("{base}/{}/content", f["id"].as_str().unwrap()), None).await;
+    assert!(status == 200 && got == big, "the big file back from S3 whole");
+    let (status, _, got) =
+        fetch(&s.pm.api, &format!("{base}/{}/content", f["id"].as_str().unwrap()), Some("bytes=8388600-8388700")).await;
+    assert_eq!((status, got.as_slice()), (206, &big[8_388_600..8_388_701]));
+    let (status, _, thumb) =
+        fetch(&s.pm.api, &format!("{base}/{}/thumbnails/256", p["id"].as_str().unwrap()), None).await;
+    assert_eq!((status, image::load_from_memory(&thumb).unwrap().dimensions()), (200, (256, 192)));
+    assert_eq!(fetch(&s.cara.api, &format!("{base}/{}/content", p["id"].as_str().unwrap()), None).await.0, 404);
+    // The objects are in the bucket, named by their hash, and nothing is in the data directory.
+    let listing =
+        http.get(format!("{}/backops-files?list-type=2", s3.endpoint)).send().await.unwrap().text().await.unwrap();
+    let hash = sha256(&big);
+    assert!(listing.contains(&format!("blobs/{}/{hash}", &hash[..2])), "{listing}");
+    assert!(!srv.config.data_dir.join("blobs").exists(), "nothing stored locally");
+}

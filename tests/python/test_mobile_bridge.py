@@ -49,6 +49,13 @@ def eventually(what, check):
         time.sleep(0.02)
 
 
+def fetch(path, token):
+    """Bytes from the server's HTTP API (a file's content or thumbnail)."""
+    req = urllib.request.Request(SETUP["base"] + path, headers={"authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=WAIT_MAX) as r:
+        return r.read()
+
+
 def api(method, path, token, body=None):
     """The server's HTTP API, as the production office uses it."""
     req = urllib.request.Request(
@@ -165,6 +172,49 @@ class MobileBridge(unittest.TestCase):
         self.assertEqual((status["North gate"].admitted, status["South gate"].admitted), (1, 1))
         for lane in lanes:
             lane.shutdown()
+
+    def test_a_photo_taken_offline_uploads_after_reconnect_through_a_cut(self):
+        pm = SETUP["pm_token"]
+        files = "/v1/events/" + EVENT + "/files"
+        phone = self.open("photo", "photo-phone")
+        heard = Recorder()
+        phone.set_listener(heard)
+        phone.sign_in(SETUP["vic_token"])
+        phone.subscribe(EVENT)
+        phone.connect(SETUP["base"])
+        eventually("the snapshot arrives", lambda: phone.event(EVENT).collaborator == SETUP["audio"])
+        phone.disconnect()
+
+        # Offline: the photo is kept and shown from the phone at once.
+        with open(SETUP["photo"], "rb") as f:
+            photo = f.read()
+        made = phone.attach_photo(EVENT, SETUP["photo"])
+        mine = [f for f in phone.files(EVENT, None) if f.id == made.record]
+        self.assertEqual((mine[0].media_type, mine[0].size), ("image/jpeg", len(photo)))
+        with open(phone.file_path(EVENT, made.record), "rb") as f:
+            self.assertEqual(f.read(), photo)
+        [up] = phone.uploads(EVENT)
+        self.assertEqual((up.bytes_sent, up.bytes_total, up.done), (0, len(photo), False))
+        self.assertNotIn(made.record, [f["id"] for f in api("GET", files, pm)])
+
+        # Back online through a network that drops the upload once, part way in.
+        phone.connect(SETUP["proxy"])
+        eventually("the photo reaches the office", lambda: made.record in [f["id"] for f in api("GET", files, pm)])
+        eventually("the phone's write is confirmed", lambda: phone.sync_status().pending == 0)
+        with heard.lock:
+            self.assertTrue(any("upload" in kinds for _, kinds in heard.changes), "progress was heard")
+        self.assertEqual(fetch(files + "/" + made.record + "/content", pm), photo)
+        thumb = fetch(files + "/" + made.record + "/thumbnails/256", pm)
+        self.assertTrue(thumb.startswith(b"\xff\xd8"), "a JPEG thumbnail")
+        eventually("the phone has the thumbnail", lambda: phone.thumbnail_path(EVENT, made.record, 256) is not None)
+        with open(phone.thumbnail_path(EVENT, made.record, 256), "rb") as f:
+            self.assertEqual(f.read(), thumb)
+        info = [f for f in phone.files(EVENT, None) if f.id == made.record][0]
+        self.assertEqual(sorted(info.thumbnail_sizes), [256, 1024])
+        self.assertEqual((info.width, info.height), (640, 480))
+        with self.assertRaises(BackOpsError.Invalid):
+            phone.attach_photo(EVENT, "/nonexistent/photo.jpg")
+        phone.shutdown()
 
     def test_a_crew_phone_punches_and_holds_gear_offline(self):
         pm = SETUP["pm_token"]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+pub mod bench;
 pub mod device;
 pub mod files;
 

@@ -1,0 +1,63 @@
+//! What the load generators share: a real server in a child process of the benchmark itself
+//! (so its memory and CPU are measured apart from the clients), and readings of a process.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+/// Set in the child: the store it serves on (`mem` or `surrealkv`).
+pub const SERVE_ENV: &str = "BACKOPS_BENCH_SERVE";
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`); `pid` may be `self`.
+pub fn status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// Starts this very benchmark again as a server on `store`; returns it and its base URL.
+/// The child stops when its stdin closes (when the returned `Child` is dropped or killed).
+pub fn spawn_server(store: &str) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .env(SERVE_ENV, store)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("base url");
+    (child, line.trim().to_string())
+}
+
+/// Child mode: when [`SERVE_ENV`] is set, serves (with the test configuration adjusted by
+/// `adjust`) until stdin closes, printing the base URL first, and returns true.
+pub async fn serve_if_child(adjust: impl FnOnce(&mut server::Config)) -> bool {
+    let Ok(store) = std::env::var(SERVE_ENV) else { return false };
+    let dir = tempfile::tempdir().expect("dir");
+    let mut config = crate::test_config(dir.path());
+    if store == "surrealkv" {
+        config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
+    }
+    adjust(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("http://{}", listener.local_addr().expect("addr"));
+    let stdin_closed = async {
+        // The parent holds our stdin; its end (or death) stops this server.
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        })
+        .await;
+    };
+    server::run(listener, config, stdin_closed).await.expect("server");
+    true
+}

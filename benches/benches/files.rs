@@ -160,16 +160,39 @@ async fn main() {
     upload(&api, &event, "photo.jpg", &photo, 8 * MIB).await;
     println!("the same photo uploaded and processed by the server: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 
-    // 3. Many uploads at once, and the server's memory.
+    // 3. Many uploads at once, and the server's memory. First the same number of requests at
+    //    once that only open an upload (database work, no bytes): what the server holds for
+    //    that many requests in flight is its baseline, so the uploads' own cost shows apart.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = bench::status_kib(&pid, "VmRSS:");
+    let mut tasks = Vec::new();
+    for i in 0..concurrent {
+        let (api, event) = (api.clone(), event.clone());
+        tasks.push(tokio::spawn(async move {
+            let b = noise(1000, i as u64 + 5000);
+            let path = format!("/v1/events/{event}/uploads");
+            api.post(&path, json!({ "name": format!("open-{i}"), "size": b.len(), "sha256": sha256(&b) })).await.ok();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = bench::status_kib(&pid, "VmRSS:");
+    println!(
+        "server RSS {} MiB idle, {} MiB after {concurrent} requests at once that open uploads (no bytes)",
+        idle / 1024,
+        before / 1024
+    );
     let peak = Arc::new(AtomicU64::new(before));
+    let threads = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (peak, done, pid) = (peak.clone(), done.clone(), pid.clone());
+        let (peak, threads, done, pid) = (peak.clone(), threads.clone(), done.clone(), pid.clone());
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
                 peak.fetch_max(bench::status_kib(&pid, "VmRSS:"), Ordering::Relaxed);
+                threads.fetch_max(bench::status_kib(&pid, "Threads:"), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -199,6 +222,7 @@ async fn main() {
         peak.saturating_sub(before) / 1024,
         after / 1024
     );
+    println!("server threads: at most {} while uploading", threads.load(Ordering::Relaxed));
     let used = api.get(&format!("/v1/orgs/{org}/storage")).await.ok();
     println!("storage accounted: {} files, {} MiB", used["files"], used["bytes"].as_u64().unwrap_or(0) >> 20);
     drop(child.stdin.take());

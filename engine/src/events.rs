@@ -13,6 +13,17 @@ use crate::{
     time,
 };
 
+/// What the event team may change of an event.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Whether others download photos with their location and camera metadata.
+    #[serde(default)]
+    pub keep_photo_location: Option<bool>,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
@@ -29,8 +40,7 @@ pub struct InviteInput {
     pub read_only: bool,
 }
 
-pub(crate) const EVENT_FIELDS: &str =
-    "record::id(id) AS id, org, name, license, default_collaborator, created_by, created_at";
+pub(crate) const EVENT_FIELDS: &str = "record::id(id) AS id, org, name, license, default_collaborator, created_by, created_at, (keep_photo_location ?? false) AS keep_photo_location";
 const COLLAB_FIELDS: &str = "record::id(id) AS id, event, name, read_only, created_at";
 const SEAT_FIELDS: &str = "event, slot, person, assigned_by, created_at";
 
@@ -178,6 +188,7 @@ impl Engine {
             default_collaborator: new_id(),
             created_by: actor.into(),
             created_at: now.clone(),
+            keep_photo_location: false,
             basis: None,
         };
         let collab = Collaborator {
@@ -208,10 +219,15 @@ impl Engine {
         Ok(EventView { event: ev, access: my_access(&s) })
     }
 
-    pub async fn rename_event(&self, actor: &str, event: &str, name: &str) -> Result<EventView> {
+    pub async fn update_event(&self, actor: &str, event: &str, patch: EventPatch) -> Result<EventView> {
         let (mut ev, s) = self.standing(actor, event).await?;
         gate(decide(&s, Action::Write, Target::Setup), "event")?;
-        ev.name = validate_name("name", name)?;
+        if let Some(name) = patch.name {
+            ev.name = validate_name("name", &name)?;
+        }
+        if let Some(keep) = patch.keep_photo_location {
+            ev.keep_photo_location = keep;
+        }
         self.commit(&ev.id, vec![Write::replace("event", &ev.id, &ev, Vec::new(), Vec::new())?]).await?;
         Ok(EventView { event: ev, access: my_access(&s) })
     }

@@ -7,9 +7,6 @@
 //!
 //! An upload is keyed by its event, its uploader and the file id the client chose, so a
 //! device that lost its answer (or its memory) opens the same upload again and resumes it.
-
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -17,7 +14,7 @@ use crate::{
     Engine, Error, NewFile, Result,
     access::{Action, OrgAction, Tab, Target, decide, decide_org},
     events::gate,
-    model::FileMeta,
+    model::{FileMeta, Preview},
     rules, time,
 };
 
@@ -59,24 +56,12 @@ pub enum UploadStatus {
     Complete,
 }
 
-/// What processing found in a finished upload's content (images: thumbnails).
+/// What processing found in a finished upload's content.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Processed {
-    /// Longest side ("256", "1024") → the thumbnail's content hash.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub thumbnails: BTreeMap<String, String>,
-    /// The upright image's size, for images that decoded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<i64>,
-    /// The content others download when it differs from what was uploaded: the photo with
-    /// its location and camera metadata taken out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub served_hash: Option<String>,
-    /// Why an image has no thumbnails (unsupported format, too large, corrupt).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview_note: Option<String>,
+    /// Thumbnails and the rest, for images; the file record carries them.
+    #[serde(flatten)]
+    pub preview: Preview,
     /// The media type the content's first bytes show (images), for a file announced without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
@@ -282,6 +267,11 @@ impl Engine {
     /// One file's record, if the caller may see it (its folder's Files tab); anything else is
     /// "not found", exactly as for any record.
     pub async fn file(&self, actor: &str, event: &str, id: &str) -> Result<FileMeta> {
+        Ok(self.file_in_event(actor, event, id).await?.0)
+    }
+
+    /// [`Engine::file`] and its event (whose settings say what others download).
+    pub async fn file_in_event(&self, actor: &str, event: &str, id: &str) -> Result<(FileMeta, crate::model::Event)> {
         let (ev, s) = self.standing(actor, event).await.map_err(|_| Error::not_found("file"))?;
         let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
         gate(
@@ -293,7 +283,7 @@ impl Engine {
             "file",
         )
         .map_err(|_| Error::not_found("file"))?;
-        Ok(f)
+        Ok((f, ev))
     }
 
     /// The organization's files and their bytes, for its members.

@@ -32,7 +32,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use accounts::{NewAccount, validate_email};
 pub use error::{Error, Result};
-pub use events::{InviteInput, NewEvent};
+pub use events::{EventPatch, InviteInput, NewEvent};
 pub use frontgate::{CredentialPatch, NewCredential, NewGate, NewScan, NewZone};
 pub use orgs::{PurchaseInput, RoleInput};
 pub use store::{RemoteAuth, Store};

@@ -141,6 +141,10 @@ pub struct Event {
     pub default_collaborator: String,
     pub created_by: String,
     pub created_at: String,
+    /// Whether people download photos with their location and camera metadata (off: they
+    /// get the copy without it; the uploader's own device keeps the original either way).
+    #[serde(default)]
+    pub keep_photo_location: bool,
     /// Set when the caller's standing came from the write path's access cache: the facts
     /// its commit must still match.
     #[serde(skip)]
@@ -270,9 +274,18 @@ pub struct FileMeta {
     pub media_type: Option<String>,
     pub uploaded_by: String,
     pub created_at: String,
-    /// Longest side ("256", "1024") → the thumbnail's content hash (images only).
+    /// What the server made of the content (images): its fields sit in the record itself.
+    #[serde(flatten)]
+    pub preview: Preview,
+}
+
+/// What the server made of an image's content when its upload finished.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Preview {
+    /// Longest side ("256", "1024") → the thumbnail's content hash.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub thumbnails: std::collections::BTreeMap<String, String>,
+    /// The upright image's size, for images that decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -259,11 +259,7 @@ pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, acto
         media_type: optional_text("media_type", input.media_type)?,
         uploaded_by: actor.into(),
         created_at: time::now(),
-        thumbnails: Default::default(),
-        width: None,
-        height: None,
-        served_hash: None,
-        preview_note: None,
+        preview: Default::default(),
     })
 }
 

@@ -441,11 +441,7 @@ impl Engine {
         input.content_hash = Some(up.sha256.clone());
         input.media_type = input.media_type.or(up.media_type.clone()).or(up.processed.media_type.clone());
         let mut f = rules::build_file(input, &ev.id, collaborator, actor)?;
-        f.thumbnails = up.processed.thumbnails;
-        f.width = up.processed.width;
-        f.height = up.processed.height;
-        f.served_hash = up.processed.served_hash;
-        f.preview_note = up.processed.preview_note;
+        f.preview = up.processed.preview;
         self.commit_as(&ev, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
         Ok(f)
     }

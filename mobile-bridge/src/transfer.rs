@@ -232,28 +232,41 @@ async fn upload(replica: &Replica, http: &Http, token: &str, up: &PendingUpload)
     }
 }
 
+/// Fetches `d` into its download path, resuming a cut download with `Range`.
 async fn download(replica: &Replica, http: &Http, token: &str, d: &Download) -> Outcome<()> {
-    let tmp = replica.download_path().map_err(|e| Failure::Retry(e.to_string()))?;
-    let r = http
+    let tmp = replica.download_path(d).map_err(|e| Failure::Retry(e.to_string()))?;
+    let have = tokio::fs::metadata(&tmp).await.map(|m| m.len()).unwrap_or(0);
+    let mut req = http
         .client
         .get(format!("{}/v1/events/{}/files/{}/{}", http.base, d.event, d.file, d.variant.path()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(lost)?;
-    if r.status() != StatusCode::OK {
-        return Err(refusal(r).await);
+        .bearer_auth(token);
+    if have > 0 {
+        req = req.header(header::RANGE, format!("bytes={have}-"));
     }
-    let written = save(r, &tmp).await;
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
+    let r = req.send().await.map_err(lost)?;
+    let append = match r.status() {
+        StatusCode::OK => false,
+        StatusCode::PARTIAL_CONTENT => true,
+        // What is held is all there is (or the file changed): start over.
+        StatusCode::RANGE_NOT_SATISFIABLE => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(Failure::Retry("the partial download is stale".into()));
+        }
+        _ => return Err(refusal(r).await),
+    };
+    save(r, &tmp, append).await?;
     replica.downloaded(d, &tmp).await.map_err(|e| Failure::Refused(e.code().into(), e.to_string()))
 }
 
-async fn save(r: reqwest::Response, tmp: &Path) -> Outcome<()> {
-    let mut out = tokio::fs::File::create(tmp).await.map_err(|e| Failure::Retry(e.to_string()))?;
+async fn save(r: reqwest::Response, tmp: &Path, append: bool) -> Outcome<()> {
+    let mut out = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(tmp)
+        .await
+        .map_err(|e| Failure::Retry(e.to_string()))?;
     let mut body = r.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(lost)?;

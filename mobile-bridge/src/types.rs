@@ -169,10 +169,10 @@ impl From<m::FileMeta> for FileInfo {
             media_type: f.media_type,
             uploaded_by: f.uploaded_by,
             created_at: f.created_at,
-            thumbnail_sizes: f.thumbnails.keys().filter_map(|k| k.parse().ok()).collect(),
-            width: f.width,
-            height: f.height,
-            preview_note: f.preview_note,
+            thumbnail_sizes: f.preview.thumbnails.keys().filter_map(|k| k.parse().ok()).collect(),
+            width: f.preview.width,
+            height: f.preview.height,
+            preview_note: f.preview.preview_note,
         }
     }
 }

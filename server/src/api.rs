@@ -103,7 +103,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .route("/orgs/{org}/licenses", get(list_licenses).post(purchase_license))
         .route("/orgs/{org}/events", get(list_org_events).post(create_event))
         .route("/events", get(list_events))
-        .route("/events/{event}", get(get_event).patch(rename_event))
+        .route("/events/{event}", get(get_event).patch(update_event))
         .route("/events/{event}/seats", get(seats).post(assign_seat))
         .route("/events/{event}/seats/{person}", axum::routing::delete(release_seat))
         .route("/events/{event}/collaborators", get(list_collaborators).post(create_collaborator))
@@ -313,13 +313,13 @@ async fn get_event(State(st): State<AppState>, Caller(me): Caller, Path(ev): Pat
     Ok(Json(st.engine.get_event(&me, &ev).await?).into_response())
 }
 
-async fn rename_event(
+async fn update_event(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
-    Body(b): Body<NameIn>,
+    Body(patch): Body<engine::EventPatch>,
 ) -> ApiResult<Response> {
-    Ok(Json(st.engine.rename_event(&me, &ev, &b.name).await?).into_response())
+    Ok(Json(st.engine.update_event(&me, &ev, patch).await?).into_response())
 }
 
 async fn seats(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {

@@ -218,7 +218,10 @@ async fn upload_chunk(
         return Ok(offset_mismatch(held, up.size));
     }
     let path = files.staged(&up.id);
-    let mut out = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await.map_err(io_error)?;
+    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await.map_err(io_error)?;
+    // Frames arrive in tens of KiB; each write to a tokio file is a trip to a blocking thread,
+    // so they are gathered into writes of up to 1 MiB.
+    let mut out = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
     let mut written = held;
     let mut stream = body.into_data_stream();
     let mut too_long = false;
@@ -226,7 +229,7 @@ async fn upload_chunk(
         let Ok(chunk) = chunk else {
             // The connection dropped (or the chunk passed the request limit): keep what arrived.
             let _ = out.flush().await;
-            let _ = out.sync_data().await;
+            let _ = out.get_ref().sync_data().await;
             return Err(ApiError::bad_request(
                 "upload_interrupted",
                 format!("the chunk was cut after {written} bytes in all; resume from there"),
@@ -242,7 +245,7 @@ async fn upload_chunk(
         }
     }
     out.flush().await.map_err(io_error)?;
-    out.sync_data().await.map_err(io_error)?;
+    out.get_ref().sync_data().await.map_err(io_error)?;
     drop(out);
     if too_long {
         return Ok(with_offset(
@@ -314,27 +317,35 @@ async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Proces
     let _slot = files.image_slots.acquire().await.map_err(io::Error::other)?;
     let limits = files.image_limits;
     let source = path.to_path_buf();
-    let (made, stripped) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+    let processing = tokio::task::spawn_blocking(move || -> io::Result<_> {
         let bytes = std::fs::read(&source)?;
         let made = images::thumbnails(&bytes, kind, &THUMBNAIL_SIZES, limits);
         let stripped = images::without_metadata(&bytes, kind);
         Ok((made, stripped))
     })
-    .await
-    .map_err(io::Error::other)??;
+    .await;
+    let (made, stripped) = match processing {
+        Ok(done) => done?,
+        // A decoder that panicked on some input: the file is kept, unpreviewed, and the
+        // upload finishes (retrying would panic again).
+        Err(e) => {
+            tracing::error!(error = %e, upload = %up.id, "image processing failed");
+            (Err("the image could not be processed; it gets no thumbnails".to_string()), None)
+        }
+    };
     let mut p = Processed { media_type: detected.map(String::from), ..Processed::default() };
     match made {
         Ok(made) => {
-            p.width = Some(i64::from(made.width));
-            p.height = Some(i64::from(made.height));
+            p.preview.width = Some(i64::from(made.width));
+            p.preview.height = Some(i64::from(made.height));
             for (size, jpeg) in made.thumbnails {
-                p.thumbnails.insert(size.to_string(), store_bytes(files, &up.id, &jpeg).await?);
+                p.preview.thumbnails.insert(size.to_string(), store_bytes(files, &up.id, &jpeg).await?);
             }
         }
-        Err(note) => p.preview_note = Some(note),
+        Err(note) => p.preview.preview_note = Some(note),
     }
     if let Some(stripped) = stripped {
-        p.served_hash = Some(store_bytes(files, &up.id, &stripped).await?);
+        p.preview.served_hash = Some(store_bytes(files, &up.id, &stripped).await?);
     }
     Ok(p)
 }
@@ -465,8 +476,11 @@ async fn download_content(
     Path((ev, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let f = st.engine.file(&me, &ev, &id).await?;
-    let hash = f.served_hash.as_deref().unwrap_or(&f.content_hash);
+    let (f, event) = st.engine.file_in_event(&me, &ev, &id).await?;
+    let hash = match &f.preview.served_hash {
+        Some(served) if !event.keep_photo_location => served,
+        _ => &f.content_hash,
+    };
     send_blob(&st, &headers, hash, inline_type(f.media_type.as_deref()), Some(&f.name)).await
 }
 
@@ -477,7 +491,7 @@ async fn download_thumbnail(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let f = st.engine.file(&me, &ev, &id).await?;
-    let hash = f.thumbnails.get(&size).ok_or_else(ApiError::not_found)?;
+    let hash = f.preview.thumbnails.get(&size).ok_or_else(ApiError::not_found)?;
     send_blob(&st, &headers, hash, Some("image/jpeg"), None).await
 }
 

@@ -7,7 +7,7 @@ use engine::{
     ListFilter,
     device::{
         Replica,
-        files::{Attach, FilesConfig, Variant},
+        files::{Attach, Download, FilesConfig, Variant},
     },
 };
 use image::{GenericImageView, ImageDecoder};
@@ -290,6 +290,15 @@ async fn photos_get_upright_thumbnails_and_others_get_them_without_metadata() {
     assert_eq!(decoder.orientation().unwrap(), image::metadata::Orientation::Rotate90);
     assert_eq!(f["content_hash"].as_str(), Some(sha256(&photo).as_str()), "the record names what was uploaded");
     assert_eq!(f["served_hash"].as_str(), Some(sha256(&served).as_str()));
+    // The event team may let others have the photo as taken, location and all.
+    s.pm.api.patch(&format!("/v1/events/{}", s.event), json!({ "keep_photo_location": true })).await.ok();
+    let (_, _, original) = fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/content", s.event), None).await;
+    assert!(original == photo, "the original, metadata and all");
+    s.vic
+        .api
+        .patch(&format!("/v1/events/{}", s.event), json!({ "keep_photo_location": false }))
+        .await
+        .err(403, "not_permitted");
     // A size that was not made.
     assert_eq!(fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/thumbnails/512", s.event), None).await.0, 404);
     assert_eq!(fetch(&s.cara.api, &format!("/v1/events/{}/files/{id}/thumbnails/256", s.event), None).await.0, 404);
@@ -388,7 +397,8 @@ async fn a_photo_taken_offline_uploads_through_a_cut_and_a_removal_purges_its_by
     let (_, _, got) = fetch(&s.pm.api, &format!("{path}/{id}/content"), None).await;
     assert!(got == photo, "the seat holder downloads the photo as taken");
     eventually("the phone's write is confirmed", async || phone.status().pending == 0).await;
-    assert!(phone.uploads(&s.event).await.is_empty());
+    assert!(phone.uploads(&s.event).await.iter().all(|u| u.done && u.sent == u.total));
+    eventually("the upload leaves the list", async || phone.uploads(&s.event).await.is_empty()).await;
 
     // The office's device fetches both thumbnails by itself, and the original on demand.
     eventually("thumbnails arrive at the office", async || {
@@ -399,6 +409,9 @@ async fn a_photo_taken_offline_uploads_through_a_cut_and_a_removal_purges_its_by
     let thumb = std::fs::read(office.file_path(&s.event, &id, Variant::Thumbnail(256)).unwrap()).unwrap();
     assert_eq!(image::load_from_memory(&thumb).unwrap().dimensions(), (256, 192));
     assert!(office.file_path(&s.event, &id, Variant::Original).is_none(), "originals only on demand");
+    // A download cut earlier resumes where it stopped (the first 10,000 bytes are held).
+    let d = Download { event: s.event.clone(), file: id.clone(), variant: Variant::Original, sha256: sha256(&photo) };
+    std::fs::write(office.download_path(&d).unwrap(), &photo[..10_000]).unwrap();
     assert!(!office.request_original(&s.event, &id).unwrap());
     eventually("the original arrives", async || office.file_path(&s.event, &id, Variant::Original).is_some()).await;
     assert_eq!(listed(dirs.1.path()).len(), 3);

@@ -534,12 +534,13 @@ impl Replica {
         out
     }
 
-    /// A fresh temporary path in the file directory, for a download under way.
-    pub fn download_path(&self) -> Result<PathBuf> {
-        Ok(self.blobs()?.temp_path())
+    /// Where the download of `d` is written while under way: the same path until it is
+    /// taken in, so a cut download resumes where it stopped (the next open starts it over).
+    pub fn download_path(&self, d: &Download) -> Result<PathBuf> {
+        Ok(self.blobs()?.dir.join("tmp").join(format!("{}.part", d.sha256)))
     }
 
-    /// Takes a fetched file (`tmp`, from [`Replica::download_path`]) in, if it hashes to what
+    /// Takes a fetched file (`tmp`, at [`Replica::download_path`]) in, if it hashes to what
     /// `d` says; otherwise it is dropped and the fetch is refused.
     pub async fn downloaded(&self, d: &Download, tmp: &Path) -> Result<()> {
         let blobs = self.blobs()?;

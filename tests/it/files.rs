@@ -144,10 +144,15 @@ async fn an_upload_cut_mid_chunk_resumes_and_the_file_appears_only_when_whole() 
         .ok();
     assert_eq!((again["id"].as_str(), again["status"].as_str()), (Some(id), Some("complete")));
 
+    // The same bytes in another file are stored once.
+    let twin = upload_file(&s.vic.api, &s.event, &s.audio, "copy.bin", &bytes).await;
+    assert_ne!(twin["id"], f["id"]);
+    let blob = srv.config.data_dir.join("blobs").join(&sha256(&bytes)[..2]);
+    assert_eq!(std::fs::read_dir(&blob).unwrap().count(), 1, "one blob for both files");
     // Storage is accounted to the organization.
     let org = s.pm.personal_org().await;
     let used = s.pm.api.get(&format!("/v1/orgs/{org}/storage")).await.ok();
-    assert_eq!((used["files"].as_i64(), used["bytes"].as_u64()), (Some(1), Some(bytes.len() as u64)));
+    assert_eq!((used["files"].as_i64(), used["bytes"].as_u64()), (Some(2), Some(2 * bytes.len() as u64)));
     s.cara.api.get(&format!("/v1/orgs/{org}/storage")).await.err(404, "not_found");
 }
 
@@ -299,6 +304,19 @@ async fn photos_get_upright_thumbnails_and_others_get_them_without_metadata() {
         .patch(&format!("/v1/events/{}", s.event), json!({ "keep_photo_location": false }))
         .await
         .err(403, "not_permitted");
+    s.pm.api.patch(&format!("/v1/events/{}", s.event), json!({ "keep_photo_location": false })).await.ok();
+    // PNG and WebP are previewed too; a PNG's text chunks do not reach others.
+    let png = tests::files::png_with_text(600, 300);
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "plan.png", &png).await;
+    assert_eq!((f["media_type"].as_str(), f["width"].as_i64()), (Some("image/png"), Some(600)), "{f}");
+    let (_, _, served) =
+        fetch(&s.pm.api, &format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap()), None).await;
+    assert!(!served.windows(11).any(|w| w == b"GPSLatitude") && served.len() < png.len());
+    assert_eq!(image::load_from_memory(&served).unwrap().dimensions(), (600, 300), "the same pixels");
+    let path = format!("/v1/events/{}/files/{}/thumbnails/256", s.event, f["id"].as_str().unwrap());
+    assert_eq!(image::load_from_memory(&fetch(&s.pm.api, &path, None).await.2).unwrap().dimensions(), (256, 128));
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "stage.webp", &tests::files::webp(400, 400)).await;
+    assert_eq!((f["media_type"].as_str(), f["thumbnails"]["1024"].is_string()), (Some("image/webp"), true), "{f}");
     // A size that was not made.
     assert_eq!(fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/thumbnails/512", s.event), None).await.0, 404);
     assert_eq!(fetch(&s.cara.api, &format!("/v1/events/{}/files/{id}/thumbnails/256", s.event), None).await.0, 404);

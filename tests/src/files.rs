@@ -142,6 +142,32 @@ pub fn jpeg_with_metadata(w: u32, h: u32, o: u16) -> Vec<u8> {
     out
 }
 
+/// A `w`×`h` PNG (red left, blue right) carrying a text chunk that names a location.
+pub fn png_with_text(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(w, h, |x, _| if x < w / 2 { Rgb([220, 0, 0]) } else { Rgb([0, 0, 220]) });
+    let mut plain = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut plain)
+        .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    // After the signature and IHDR (8 + 25 bytes), a tEXt chunk.
+    let mut text = b"tEXt".to_vec();
+    text.extend_from_slice(b"Comment\0GPSLatitude 52.3 N");
+    let mut chunk = ((text.len() - 4) as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(&text);
+    chunk.extend_from_slice(&crc32(&text).to_be_bytes());
+    [&plain[..33], &chunk, &plain[33..]].concat()
+}
+
+/// A `w`×`h` lossless WebP.
+pub fn webp(w: u32, h: u32) -> Vec<u8> {
+    let img = RgbImage::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let mut out = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+        .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = 0xFFFF_FFFFu32;
     for &b in bytes {

@@ -25,6 +25,23 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// Issuer of file links: never accepted as a sign-in (and sign-ins never as links).
+pub const LINK_ISSUER: &str = "backops-file-link";
+
+/// A short-lived link to one file's bytes (its content or one thumbnail), for a browser's
+/// `<img>` and downloads, which cannot send a bearer token. Whoever holds it acts as `sub`,
+/// for this file only, until `exp`; access is checked again on every use.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LinkClaims {
+    pub sub: String,
+    pub iss: String,
+    pub exp: u64,
+    pub event: String,
+    pub file: String,
+    /// `content`, or a thumbnail's size (`256`, `1024`).
+    pub variant: String,
+}
+
 /// Claims of a token from an external identity provider: the person is known by email.
 #[derive(Debug, Deserialize)]
 struct ExternalClaims {
@@ -94,6 +111,51 @@ impl Tokens {
             ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
         })?;
         Ok((token, exp))
+    }
+
+    /// Signs a link to `variant` of a file for `account`, valid for `ttl`.
+    pub fn sign_link(
+        &self,
+        account: &str,
+        event: &str,
+        file: &str,
+        variant: &str,
+        ttl: Duration,
+    ) -> Result<(String, u64), ApiError> {
+        let exp = unix_now() + ttl.as_secs();
+        let claims = LinkClaims {
+            sub: account.into(),
+            iss: LINK_ISSUER.into(),
+            exp,
+            event: event.into(),
+            file: file.into(),
+            variant: variant.into(),
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+            tracing::error!(error = %e, "link signing failed");
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a link")
+        })?;
+        Ok((token, exp))
+    }
+
+    /// A link's claims, if this server signed it and it has not expired (expired: 403
+    /// `link_expired`; anything else: not found).
+    pub fn verify_link(&self, token: &str) -> Result<LinkClaims, ApiError> {
+        if token.len() > TOKEN_LEN_MAX {
+            return Err(ApiError::not_found());
+        }
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = LEEWAY_SECS;
+        v.set_issuer(&[LINK_ISSUER]);
+        v.set_required_spec_claims(&["exp", "sub", "iss"]);
+        decode::<LinkClaims>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "link_expired",
+                "this link has expired; ask for a new one",
+            ),
+            _ => ApiError::not_found(),
+        })
     }
 
     fn reject(e: &jsonwebtoken::errors::Error) -> ApiError {

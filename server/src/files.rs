@@ -18,7 +18,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use engine::files::{NewUpload, Processed, THUMBNAIL_SIZES, Upload, UploadStatus};
+use engine::{
+    files::{NewUpload, Processed, THUMBNAIL_SIZES, Upload, UploadStatus},
+    model::{Event, FileMeta},
+};
 use futures_util::StreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -112,6 +115,8 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{event}/uploads", post(open_upload))
         .route("/uploads/{id}", get(upload_status).head(upload_head).patch(upload_chunk))
         .route("/events/{event}/files/{id}/content", get(download_content))
+        .route("/events/{event}/files/{id}/links", post(make_links))
+        .route("/links/{token}", get(follow_link))
         .route("/events/{event}/files/{id}/thumbnails/{size}", get(download_thumbnail))
         .route("/orgs/{org}/storage", get(org_storage))
 }
@@ -477,11 +482,16 @@ async fn download_content(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (f, event) = st.engine.file_in_event(&me, &ev, &id).await?;
+    send_content(&st, &headers, &f, &event).await
+}
+
+/// A file's content as others get it: without the photo's metadata unless the event allows it.
+async fn send_content(st: &AppState, headers: &HeaderMap, f: &FileMeta, event: &Event) -> ApiResult<Response> {
     let hash = match &f.preview.served_hash {
         Some(served) if !event.keep_photo_location => served,
         _ => &f.content_hash,
     };
-    send_blob(&st, &headers, hash, inline_type(f.media_type.as_deref()), Some(&f.name)).await
+    send_blob(st, headers, hash, inline_type(f.media_type.as_deref()), Some(&f.name)).await
 }
 
 async fn download_thumbnail(
@@ -492,6 +502,47 @@ async fn download_thumbnail(
 ) -> ApiResult<Response> {
     let f = st.engine.file(&me, &ev, &id).await?;
     let hash = f.preview.thumbnails.get(&size).ok_or_else(ApiError::not_found)?;
+    send_blob(&st, &headers, hash, Some("image/jpeg"), None).await
+}
+
+/// How long a file link lasts.
+pub const LINK_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+#[derive(Serialize)]
+struct Links {
+    content: String,
+    thumbnails: std::collections::BTreeMap<String, String>,
+    expires_at: u64,
+}
+
+/// Short-lived links to a file's content and thumbnails, for a browser (an `<img src>` sends
+/// no bearer token). Each is the caller's, for this file, for [`LINK_TTL`].
+async fn make_links(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path((ev, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let f = st.engine.file(&me, &ev, &id).await?;
+    let link = |variant: &str| -> ApiResult<(String, u64)> {
+        let (token, exp) = st.tokens.sign_link(&me, &f.event, &f.id, variant, LINK_TTL)?;
+        Ok((format!("/v1/links/{token}"), exp))
+    };
+    let (content, expires_at) = link("content")?;
+    let mut thumbnails = std::collections::BTreeMap::new();
+    for size in f.preview.thumbnails.keys() {
+        thumbnails.insert(size.clone(), link(size)?.0);
+    }
+    Ok(Json(Links { content, thumbnails, expires_at }).into_response())
+}
+
+/// A file link: the signer's access to the file is checked again, now.
+async fn follow_link(State(st): State<AppState>, Path(token): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    let link = st.tokens.verify_link(&token)?;
+    let (f, event) = st.engine.file_in_event(&link.sub, &link.event, &link.file).await?;
+    if link.variant == "content" {
+        return send_content(&st, &headers, &f, &event).await;
+    }
+    let hash = f.preview.thumbnails.get(&link.variant).ok_or_else(ApiError::not_found)?;
     send_blob(&st, &headers, hash, Some("image/jpeg"), None).await
 }
 

@@ -309,14 +309,46 @@ async fn photos_get_upright_thumbnails_and_others_get_them_without_metadata() {
     let png = tests::files::png_with_text(600, 300);
     let f = upload_file(&s.vic.api, &s.event, &s.audio, "plan.png", &png).await;
     assert_eq!((f["media_type"].as_str(), f["width"].as_i64()), (Some("image/png"), Some(600)), "{f}");
-    let (_, _, served) =
+    let (_, _, png_served) =
         fetch(&s.pm.api, &format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap()), None).await;
-    assert!(!served.windows(11).any(|w| w == b"GPSLatitude") && served.len() < png.len());
-    assert_eq!(image::load_from_memory(&served).unwrap().dimensions(), (600, 300), "the same pixels");
+    assert!(!png_served.windows(11).any(|w| w == b"GPSLatitude") && png_served.len() < png.len());
+    assert_eq!(image::load_from_memory(&png_served).unwrap().dimensions(), (600, 300), "the same pixels");
     let path = format!("/v1/events/{}/files/{}/thumbnails/256", s.event, f["id"].as_str().unwrap());
     assert_eq!(image::load_from_memory(&fetch(&s.pm.api, &path, None).await.2).unwrap().dimensions(), (256, 128));
     let f = upload_file(&s.vic.api, &s.event, &s.audio, "stage.webp", &tests::files::webp(400, 400)).await;
     assert_eq!((f["media_type"].as_str(), f["thumbnails"]["1024"].is_string()), (Some("image/webp"), true), "{f}");
+    // Links for a browser (no bearer token): short-lived, this file only, access checked on use.
+    let links = s.vic.api.post(&format!("/v1/events/{}/files/{id}/links", s.event), json!({})).await.ok();
+    let anon = srv.anonymous();
+    let (status, _, got) = fetch(&anon, links["content"].as_str().unwrap(), None).await;
+    assert_eq!(status, 200, "{links}");
+    assert!(got == served, "the content link serves what others get");
+    let (status, _, got) = fetch(&anon, links["thumbnails"]["256"].as_str().unwrap(), Some("bytes=0-1")).await;
+    assert_eq!((status, got.as_slice()), (206, &[0xFF, 0xD8][..]));
+    let token = links["content"].as_str().unwrap().trim_start_matches("/v1/links/").to_string();
+    assert_eq!(fetch(&anon, &format!("/v1/links/{token}x"), None).await.0, 404, "a tampered link");
+    assert_eq!(
+        fetch(&s.vic.api.with_token(&token), &format!("/v1/events/{}/files", s.event), None).await.0,
+        401,
+        "a link is no sign-in"
+    );
+    let claims = json!({ "sub": s.vic.id, "iss": "backops-file-link", "exp": 1_000_000, "event": s.event, "file": id, "variant": "content" });
+    let old = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(tests::TEST_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let (status, _, body) = fetch(&anon, &format!("/v1/links/{old}"), None).await;
+    assert_eq!(
+        (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap()["code"].as_str()),
+        (403, Some("link_expired"))
+    );
+    assert_eq!(fetch(&s.cara.api, &format!("/v1/events/{}/files/{id}/links", s.event), None).await.0, 405);
+    s.cara.api.post(&format!("/v1/events/{}/files/{id}/links", s.event), json!({})).await.err(404, "not_found");
+    // Vic leaves Audio: the link Vic holds stops working at once.
+    s.pm.api.delete(&format!("/v1/events/{}/collaborators/{}/members/{}", s.event, s.audio, s.vic.id)).await.ok();
+    assert_eq!(fetch(&anon, links["content"].as_str().unwrap(), None).await.0, 404);
     // A size that was not made.
     assert_eq!(fetch(&s.pm.api, &format!("/v1/events/{}/files/{id}/thumbnails/512", s.event), None).await.0, 404);
     assert_eq!(fetch(&s.cara.api, &format!("/v1/events/{}/files/{id}/thumbnails/256", s.event), None).await.0, 404);

@@ -83,7 +83,13 @@ fn lost(e: reqwest::Error) -> Failure {
 async fn refusal(r: reqwest::Response) -> Failure {
     let status = r.status();
     let body: Option<ErrorBody> = r.json().await.ok();
-    if status.is_server_error() || status == StatusCode::UNAUTHORIZED || status == StatusCode::TOO_MANY_REQUESTS {
+    // A conflict (another request still writing the upload, e.g. the one a network change
+    // cut) passes: it is retried, never taken for a refusal that would drop the photo.
+    if status.is_server_error()
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::CONFLICT
+    {
         return Failure::Retry(body.map_or_else(|| format!("the server answered {status}"), |b| b.message));
     }
     match body {

@@ -380,6 +380,9 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<
         if n == 0 {
             return Err(());
         }
+        if size == 0 {
+            return Err(());
+        }
         size.saturating_sub(n)..size
     } else {
         let start: u64 = a.parse().map_err(|_| ())?;

@@ -126,6 +126,11 @@ struct Index {
     progress: HashMap<String, (u64, Option<String>)>,
     /// Originals the app asked for: (event, file).
     wanted: HashSet<(String, String)>,
+    /// Bytes of photos being attached right now (stored, their record not yet written).
+    attaching: HashSet<String>,
+    /// Bytes of the device's own files in the outbox, as last read from it: never swept,
+    /// whatever the mirror holds (a refused subscription clears the mirror, not the outbox).
+    own: HashSet<String>,
 }
 
 /// The media type of a photo (or PDF) from its first bytes.
@@ -327,7 +332,11 @@ impl Replica {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??
         };
-        blobs.adopt(&hash, &tmp).map_err(|e| Error::Internal(format!("storing a file: {e}")))?;
+        blobs.lock().attaching.insert(hash.clone());
+        if let Err(e) = blobs.adopt(&hash, &tmp) {
+            blobs.lock().attaching.remove(&hash);
+            return Err(Error::Internal(format!("storing a file: {e}")));
+        }
         let name = a.name.or_else(|| source.file_name().map(|n| n.to_string_lossy().to_string())).unwrap_or_default();
         let media_type = a.media_type.or_else(|| media_type_of(&head).map(String::from));
         let fields = json!({
@@ -340,6 +349,7 @@ impl Replica {
         let written = self
             .write(event, LocalWrite { kind: "file_meta".into(), op: MutationOp::Create, record: a.id, fields })
             .await;
+        blobs.lock().attaching.remove(&hash);
         if written.is_err() {
             self.sweep_files();
         }
@@ -593,6 +603,23 @@ impl Replica {
     pub fn sweep_files(&self) {
         let Some(blobs) = &self.inner.files else { return };
         let (mut named, mut pinned) = (HashSet::new(), HashSet::new());
+        // The outbox when it can be read without waiting (callers may hold it); otherwise the
+        // set last read from it, which only ever errs on keeping bytes.
+        let own: HashSet<String> = match self.inner.state.try_lock() {
+            Ok(st) => {
+                let own: HashSet<String> = st
+                    .outbox
+                    .values()
+                    .filter(|o| o.kind == "file_meta" && o.mutation.op == MutationOp::Create)
+                    .filter_map(|o| o.mutation.fields["content_hash"].as_str().map(String::from))
+                    .collect();
+                blobs.lock().own = own.clone();
+                own
+            }
+            Err(_) => blobs.lock().own.clone(),
+        };
+        pinned.extend(own);
+        pinned.extend(blobs.lock().attaching.iter().cloned());
         for r in self.mirror().all_of_kind("file_meta") {
             named.extend(named_by(&r.data));
             if r.pending && r.base.is_none() {

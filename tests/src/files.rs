@@ -150,12 +150,17 @@ pub fn png_with_text(w: u32, h: u32) -> Vec<u8> {
         .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8)
         .unwrap();
     // After the signature and IHDR (8 + 25 bytes), a tEXt chunk.
-    let mut text = b"tEXt".to_vec();
-    text.extend_from_slice(b"Comment\0GPSLatitude 52.3 N");
-    let mut chunk = ((text.len() - 4) as u32).to_be_bytes().to_vec();
-    chunk.extend_from_slice(&text);
-    chunk.extend_from_slice(&crc32(&text).to_be_bytes());
-    [&plain[..33], &chunk, &plain[33..]].concat()
+    [&plain[..33], &png_chunk(b"tEXt", b"Comment\0GPSLatitude 52.3 N"), &plain[33..]].concat()
+}
+
+/// One PNG chunk: length, kind, data, CRC.
+fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out
 }
 
 /// A `w`×`h` lossless WebP.
@@ -181,21 +186,16 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// A valid PNG header announcing `side`×`side` pixels with almost no data: a decompression bomb.
 pub fn png_bomb(side: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
     let mut ihdr = side.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&side.to_be_bytes());
     ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(b"IEND", &[]);
-    out
+    [
+        &b"\x89PNG\r\n\x1a\n"[..],
+        &png_chunk(b"IHDR", &ihdr),
+        &png_chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+        &png_chunk(b"IEND", &[]),
+    ]
+    .concat()
 }
 
 /// A TCP proxy to `upstream` that, once armed, cuts the first connection carrying an upload

@@ -160,15 +160,26 @@ impl Engine {
         if existing.is_some() {
             return Err(Error::conflict("file_exists", "a file with this id exists already"));
         }
-        if let Some(quota) = self.config.org_storage_limit_bytes {
-            let used = self.storage_bytes(&ev.org).await?;
-            if used.saturating_add(meta.size) as u64 > quota {
-                return Err(Error::rule(
-                    "storage_full",
-                    format!("the organization's storage holds {used} of {quota} bytes; this file does not fit"),
-                ));
+        // Open uploads and finished ones not yet added count against the limit: they hold
+        // (or will hold) bytes. The check and the new upload's record happen under one lock.
+        let _storage = match self.config.org_storage_limit_bytes {
+            Some(quota) => {
+                let guard = self.shared.storage_check.lock().await;
+                let used = self.storage_bytes(&ev.org).await?;
+                if used.saturating_add(meta.size) as u64 > quota {
+                    return Err(Error::rule(
+                        "storage_full",
+                        format!(
+                            "the organization's storage holds {} (uploads under way included) of {}; this file does not fit",
+                            size_words(used as u64),
+                            size_words(quota)
+                        ),
+                    ));
+                }
+                Some(guard)
             }
-        }
+            None => None,
+        };
         let up = Upload {
             id: crate::model::new_id(),
             event: ev.id.clone(),
@@ -312,15 +323,78 @@ impl Engine {
         })
     }
 
+    /// Bytes of the organization's files and of its uploads not yet made into files.
     async fn storage_bytes(&self, org: &str) -> Result<i64> {
         let mut rows = self
             .store
             .run(
                 "LET $evs = SELECT VALUE record::id(id) FROM event WHERE org = $o;
-                 RETURN math::sum(SELECT VALUE size FROM file_meta WHERE event IN $evs);",
+                 RETURN math::sum(SELECT VALUE size FROM file_meta WHERE event IN $evs)
+                      + math::sum(SELECT VALUE size FROM upload WHERE event IN $evs AND added_at = NONE);",
                 json!({ "o": org }),
             )
             .await?;
         Ok(rows.value::<i64>(1)?.unwrap_or(0))
+    }
+
+    /// Marks an upload as made into its file (its bytes are the file's from now on).
+    pub(crate) async fn upload_added(&self, id: &str) -> Result<()> {
+        self.store
+            .run(
+                "UPDATE type::record('upload', $id) SET added_at = $at RETURN NONE;",
+                json!({ "id": id, "at": time::now() }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the uploads opened before `before` (RFC 3339): abandoned ones, finished ones
+    /// never made into a file, and the records of those that were. They are returned so the
+    /// server can drop their partial bytes. A device that comes back later opens its upload
+    /// again and starts over.
+    pub async fn expire_uploads(&self, before: &str) -> Result<Vec<Upload>> {
+        let mut rows = self
+            .store
+            .run(
+                &format!(
+                    "LET $gone = SELECT {UPLOAD_FIELDS} FROM upload WHERE created_at < $before;
+                     DELETE upload WHERE record::id(id) IN $gone.id RETURN NONE;
+                     RETURN $gone;"
+                ),
+                json!({ "before": before }),
+            )
+            .await?;
+        rows.all::<Upload>(2)
+    }
+
+    /// Every content hash a file or an upload still names (contents, the copies without
+    /// metadata, thumbnails): the blobs that must be kept.
+    pub async fn blob_references(&self) -> Result<std::collections::HashSet<String>> {
+        let mut rows = self
+            .store
+            .run(
+                "SELECT content_hash, served_hash, thumbnails FROM file_meta;
+                 SELECT sha256 AS content_hash, processed.served_hash AS served_hash, processed.thumbnails AS thumbnails FROM upload;",
+                json!({}),
+            )
+            .await?;
+        #[derive(Deserialize)]
+        struct Named {
+            #[serde(default)]
+            content_hash: Option<String>,
+            #[serde(default)]
+            served_hash: Option<String>,
+            #[serde(default)]
+            thumbnails: Option<std::collections::BTreeMap<String, String>>,
+        }
+        let mut out = std::collections::HashSet::new();
+        for i in 0..2 {
+            for n in rows.all::<Named>(i)? {
+                out.extend(n.content_hash);
+                out.extend(n.served_hash);
+                out.extend(n.thumbnails.into_iter().flat_map(|t| t.into_values()));
+            }
+        }
+        Ok(out)
     }
 }

@@ -294,6 +294,11 @@ pub struct Preview {
     /// location and camera metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_hash: Option<String>,
+    /// The photo may carry location or camera metadata that could not be taken out (its
+    /// structure is not understood): only its uploader downloads it, unless the event keeps
+    /// photo locations. Thumbnails, re-encoded without metadata, are still everyone's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original_withheld: bool,
     /// Why an image has no thumbnails (unsupported format, too large, corrupt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_note: Option<String>,

@@ -443,6 +443,7 @@ impl Engine {
         let mut f = rules::build_file(input, &ev.id, collaborator, actor)?;
         f.preview = up.processed.preview;
         self.commit_as(&ev, vec![Write::create("file_meta", &f.id, &f, one(&f.collaborator).into())?]).await?;
+        self.upload_added(&up.id).await?;
         Ok(f)
     }
 

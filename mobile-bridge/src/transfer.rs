@@ -84,11 +84,13 @@ async fn refusal(r: reqwest::Response) -> Failure {
     let status = r.status();
     let body: Option<ErrorBody> = r.json().await.ok();
     // A conflict (another request still writing the upload, e.g. the one a network change
-    // cut) passes: it is retried, never taken for a refusal that would drop the photo.
+    // cut) or a chunk the server cut for silence passes: it is retried, never taken for a
+    // refusal that would drop the photo.
     if status.is_server_error()
         || status == StatusCode::UNAUTHORIZED
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::CONFLICT
+        || status == StatusCode::REQUEST_TIMEOUT
     {
         return Failure::Retry(body.map_or_else(|| format!("the server answered {status}"), |b| b.message));
     }
@@ -233,6 +235,9 @@ async fn upload(replica: &Replica, http: &Http, token: &str, up: &PendingUpload)
                 offset = offset_header(&r).unwrap_or(offset);
                 progress(offset, None);
             }
+            // The upload expired on the server while under way (days offline): the next
+            // attempt opens it again and starts over; the photo stays.
+            StatusCode::NOT_FOUND => return Err(Failure::Retry("the upload expired on the server".into())),
             _ => return Err(refusal(r).await),
         }
     }

@@ -33,8 +33,21 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn put_file(&self, hash: &str, file: &Path) -> io::Result<()>;
     /// Bytes `range` of blob `hash` (within its size).
     async fn read(&self, hash: &str, range: Range<u64>) -> io::Result<ByteStream>;
+    /// Every blob: its name, size and when it was last stored (a `put_file` of bytes held
+    /// already counts as storing them again, so a collection never takes what was just put).
+    async fn list(&self) -> io::Result<Vec<BlobEntry>>;
+    /// Removes blob `hash` (nothing when absent).
+    async fn delete(&self, hash: &str) -> io::Result<()>;
     /// Where blobs go, for the log.
     fn describe(&self) -> String;
+}
+
+/// One stored blob, as [`BlobStore::list`] finds it.
+#[derive(Clone, Debug)]
+pub struct BlobEntry {
+    pub hash: String,
+    pub size: u64,
+    pub stored_at: std::time::SystemTime,
 }
 
 fn check_name(hash: &str) -> io::Result<()> {
@@ -88,6 +101,8 @@ impl BlobStore for DirBlobs {
         let hash = hash.to_string();
         tokio::task::spawn_blocking(move || {
             if target.exists() {
+                // Stored again: a collection running now must not take it.
+                std::fs::File::options().append(true).open(&target)?.set_modified(std::time::SystemTime::now())?;
                 return std::fs::remove_file(&file);
             }
             let dir = target.parent().expect("a blob path has a parent");
@@ -114,6 +129,39 @@ impl BlobStore for DirBlobs {
         f.seek(io::SeekFrom::Start(range.start)).await?;
         let body = f.take(range.end.saturating_sub(range.start));
         Ok(tokio_util::io::ReaderStream::with_capacity(body, 64 * 1024).boxed())
+    }
+
+    async fn list(&self) -> io::Result<Vec<BlobEntry>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for fan in std::fs::read_dir(&root)? {
+                let fan = fan?;
+                if !fan.file_type()?.is_dir() {
+                    continue;
+                }
+                for blob in std::fs::read_dir(fan.path())? {
+                    let blob = blob?;
+                    let hash = blob.file_name().to_string_lossy().to_string();
+                    if !engine::files::is_content_hash(&hash) {
+                        continue; // a temporary name
+                    }
+                    let m = blob.metadata()?;
+                    out.push(BlobEntry { hash, size: m.len(), stored_at: m.modified()? });
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    async fn delete(&self, hash: &str) -> io::Result<()> {
+        check_name(hash)?;
+        match tokio::fs::remove_file(self.path(hash)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     fn describe(&self) -> String {
@@ -187,10 +235,11 @@ impl BlobStore for S3Blobs {
         }
     }
 
+    /// Writes the object even when it exists (the same bytes under the same key): that
+    /// renews its last-modified time, which is what keeps a collection on another server
+    /// from taking a blob just stored again.
     async fn put_file(&self, hash: &str, file: &Path) -> io::Result<()> {
-        if self.size(hash).await?.is_some() {
-            return tokio::fs::remove_file(file).await;
-        }
+        check_name(hash)?;
         let key = self.key(hash);
         let mut f = tokio::fs::File::open(file).await?;
         let len = f.metadata().await?.len();
@@ -223,6 +272,26 @@ impl BlobStore for S3Blobs {
         let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
         let got = self.store.get_opts(&self.key(hash), options).await.map_err(s3_error)?;
         Ok(got.into_stream().map_err(s3_error).boxed())
+    }
+
+    async fn list(&self) -> io::Result<Vec<BlobEntry>> {
+        let prefix = (!self.prefix.is_empty()).then(|| object_store::path::Path::from(self.prefix.as_str()));
+        let mut listed = self.store.list(prefix.as_ref());
+        let mut out = Vec::new();
+        while let Some(meta) = listed.next().await {
+            let meta = meta.map_err(s3_error)?;
+            let Some(hash) = meta.location.filename().filter(|n| engine::files::is_content_hash(n)) else { continue };
+            out.push(BlobEntry { hash: hash.to_string(), size: meta.size, stored_at: meta.last_modified.into() });
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, hash: &str) -> io::Result<()> {
+        check_name(hash)?;
+        match self.store.delete(&self.key(hash)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3_error(e)),
+        }
     }
 
     fn describe(&self) -> String {

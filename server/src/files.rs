@@ -34,6 +34,7 @@ use crate::{
     blobs::BlobStore,
     error::{ApiError, ApiResult},
     images::{self, ImageLimits, Kind},
+    strip::{self, Stripped},
 };
 
 /// The header of the offset an upload holds (as in tus).
@@ -50,9 +51,31 @@ pub struct Files {
     staging: PathBuf,
     image_slots: Arc<Semaphore>,
     image_limits: ImageLimits,
+    /// A chunk whose connection sends nothing for this long is cut (what arrived is kept),
+    /// so a dead connection does not hold its upload.
+    chunk_idle: std::time::Duration,
     /// Uploads a request is writing to right now: one writer per upload.
     busy: Mutex<HashSet<String>>,
+    /// Held (shared) by a finishing upload from storing its blobs until its record names
+    /// them, and (exclusive) by a collection, which so never takes a blob being finished.
+    finishing: tokio::sync::RwLock<()>,
 }
+
+/// What one [`Files::collect`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Upload records expired (abandoned, never added, or long since added).
+    pub uploads: usize,
+    /// Partial uploads' files removed from the staging directory.
+    pub partial_files: usize,
+    /// Blobs no file or upload names any more, and their bytes.
+    pub blobs: usize,
+    pub blob_bytes: u64,
+}
+
+/// A blob no longer named is kept this long after it was last stored, for a server that
+/// stored it and has not yet recorded it (another server on the same bucket).
+pub const BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl Files {
     pub fn new(
@@ -60,6 +83,7 @@ impl Files {
         staging: PathBuf,
         image_workers: usize,
         image_limits: ImageLimits,
+        chunk_idle: std::time::Duration,
     ) -> io::Result<Files> {
         std::fs::create_dir_all(&staging)?;
         Ok(Files {
@@ -67,8 +91,56 @@ impl Files {
             staging,
             image_slots: Arc::new(Semaphore::new(image_workers.max(1))),
             image_limits,
+            chunk_idle,
             busy: Mutex::new(HashSet::new()),
+            finishing: tokio::sync::RwLock::new(()),
         })
+    }
+
+    /// Upkeep of file storage, as of `now`: uploads opened more than `upload_expiry` ago are
+    /// forgotten with their partial bytes (a client coming back starts over), stray staging
+    /// files as old are removed, and blobs that no file or upload names any more (deleted
+    /// files, expired uploads) are deleted once [`BLOB_GRACE`] has passed since they were
+    /// last stored. The server runs it periodically (`file_sweep_interval`).
+    pub async fn collect(
+        &self,
+        engine: &engine::Engine,
+        now: std::time::SystemTime,
+        upload_expiry: std::time::Duration,
+    ) -> Result<Collected, crate::Error> {
+        let mut done = Collected::default();
+        let cutoff = now.checked_sub(upload_expiry).unwrap_or(std::time::UNIX_EPOCH);
+        let before = engine::time::format(cutoff.into());
+        let busy = self.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for up in engine.expire_uploads(&before).await? {
+            done.uploads += 1;
+            if remove_if_present(&self.staged(&up.id)).await? {
+                done.partial_files += 1;
+            }
+        }
+        let mut staged = tokio::fs::read_dir(&self.staging).await?;
+        while let Some(entry) = staged.next_entry().await? {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let upload = name.split('.').next().unwrap_or_default();
+            let old = entry.metadata().await?.modified()? < cutoff;
+            if old && !busy.contains(upload) && remove_if_present(&entry.path()).await? {
+                done.partial_files += 1;
+            }
+        }
+        let _exclusive = self.finishing.write().await;
+        let named = engine.blob_references().await?;
+        for blob in self.blobs.list().await? {
+            let stored_long_ago = blob.stored_at.checked_add(BLOB_GRACE).is_some_and(|t| t < now);
+            if !named.contains(&blob.hash) && stored_long_ago {
+                self.blobs.delete(&blob.hash).await?;
+                done.blobs += 1;
+                done.blob_bytes += blob.size;
+            }
+        }
+        if done != Collected::default() {
+            tracing::info!(?done, "file storage collected");
+        }
+        Ok(done)
     }
 
     pub fn blobs(&self) -> &Arc<dyn BlobStore> {
@@ -127,6 +199,14 @@ struct UploadView {
     #[serde(flatten)]
     upload: Upload,
     offset: u64,
+}
+
+async fn remove_if_present(path: &FsPath) -> io::Result<bool> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn io_error(e: io::Error) -> ApiError {
@@ -230,15 +310,26 @@ async fn upload_chunk(
     let mut written = held;
     let mut stream = body.into_data_stream();
     let mut too_long = false;
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            // The connection dropped (or the chunk passed the request limit): keep what arrived.
-            let _ = out.flush().await;
-            let _ = out.get_ref().sync_data().await;
-            return Err(ApiError::bad_request(
-                "upload_interrupted",
-                format!("the chunk was cut after {written} bytes in all; resume from there"),
-            ));
+    loop {
+        let next = tokio::time::timeout(files.chunk_idle, stream.next()).await;
+        let chunk = match next {
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            // The connection dropped, went silent, or the chunk passed the request limit:
+            // keep what arrived (and free the upload for the client's next try).
+            Ok(Some(Err(_))) | Err(_) => {
+                let _ = out.flush().await;
+                let _ = out.get_ref().sync_data().await;
+                let (status, code) = match next {
+                    Err(_) => (StatusCode::REQUEST_TIMEOUT, "upload_stalled"),
+                    _ => (StatusCode::BAD_REQUEST, "upload_interrupted"),
+                };
+                return Err(ApiError::new(
+                    status,
+                    code,
+                    format!("the chunk was cut after {written} bytes in all; resume from there"),
+                ));
+            }
         };
         let room = (size - written) as usize;
         let take = chunk.len().min(room);
@@ -298,6 +389,7 @@ async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath) -> ApiResult
             ),
         ));
     }
+    let _finishing = files.finishing.read().await;
     let processed = process(files, path, &up).await.map_err(io_error)?;
     files.blobs.put_file(&up.sha256, path).await.map_err(io_error)?;
     Ok(st.engine.complete_upload(me, &up.id, processed).await?)
@@ -324,20 +416,24 @@ async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Proces
     let source = path.to_path_buf();
     let processing = tokio::task::spawn_blocking(move || -> io::Result<_> {
         let bytes = std::fs::read(&source)?;
-        let made = images::thumbnails(&bytes, kind, &THUMBNAIL_SIZES, limits);
-        let stripped = images::without_metadata(&bytes, kind);
+        // A decoder that panics on some input: the file is kept unpreviewed, and the upload
+        // finishes (retrying would panic again).
+        let made = std::panic::catch_unwind(|| images::thumbnails(&bytes, kind, &THUMBNAIL_SIZES, limits))
+            .unwrap_or_else(|_| Err("the image could not be processed; it gets no thumbnails".to_string()));
+        let stripped = std::panic::catch_unwind(|| strip::without_metadata(&bytes, kind)).unwrap_or(Stripped::Unknown);
         Ok((made, stripped))
     })
     .await;
     let (made, stripped) = match processing {
         Ok(done) => done?,
-        // A decoder that panicked on some input: the file is kept, unpreviewed, and the
-        // upload finishes (retrying would panic again).
         Err(e) => {
             tracing::error!(error = %e, upload = %up.id, "image processing failed");
-            (Err("the image could not be processed; it gets no thumbnails".to_string()), None)
+            (Err("the image could not be processed; it gets no thumbnails".to_string()), Stripped::Unknown)
         }
     };
+    if let Err(note) = &made {
+        tracing::info!(upload = %up.id, note = %note, "image not previewed");
+    }
     let mut p = Processed { media_type: detected.map(String::from), ..Processed::default() };
     match made {
         Ok(made) => {
@@ -349,8 +445,19 @@ async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Proces
         }
         Err(note) => p.preview.preview_note = Some(note),
     }
-    if let Some(stripped) = stripped {
-        p.preview.served_hash = Some(store_bytes(files, &up.id, &stripped).await?);
+    match stripped {
+        Stripped::Clean => {}
+        Stripped::Copy(copy) => p.preview.served_hash = Some(store_bytes(files, &up.id, &copy).await?),
+        // Fail closed: what could not be cleaned stays its uploader's.
+        Stripped::Unknown => {
+            p.preview.original_withheld = true;
+            let withheld =
+                "the photo may hold its location, which could not be removed: only its uploader downloads it";
+            p.preview.preview_note = Some(match p.preview.preview_note.take() {
+                Some(note) => format!("{note}; {withheld}"),
+                None => withheld.to_string(),
+            });
+        }
     }
     Ok(p)
 }
@@ -485,14 +592,30 @@ async fn download_content(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (f, event) = st.engine.file_in_event(&me, &ev, &id).await?;
-    send_content(&st, &headers, &f, &event).await
+    send_content(&st, &headers, &me, &f, &event).await
 }
 
-/// A file's content as others get it: without the photo's metadata unless the event allows it.
-async fn send_content(st: &AppState, headers: &HeaderMap, f: &FileMeta, event: &Event) -> ApiResult<Response> {
+/// A file's content as `caller` gets it: without the photo's metadata unless the event keeps
+/// it; a photo whose metadata could not be removed only to its uploader.
+async fn send_content(
+    st: &AppState,
+    headers: &HeaderMap,
+    caller: &str,
+    f: &FileMeta,
+    event: &Event,
+) -> ApiResult<Response> {
     let hash = match &f.preview.served_hash {
-        Some(served) if !event.keep_photo_location => served,
-        _ => &f.content_hash,
+        _ if event.keep_photo_location => &f.content_hash,
+        Some(served) => served,
+        None if f.preview.original_withheld && caller != f.uploaded_by => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "original_withheld",
+                "this photo may hold its location, which could not be removed; only its uploader downloads it \
+                 (its thumbnails are available), unless the event team keeps photo locations",
+            ));
+        }
+        None => &f.content_hash,
     };
     send_blob(st, headers, hash, inline_type(f.media_type.as_deref()), Some(&f.name)).await
 }
@@ -543,7 +666,7 @@ async fn follow_link(State(st): State<AppState>, Path(token): Path<String>, head
     let link = st.tokens.verify_link(&token)?;
     let (f, event) = st.engine.file_in_event(&link.sub, &link.event, &link.file).await?;
     if link.variant == "content" {
-        return send_content(&st, &headers, &f, &event).await;
+        return send_content(&st, &headers, &link.sub, &f, &event).await;
     }
     let hash = f.preview.thumbnails.get(&link.variant).ok_or_else(ApiError::not_found)?;
     send_blob(&st, &headers, hash, Some("image/jpeg"), None).await

@@ -14,6 +14,7 @@ pub mod files;
 mod frontgate;
 pub mod images;
 mod labor;
+pub mod strip;
 pub mod sync;
 
 use std::{
@@ -57,6 +58,12 @@ pub struct Config {
     pub image_workers: usize,
     /// Bounds of image decoding.
     pub image_limits: images::ImageLimits,
+    /// Uploads opened longer ago than this are forgotten with their partial bytes.
+    pub upload_expiry: Duration,
+    /// A chunk upload that sends nothing for this long is cut (what arrived is kept).
+    pub chunk_idle_timeout: Duration,
+    /// How often file storage is collected (expired uploads, unnamed blobs).
+    pub file_sweep_interval: Duration,
     /// How long shutdown waits for connections to finish before it stops anyway.
     pub drain_timeout: Duration,
     pub engine: EngineConfig,
@@ -81,6 +88,9 @@ impl Config {
             file_store: FileStore::Directory,
             image_workers: 2,
             image_limits: images::ImageLimits::default(),
+            upload_expiry: Duration::from_secs(7 * 24 * 3600),
+            file_sweep_interval: Duration::from_secs(3600),
+            chunk_idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             engine: EngineConfig::default(),
         }
@@ -163,7 +173,13 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         FileStore::S3(s3) => Arc::new(blobs::S3Blobs::new(s3).map_err(|e| Error::Config(format!("S3 store: {e}")))?),
     };
     tracing::info!(store = %blobs.describe(), "file contents");
-    let files = files::Files::new(blobs, config.data_dir.join("uploads"), config.image_workers, config.image_limits)?;
+    let files = files::Files::new(
+        blobs,
+        config.data_dir.join("uploads"),
+        config.image_workers,
+        config.image_limits,
+        config.chunk_idle_timeout,
+    )?;
     Ok(AppState { engine, tokens: Arc::new(tokens), hub, files: Arc::new(files) })
 }
 
@@ -189,6 +205,22 @@ pub async fn serve(
     stop: watch::Sender<bool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let mut sweeping = stop.subscribe();
+    let (engine, files, every, expiry) =
+        (state.engine.clone(), state.files.clone(), config.file_sweep_interval, config.upload_expiry);
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = sweeping.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = files.collect(&engine, std::time::SystemTime::now(), expiry).await {
+                tracing::error!(error = %e, "file storage collection failed");
+            }
+        }
+    });
     let app = api::router(state, config.body_limit_bytes, config.import_limit_bytes);
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let mut stopping = stop.subscribe();
@@ -204,6 +236,7 @@ pub async fn serve(
             tokio::time::sleep(drain).await;
         } => tracing::warn!("connections did not finish in time; stopping anyway"),
     }
+    sweeper.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -72,6 +72,10 @@ struct Serve {
     /// Images processed at once (thumbnails).
     #[arg(long, env = "BACKOPS_IMAGE_WORKERS", default_value_t = 2)]
     image_workers: usize,
+    /// Hours after which an upload is forgotten with its partial bytes (a client coming
+    /// back later starts that file over).
+    #[arg(long, env = "BACKOPS_UPLOAD_EXPIRY_HOURS", default_value_t = 168)]
+    upload_expiry_hours: u64,
     /// Keep file contents in this S3-compatible bucket instead of DATA_DIR/blobs.
     #[arg(long, env = "BACKOPS_S3_BUCKET")]
     s3_bucket: Option<String>,
@@ -124,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
     config.engine.file_limit_bytes = args.file_limit_bytes;
     config.engine.org_storage_limit_bytes = args.org_storage_limit_bytes;
     config.image_workers = args.image_workers;
+    config.upload_expiry = Duration::from_secs(args.upload_expiry_hours.saturating_mul(3600));
     if let Some(bucket) = args.s3_bucket {
         config.file_store = server::FileStore::S3(server::blobs::S3Config {
             endpoint: args.s3_endpoint,

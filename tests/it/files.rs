@@ -15,7 +15,7 @@ use mobile_bridge::Link;
 use serde_json::json;
 use tests::{
     TestServer, WAIT_MAX,
-    files::{CutProxy, chunk, fetch, held, jpeg, jpeg_with_metadata, open_upload, png_bomb, sha256, upload_file},
+    files::{CutProxy, chunk, fetch, heic, held, jpeg, jpeg_with_metadata, open_upload, png_bomb, sha256, upload_file},
     stage,
 };
 
@@ -252,10 +252,11 @@ async fn a_hash_mismatch_keeps_nothing_and_sizes_are_bounded() {
         .await
         .err(404, "not_found");
 
-    // The organization's storage limit: 100 KiB; 2 × 40,000 bytes fit, a third does not.
-    upload_file(&s.vic.api, ev, &s.audio, "one.bin", &noise(40_000)).await;
-    upload_file(&s.vic.api, ev, &s.audio, "two.bin", &noise(40_001)).await;
-    open_upload(&s.vic.api, ev, &s.audio, "three.bin", &noise(40_002)).await.err(422, "storage_full");
+    // The organization's storage limit: 100 KiB. The two uploads above are still open and
+    // hold their 41,000 bytes; one 40,000-byte file fits beside them, a second does not.
+    upload_file(&s.vic.api, ev, &s.audio, "one.bin", &noise(40_001)).await;
+    let full = open_upload(&s.vic.api, ev, &s.audio, "two.bin", &noise(40_002)).await.err(422, "storage_full");
+    assert!(full["message"].as_str().unwrap().contains("81001 bytes (uploads under way included)"), "{full}");
 }
 
 #[tokio::test]
@@ -355,30 +356,63 @@ async fn photos_get_upright_thumbnails_and_others_get_them_without_metadata() {
 }
 
 #[tokio::test]
-async fn corrupt_bomb_and_heic_images_are_kept_with_a_note_and_no_thumbnails() {
+async fn corrupt_bomb_and_heic_images_are_kept_with_a_note_and_their_metadata_never_leaks() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
     let mut corrupt = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
     corrupt.extend(noise(5_000));
     let mut truncated = jpeg(400, 300, 40);
     truncated.truncate(truncated.len() / 3);
-    let heic = [&b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..], &noise(2_000)].concat();
     for (name, bytes, says) in [
         ("corrupt.jpg", corrupt, "corrupt"),
         ("bomb.png", png_bomb(60_000), "larger"),
         ("big.png", png_bomb(12_000), "megapixels"),
-        ("photo.heic", heic, "HEIC"),
     ] {
         let f = upload_file(&s.vic.api, &s.event, &s.audio, name, &bytes).await;
         assert!(f.get("thumbnails").is_none(), "{name}: {f}");
         let note = f["preview_note"].as_str().unwrap_or_else(|| panic!("{name} has a note: {f}"));
         assert!(note.contains(says), "{name}: {note}");
-        // Its bytes are kept all the same.
-        let (status, _, got) =
-            fetch(&s.pm.api, &format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap()), None)
-                .await;
+        // Its bytes are kept all the same; the PNGs (no metadata) reach others as they are,
+        // the JPEG whose segments do not parse stays its uploader's (it fails closed).
+        let path = format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap());
+        let (status, _, got) = fetch(&s.vic.api, &path, None).await;
         assert_eq!((status, got == bytes), (200, true), "{name}");
+        let withheld = f["original_withheld"].as_bool() == Some(true);
+        assert_eq!(
+            (withheld, fetch(&s.pm.api, &path, None).await.0),
+            if name == "corrupt.jpg" { (true, 403) } else { (false, 200) },
+            "{name}"
+        );
     }
+    // A HEIC: its location and camera items are zeroed in what others download, in place.
+    let photo = heic(b"\0\0\0\x06Exif\0\0MM\0* GPS 51.5N 0.12W PhoneCo", b"<exif:GPSLatitude>51.5</exif:GPSLatitude>");
+    let has = |b: &[u8], s: &[u8]| b.windows(s.len()).any(|w| w == s);
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "dock.heic", &photo).await;
+    assert!(f.get("thumbnails").is_none() && f["preview_note"].as_str().unwrap().contains("HEIC"), "{f}");
+    let content = format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap());
+    let (status, _, served) = fetch(&s.pm.api, &content, None).await;
+    assert_eq!((status, served.len(), f["original_withheld"].as_bool()), (200, photo.len(), None), "{f}");
+    assert!(!has(&served, b"GPS") && !has(&served, b"PhoneCo") && has(&served, b"not really hevc"));
+    // One whose structure is not understood could still hold a location: it fails closed.
+    // Others are refused its original (with the reason); its uploader still gets it.
+    let junk = [&b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..], b"GPS 51.5N", &noise(2_000)].concat();
+    let f = upload_file(&s.vic.api, &s.event, &s.audio, "odd.heic", &junk).await;
+    assert_eq!(f["original_withheld"].as_bool(), Some(true), "{f}");
+    assert!(f["preview_note"].as_str().unwrap().contains("only its uploader"), "{f}");
+    let content = format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap());
+    let (status, _, body) = fetch(&s.pm.api, &content, None).await;
+    assert_eq!(status, 403);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["code"], "original_withheld");
+    let (status, _, own) = fetch(&s.vic.api, &content, None).await;
+    assert_eq!((status, own == junk), (200, true));
+    // Nor through a link.
+    let links = s.pm.api.post(&format!("{}/links", content.trim_end_matches("/content")), json!({})).await.ok();
+    let anon = srv.anonymous();
+    assert_eq!(fetch(&anon, links["content"].as_str().unwrap(), None).await.0, 403);
+    // The event team may keep locations: then everyone gets the original.
+    s.pm.api.patch(&format!("/v1/events/{}", s.event), json!({ "keep_photo_location": true })).await.ok();
+    let (status, _, kept) = fetch(&s.pm.api, &content, None).await;
+    assert_eq!((status, kept == junk), (200, true));
     // A truncated JPEG: thumbnails of what decodes, or a note; never a stuck server.
     let f = upload_file(&s.vic.api, &s.event, &s.audio, "cut.jpg", &truncated).await;
     assert!(f.get("thumbnails").is_some() || f.get("preview_note").is_some(), "{f}");
@@ -600,4 +634,193 @@ async fn files_live_in_an_s3_compatible_store_when_configured() {
     let hash = sha256(&big);
     assert!(listing.contains(&format!("blobs/{}/{hash}", &hash[..2])), "{listing}");
     assert!(!srv.config.data_dir.join("blobs").exists(), "nothing stored locally");
+}
+
+#[tokio::test]
+async fn storage_upkeep_expires_abandoned_uploads_and_collects_blobs_nothing_names() {
+    let srv = TestServer::start_with(|c| c.engine.org_storage_limit_bytes = Some(100_000)).await;
+    let s = stage(&srv).await;
+    let ev = &s.event;
+    let org = s.pm.personal_org().await;
+    let blobs = srv.config.data_dir.join("blobs");
+    let held = |bytes: &[u8]| {
+        let h = sha256(bytes);
+        blobs.join(&h[..2]).join(&h).exists()
+    };
+    // A file kept, a file deleted, an upload finished but never made a file, one abandoned
+    // half way.
+    let kept = noise(20_000);
+    let f = upload_file(&s.vic.api, ev, &s.audio, "kept.bin", &kept).await;
+    let content = format!("/v1/events/{ev}/files/{}/content", f["id"].as_str().unwrap());
+    let gone = noise(20_001);
+    let g = upload_file(&s.vic.api, ev, &s.audio, "gone.bin", &gone).await;
+    s.vic.api.delete(&format!("/v1/events/{ev}/files/{}", g["id"].as_str().unwrap())).await.ok();
+    let unadded = noise(20_002);
+    let up = open_upload(&s.vic.api, ev, &s.audio, "unadded.bin", &unadded).await.ok();
+    assert_eq!(chunk(&s.vic.api, up["id"].as_str().unwrap(), 0, &unadded).await.0, 200);
+    let abandoned = noise(20_003);
+    let half = open_upload(&s.vic.api, ev, &s.audio, "half.bin", &abandoned).await.ok();
+    let half = half["id"].as_str().unwrap();
+    assert_eq!(chunk(&s.vic.api, half, 0, &abandoned[..10_000]).await.0, 204);
+    // Uploads under way and finished ones not yet added hold room: 60,005 of 100,000 bytes
+    // are taken, so 40,000 more do not fit.
+    open_upload(&s.vic.api, ev, &s.audio, "big.bin", &noise(40_000)).await.err(422, "storage_full");
+
+    let (files, engine) = (srv.files.as_ref().unwrap(), srv.engine.as_ref().unwrap());
+    let week = Duration::from_secs(7 * 24 * 3600);
+    // Now, nothing is old enough: the deleted file's bytes wait out their grace.
+    let now = std::time::SystemTime::now();
+    assert_eq!(files.collect(engine, now, week).await.unwrap(), server::files::Collected::default());
+    assert!(held(&gone) && held(&unadded));
+    // Eight days on: the four uploads are forgotten, the half-sent bytes removed, and the
+    // blobs nothing names (the deleted file, the upload never added) collected.
+    let later = now + Duration::from_secs(8 * 24 * 3600);
+    let done = files.collect(engine, later, week).await.unwrap();
+    assert_eq!(
+        (done.uploads, done.partial_files, done.blobs, done.blob_bytes),
+        (4, 1, 2, (gone.len() + unadded.len()) as u64),
+        "{done:?}"
+    );
+    assert_eq!((held(&kept), held(&gone), held(&unadded)), (true, false, false));
+    assert_eq!(std::fs::read_dir(srv.config.data_dir.join("uploads")).unwrap().count(), 0);
+    // The kept file downloads as before; the abandoned upload is gone (its sender starts
+    // over), and the room is free again.
+    let (status, _, got) = fetch(&s.pm.api, &content, None).await;
+    assert_eq!((status, got == kept), (200, true));
+    s.vic.api.get(&format!("/v1/uploads/{half}")).await.err(404, "not_found");
+    let used = s.pm.api.get(&format!("/v1/orgs/{org}/storage")).await.ok();
+    assert_eq!(used["bytes"].as_u64(), Some(kept.len() as u64));
+    open_upload(&s.vic.api, ev, &s.audio, "big.bin", &noise(40_000)).await.ok();
+    // A second pass finds nothing more.
+    assert_eq!(files.collect(engine, later, week).await.unwrap().blobs, 0);
+}
+
+/// Vic's phone, synced once and then offline, with a file directory (kept while it lives).
+async fn offline_phone(srv: &TestServer, s: &tests::Stage) -> (Replica, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = FilesConfig { dir: dir.path().into(), budget_bytes: 64 << 20 };
+    let phone = Replica::open_with_files("mem://", Some("vic-phone"), Some(files)).await.unwrap();
+    phone.subscribe(&s.event).await.unwrap();
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    eventually("the phone synced", async || phone.event(&s.event).await.is_ok()).await;
+    link.stop().await;
+    (phone, dir)
+}
+
+/// Sends a PATCH of the first `sent` of `total` bytes on a raw connection and then goes
+/// silent, as a phone whose network died mid-chunk; returns the connection.
+async fn stalled_chunk(base: &str, token: &str, upload: &str, bytes: &[u8], sent: usize) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut c = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "PATCH /v1/uploads/{upload} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/offset+octet-stream\r\nupload-offset: 0\r\ncontent-length: {}\r\n\r\n",
+        bytes.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&bytes[..sent]).await.unwrap();
+    c.flush().await.unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_chunk_is_cut_and_the_phone_waits_out_a_busy_upload_without_losing_its_photo() {
+    let srv = TestServer::start_with(|c| c.chunk_idle_timeout = Duration::from_secs(3)).await;
+    let s = stage(&srv).await;
+    let (phone, _dir) = offline_phone(&srv, &s).await;
+    let shot = tempfile::NamedTempFile::new().unwrap();
+    let photo = jpeg(320, 240, 30);
+    std::fs::write(shot.path(), &photo).unwrap();
+    let made = phone.attach_file(&s.event, shot.path(), Attach::default()).await.unwrap();
+    let id = made.record.id.clone();
+
+    // The same upload, opened by Vic's earlier connection, whose chunk stalls 1,000 bytes in.
+    let up = s
+        .vic
+        .api
+        .post(
+            &format!("/v1/events/{}/uploads", s.event),
+            json!({ "id": id, "collaborator": s.audio, "name": made.record.data["name"], "size": photo.len(), "sha256": sha256(&photo) }),
+        )
+        .await
+        .ok();
+    let upload = up["id"].as_str().unwrap().to_string();
+    let stalled = tokio::sync::Mutex::new(stalled_chunk(&srv.base, &s.vic.token, &upload, &photo, 1_000).await);
+    // While it holds the upload, another writer is told to wait (409, not a refusal)… A
+    // probe that took the upload first made the stalled chunk itself wait: it is sent again.
+    eventually("the stalled chunk holds the upload", async || {
+        let probe = chunk(&s.vic.api, &upload, photo.len() as u64 + 1, b"x").await;
+        if probe.2["code"] == "upload_busy" {
+            return true;
+        }
+        let mut held = stalled.lock().await;
+        let mut buf = vec![0u8; 4096];
+        use tokio::io::AsyncReadExt;
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(20), held.read(&mut buf)).await {
+            assert!(String::from_utf8_lossy(&buf[..n]).contains("upload_busy"), "only a probe stops it");
+            *held = stalled_chunk(&srv.base, &s.vic.token, &upload, &photo, 1_000).await;
+        }
+        false
+    })
+    .await;
+    // …and so is the phone, which keeps its photo and tries again.
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    // The server cuts the silent chunk, keeping the 1,000 bytes that arrived.
+    let answer = {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(WAIT_MAX, stalled.lock().await.read(&mut buf)).await.expect("an answer").unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("upload_stalled"), "{answer}");
+    let path = format!("/v1/events/{}/files", s.event);
+    eventually("the photo reaches the server", async || {
+        s.pm.api.get(&path).await.ok().as_array().unwrap().iter().any(|f| f["id"] == id.as_str())
+    })
+    .await;
+    let (_, _, got) = fetch(&s.pm.api, &format!("{path}/{id}/content"), None).await;
+    assert!(got == photo, "whole and as taken");
+    eventually("the phone's write is confirmed", async || phone.status().pending == 0).await;
+    assert!(phone.file_path(&s.event, &id, Variant::Original).is_some(), "never rolled back");
+    link.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_running_while_photos_are_attached_never_take_their_bytes() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let (phone, _dir) = offline_phone(&srv, &s).await;
+    // Offline, photos are attached while sweeps run without pause on another thread: each
+    // photo's bytes are stored before its record exists, and must survive that moment.
+    let sweeping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sweeper = {
+        let (phone, sweeping) = (phone.clone(), sweeping.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut n = 0u64;
+            while sweeping.load(std::sync::atomic::Ordering::Relaxed) {
+                phone.sweep_files();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut ids = Vec::new();
+    for i in 0..12u8 {
+        let shot = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(shot.path(), jpeg(160, 120, i)).unwrap();
+        ids.push((phone.attach_file(&s.event, shot.path(), Attach::default()).await.unwrap().record.id, i));
+    }
+    sweeping.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(sweeper.await.unwrap() > 12, "sweeps ran throughout");
+    phone.sweep_files();
+    for (id, i) in &ids {
+        let held = phone.file_path(&s.event, id, Variant::Original).expect("the photo's bytes are held");
+        assert!(std::fs::read(held).unwrap() == jpeg(160, 120, *i));
+    }
+    // Back online, every one of them uploads.
+    let link = Link::start(phone.clone(), &srv.sync_url(), &s.vic.token);
+    let path = format!("/v1/events/{}/files", s.event);
+    eventually("all twelve reach the server", async || s.pm.api.get(&path).await.ok().as_array().unwrap().len() == 12)
+        .await;
+    link.stop().await;
 }

@@ -184,6 +184,59 @@ fn crc32(bytes: &[u8]) -> u32 {
     !c
 }
 
+/// An ISO box: size, type, content.
+fn bx(kind: &[u8; 4], content: &[u8]) -> Vec<u8> {
+    [&((content.len() + 8) as u32).to_be_bytes()[..], kind, content].concat()
+}
+
+fn full(kind: &[u8; 4], version: u8, content: &[u8]) -> Vec<u8> {
+    bx(kind, &[&[version, 0, 0, 0][..], content].concat())
+}
+
+fn infe(id: u16, kind: &[u8; 4], extra: &[u8]) -> Vec<u8> {
+    full(b"infe", 2, &[&id.to_be_bytes()[..], &[0, 0], kind, b"\0", extra].concat())
+}
+
+/// A HEIC's structure (no real HEVC): an image item and an EXIF item in `mdat`, and an XMP
+/// item in `idat` (`iloc` construction method 1).
+pub fn heic(exif: &[u8], xmp: &[u8]) -> Vec<u8> {
+    let ftyp = bx(b"ftyp", b"heic\0\0\0\0mif1heic");
+    let pixels = b"not really hevc".to_vec();
+    let build = |mdat_at: u32| {
+        let iinf = full(
+            b"iinf",
+            0,
+            &[
+                &3u16.to_be_bytes()[..],
+                &infe(1, b"hvc1", b""),
+                &infe(2, b"Exif", b""),
+                &infe(3, b"mime", b"application/rdf+xml\0"),
+            ]
+            .concat(),
+        );
+        // v1: offset 4 bytes, length 4 bytes, base 0, index 0.
+        let mut iloc = vec![1, 0, 0, 0, 0x44, 0x00];
+        iloc.extend_from_slice(&3u16.to_be_bytes());
+        for (id, method, off, len) in [
+            (1u16, 0u16, mdat_at, pixels.len() as u32),
+            (2, 0, mdat_at + pixels.len() as u32, exif.len() as u32),
+            (3, 1, 0, xmp.len() as u32),
+        ] {
+            iloc.extend_from_slice(&id.to_be_bytes());
+            iloc.extend_from_slice(&method.to_be_bytes());
+            iloc.extend_from_slice(&0u16.to_be_bytes()); // data reference
+            iloc.extend_from_slice(&1u16.to_be_bytes()); // one extent
+            iloc.extend_from_slice(&off.to_be_bytes());
+            iloc.extend_from_slice(&len.to_be_bytes());
+        }
+        let meta = full(b"meta", 0, &[bx(b"hdlr", &[0; 24]), iinf, bx(b"iloc", &iloc), bx(b"idat", xmp)].concat());
+        [ftyp.clone(), meta].concat()
+    };
+    let head = build(0);
+    let head = build(head.len() as u32 + 8);
+    [head, bx(b"mdat", &[&pixels[..], exif].concat())].concat()
+}
+
 /// A valid PNG header announcing `side`×`side` pixels with almost no data: a decompression bomb.
 pub fn png_bomb(side: u32) -> Vec<u8> {
     let mut ihdr = side.to_be_bytes().to_vec();

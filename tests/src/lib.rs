@@ -65,6 +65,8 @@ pub struct TestServer {
     /// The server's engine, for checks a client cannot make (None for an attached server).
     /// Dropped with the server, so a restart can open the same database.
     pub engine: Option<Engine>,
+    /// The server's file storage, for its upkeep ([`server::files::Files::collect`]).
+    pub files: Option<std::sync::Arc<server::files::Files>>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), server::Error>>>,
     _dir: Option<tempfile::TempDir>,
@@ -101,6 +103,7 @@ impl TestServer {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = server::prepare(&config, stop_rx).await.expect("server state");
         let engine = Some(state.engine.clone());
+        let files = Some(state.files.clone());
         let serving = config.clone();
         let handle = tokio::spawn(async move {
             server::serve(listener, &serving, state, stop_tx, async {
@@ -108,7 +111,8 @@ impl TestServer {
             })
             .await
         });
-        let mut server = TestServer { base, config, engine, shutdown: Some(tx), handle: Some(handle), _dir: dir };
+        let mut server =
+            TestServer { base, config, engine, files, shutdown: Some(tx), handle: Some(handle), _dir: dir };
         let api = server.anonymous();
         let deadline = tokio::time::Instant::now() + WAIT_MAX;
         loop {
@@ -136,6 +140,7 @@ impl TestServer {
             base: base.trim_end_matches('/').to_string(),
             config,
             engine: None,
+            files: None,
             shutdown: None,
             handle: None,
             _dir: None,
@@ -145,6 +150,7 @@ impl TestServer {
     /// Stops the server and waits until it has shut down; returns what `run` returned.
     pub async fn stop(mut self) -> Result<(), server::Error> {
         self.engine = None;
+        self.files = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

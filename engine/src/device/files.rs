@@ -126,11 +126,17 @@ struct Index {
     progress: HashMap<String, (u64, Option<String>)>,
     /// Originals the app asked for: (event, file).
     wanted: HashSet<(String, String)>,
-    /// Bytes of photos being attached right now (stored, their record not yet written).
-    attaching: HashSet<String>,
-    /// Bytes of the device's own files in the outbox, as last read from it: never swept,
-    /// whatever the mirror holds (a refused subscription clears the mirror, not the outbox).
+    /// Bytes of photos being attached right now (stored, their record not yet written), with
+    /// how many attaches of the same bytes are under way.
+    attaching: HashMap<String, u32>,
+    /// Counts finished attaches: a sweep that saw another count when it began does not
+    /// delete (the records it read may predate that photo's).
+    attached: u64,
+    /// Bytes of the device's own files in the outbox, as last read from it (at `own_at`, a
+    /// value of `attached`): never swept, whatever the mirror holds (a refused subscription
+    /// clears the mirror, not the outbox).
     own: HashSet<String>,
+    own_at: u64,
 }
 
 /// The media type of a photo (or PDF) from its first bytes.
@@ -230,6 +236,18 @@ impl Blobs {
         Ok(())
     }
 
+    /// One attach of `hash` is over (its record written, or not).
+    fn attached(&self, hash: &str) {
+        let mut ix = self.lock();
+        if let Some(n) = ix.attaching.get_mut(hash) {
+            *n -= 1;
+            if *n == 0 {
+                ix.attaching.remove(hash);
+            }
+        }
+        ix.attached += 1;
+    }
+
     fn remove(&self, ix: &mut Index, hash: &str) {
         if let Some((size, _)) = ix.held.remove(hash) {
             ix.total -= size;
@@ -238,9 +256,17 @@ impl Blobs {
     }
 
     /// Removes blobs nobody names, then the least recently used of the rest while over the
-    /// budget; `pinned` are never removed.
-    fn sweep(&self, named: &HashSet<String>, pinned: &HashSet<String>) {
+    /// budget; `pinned` and those being attached are never removed. `named` and `pinned`
+    /// were read when `Index::attached` was `since`: if an attach finished after that, they
+    /// may miss its photo, and nothing is removed this time.
+    fn sweep(&self, named: &HashSet<String>, pinned: &HashSet<String>, since: u64) {
         let mut ix = self.lock();
+        if ix.attached != since {
+            return;
+        }
+        let mut pinned = pinned.clone();
+        pinned.extend(ix.attaching.keys().cloned());
+        let pinned = &pinned;
         let gone: Vec<String> =
             ix.held.keys().filter(|h| !named.contains(*h) && !pinned.contains(*h)).cloned().collect();
         for h in gone {
@@ -332,9 +358,9 @@ impl Replica {
             .await
             .map_err(|e| Error::Internal(e.to_string()))??
         };
-        blobs.lock().attaching.insert(hash.clone());
+        *blobs.lock().attaching.entry(hash.clone()).or_default() += 1;
         if let Err(e) = blobs.adopt(&hash, &tmp) {
-            blobs.lock().attaching.remove(&hash);
+            blobs.attached(&hash);
             return Err(Error::Internal(format!("storing a file: {e}")));
         }
         let name = a.name.or_else(|| source.file_name().map(|n| n.to_string_lossy().to_string())).unwrap_or_default();
@@ -349,7 +375,7 @@ impl Replica {
         let written = self
             .write(event, LocalWrite { kind: "file_meta".into(), op: MutationOp::Create, record: a.id, fields })
             .await;
-        blobs.lock().attaching.remove(&hash);
+        blobs.attached(&hash);
         if written.is_err() {
             self.sweep_files();
         }
@@ -491,6 +517,20 @@ impl Replica {
         if self.file_path(event, file, Variant::Original).is_some() {
             return Ok(true);
         }
+        if let Some(row) = self.mirror().get(event, "file_meta", file)
+            && let Ok(st) = self.inner.state.try_lock()
+            && withheld_from(
+                &row.data,
+                self.mirror().get(event, "event", event).as_ref().map(|e| &e.data),
+                st.account.as_deref(),
+            )
+        {
+            return Err(Error::rule(
+                "original_withheld",
+                "this photo may hold its location, which could not be removed; only its uploader downloads it \
+                 (its thumbnails are available)",
+            ));
+        }
         blobs.lock().wanted.insert((event.to_string(), file.to_string()));
         self.changed(event, ["file_request".to_string()].into());
         Ok(false)
@@ -500,9 +540,11 @@ impl Replica {
     /// (while the held bytes stay under the eager share of the budget), largest last.
     pub async fn downloads(&self) -> Vec<Download> {
         let Some(blobs) = &self.inner.files else { return Vec::new() };
-        let events: Vec<String> = {
+        let (events, account) = {
             let st = self.inner.state.lock().await;
-            st.subs.iter().filter(|(_, s)| s.cursor.is_some() && !s.lost).map(|(e, _)| e.clone()).collect()
+            let events: Vec<String> =
+                st.subs.iter().filter(|(_, s)| s.cursor.is_some() && !s.lost).map(|(e, _)| e.clone()).collect();
+            (events, st.account.clone())
         };
         let (wanted, eager) = {
             let ix = blobs.lock();
@@ -516,6 +558,11 @@ impl Replica {
                 continue;
             };
             let d = &row.data;
+            let ev = mirror.get(&event, "event", &event);
+            if withheld_from(d, ev.as_ref().map(|e| &e.data), account.as_deref()) {
+                blobs.lock().wanted.remove(&(event, file));
+                continue;
+            }
             let Some(hash) = d["served_hash"].as_str().or(d["content_hash"].as_str()) else { continue };
             if blobs.holds(hash) || d["content_hash"].as_str().is_some_and(|h| blobs.holds(h)) {
                 blobs.lock().wanted.remove(&(event, file));
@@ -603,8 +650,9 @@ impl Replica {
     pub fn sweep_files(&self) {
         let Some(blobs) = &self.inner.files else { return };
         let (mut named, mut pinned) = (HashSet::new(), HashSet::new());
+        let since = blobs.lock().attached;
         // The outbox when it can be read without waiting (callers may hold it); otherwise the
-        // set last read from it, which only ever errs on keeping bytes.
+        // set last read from it, if no attach finished since (else the next sweep decides).
         let own: HashSet<String> = match self.inner.state.try_lock() {
             Ok(st) => {
                 let own: HashSet<String> = st
@@ -613,19 +661,34 @@ impl Replica {
                     .filter(|o| o.kind == "file_meta" && o.mutation.op == MutationOp::Create)
                     .filter_map(|o| o.mutation.fields["content_hash"].as_str().map(String::from))
                     .collect();
-                blobs.lock().own = own.clone();
+                let mut ix = blobs.lock();
+                (ix.own, ix.own_at) = (own.clone(), since);
                 own
             }
-            Err(_) => blobs.lock().own.clone(),
+            Err(_) => {
+                let ix = blobs.lock();
+                if ix.own_at != since {
+                    return;
+                }
+                ix.own.clone()
+            }
         };
         pinned.extend(own);
-        pinned.extend(blobs.lock().attaching.iter().cloned());
         for r in self.mirror().all_of_kind("file_meta") {
             named.extend(named_by(&r.data));
             if r.pending && r.base.is_none() {
                 pinned.extend(named_by(&r.data));
             }
         }
-        blobs.sweep(&named, &pinned);
+        blobs.sweep(&named, &pinned, since);
     }
+}
+
+/// Whether the server withholds a file's original from `account`: a photo whose metadata
+/// could not be removed is its uploader's only, unless its event keeps photo locations.
+fn withheld_from(file: &Value, event: Option<&Value>, account: Option<&str>) -> bool {
+    file["original_withheld"].as_bool() == Some(true)
+        && file["served_hash"].is_null()
+        && event.is_none_or(|e| e["keep_photo_location"].as_bool() != Some(true))
+        && account.is_some_and(|a| file["uploaded_by"].as_str() != Some(a))
 }

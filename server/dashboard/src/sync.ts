@@ -1,0 +1,345 @@
+// The BackOps sync protocol (version 1, docs/protocol.md) for browsers: one WebSocket,
+// snapshots then live changes per event, pushes answered accepted/rejected, and resume from
+// the cursors after any disconnect. No UI here: any web client can use it.
+//
+// The types mirror schemas/protocol/{client,server}.schema.json.
+
+export const PROTOCOL = 1;
+
+export interface WireRecord {
+  kind: string;
+  id: string;
+  data: Record<string, unknown>;
+}
+
+export type WireChange =
+  | { op: "upsert"; seq: number; kind: string; id: string; data: Record<string, unknown> }
+  | { op: "delete"; seq: number; kind: string; id: string }
+  | { op: "remove"; seq: number; kind: string; id: string }
+  | { op: "narrow"; seq: number; keep: string[]; keep_kinds: string[] };
+
+export type MutationOp = "create" | "update" | "delete";
+
+export interface Mutation {
+  id: string;
+  kind: string;
+  op: MutationOp;
+  record?: string;
+  fields: Record<string, unknown>;
+}
+
+export type MutationResult =
+  | { status: "accepted"; mutation: string; record: string; seq: number }
+  | { status: "rejected"; mutation: string; code: string; message: string };
+
+export interface Limits {
+  frame_bytes_max: number;
+  push_mutations_max: number;
+  heartbeat_ms: number;
+  [name: string]: number;
+}
+
+export type ServerMessage =
+  | { type: "welcome"; protocol: number; session: string; account: string; limits: Limits }
+  | { type: "snapshot"; event: string; cursor: number; records: WireRecord[]; last: boolean }
+  | { type: "changes"; event: string; changes: WireChange[]; cursor: number }
+  | { type: "ack"; event: string; results: MutationResult[] }
+  | { type: "resync"; event: string; reason: string }
+  | { type: "refused"; event: string; code: string; message: string }
+  | { type: "pong"; cursors: Record<string, number> }
+  | { type: "error"; code: string; message: string };
+
+/** Close codes the application uses (docs/protocol.md "Errors and close codes"). */
+export const Close = {
+  GoingAway: 1001,
+  BadHello: 4000,
+  UnsupportedVersion: 4001,
+  TokenExpired: 4002,
+  TokenInvalid: 4003,
+  SlowConsumer: 4008,
+  Idle: 4009,
+} as const;
+
+/** The connection as a person should see it. */
+export type Connection =
+  | { state: "connecting" }
+  | { state: "live" }
+  | { state: "reconnecting"; attempt: number; reason: string }
+  | { state: "offline" }
+  | { state: "signed_out"; reason: string };
+
+/** A record key within an event. */
+export const key = (kind: string, id: string): string => `${kind}/${id}`;
+
+/** Which collaborators a record belongs to (docs/protocol.md "Records and changes"). */
+export function owners(r: WireRecord): string[] {
+  const d = r.data;
+  switch (r.kind) {
+    case "collaborator":
+      return [r.id];
+    case "activity":
+      return Array.isArray(d.collaborators) ? (d.collaborators as string[]) : [];
+    case "task":
+    case "file_meta":
+    case "advance":
+    case "collab_member":
+    case "invitation":
+    case "module_grant":
+      return typeof d.collaborator === "string" ? [d.collaborator] : [];
+    case "punch":
+    case "timecard":
+      return typeof d.account === "string" ? [`person:${d.account}`] : [];
+    default:
+      return [];
+  }
+}
+
+/** One followed event: its records as the server last said, and how far the feed got. */
+export class EventFeed {
+  readonly records = new Map<string, WireRecord>();
+  /** Set once the first snapshot is whole; changes apply after it. */
+  cursor: number | null = null;
+  /** A snapshot under way (replaces `records` when its last chunk arrives). */
+  private incoming: Map<string, WireRecord> | null = null;
+  refused: { code: string; message: string } | null = null;
+
+  constructor(readonly event: string) {}
+
+  snapshot(m: Extract<ServerMessage, { type: "snapshot" }>): boolean {
+    this.incoming ??= new Map();
+    for (const r of m.records) this.incoming.set(key(r.kind, r.id), r);
+    if (!m.last) return false;
+    this.records.clear();
+    for (const [k, r] of this.incoming) this.records.set(k, r);
+    this.incoming = null;
+    this.cursor = m.cursor;
+    return true;
+  }
+
+  apply(m: Extract<ServerMessage, { type: "changes" }>): void {
+    for (const c of m.changes) {
+      switch (c.op) {
+        case "upsert":
+          this.records.set(key(c.kind, c.id), { kind: c.kind, id: c.id, data: c.data });
+          break;
+        case "delete":
+        case "remove":
+          this.records.delete(key(c.kind, c.id));
+          break;
+        case "narrow": {
+          const keep = new Set(c.keep);
+          const kinds = new Set(c.keep_kinds);
+          for (const [k, r] of this.records) {
+            if (!kinds.has(r.kind) && !owners(r).some((o) => keep.has(o))) this.records.delete(k);
+          }
+          break;
+        }
+      }
+    }
+    this.cursor = m.cursor;
+  }
+
+  of(kind: string): WireRecord[] {
+    return [...this.records.values()].filter((r) => r.kind === kind);
+  }
+}
+
+export interface SyncOptions {
+  /** `ws(s)://host/v1/sync`. */
+  url: string;
+  token: string;
+  /** Stable per browser (1–64 of `A-Z a-z 0-9 _ . : -`). */
+  device: string;
+  /** Called after any change of records, connection or pending pushes. */
+  onChange?: () => void;
+  /** A rejected mutation, with the server's reason. */
+  onRejected?: (event: string, mutation: Mutation, code: string, message: string) => void;
+  /** Tests and tools may watch every frame received. */
+  onFrame?: (m: ServerMessage) => void;
+  /** Opens the socket (defaults to the browser's WebSocket). */
+  socket?: (url: string) => WebSocket;
+}
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 10_000;
+
+/**
+ * A session over one WebSocket that follows events and pushes mutations. It reconnects by
+ * itself (with backoff) and resumes every event from its cursor; pushes not yet answered are
+ * sent again on the new connection (the server applies a mutation at most once).
+ */
+export class SyncClient {
+  readonly feeds = new Map<string, EventFeed>();
+  connection: Connection = { state: "connecting" };
+  account: string | null = null;
+  /** Mutations sent and not yet answered, by event, in order. */
+  readonly pending = new Map<string, Mutation[]>();
+  private ws: WebSocket | null = null;
+  private attempt = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+  private stopped = false;
+
+  constructor(private opts: SyncOptions) {
+    if (typeof window !== "undefined") {
+      window.addEventListener("online", () => this.reconnectNow());
+      window.addEventListener("offline", () => this.ws?.close());
+    }
+    this.open();
+  }
+
+  /** Follows `event`: a snapshot first, then live changes. */
+  follow(event: string): EventFeed {
+    let feed = this.feeds.get(event);
+    if (!feed) {
+      feed = new EventFeed(event);
+      this.feeds.set(event, feed);
+      this.subscribe(feed);
+    }
+    return feed;
+  }
+
+  /** Pushes one mutation; the record changes on screen when the change comes back. */
+  push(event: string, m: Omit<Mutation, "id">): Mutation {
+    const mutation: Mutation = { ...m, id: mutationId() };
+    const list = this.pending.get(event) ?? [];
+    list.push(mutation);
+    this.pending.set(event, list);
+    this.send({ type: "push", event, mutations: [mutation] });
+    this.changed();
+    return mutation;
+  }
+
+  pendingCount(): number {
+    let n = 0;
+    for (const l of this.pending.values()) n += l.length;
+    return n;
+  }
+
+  close(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.ws?.close(1000);
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    const ws = (this.opts.socket ?? ((u) => new WebSocket(u)))(this.opts.url);
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, token: this.opts.token, device: this.opts.device }));
+    ws.onmessage = (e) => {
+      if (typeof e.data !== "string") return;
+      let m: ServerMessage;
+      try {
+        m = JSON.parse(e.data) as ServerMessage;
+      } catch {
+        return;
+      }
+      this.opts.onFrame?.(m);
+      this.receive(m);
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      if (e.code === Close.TokenInvalid || e.code === Close.TokenExpired || e.code === Close.UnsupportedVersion) {
+        this.connection = { state: "signed_out", reason: e.reason || "signed out" };
+        this.changed();
+        return;
+      }
+      this.retry(e.reason || (typeof navigator !== "undefined" && !navigator.onLine ? "offline" : "connection lost"));
+    };
+  }
+
+  private retry(reason: string): void {
+    if (this.stopped) return;
+    this.attempt += 1;
+    const offline = typeof navigator !== "undefined" && !navigator.onLine;
+    this.connection = offline ? { state: "offline" } : { state: "reconnecting", attempt: this.attempt, reason };
+    this.changed();
+    const wait = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.min(this.attempt - 1, 6));
+    this.timer = setTimeout(() => this.open(), wait * (0.75 + Math.random() * 0.5));
+  }
+
+  private reconnectNow(): void {
+    if (this.ws || this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.open();
+  }
+
+  private receive(m: ServerMessage): void {
+    switch (m.type) {
+      case "welcome": {
+        this.account = m.account;
+        this.attempt = 0;
+        this.connection = { state: "live" };
+        this.heartbeat = setInterval(() => this.send({ type: "ping" }), m.limits.heartbeat_ms);
+        for (const feed of this.feeds.values()) this.subscribe(feed);
+        for (const [event, list] of this.pending) if (list.length) this.send({ type: "push", event, mutations: list });
+        break;
+      }
+      case "snapshot":
+        this.feeds.get(m.event)?.snapshot(m);
+        break;
+      case "changes":
+        this.feeds.get(m.event)?.apply(m);
+        break;
+      case "resync": {
+        const feed = this.feeds.get(m.event);
+        if (feed) feed.cursor = null;
+        break;
+      }
+      case "refused": {
+        const feed = this.feeds.get(m.event);
+        if (feed) {
+          feed.refused = { code: m.code, message: m.message };
+          feed.records.clear();
+          feed.cursor = null;
+        }
+        break;
+      }
+      case "ack": {
+        const list = this.pending.get(m.event) ?? [];
+        for (const r of m.results) {
+          const i = list.findIndex((x) => x.id === r.mutation);
+          if (i < 0) continue;
+          const [mutation] = list.splice(i, 1);
+          if (r.status === "rejected") this.opts.onRejected?.(m.event, mutation, r.code, r.message);
+        }
+        break;
+      }
+      case "pong":
+        for (const [event, cursor] of Object.entries(m.cursors)) {
+          const feed = this.feeds.get(event);
+          if (feed && feed.cursor !== null && cursor > feed.cursor) feed.cursor = cursor;
+        }
+        break;
+      case "error":
+        break;
+    }
+    this.changed();
+  }
+
+  private subscribe(feed: EventFeed): void {
+    feed.refused = null;
+    this.send(feed.cursor === null ? { type: "subscribe", event: feed.event } : { type: "subscribe", event: feed.event, cursor: feed.cursor });
+  }
+
+  private send(frame: Record<string, unknown>): void {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.connection.state === "live") {
+      this.ws.send(JSON.stringify(frame));
+    }
+  }
+
+  private changed(): void {
+    this.opts.onChange?.();
+  }
+}
+
+/** A time-ordered mutation id (milliseconds, then randomness). */
+export function mutationId(): string {
+  const t = Date.now().toString(16).padStart(12, "0");
+  const r = crypto.getRandomValues(new Uint8Array(10));
+  return t + Array.from(r, (b) => b.toString(16).padStart(2, "0")).join("");
+}

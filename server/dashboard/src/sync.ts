@@ -88,7 +88,7 @@ export function owners(r: WireRecord): string[] {
       return typeof d.collaborator === "string" ? [d.collaborator] : [];
     case "punch":
     case "timecard":
-      return typeof d.account === "string" ? [`person:${d.account}`] : [];
+      return typeof d.person === "string" ? [`person:${d.person}`] : [];
     default:
       return [];
   }

@@ -23,6 +23,10 @@ pub const FILE_LIMIT_DEFAULT: u64 = 100 * 1024 * 1024;
 /// Longest side of the thumbnails made of every image, in pixels.
 pub const THUMBNAIL_SIZES: [u32; 2] = [256, 1024];
 
+/// Why a photo's original is withheld from all but its uploader (`Preview::original_withheld`).
+pub const ORIGINAL_WITHHELD: &str = "this photo may hold its location, which could not be removed: only its uploader \
+     downloads it (its thumbnails are available), unless the event team keeps photo locations";
+
 /// Whether `s` is a sha256 as 64 lowercase hex digits (a blob's name).
 pub fn is_content_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

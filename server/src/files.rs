@@ -19,7 +19,7 @@ use axum::{
     routing::{get, post},
 };
 use engine::{
-    files::{NewUpload, Processed, THUMBNAIL_SIZES, Upload, UploadStatus},
+    files::{NewUpload, ORIGINAL_WITHHELD, Processed, THUMBNAIL_SIZES, Upload, UploadStatus},
     model::{Event, FileMeta},
 };
 use futures_util::StreamExt;
@@ -317,12 +317,13 @@ async fn upload_chunk(
             Ok(Some(Ok(chunk))) => chunk,
             // The connection dropped, went silent, or the chunk passed the request limit:
             // keep what arrived (and free the upload for the client's next try).
-            Ok(Some(Err(_))) | Err(_) => {
+            failed => {
                 let _ = out.flush().await;
                 let _ = out.get_ref().sync_data().await;
-                let (status, code) = match next {
-                    Err(_) => (StatusCode::REQUEST_TIMEOUT, "upload_stalled"),
-                    _ => (StatusCode::BAD_REQUEST, "upload_interrupted"),
+                let (status, code) = if failed.is_err() {
+                    (StatusCode::REQUEST_TIMEOUT, "upload_stalled")
+                } else {
+                    (StatusCode::BAD_REQUEST, "upload_interrupted")
                 };
                 return Err(ApiError::new(
                     status,
@@ -395,6 +396,9 @@ async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath) -> ApiResult
     Ok(st.engine.complete_upload(me, &up.id, processed).await?)
 }
 
+/// The note of an image whose processing failed outright (a decoder that panicked).
+const NOT_PROCESSED: &str = "the image could not be processed; it gets no thumbnails";
+
 /// Thumbnails and the copy without metadata, for images; made on the bounded pool.
 async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Processed> {
     let mut head = [0u8; 16];
@@ -419,7 +423,7 @@ async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Proces
         // A decoder that panics on some input: the file is kept unpreviewed, and the upload
         // finishes (retrying would panic again).
         let made = std::panic::catch_unwind(|| images::thumbnails(&bytes, kind, &THUMBNAIL_SIZES, limits))
-            .unwrap_or_else(|_| Err("the image could not be processed; it gets no thumbnails".to_string()));
+            .unwrap_or_else(|_| Err(NOT_PROCESSED.to_string()));
         let stripped = std::panic::catch_unwind(|| strip::without_metadata(&bytes, kind)).unwrap_or(Stripped::Unknown);
         Ok((made, stripped))
     })
@@ -428,7 +432,7 @@ async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Proces
         Ok(done) => done?,
         Err(e) => {
             tracing::error!(error = %e, upload = %up.id, "image processing failed");
-            (Err("the image could not be processed; it gets no thumbnails".to_string()), Stripped::Unknown)
+            (Err(NOT_PROCESSED.to_string()), Stripped::Unknown)
         }
     };
     if let Err(note) = &made {
@@ -451,11 +455,9 @@ async fn process(files: &Files, path: &FsPath, up: &Upload) -> io::Result<Proces
         // Fail closed: what could not be cleaned stays its uploader's.
         Stripped::Unknown => {
             p.preview.original_withheld = true;
-            let withheld =
-                "the photo may hold its location, which could not be removed: only its uploader downloads it";
             p.preview.preview_note = Some(match p.preview.preview_note.take() {
-                Some(note) => format!("{note}; {withheld}"),
-                None => withheld.to_string(),
+                Some(note) => format!("{note}; {ORIGINAL_WITHHELD}"),
+                None => ORIGINAL_WITHHELD.to_string(),
             });
         }
     }
@@ -608,12 +610,7 @@ async fn send_content(
         _ if event.keep_photo_location => &f.content_hash,
         Some(served) => served,
         None if f.preview.original_withheld && caller != f.uploaded_by => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "original_withheld",
-                "this photo may hold its location, which could not be removed; only its uploader downloads it \
-                 (its thumbnails are available), unless the event team keeps photo locations",
-            ));
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "original_withheld", ORIGINAL_WITHHELD));
         }
         None => &f.content_hash,
     };

@@ -525,11 +525,7 @@ impl Replica {
                 st.account.as_deref(),
             )
         {
-            return Err(Error::rule(
-                "original_withheld",
-                "this photo may hold its location, which could not be removed; only its uploader downloads it \
-                 (its thumbnails are available)",
-            ));
+            return Err(Error::rule("original_withheld", crate::files::ORIGINAL_WITHHELD));
         }
         blobs.lock().wanted.insert((event.to_string(), file.to_string()));
         self.changed(event, ["file_request".to_string()].into());

@@ -8,7 +8,9 @@ use crate::{
     access::{Action, Decision, Membership, Module, OrgAction, Standing, Target, decide, decide_org},
     accounts::{validate_email, validate_name},
     changes::Write,
-    model::{CollabMember, Collaborator, Event, EventView, Invitation, LicenseStatus, MyAccess, Seat, Seats, new_id},
+    model::{
+        CollabMember, Collaborator, Event, EventView, Invitation, LicenseStatus, MyAccess, Person, Seat, Seats, new_id,
+    },
     store::on_duplicate,
     time,
 };
@@ -230,6 +232,39 @@ impl Engine {
         }
         self.commit(&ev.id, vec![Write::replace("event", &ev.id, &ev, Vec::new(), Vec::new())?]).await?;
         Ok(EventView { event: ev, access: my_access(&s) })
+    }
+
+    /// The names of the people `actor` works with in an event: everyone holding a seat or
+    /// a membership for a seat holder; a collaborator's own members for a member of it.
+    pub async fn event_people(&self, actor: &str, event: &str) -> Result<Vec<Person>> {
+        let (ev, s) = self.standing(actor, event).await?;
+        let (query, collaborator) = match (&s.membership, s.seat) {
+            (_, true) => (
+                "LET $s = SELECT VALUE type::record('account', person) FROM seat WHERE event = $e;
+                 LET $m = SELECT VALUE type::record('account', person) FROM collab_member WHERE event = $e;
+                 SELECT record::id(id) AS id, name FROM array::union($s, $m) ORDER BY name;",
+                None,
+            ),
+            (Some(m), false) => (
+                "LET $s = [];
+                 LET $m = SELECT VALUE type::record('account', person) FROM collab_member
+                     WHERE event = $e AND collaborator = $c;
+                 SELECT record::id(id) AS id, name FROM $m ORDER BY name;",
+                Some(m.collaborator.clone()),
+            ),
+            (None, false) => {
+                gate(decide(&s, Action::Read, Target::EventInfo), "event")?;
+                return Ok(Vec::new());
+            }
+        };
+        let mut rows = self.store.run(query, json!({ "e": ev.id, "c": collaborator })).await?;
+        rows.all(2)
+    }
+
+    /// Whether `actor` may see the event as a whole (its devices, its setup): seat holders.
+    pub async fn check_whole_event(&self, actor: &str, event: &str) -> Result<()> {
+        let (_, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Read, Target::Setup), "event")
     }
 
     /// Every event `actor` can reach, optionally only those of one organization.

@@ -193,6 +193,13 @@ pub struct Collaborator {
     pub created_at: String,
 }
 
+/// Someone taking part in an event, by name: what a dashboard shows beside an account id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CollabMember {
     pub event: String,

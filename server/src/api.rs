@@ -122,9 +122,11 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .merge(crate::frontgate::routes(import_limit_bytes))
         .merge(crate::labor::routes())
         .merge(crate::assets::routes())
-        .merge(crate::files::routes());
+        .merge(crate::files::routes())
+        .merge(crate::dashboard::routes());
     Router::new()
         .nest("/v1", v1)
+        .merge(crate::dashboard::pages())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")

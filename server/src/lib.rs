@@ -9,6 +9,8 @@ mod api;
 mod assets;
 pub mod auth;
 pub mod blobs;
+mod dashboard;
+pub mod devices;
 mod error;
 pub mod files;
 mod frontgate;

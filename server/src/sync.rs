@@ -35,7 +35,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::{AppState, devices::Seen};
 
 /// How often a feed looks at the log without being woken: the bound on how late a commit
 /// made by another server reaches this server's clients.
@@ -116,6 +116,8 @@ pub struct Hub {
     feeds: std::sync::Mutex<HashMap<String, Arc<EventFeed>>>,
     next_session: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// Who follows each event from this server, and when each device last synced.
+    pub devices: crate::devices::Devices,
 }
 
 impl std::fmt::Debug for Hub {
@@ -132,6 +134,7 @@ impl Hub {
             feeds: std::sync::Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             shutdown,
+            devices: Default::default(),
         });
         // Wake the feed of every event this process commits to.
         let weak = Arc::downgrade(&hub);
@@ -532,12 +535,19 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
         match msg {
             ClientMessage::Hello { .. } => reply(&out, "already_hello", "hello is sent once per connection").await,
             ClientMessage::Ping => {
-                let cursors = hub.cursors(&events, session).await.into_iter().collect();
+                let cursors: HashMap<String, i64> = hub.cursors(&events, session).await;
+                for (e, c) in &cursors {
+                    hub.devices.seen(e, &account, &device, Seen::Heard, Some(*c));
+                }
+                let cursors = cursors.into_iter().collect();
                 let _ = out.tx.send(Out::Frame(frame(&ServerMessage::Pong { cursors }))).await;
             }
             ClientMessage::Unsubscribe { event } => {
-                hub.unregister(&event, session).await;
-                events.retain(|e| e != &event);
+                if events.contains(&event) {
+                    let cursor = hub.unregister(&event, session).await;
+                    hub.devices.seen(&event, &account, &device, Seen::Left, cursor);
+                    events.retain(|e| e != &event);
+                }
             }
             // A push needs no subscription: every mutation is judged by the rules, and a device
             // that lost an event still learns the fate of what it pushed before.
@@ -550,6 +560,9 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                     )
                     .await;
                 } else {
+                    if events.contains(&event) {
+                        hub.devices.seen(&event, &account, &device, Seen::Heard, None);
+                    }
                     let results = hub.engine.apply_mutations(&account, &event, &device, &mutations).await;
                     let _ = out.tx.send(Out::Frame(frame(&ServerMessage::Ack { event, results }))).await;
                 }
@@ -561,6 +574,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                     refused(&out, &event, "too_many_subscriptions", "this connection follows as many events as it may")
                         .await;
                 } else if subscribe(&hub, &out, &account, &event, cursor).await {
+                    hub.devices.seen(&event, &account, &device, Seen::Joined, cursor);
                     events.push(event);
                 }
             }
@@ -569,6 +583,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
     let cursors = hub.cursors(&events, session).await;
     for e in &events {
         hub.unregister(e, session).await;
+        hub.devices.seen(e, &account, &device, Seen::Left, cursors.get(e).copied());
     }
     // A close decided elsewhere (slow consumer) stands; otherwise say why the session ends.
     if kill.borrow().is_none() {

@@ -96,7 +96,10 @@ export function owners(r: WireRecord): string[] {
 
 /** One followed event: its records as the server last said, and how far the feed got. */
 export class EventFeed {
+  /** Records by key (`kind/id`). */
   readonly records = new Map<string, WireRecord>();
+  /** The same records by kind, then id. */
+  private readonly kinds = new Map<string, Map<string, WireRecord>>();
   /** Set once the first snapshot is whole; changes apply after it. */
   cursor: number | null = null;
   /** A snapshot under way (replaces `records` when its last chunk arrives). */
@@ -109,8 +112,8 @@ export class EventFeed {
     this.incoming ??= new Map();
     for (const r of m.records) this.incoming.set(key(r.kind, r.id), r);
     if (!m.last) return false;
-    this.records.clear();
-    for (const [k, r] of this.incoming) this.records.set(k, r);
+    this.clear();
+    for (const r of this.incoming.values()) this.put(r);
     this.incoming = null;
     this.cursor = m.cursor;
     return true;
@@ -120,17 +123,17 @@ export class EventFeed {
     for (const c of m.changes) {
       switch (c.op) {
         case "upsert":
-          this.records.set(key(c.kind, c.id), { kind: c.kind, id: c.id, data: c.data });
+          this.put({ kind: c.kind, id: c.id, data: c.data });
           break;
         case "delete":
         case "remove":
-          this.records.delete(key(c.kind, c.id));
+          this.drop(c.kind, c.id);
           break;
         case "narrow": {
           const keep = new Set(c.keep);
           const kinds = new Set(c.keep_kinds);
-          for (const [k, r] of this.records) {
-            if (!kinds.has(r.kind) && !owners(r).some((o) => keep.has(o))) this.records.delete(k);
+          for (const r of [...this.records.values()]) {
+            if (!kinds.has(r.kind) && !owners(r).some((o) => keep.has(o))) this.drop(r.kind, r.id);
           }
           break;
         }
@@ -140,8 +143,49 @@ export class EventFeed {
   }
 
   of(kind: string): WireRecord[] {
-    return [...this.records.values()].filter((r) => r.kind === kind);
+    return [...(this.kinds.get(kind)?.values() ?? [])];
   }
+
+  get(kind: string, id: string): WireRecord | undefined {
+    return this.kinds.get(kind)?.get(id);
+  }
+
+  clear(): void {
+    this.records.clear();
+    this.kinds.clear();
+  }
+
+  private put(r: WireRecord): void {
+    this.records.set(key(r.kind, r.id), r);
+    let m = this.kinds.get(r.kind);
+    if (!m) this.kinds.set(r.kind, (m = new Map()));
+    m.set(r.id, r);
+  }
+
+  private drop(kind: string, id: string): void {
+    this.records.delete(key(kind, id));
+    this.kinds.get(kind)?.delete(id);
+  }
+}
+
+/**
+ * What a person should see of `kind`: the feed's records with the mutations still in flight
+ * laid over them (a create shows at once, an edit in place, a delete hides the record). A
+ * mutation the server rejects leaves the overlay, so the screen rolls back to the feed.
+ */
+export function project(feed: EventFeed | undefined, kind: string, overlay: Mutation[]): WireRecord[] {
+  const base = feed ? feed.of(kind) : [];
+  const mine = overlay.filter((m) => m.kind === kind && m.record);
+  if (!mine.length) return base;
+  const out = new Map(base.map((r) => [r.id, r] as const));
+  for (const m of mine) {
+    const id = m.record as string;
+    const r = out.get(id);
+    if (m.op === "delete") out.delete(id);
+    else if (m.op === "create") out.set(id, { kind, id, data: { ...m.fields, ...(r?.data ?? {}), id } });
+    else if (r) out.set(id, { kind, id, data: { ...r.data, ...m.fields } });
+  }
+  return [...out.values()];
 }
 
 export interface SyncOptions {
@@ -152,6 +196,10 @@ export interface SyncOptions {
   device: string;
   /** Called after any change of records, connection or pending pushes. */
   onChange?: () => void;
+  /** Mutations left unanswered by an earlier page of this device, to send again. */
+  restore?: Record<string, Mutation[]>;
+  /** Called with every unanswered mutation whenever that set changes (to keep it). */
+  persist?: (pending: Record<string, Mutation[]>) => void;
   /** A rejected mutation, with the server's reason. */
   onRejected?: (event: string, mutation: Mutation, code: string, message: string) => void;
   /** Tests and tools may watch every frame received. */
@@ -174,6 +222,8 @@ export class SyncClient {
   account: string | null = null;
   /** Mutations sent and not yet answered, by event, in order. */
   readonly pending = new Map<string, Mutation[]>();
+  /** Accepted mutations whose change the feed has not brought yet, with its seq. */
+  private readonly landing = new Map<string, { m: Mutation; seq: number }[]>();
   private ws: WebSocket | null = null;
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -181,6 +231,9 @@ export class SyncClient {
   private stopped = false;
 
   constructor(private opts: SyncOptions) {
+    for (const [event, list] of Object.entries(opts.restore ?? {})) {
+      if (Array.isArray(list) && list.length) this.pending.set(event, list);
+    }
     if (typeof window !== "undefined") {
       window.addEventListener("online", () => this.reconnectNow());
       window.addEventListener("offline", () => this.ws?.close());
@@ -199,6 +252,12 @@ export class SyncClient {
     return feed;
   }
 
+  /** Stops following `event` (its records are forgotten; pushes still get their answers). */
+  unfollow(event: string): void {
+    if (this.feeds.delete(event)) this.send({ type: "unsubscribe", event });
+    this.landing.delete(event);
+  }
+
   /** Pushes one mutation; the record changes on screen when the change comes back. */
   push(event: string, m: Omit<Mutation, "id">): Mutation {
     const mutation: Mutation = { ...m, id: mutationId() };
@@ -206,8 +265,20 @@ export class SyncClient {
     list.push(mutation);
     this.pending.set(event, list);
     this.send({ type: "push", event, mutations: [mutation] });
+    this.persist();
     this.changed();
     return mutation;
+  }
+
+  /** The mutations of `event` still to be seen in its feed: unanswered, or accepted and on their way. */
+  overlay(event: string): Mutation[] {
+    const landing = (this.landing.get(event) ?? []).map((x) => x.m);
+    return [...landing, ...(this.pending.get(event) ?? [])];
+  }
+
+  /** What a person should see of one kind of an event (see [`project`]). */
+  view(event: string, kind: string): WireRecord[] {
+    return project(this.feeds.get(event), kind, this.overlay(event));
   }
 
   pendingCount(): number {
@@ -262,9 +333,14 @@ export class SyncClient {
     this.timer = setTimeout(() => this.open(), wait * (0.75 + Math.random() * 0.5));
   }
 
+  /** Back online: try at once, with a fresh socket (one opened while offline is dead). */
   private reconnectNow(): void {
-    if (this.ws || this.stopped) return;
+    if (this.stopped || this.ws?.readyState === WebSocket.OPEN) return;
     if (this.timer) clearTimeout(this.timer);
+    const stale = this.ws;
+    this.ws = null;
+    stale?.close();
+    this.attempt = 0;
     this.open();
   }
 
@@ -280,10 +356,11 @@ export class SyncClient {
         break;
       }
       case "snapshot":
-        this.feeds.get(m.event)?.snapshot(m);
+        if (this.feeds.get(m.event)?.snapshot(m)) this.landed(m.event);
         break;
       case "changes":
         this.feeds.get(m.event)?.apply(m);
+        this.landed(m.event);
         break;
       case "resync": {
         const feed = this.feeds.get(m.event);
@@ -294,9 +371,10 @@ export class SyncClient {
         const feed = this.feeds.get(m.event);
         if (feed) {
           feed.refused = { code: m.code, message: m.message };
-          feed.records.clear();
+          feed.clear();
           feed.cursor = null;
         }
+        this.landing.delete(m.event);
         break;
       }
       case "ack": {
@@ -306,13 +384,21 @@ export class SyncClient {
           if (i < 0) continue;
           const [mutation] = list.splice(i, 1);
           if (r.status === "rejected") this.opts.onRejected?.(m.event, mutation, r.code, r.message);
+          else {
+            const landing = this.landing.get(m.event) ?? [];
+            landing.push({ m: mutation, seq: r.seq });
+            this.landing.set(m.event, landing);
+          }
         }
+        this.landed(m.event);
+        this.persist();
         break;
       }
       case "pong":
         for (const [event, cursor] of Object.entries(m.cursors)) {
           const feed = this.feeds.get(event);
           if (feed && feed.cursor !== null && cursor > feed.cursor) feed.cursor = cursor;
+          this.landed(event);
         }
         break;
       case "error":
@@ -332,9 +418,32 @@ export class SyncClient {
     }
   }
 
+  /** Forgets accepted mutations whose change the feed has brought (or skipped, unseen). */
+  private landed(event: string): void {
+    const cursor = this.feeds.get(event)?.cursor;
+    const list = this.landing.get(event);
+    if (!list || cursor == null) return;
+    const left = list.filter((x) => x.seq > cursor);
+    if (left.length) this.landing.set(event, left);
+    else this.landing.delete(event);
+  }
+
+  private persist(): void {
+    this.opts.persist?.(Object.fromEntries([...this.pending].filter(([, l]) => l.length)));
+  }
+
   private changed(): void {
     this.opts.onChange?.();
   }
+}
+
+/** A random (version 4) UUID; `crypto.randomUUID` exists only on secure origins. */
+export function uuid(): string {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** A time-ordered mutation id (milliseconds, then randomness). */

@@ -1,0 +1,102 @@
+// The HTTP API calls the dashboard makes (docs/api.md), each answering data or throwing an
+// ApiError with the server's code and sentence.
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Account {
+  id: string;
+  email: string;
+  name: string;
+}
+
+export interface Session {
+  token: string;
+  expires_at: number;
+  account: Account;
+}
+
+export interface Access {
+  seat: boolean;
+  org_role: string | null;
+  collaborator: string | null;
+  read_only: boolean;
+}
+
+export interface EventView {
+  id: string;
+  org: string;
+  name: string;
+  access: Access;
+}
+
+export interface Org {
+  id: string;
+  name: string;
+}
+
+export interface Person {
+  id: string;
+  name: string;
+}
+
+export interface DeviceSeen {
+  account: string;
+  device: string;
+  sessions: number;
+  cursor: number;
+  first_seen: string;
+  last_seen: string;
+}
+
+export interface Links {
+  content: string;
+  thumbnails: Record<string, string>;
+  expires_at: number;
+}
+
+const BASE = "/v1";
+
+async function call<T>(method: string, path: string, token: string | null, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let resp: Response;
+  try {
+    resp = await fetch(BASE + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, "network", "The server cannot be reached. Check the connection and try again.");
+  }
+  if (resp.status === 204) return undefined as T;
+  let data: unknown = null;
+  try {
+    data = await resp.json();
+  } catch {
+    data = null;
+  }
+  if (!resp.ok) {
+    const e = (data ?? {}) as { code?: string; message?: string };
+    throw new ApiError(resp.status, e.code ?? "error", e.message ?? `The server answered ${resp.status}.`);
+  }
+  return data as T;
+}
+
+export const api = {
+  signIn: (email: string, password: string) => call<Session>("POST", "/sessions", null, { email, password }),
+  me: (token: string) => call<Account>("GET", "/me", token),
+  orgs: (token: string) => call<Org[]>("GET", "/orgs", token),
+  events: (token: string) => call<EventView[]>("GET", "/events", token),
+  event: (token: string, event: string) => call<EventView>("GET", `/events/${encodeURIComponent(event)}`, token),
+  people: (token: string, event: string) => call<Person[]>("GET", `/events/${encodeURIComponent(event)}/people`, token),
+  devices: (token: string, event: string) =>
+    call<DeviceSeen[]>("GET", `/events/${encodeURIComponent(event)}/devices`, token),
+  links: (token: string, event: string, file: string) =>
+    call<Links>("POST", `/events/${encodeURIComponent(event)}/files/${encodeURIComponent(file)}/links`, token, {}),
+};

@@ -1,0 +1,300 @@
+// The dashboard's shell: sign-in, picking an event, the connection bar, and the one sync
+// session every open event shares. The event's tabs are in views.tsx.
+
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+
+import { ApiError, api, type EventView, type Org, type Session } from "./api";
+import { type Connection, type Mutation, SyncClient, mutationId } from "./sync";
+import { type Ctx, tick, toast, toasts } from "./state";
+import { EventPage } from "./views";
+
+const STORE_SESSION = "backops.session";
+const STORE_DEVICE = "backops.device";
+const storePending = (account: string) => `backops.pending.${account}`;
+
+function readJson<T>(k: string): T | null {
+  try {
+    const v = localStorage.getItem(k);
+    return v ? (JSON.parse(v) as T) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** This browser's stable device name: it keys the server's at-most-once record of pushes. */
+function deviceId(): string {
+  let d = localStorage.getItem(STORE_DEVICE);
+  if (!d || !/^[A-Za-z0-9_.:-]{1,64}$/.test(d)) {
+    d = `web-${mutationId().slice(-16)}`;
+    localStorage.setItem(STORE_DEVICE, d);
+  }
+  return d;
+}
+
+const ACCESS_KINDS = new Set(["seat", "collab_member", "collaborator", "module_grant", "event"]);
+
+function connect(session: Session, signOut: (why: string) => void): Ctx {
+  const onAccess = new Set<(event: string) => void>();
+  let scheduled = false;
+  const bump = () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      tick.value++;
+    });
+  };
+  const client = new SyncClient({
+    url: `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/sync`,
+    token: session.token,
+    device: deviceId(),
+    restore: readJson<Record<string, Mutation[]>>(storePending(session.account.id)) ?? undefined,
+    persist: (p) => localStorage.setItem(storePending(session.account.id), JSON.stringify(p)),
+    onChange: () => {
+      bump();
+      if (client.connection.state === "signed_out") signOut(client.connection.reason);
+    },
+    onRejected: (_e, m, code, message) => toast(`${describe(m)} was refused and undone: ${message} (${code})`),
+    onFrame: (m) => {
+      if (m.type !== "changes") return;
+      if (m.changes.some((c) => c.op === "narrow" || ACCESS_KINDS.has(c.kind))) onAccess.forEach((f) => f(m.event));
+    },
+  });
+  return { session, client, onAccess };
+}
+
+function describe(m: Mutation): string {
+  const title = typeof m.fields.title === "string" ? ` “${m.fields.title}”` : "";
+  const what = m.kind === "task" ? "task" : m.kind;
+  return m.op === "create" ? `Creating the ${what}${title}` : m.op === "delete" ? `Deleting the ${what}` : `Your edit of the ${what}${title}`;
+}
+
+function useHash(): string {
+  const [h, setH] = useState(location.hash);
+  useEffect(() => {
+    const f = () => setH(location.hash);
+    addEventListener("hashchange", f);
+    return () => removeEventListener("hashchange", f);
+  }, []);
+  return h;
+}
+
+function App() {
+  const [ctx, setCtx] = useState<Ctx | null>(null);
+  const [notice, setNotice] = useState("");
+  const hash = useHash();
+
+  const signOut = (why: string) => {
+    localStorage.removeItem(STORE_SESSION);
+    setCtx((c) => {
+      c?.client.close();
+      return null;
+    });
+    setNotice(why);
+  };
+
+  useEffect(() => {
+    const s = readJson<Session>(STORE_SESSION);
+    if (s && s.expires_at * 1000 > Date.now() + 30_000) setCtx(connect(s, signOut));
+    else if (s) signOut("Your session has expired: sign in again.");
+  }, []);
+
+  if (!ctx) {
+    return (
+      <SignIn
+        notice={notice}
+        done={(s) => {
+          localStorage.setItem(STORE_SESSION, JSON.stringify(s));
+          setNotice("");
+          setCtx(connect(s, signOut));
+        }}
+      />
+    );
+  }
+  const m = /^#\/e\/([^/]+)(?:\/([a-z]+))?/.exec(hash);
+  return (
+    <div class="shell">
+      <header class="top">
+        <a class="brand" href="#/">
+          <img src="/icon.svg" alt="" width="22" height="22" /> BackOps
+        </a>
+        <ConnectionBar client={ctx.client} />
+        <span class="who" data-testid="who">
+          {ctx.session.account.name}
+        </span>
+        <button class="link" onClick={() => signOut("Signed out.")}>
+          Sign out
+        </button>
+      </header>
+      {m ? <EventPage key={m[1]} ctx={ctx} event={decodeURIComponent(m[1])} tab={m[2] ?? ""} /> : <Picker ctx={ctx} />}
+      <Toasts />
+    </div>
+  );
+}
+
+function label(c: Connection): [string, string] {
+  switch (c.state) {
+    case "live":
+      return ["live", "Live"];
+    case "connecting":
+      return ["connecting", "Connecting…"];
+    case "reconnecting":
+      return ["reconnecting", `Reconnecting (try ${c.attempt})…`];
+    case "offline":
+      return ["offline", "Offline"];
+    case "signed_out":
+      return ["offline", "Signed out"];
+  }
+}
+
+export function ConnectionBar({ client }: { client: SyncClient }) {
+  void tick.value;
+  const [cls, text] = label(client.connection);
+  const pending = client.pendingCount();
+  return (
+    <span class={`conn ${cls}`} data-testid="connection" data-state={client.connection.state} role="status">
+      <span class="dot" aria-hidden="true" />
+      {text}
+      {pending > 0 && (
+        <span class="pending" data-testid="pending">
+          {" "}
+          · {pending} pending
+        </span>
+      )}
+    </span>
+  );
+}
+
+function Toasts() {
+  return (
+    <div class="toasts" role="alert" aria-live="assertive">
+      {toasts.value.map((t) => (
+        <div class="toast" key={t.id} data-testid="toast">
+          {t.text}
+          <button class="link" aria-label="Dismiss" onClick={() => (toasts.value = toasts.value.filter((x) => x.id !== t.id))}>
+            ×
+          </button>
+        </div>
+      ))}
+    </div>
+  );
+}
+
+function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }) {
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      done(await api.signIn(email.trim(), password));
+    } catch (err) {
+      setError(err instanceof ApiError ? err.message : "Signing in failed.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="signin">
+      <form onSubmit={submit} aria-label="Sign in">
+        <h1>
+          <img src="/icon.svg" alt="" width="28" height="28" /> BackOps
+        </h1>
+        <p class="muted">The production office's live view of your events.</p>
+        {notice && <p class="notice">{notice}</p>}
+        <label>
+          Email
+          <input name="email" type="email" autoComplete="username" required value={email} onInput={(e) => setEmail(e.currentTarget.value)} />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            autoComplete="current-password"
+            required
+            value={password}
+            onInput={(e) => setPassword(e.currentTarget.value)}
+          />
+        </label>
+        {error && (
+          <p class="error" role="alert" data-testid="signin-error">
+            {error}
+          </p>
+        )}
+        <button type="submit" disabled={busy}>
+          {busy ? "Signing in…" : "Sign in"}
+        </button>
+      </form>
+    </main>
+  );
+}
+
+function Picker({ ctx }: { ctx: Ctx }) {
+  const [events, setEvents] = useState<EventView[] | null>(null);
+  const [orgs, setOrgs] = useState<Org[]>([]);
+  const [org, setOrg] = useState<string>("");
+  const [error, setError] = useState("");
+  useEffect(() => {
+    const t = ctx.session.token;
+    Promise.all([api.events(t), api.orgs(t)])
+      .then(([e, o]) => {
+        setEvents(e);
+        setOrgs(o);
+        const first = e[0]?.org ?? "";
+        setOrg((cur) => cur || localStorage.getItem("backops.org") || first);
+      })
+      .catch((err) => setError(err instanceof ApiError ? err.message : "Loading your events failed."));
+  }, []);
+  if (error) return <p class="error page">{error}</p>;
+  if (!events) return <p class="muted page">Loading your events…</p>;
+  const name = (id: string) => orgs.find((o) => o.id === id)?.name ?? "Another organization";
+  const orgIds = [...new Set(events.map((e) => e.org))];
+  const shown = events.filter((e) => e.org === org || !orgIds.includes(org));
+  return (
+    <main class="page picker">
+      <h2>Your events</h2>
+      {events.length === 0 ? (
+        <p class="muted">No events yet. An event you are invited to, or hold a seat in, shows here.</p>
+      ) : (
+        <>
+          <label class="inline">
+            Organization{" "}
+            <select
+              data-testid="org"
+              value={org}
+              onChange={(e) => {
+                setOrg(e.currentTarget.value);
+                localStorage.setItem("backops.org", e.currentTarget.value);
+              }}
+            >
+              {orgIds.map((id) => (
+                <option value={id} key={id}>
+                  {name(id)}
+                </option>
+              ))}
+            </select>
+          </label>
+          <ul class="events">
+            {shown.map((e) => (
+              <li key={e.id}>
+                <a href={`#/e/${encodeURIComponent(e.id)}`} data-testid="event-link">
+                  <strong>{e.name}</strong>
+                  <span class="muted">
+                    {e.access.seat ? "Event Pro seat: the whole event" : e.access.read_only ? "Your collaborator, read-only" : "Your collaborator"}
+                  </span>
+                </a>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+    </main>
+  );
+}
+
+render(<App />, document.getElementById("app")!);

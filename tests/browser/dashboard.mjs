@@ -113,6 +113,22 @@ function recordsIn(frames) {
 
 // ---- the scenarios ----
 
+await step("a newcomer creates an account on the page and lands on their (empty) events", async () => {
+  const w = await open({ name: "Newcomer" }, { width: 390, height: 844 });
+  await w.page.getByTestId("switch-signin").click();
+  await w.page.getByLabel("Your name").fill("Noor");
+  await w.page.getByLabel("Email").fill("noor@example.test");
+  await w.page.getByLabel("Password").fill("short");
+  await w.page.getByRole("button", { name: "Create the account" }).click();
+  assert.match(await w.page.getByTestId("signin-error").textContent({ timeout: WAIT_MS }), /password/i);
+  await w.page.getByLabel("Password").fill("a long enough password");
+  await w.page.getByRole("button", { name: "Create the account" }).click();
+  await w.page.getByTestId("no-events").waitFor({ timeout: WAIT_MS });
+  assert.equal(await w.page.getByTestId("who").textContent(), "Noor");
+  await w.page.locator("[data-testid=connection][data-state=live]").waitFor({ timeout: WAIT_MS });
+  await w.context.close();
+});
+
 const office = await open(pm, { width: 1360, height: 900 });
 
 await step("a wrong password gets a clear message; the right one signs in and the event opens live", async () => {
@@ -327,6 +343,30 @@ await step("going offline and back resumes from the cursor: nothing missed, noth
     .filter((m) => m.type === "changes" && m.event === event)
     .flatMap((m) => m.changes.map((c) => c.seq));
   for (let i = 1; i < seqs.length; i++) assert.ok(seqs[i] > seqs[i - 1], `seq ${seqs[i]} after ${seqs[i - 1]}: a change sent twice`);
+});
+
+await step("a task written offline survives a reload of the page and reaches the server once", async () => {
+  const p = office.page;
+  let blocked = true;
+  // New sockets are refused while `blocked`: the page loads, its socket can't connect.
+  await p.routeWebSocket(/\/v1\/sync$/, (ws) => (blocked ? ws.close() : ws.connectToServer()));
+  await office.context.setOffline(true);
+  await p.locator("[data-testid=connection][data-state=offline]").waitFor({ timeout: WAIT_MS });
+  await p.getByTestId("new-task-collaborator").selectOption(audio);
+  await p.getByTestId("new-task-title").fill("Written before a reload");
+  await p.getByTestId("new-task-add").click();
+  await card(office, "Written before a reload").waitFor({ timeout: WAIT_MS });
+  await office.context.setOffline(false);
+  await p.reload();
+  await p.getByTestId("pending").waitFor({ timeout: WAIT_MS });
+  assert.match(await p.getByTestId("pending").textContent(), /1 pending/);
+  assert.notEqual(await p.getByTestId("connection").getAttribute("data-state"), "live");
+  assert.equal(await taskTitled(pm, "Written before a reload"), undefined, "nothing reached the server yet");
+  blocked = false;
+  await p.locator("[data-testid=connection][data-state=live]").waitFor({ timeout: 15_000 });
+  await card(office, "Written before a reload").waitFor({ timeout: WAIT_MS });
+  await until("the push answered", async () => (await p.getByTestId("pending").count()) === 0);
+  assert.equal((await tasks(pm)).filter((t) => t.title === "Written before a reload").length, 1);
 });
 
 await step("an edit the server refuses is rolled back on screen, with its reason", async () => {

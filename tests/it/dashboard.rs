@@ -255,7 +255,7 @@ async fn the_dashboard_in_a_real_browser() {
     let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     println!("{said}");
     assert!(run.status.success(), "the browser scenarios failed:\n{said}");
-    assert_eq!(said.matches("ok - ").count(), 9, "every scenario ran:\n{said}");
+    assert_eq!(said.matches("ok - ").count(), 11, "every scenario ran:\n{said}");
     for shot in ["seat-holder-overview.png", "seat-holder-field.png", "free-member.png"] {
         assert!(std::fs::metadata(artifacts.join(shot)).map(|m| m.len() > 10_000).unwrap_or(false), "{shot}");
     }

@@ -123,7 +123,13 @@ function App() {
         <span class="who" data-testid="who">
           {ctx.session.account.name}
         </span>
-        <button class="link" onClick={() => signOut("Signed out.")}>
+        <button
+          class="link"
+          onClick={() => {
+            const n = ctx.client.pendingCount();
+            signOut(n ? `Signed out. ${n} edit${n > 1 ? "s" : ""} not yet sent will go the next time you sign in here.` : "Signed out.");
+          }}
+        >
           Sign out
         </button>
       </header>
@@ -182,7 +188,9 @@ function Toasts() {
 }
 
 function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }) {
+  const [creating, setCreating] = useState(false);
   const [email, setEmail] = useState("");
+  const [name, setName] = useState("");
   const [password, setPassword] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -191,21 +199,27 @@ function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }
     setBusy(true);
     setError("");
     try {
-      done(await api.signIn(email.trim(), password));
+      done(creating ? await api.signUp(email.trim(), name.trim(), password) : await api.signIn(email.trim(), password));
     } catch (err) {
-      setError(err instanceof ApiError ? err.message : "Signing in failed.");
+      setError(err instanceof ApiError ? err.message : creating ? "Creating the account failed." : "Signing in failed.");
     } finally {
       setBusy(false);
     }
   };
   return (
     <main class="signin">
-      <form onSubmit={submit} aria-label="Sign in">
+      <form onSubmit={submit} aria-label={creating ? "Create an account" : "Sign in"}>
         <h1>
           <img src="/icon.svg" alt="" width="28" height="28" /> BackOps
         </h1>
         <p class="muted">The production office's live view of your events.</p>
         {notice && <p class="notice">{notice}</p>}
+        {creating && (
+          <label>
+            Your name
+            <input name="name" autoComplete="name" required maxLength={200} value={name} onInput={(e) => setName(e.currentTarget.value)} />
+          </label>
+        )}
         <label>
           Email
           <input name="email" type="email" autoComplete="username" required value={email} onInput={(e) => setEmail(e.currentTarget.value)} />
@@ -215,7 +229,7 @@ function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }
           <input
             name="password"
             type="password"
-            autoComplete="current-password"
+            autoComplete={creating ? "new-password" : "current-password"}
             required
             value={password}
             onInput={(e) => setPassword(e.currentTarget.value)}
@@ -227,7 +241,18 @@ function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }
           </p>
         )}
         <button type="submit" disabled={busy}>
-          {busy ? "Signing in…" : "Sign in"}
+          {busy ? "One moment…" : creating ? "Create the account" : "Sign in"}
+        </button>
+        <button
+          type="button"
+          class="link"
+          data-testid="switch-signin"
+          onClick={() => {
+            setCreating(!creating);
+            setError("");
+          }}
+        >
+          {creating ? "I have an account: sign in" : "New here? Create an account"}
         </button>
       </form>
     </main>
@@ -241,25 +266,34 @@ function Picker({ ctx }: { ctx: Ctx }) {
   const [error, setError] = useState("");
   useEffect(() => {
     const t = ctx.session.token;
-    Promise.all([api.events(t), api.orgs(t)])
-      .then(([e, o]) => {
-        setEvents(e);
-        setOrgs(o);
-        const first = e[0]?.org ?? "";
-        setOrg((cur) => cur || localStorage.getItem("backops.org") || first);
-      })
-      .catch((err) => setError(err instanceof ApiError ? err.message : "Loading your events failed."));
+    const load = () =>
+      Promise.all([api.events(t), api.orgs(t)])
+        .then(([e, o]) => {
+          setEvents(e);
+          setOrgs(o);
+          setError("");
+          const ids = new Set(e.map((x) => x.org));
+          setOrg((cur) => (ids.has(cur) ? cur : [localStorage.getItem("backops.org") ?? "", e[0]?.org ?? ""].find((x) => ids.has(x)) ?? ""));
+        })
+        .catch((err) => setError(err instanceof ApiError ? err.message : "Loading your events failed."));
+    load();
+    // Invitations and seats given elsewhere show up without a reload.
+    const timer = setInterval(load, 15_000);
+    return () => clearInterval(timer);
   }, []);
-  if (error) return <p class="error page">{error}</p>;
+  if (error && !events) return <p class="error page">{error}</p>;
   if (!events) return <p class="muted page">Loading your events…</p>;
   const name = (id: string) => orgs.find((o) => o.id === id)?.name ?? "Another organization";
   const orgIds = [...new Set(events.map((e) => e.org))];
-  const shown = events.filter((e) => e.org === org || !orgIds.includes(org));
+  const shown = events.filter((e) => e.org === org);
   return (
     <main class="page picker">
       <h2>Your events</h2>
       {events.length === 0 ? (
-        <p class="muted">No events yet. An event you are invited to, or hold a seat in, shows here.</p>
+        <p class="muted" data-testid="no-events">
+          No events yet. An event you are invited to, or hold a seat in, shows here within seconds. (Creating
+          events, buying Event Pro slots and inviting people is the API's: the README's five-minute tour walks through it.)
+        </p>
       ) : (
         <>
           <label class="inline">

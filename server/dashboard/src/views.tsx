@@ -503,11 +503,11 @@ function Overview({ p }: { p: Page }) {
         <Stats items={TASK_COLUMNS.map(([s, l]) => [l, c[s] ?? 0])} />
       </div>
       <div class="panel">
-        <h3>Field, last 30 min</h3>
+        <h3>Field</h3>
         <Stats
           items={[
-            ["Admitted", admitted],
-            ["Duplicates", dups],
+            ["Admitted, last 30 min", admitted],
+            ["Duplicate entries", dups],
             ["Crew on the clock", crew],
             ["Gear overdue", gear.filter((g) => g.overdue).length],
           ]}

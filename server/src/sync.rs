@@ -574,7 +574,8 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                     refused(&out, &event, "too_many_subscriptions", "this connection follows as many events as it may")
                         .await;
                 } else if subscribe(&hub, &out, &account, &event, cursor).await {
-                    hub.devices.seen(&event, &account, &device, Seen::Joined, cursor);
+                    let at = hub.cursors(std::slice::from_ref(&event), session).await.get(&event).copied();
+                    hub.devices.seen(&event, &account, &device, Seen::Joined, at);
                     events.push(event);
                 }
             }

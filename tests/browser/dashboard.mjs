@@ -7,13 +7,12 @@
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+import { launch } from "./chromium.mjs";
+
 const setup = JSON.parse(process.env.BACKOPS_E2E ?? "{}");
-const require = createRequire(join(setup.dashboard_dir, "package.json"));
-const { chromium } = require("playwright-core");
 
 const { base, event, audio, client, pm, vic, cara, artifacts } = setup;
 const WAIT_MS = 10_000;
@@ -57,24 +56,12 @@ async function step(name, f) {
 // ---- the browser ----
 
 const profile = mkdtempSync(join(tmpdir(), "backops-chromium-"));
-const browser = await chromium.launch({
-  executablePath: setup.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    // Playwright gives each launch a fresh profile of its own; this keeps Chromium's
-    // other state (crash reports, caches) in a fresh directory too.
-    `--disk-cache-dir=${join(profile, "cache")}`,
-    `--crash-dumps-dir=${join(profile, "crashes")}`,
-  ],
-});
+// Playwright gives each launch a fresh profile of its own; Chromium's other state (caches,
+// crash reports) goes to a fresh directory too.
+const browser = await launch(setup.dashboard_dir, setup.chromium, [
+  `--disk-cache-dir=${join(profile, "cache")}`,
+  `--crash-dumps-dir=${join(profile, "crashes")}`,
+]);
 
 /** A person's own browser window: its WebSocket frames in both directions are kept. */
 async function open(who, viewport) {
@@ -249,7 +236,23 @@ await step("a free member sees exactly their collaborator's five tabs, and no fr
   assert.deepEqual(foreign, [], "records of another collaborator reached the free member's page");
   assert.ok(records.some((r) => r.kind === "activity" && r.data.collaborators.includes(audio)), "a shared activity is theirs too");
   for (const title of setup.audio_tasks) assert.equal(await card(vendor, title).count(), 0);
-  await p.getByTestId("tab-dashboard").click();
+  // A photo from the phone: hashed, sent in chunks, made a file; its thumbnail shows.
+  await p.getByTestId("tab-files").click();
+  await p.getByTestId("upload-input").setInputFiles(setup.photo);
+  await p.locator("[data-testid=upload][data-phase=done]").waitFor({ timeout: WAIT_MS });
+  const shot = p.locator('[data-testid=file][data-name="guest-entrance.jpg"]');
+  await shot.getByTestId("thumbnail").waitFor({ timeout: WAIT_MS });
+  const files = (await http(pm, "GET", `/v1/events/${event}/files`)).body;
+  const up = files.find((f) => f.name === "guest-entrance.jpg");
+  assert.equal(up?.collaborator, client, "in the vendor's own folder");
+  assert.equal(up?.size, setup.photo_size);
+  assert.equal(up?.content_hash, setup.photo_sha256, "hashed in the page as the server hashed it");
+  // A phone's width: nothing wider than the screen (the tab strip scrolls inside itself).
+  for (const tab of ["tasks", "schedule", "files", "advances", "dashboard"]) {
+    await p.getByTestId(`tab-${tab}`).click();
+    const [scroll, width] = await p.evaluate(() => [document.documentElement.scrollWidth, innerWidth]);
+    assert.ok(scroll <= width, `the ${tab} tab is ${scroll} px wide on a ${width} px screen`);
+  }
   await p.screenshot({ path: join(artifacts, "free-member.png"), fullPage: true });
   await p.getByTestId("tab-tasks").click();
 });

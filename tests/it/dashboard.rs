@@ -122,17 +122,8 @@ async fn staffed(srv: &TestServer, s: &Stage) -> Value {
 
     // The front gate: two gates; five admissions at A, three at B, one of which is W-1
     // again (already inside through A): a duplicate entry.
-    for (code, name) in [("GA", "General admission")] {
-        api.post(&format!("/v1/events/{ev}/zones"), json!({ "code": code, "name": name })).await.ok();
-    }
-    let mut gates = Vec::new();
-    for name in ["Gate A", "Gate B"] {
-        let g = api
-            .post(&format!("/v1/events/{ev}/gates"), json!({ "name": name, "zone": "GA", "lanes": ["1", "2"] }))
-            .await
-            .ok();
-        gates.push(g["id"].as_str().unwrap().to_string());
-    }
+    api.post(&format!("/v1/events/{ev}/zones"), json!({ "code": "GA", "name": "General admission" })).await.ok();
+    let gates = tests::gates(api, ev, "GA", &["Gate A", "Gate B"], 2).await;
     let mut csv = String::from("uid,kind,holder_name,zones\n");
     for i in 1..=10 {
         csv.push_str(&format!("W-{i},ga,Guest {i},GA\n"));
@@ -221,6 +212,16 @@ async fn the_dashboard_in_a_real_browser() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
     let mut setup = staffed(&srv, &s).await;
+
+    // The vendor's photo, larger than a chunk so that it goes up in several.
+    let photos = tempfile::tempdir().unwrap();
+    let photo = photos.path().join("guest-entrance.jpg");
+    let bytes = tests::files::jpeg(1600, 1200, 90);
+    assert!(bytes.len() > 1024 * 1024, "{}", bytes.len());
+    std::fs::write(&photo, &bytes).unwrap();
+    setup["photo"] = json!(photo);
+    setup["photo_size"] = json!(bytes.len());
+    setup["photo_sha256"] = json!(tests::files::sha256(&bytes));
 
     let artifacts = std::env::var("BACKOPS_ARTIFACTS")
         .map(std::path::PathBuf::from)

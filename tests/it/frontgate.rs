@@ -23,14 +23,7 @@ async fn front_gate(s: &Stage, credentials: usize) -> (String, String) {
     for (code, name) in [("GA", "General admission"), ("VIP", "VIP deck")] {
         api.post(&format!("/v1/events/{ev}/zones"), json!({ "code": code, "name": name })).await.ok();
     }
-    let mut gates = Vec::new();
-    for name in ["Gate A", "Gate B"] {
-        let g = api
-            .post(&format!("/v1/events/{ev}/gates"), json!({ "name": name, "zone": "GA", "lanes": ["1", "2"] }))
-            .await
-            .ok();
-        gates.push(g["id"].as_str().unwrap().to_string());
-    }
+    let mut gates = tests::gates(api, ev, "GA", &["Gate A", "Gate B"], 2).await;
     let mut csv = String::from("uid,kind,holder_name,zones,holder_email,notes\n");
     for i in 1..=credentials {
         csv.push_str(&format!("W-{i},ga,Guest {i},GA,guest{i}@example.com,private note {i}\n"));

@@ -401,6 +401,21 @@ pub async fn stage(srv: &TestServer) -> Stage {
     Stage { pm, vic, cara, event, prod, audio, client }
 }
 
+/// Creates gates named `names` in `zone`, each with `lanes` lanes (`"1"`, `"2"`, …); returns
+/// their ids.
+pub async fn gates(api: &Api, event: &str, zone: &str, names: &[&str], lanes: usize) -> Vec<String> {
+    let lanes: Vec<String> = (1..=lanes).map(|l| l.to_string()).collect();
+    let mut ids = Vec::new();
+    for name in names {
+        let g = api
+            .post(&format!("/v1/events/{event}/gates"), json!({ "name": name, "zone": zone, "lanes": lanes }))
+            .await
+            .ok();
+        ids.push(g["id"].as_str().expect("gate id").to_string());
+    }
+    ids
+}
+
 /// Creates a task through the HTTP API; returns its id.
 pub async fn task(s: &Stage, who: &User, collab: &str, title: &str) -> String {
     let t = who

@@ -2,6 +2,7 @@
 // A seat holder sees the whole event and its field data; a free member exactly their
 // collaborator's five tabs; a read-only member the same with editing off.
 
+import { signal } from "@preact/signals";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { type Ctx, tick, toast } from "./state";
@@ -23,6 +24,7 @@ import {
   today,
 } from "./derive";
 import { type SyncClient, type WireRecord, uuid } from "./sync";
+import { type Progress, uploadFile } from "./upload";
 
 interface Page {
   ctx: Ctx;
@@ -391,13 +393,70 @@ function fresh(l: Links | undefined): Links | null {
 
 function Files({ p }: { p: Page }) {
   const files = p.view("file_meta").sort((a, b) => str(b.data, "created_at").localeCompare(str(a.data, "created_at")));
-  if (!files.length) return <p class="muted">No files yet. Photos taken on crew phones appear here as they upload.</p>;
   return (
-    <section aria-label="Files" class="files">
-      {files.map((f) => (
-        <FileCard key={f.id} p={p} f={f} />
-      ))}
+    <section aria-label="Files">
+      {p.canEdit && <Uploader p={p} />}
+      {!files.length && <p class="muted">No files yet. Photos taken on crew phones appear here as they upload.</p>}
+      <div class="files">
+        {files.map((f) => (
+          <FileCard key={f.id} p={p} f={f} />
+        ))}
+      </div>
     </section>
+  );
+}
+
+/** Uploads under way or finished in this page, by a key of their own. */
+const uploads = signal<{ key: number; name: string; progress: Progress }[]>([]);
+let uploadKey = 0;
+
+function Uploader({ p }: { p: Page }) {
+  const collabs = p.access.seat ? p.view("collaborator").sort((a, b) => str(a.data, "name").localeCompare(str(b.data, "name"))) : [];
+  const [folder, setFolder] = useState("");
+  const target = p.access.seat ? folder || collabs[0]?.id || null : p.access.collaborator;
+  const start = (list: FileList | null) => {
+    for (const file of Array.from(list ?? [])) {
+      const key = ++uploadKey;
+      const set = (progress: Progress) =>
+        (uploads.value = uploads.value.map((u) => (u.key === key ? { ...u, progress } : u)));
+      uploads.value = [...uploads.value, { key, name: file.name, progress: { phase: "hashing" as const, done: 0, size: file.size } }].slice(-20);
+      uploadFile(p.ctx.session.token, p.event, target, file, set).catch((e) => {
+        const error = e instanceof ApiError ? e.message : "The upload failed.";
+        set({ phase: "failed", done: 0, size: file.size, error });
+        toast(`Uploading ${file.name} failed: ${error}`);
+      });
+    }
+  };
+  return (
+    <div class="uploader">
+      <label class="button">
+        Upload files
+        <input type="file" multiple data-testid="upload-input" onChange={(e) => start(e.currentTarget.files)} />
+      </label>
+      {p.access.seat && (
+        <select aria-label="Folder" data-testid="upload-folder" value={target ?? ""} onChange={(e) => setFolder(e.currentTarget.value)}>
+          {collabs.map((c) => (
+            <option key={c.id} value={c.id}>
+              {str(c.data, "name")}
+            </option>
+          ))}
+        </select>
+      )}
+      <ul class="list">
+        {uploads.value.map((u) => (
+          <li key={u.key} data-testid="upload" data-phase={u.progress.phase}>
+            <span class="what">{u.name}</span>
+            <span class="muted">
+              {u.progress.phase === "failed"
+                ? u.progress.error
+                : u.progress.phase === "done"
+                  ? "uploaded"
+                  : `${u.progress.phase} ${u.progress.size ? Math.floor((100 * u.progress.done) / u.progress.size) : 100}%`}
+            </span>
+          </li>
+        ))}
+      </ul>
+    </div>
   );
 }
 

@@ -117,9 +117,11 @@ mod tests {
         assert_eq!((d.list("e")[0].sessions, d.list("e")[0].cursor), (0, 9));
         assert!(d.list("other").is_empty());
 
-        for i in 0..DEVICES_PER_EVENT_MAX {
+        // The phone (idle) and connected gates fill the event's room.
+        for i in 1..DEVICES_PER_EVENT_MAX {
             d.seen("e", "b", &format!("gate-{i}"), Seen::Joined, None);
         }
+        assert_eq!(d.list("e").len(), DEVICES_PER_EVENT_MAX);
         // Full of connected devices and one idle one: the idle one makes room.
         d.seen("e", "c", "tablet", Seen::Joined, None);
         let l = d.list("e");

@@ -194,7 +194,7 @@ await step("the board creates, edits and moves tasks through the sync socket", a
 
 const vendor = await open(cara, { width: 390, height: 844 });
 
-await step("a free member sees exactly their collaborator's five tabs, and no frame carries another collaborator's record", async () => {
+await step("a free member sees exactly their collaborator's five tabs, uploads and answers in them, and no frame carries another collaborator's record", async () => {
   await signIn(vendor);
   const p = vendor.page;
   assert.equal(await p.getByTestId("event").getAttribute("data-mode"), "member");
@@ -247,6 +247,25 @@ await step("a free member sees exactly their collaborator's five tabs, and no fr
   assert.equal(up?.collaborator, client, "in the vendor's own folder");
   assert.equal(up?.size, setup.photo_size);
   assert.equal(up?.content_hash, setup.photo_sha256, "hashed in the page as the server hashed it");
+  // The vendor answers an advance; it goes to the office for review, and is approved there.
+  await p.getByTestId("tab-advances").click();
+  await p.locator('[data-testid=advance][data-title="Hospitality"]').getByTestId("advance-open").click();
+  await p.getByTestId("add-answer").click();
+  await p.getByLabel("Question").last().fill("Dietary needs");
+  await p.getByLabel("Answer").last().fill("12 vegetarian");
+  await p.getByTestId("save-answers").click();
+  const answered = await until("the answers on the server", async () => {
+    const a = (await http(pm, "GET", `/v1/events/${event}/advances`)).body.find((x) => x.title === "Hospitality");
+    return a?.status === "needs_review" && a;
+  });
+  assert.deepEqual(answered.answers, { "Dietary needs": "12 vegetarian" });
+  await office.page.getByTestId("tab-overview").click();
+  await office.page.locator('[data-testid=advance][data-title="Hospitality"]').getByTestId("approve").click();
+  await until("the approval on the server", async () => {
+    const a = (await http(pm, "GET", `/v1/events/${event}/advances`)).body.find((x) => x.title === "Hospitality");
+    return a?.status === "done";
+  });
+  await office.page.getByTestId("tab-tasks").click();
   // A phone's width: nothing wider than the screen (the tab strip scrolls inside itself).
   for (const tab of ["tasks", "schedule", "files", "advances", "dashboard"]) {
     await p.getByTestId(`tab-${tab}`).click();

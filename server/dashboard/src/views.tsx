@@ -519,9 +519,12 @@ function Advances({ p }: { p: Page }) {
 
 function AdvanceRow({ p, a }: { p: Page; a: WireRecord }) {
   const status = str(a.data, "status");
+  const [open, setOpen] = useState(false);
   return (
-    <li data-testid="advance">
-      <span class="what">{str(a.data, "title")}</span>
+    <li data-testid="advance" data-title={str(a.data, "title")} class="advance">
+      <button class="link what" data-testid="advance-open" aria-expanded={open} onClick={() => setOpen(!open)}>
+        {str(a.data, "title")}
+      </button>
       {p.access.seat && <span class="chip">{p.collabName(str(a.data, "collaborator"))}</span>}
       <span class={`badge ${status}`}>{ADVANCE_STATUS[status] ?? status}</span>
       {p.access.seat && status === "needs_review" && (
@@ -533,7 +536,57 @@ function AdvanceRow({ p, a }: { p: Page; a: WireRecord }) {
           Approve
         </button>
       )}
+      {open && <Answers p={p} a={a} done={() => setOpen(false)} />}
     </li>
+  );
+}
+
+/** An advance's answers as question → answer lines; members answer, the team reviews. */
+function Answers({ p, a, done }: { p: Page; a: WireRecord; done: () => void }) {
+  const given = (a.data.answers ?? {}) as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
+  const [rows, setRows] = useState<[string, string][]>(() => Object.entries(given).map(([k, v]) => [k, text(v)]));
+  const set = (i: number, at: 0 | 1, v: string) => setRows(rows.map((r, j) => (j === i ? (at ? [r[0], v] : [v, r[1]]) : r)));
+  const save = (e: Event) => {
+    e.preventDefault();
+    const answers: Record<string, unknown> = {};
+    for (const [k, v] of rows) {
+      const key = k.trim();
+      if (!key) continue;
+      // A value that was not text (a number, a list) stays what it was if it still parses.
+      let value: unknown = v;
+      if (key in given && typeof given[key] !== "string") {
+        try {
+          value = JSON.parse(v);
+        } catch {
+          value = v;
+        }
+      }
+      answers[key] = value;
+    }
+    p.ctx.client.push(p.event, { kind: "advance", op: "update", record: a.id, fields: { answers } });
+    done();
+  };
+  return (
+    <form class="answers" onSubmit={save} aria-label="Answers">
+      {rows.length === 0 && <p class="muted">No answers yet.</p>}
+      {rows.map(([k, v], i) => (
+        <div class="answer" key={i}>
+          <input aria-label="Question" value={k} maxLength={200} disabled={!p.canEdit} onInput={(e) => set(i, 0, e.currentTarget.value)} />
+          <input aria-label="Answer" data-testid="answer" value={v} disabled={!p.canEdit} onInput={(e) => set(i, 1, e.currentTarget.value)} />
+        </div>
+      ))}
+      {p.canEdit && (
+        <div class="row">
+          <button type="button" class="link" data-testid="add-answer" onClick={() => setRows([...rows, ["", ""]])}>
+            Add a line
+          </button>
+          <button type="submit" class="small" data-testid="save-answers">
+            Send answers
+          </button>
+        </div>
+      )}
+    </form>
   );
 }
 

@@ -9,7 +9,8 @@ use crate::{
     accounts::{validate_email, validate_name},
     changes::Write,
     model::{
-        CollabMember, Collaborator, Event, EventView, Invitation, LicenseStatus, MyAccess, Person, Seat, Seats, new_id,
+        CollabMember, Collaborator, DeviceSeen, Event, EventView, Invitation, LicenseStatus, MyAccess, Person, Seat,
+        Seats, new_id,
     },
     store::on_duplicate,
     time,
@@ -261,10 +262,45 @@ impl Engine {
         rows.all(2)
     }
 
-    /// Whether `actor` may see the event as a whole (its devices, its setup): seat holders.
-    pub async fn check_whole_event(&self, actor: &str, event: &str) -> Result<()> {
-        let (_, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Read, Target::Setup), "event")
+    /// Records that `account`'s `device` synced `event` up to `cursor` at `at` (RFC 3339),
+    /// and whether it is still connected (`live`). Written by the sync servers, not by
+    /// people: it is no event record and has no change-log entry.
+    pub async fn device_synced(
+        &self,
+        event: &str,
+        account: &str,
+        device: &str,
+        cursor: i64,
+        at: &str,
+        live: bool,
+    ) -> Result<()> {
+        self.store
+            .run(
+                "UPSERT type::record('device_seen', $k) SET event = $e, account = $a, device = $d,
+                     cursor = IF cursor > $c THEN cursor ELSE $c END,
+                     first_seen = IF first_seen THEN first_seen ELSE $now END,
+                     live = $live,
+                     last_seen = IF last_seen > $now THEN last_seen ELSE $now END;",
+                json!({ "k": format!("{event}|{account}|{device}"), "e": event, "a": account, "d": device,
+                        "c": cursor, "now": at, "live": live }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The devices that synced an event, the most recent first (at most `limit`): for seat
+    /// holders, who see the event as a whole.
+    pub async fn devices_seen(&self, actor: &str, event: &str, limit: usize) -> Result<Vec<DeviceSeen>> {
+        let (ev, s) = self.standing(actor, event).await?;
+        gate(decide(&s, Action::Read, Target::Setup), "event")?;
+        self.store
+            .run(
+                "SELECT account, device, cursor, first_seen, last_seen, live FROM device_seen
+                     WHERE event = $e ORDER BY last_seen DESC LIMIT $n;",
+                json!({ "e": ev.id, "n": limit }),
+            )
+            .await?
+            .all(0)
     }
 
     /// Every event `actor` can reach, optionally only those of one organization.

@@ -193,6 +193,20 @@ pub struct Collaborator {
     pub created_at: String,
 }
 
+/// When a device last synced an event, as the sync servers recorded it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceSeen {
+    pub account: String,
+    pub device: String,
+    /// The change log position it had been sent up to.
+    pub cursor: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+    /// The server that wrote it last had it connected.
+    #[serde(default)]
+    pub live: bool,
+}
+
 /// Someone taking part in an event, by name: what a dashboard shows beside an account id.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Person {

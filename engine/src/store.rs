@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "assets", sql: include_str!("../../schemas/surreal/0006_assets.surql") },
     Migration { version: 7, name: "files", sql: include_str!("../../schemas/surreal/0007_files.surql") },
     Migration { version: 8, name: "file_upkeep", sql: include_str!("../../schemas/surreal/0008_file_upkeep.surql") },
+    Migration { version: 9, name: "device_seen", sql: include_str!("../../schemas/surreal/0009_device_seen.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

@@ -79,11 +79,14 @@ fn asset(i: usize, headers: &HeaderMap) -> Response {
     resp
 }
 
-/// The devices following the event through this server, with their last sync: for seat
-/// holders (the event's whole picture).
+/// Devices listed at most, the most recent first.
+const DEVICES_LISTED_MAX: usize = 1_000;
+
+/// The devices that synced the event (through any server), with their last sync and
+/// whether they are connected now: for seat holders (the event's whole picture).
 async fn devices(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
-    st.engine.check_whole_event(&me, &ev).await?;
-    Ok(Json(st.hub.devices.list(&ev)).into_response())
+    let stored = st.engine.devices_seen(&me, &ev, DEVICES_LISTED_MAX).await?;
+    Ok(Json(st.hub.devices.merge(&ev, stored)).into_response())
 }
 
 async fn people(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {

@@ -1,10 +1,12 @@
 //! Which devices follow an event and when each last synced, for the dashboard's devices
-//! panel. Kept by this server process from its sync sessions: a device is "connected" while
-//! one of its sessions here follows the event, and its last sync is the last frame it sent
-//! or the last cursor it was sent up to.
+//! panel. This server keeps its own sessions in memory: a device is connected here while one
+//! of its sessions follows the event, and its last sync is the last frame it sent or the
+//! last cursor it was sent up to. What every server saw is written to the database
+//! (`Engine::device_synced`): on subscribe and on leave, and at most every
+//! [`PERSIST_EVERY_MS`] in between, so the panel survives restarts and spans servers.
 //!
-//! Bounded: at most [`DEVICES_PER_EVENT_MAX`] devices per event; past it the device heard
-//! from longest ago that is not connected is forgotten.
+//! Bounded: at most [`DEVICES_PER_EVENT_MAX`] devices per event in memory; past it the device
+//! heard from longest ago that is not connected is forgotten (it stays in the database).
 
 use std::{
     collections::HashMap,
@@ -16,6 +18,11 @@ use serde::Serialize;
 
 /// Devices remembered per event.
 pub const DEVICES_PER_EVENT_MAX: usize = 5_000;
+/// A connected device's last sync is written at most this often.
+pub const PERSIST_EVERY_MS: u128 = 30_000;
+/// A device another server wrote within this long counts as connected (it writes every
+/// [`PERSIST_EVERY_MS`] while it pings).
+pub const CONNECTED_WITHIN_MS: i64 = 60_000;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct DeviceSeen {
@@ -30,6 +37,30 @@ pub struct DeviceSeen {
     pub last_seen: String,
     #[serde(skip)]
     last_seen_ms: u128,
+    #[serde(skip)]
+    persisted_ms: u128,
+}
+
+/// What to write to the database about a device (see [`Devices::seen`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Persist {
+    pub cursor: i64,
+    pub at: String,
+    pub live: bool,
+}
+
+/// A device as the dashboard lists it: the database's record with this server's sessions.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DeviceOut {
+    pub account: String,
+    pub device: String,
+    /// Following the event now, through this server or (by a recent write) another.
+    pub connected: bool,
+    /// Its sessions on this server.
+    pub sessions: u32,
+    pub cursor: i64,
+    pub first_seen: String,
+    pub last_seen: String,
 }
 
 /// One event's devices by (account, device).
@@ -57,7 +88,9 @@ pub enum Seen {
 }
 
 impl Devices {
-    pub fn seen(&self, event: &str, account: &str, device: &str, what: Seen, cursor: Option<i64>) {
+    /// Notes what happened; returns the cursor and time to write to the database when it is
+    /// time to.
+    pub fn seen(&self, event: &str, account: &str, device: &str, what: Seen, cursor: Option<i64>) -> Option<Persist> {
         let (stamp, ms) = now();
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         let devices = events.entry(event.to_string()).or_default();
@@ -68,7 +101,7 @@ impl Devices {
                 Some(k) => {
                     devices.remove(&k);
                 }
-                None => return,
+                None => return None,
             }
         }
         let d = devices.entry(key).or_insert_with(|| DeviceSeen {
@@ -79,6 +112,7 @@ impl Devices {
             first_seen: stamp.clone(),
             last_seen: stamp.clone(),
             last_seen_ms: ms,
+            persisted_ms: 0,
         });
         match what {
             Seen::Joined => d.sessions += 1,
@@ -90,6 +124,51 @@ impl Devices {
         }
         d.last_seen = stamp;
         d.last_seen_ms = ms;
+        let due = what != Seen::Heard || ms.saturating_sub(d.persisted_ms) >= PERSIST_EVERY_MS;
+        if due {
+            d.persisted_ms = ms;
+        }
+        due.then(|| Persist { cursor: d.cursor, at: d.last_seen.clone(), live: d.sessions > 0 })
+    }
+
+    /// The database's records of `event`'s devices, with what this server knows now laid over
+    /// them (its own sessions, and devices it has not written yet).
+    pub fn merge(&self, event: &str, stored: Vec<engine::model::DeviceSeen>) -> Vec<DeviceOut> {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let recent = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|t| now_ms - t.timestamp_millis() <= CONNECTED_WITHIN_MS)
+        };
+        let mut live: HashMap<(String, String), DeviceSeen> =
+            self.list(event).into_iter().map(|d| ((d.account.clone(), d.device.clone()), d)).collect();
+        let mut out: Vec<DeviceOut> = stored
+            .into_iter()
+            .map(|row| {
+                let here = live.remove(&(row.account.clone(), row.device.clone()));
+                let (sessions, last_here) = here.as_ref().map_or((0, ""), |d| (d.sessions, d.last_seen.as_str()));
+                // Another server heard from it after this one did: its write decides.
+                let elsewhere = row.live && row.last_seen.as_str() > last_here && recent(&row.last_seen);
+                DeviceOut {
+                    connected: sessions > 0 || elsewhere,
+                    sessions,
+                    cursor: row.cursor.max(here.as_ref().map_or(0, |d| d.cursor)),
+                    last_seen: row.last_seen.as_str().max(last_here).to_string(),
+                    account: row.account,
+                    device: row.device,
+                    first_seen: row.first_seen,
+                }
+            })
+            .collect();
+        out.extend(live.into_values().map(|d| DeviceOut {
+            connected: d.sessions > 0,
+            sessions: d.sessions,
+            cursor: d.cursor,
+            first_seen: d.first_seen,
+            last_seen: d.last_seen,
+            account: d.account,
+            device: d.device,
+        }));
+        out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.device.cmp(&b.device)));
+        out
     }
 
     /// The event's devices, the most recently heard from first.

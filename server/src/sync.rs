@@ -337,6 +337,16 @@ impl Hub {
         feed.wake.notify_one();
     }
 
+    /// Notes a device's sync on `event`, and writes it to the database when it is due (on
+    /// join and leave, and at most every 30 s between: awaited, so a leave is written before
+    /// the session is gone).
+    async fn device_seen(&self, event: &str, account: &str, device: &str, what: Seen, cursor: Option<i64>) {
+        let Some(p) = self.devices.seen(event, account, device, what, cursor) else { return };
+        if let Err(e) = self.engine.device_synced(event, account, device, p.cursor, &p.at, p.live).await {
+            tracing::warn!(error = ?e, event, device, "recording a device's sync failed");
+        }
+    }
+
     async fn unregister(&self, event: &str, session: u64) -> Option<i64> {
         let feed = self.feeds.lock().ok()?.get(event).cloned()?;
         let mut st = feed.state.lock().await;
@@ -537,7 +547,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
             ClientMessage::Ping => {
                 let cursors: HashMap<String, i64> = hub.cursors(&events, session).await;
                 for (e, c) in &cursors {
-                    hub.devices.seen(e, &account, &device, Seen::Heard, Some(*c));
+                    hub.device_seen(e, &account, &device, Seen::Heard, Some(*c)).await;
                 }
                 let cursors = cursors.into_iter().collect();
                 let _ = out.tx.send(Out::Frame(frame(&ServerMessage::Pong { cursors }))).await;
@@ -545,7 +555,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
             ClientMessage::Unsubscribe { event } => {
                 if events.contains(&event) {
                     let cursor = hub.unregister(&event, session).await;
-                    hub.devices.seen(&event, &account, &device, Seen::Left, cursor);
+                    hub.device_seen(&event, &account, &device, Seen::Left, cursor).await;
                     events.retain(|e| e != &event);
                 }
             }
@@ -561,7 +571,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                     .await;
                 } else {
                     if events.contains(&event) {
-                        hub.devices.seen(&event, &account, &device, Seen::Heard, None);
+                        hub.device_seen(&event, &account, &device, Seen::Heard, None).await;
                     }
                     let results = hub.engine.apply_mutations(&account, &event, &device, &mutations).await;
                     let _ = out.tx.send(Out::Frame(frame(&ServerMessage::Ack { event, results }))).await;
@@ -575,7 +585,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
                         .await;
                 } else if subscribe(&hub, &out, &account, &event, cursor).await {
                     let at = hub.cursors(std::slice::from_ref(&event), session).await.get(&event).copied();
-                    hub.devices.seen(&event, &account, &device, Seen::Joined, at);
+                    hub.device_seen(&event, &account, &device, Seen::Joined, at).await;
                     events.push(event);
                 }
             }
@@ -584,7 +594,7 @@ async fn live(socket: WebSocket, hub: Arc<Hub>, account: String, device: String,
     let cursors = hub.cursors(&events, session).await;
     for e in &events {
         hub.unregister(e, session).await;
-        hub.devices.seen(e, &account, &device, Seen::Left, cursors.get(e).copied());
+        hub.device_seen(e, &account, &device, Seen::Left, cursors.get(e).copied()).await;
     }
     // A close decided elsewhere (slow consumer) stands; otherwise say why the session ends.
     if kill.borrow().is_none() {

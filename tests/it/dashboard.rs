@@ -44,41 +44,66 @@ async fn the_page_is_served_from_the_binary_with_a_strict_policy() {
 
 #[tokio::test]
 async fn devices_and_names_are_shown_only_to_whom_the_event_allows() {
-    let srv = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tests::test_config(dir.path());
+    config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
+    let srv = TestServer::start_config(config.clone(), None).await;
     let s = stage(&srv).await;
     let ev = &s.event;
+    let devices = |api: tests::Api| async move { api.get(&format!("/v1/events/{ev}/devices")).await.ok() };
     let mut phone = SyncClient::connect_device(&srv, &s.vic.token, "vic-phone").await;
     phone.subscribe(ev, None).await;
-    let devices = s.pm.api.get(&format!("/v1/events/{ev}/devices")).await.ok();
-    let d = devices.as_array().unwrap();
-    assert_eq!(d.len(), 1, "{devices}");
+    let listed = devices(s.pm.api.clone()).await;
+    let d = listed.as_array().unwrap();
+    assert_eq!(d.len(), 1, "{listed}");
     assert_eq!(
-        (d[0]["device"].as_str(), d[0]["account"].as_str(), d[0]["sessions"].as_i64()),
-        (Some("vic-phone"), Some(s.vic.id.as_str()), Some(1))
+        (d[0]["device"].as_str(), d[0]["account"].as_str(), d[0]["sessions"].as_i64(), d[0]["connected"].as_bool()),
+        (Some("vic-phone"), Some(s.vic.id.as_str()), Some(1), Some(true))
     );
+    let cursor = d[0]["cursor"].as_i64().unwrap();
+    assert!(cursor > 0, "{listed}");
     phone.disconnect().await;
     let deadline = tokio::time::Instant::now() + tests::WAIT_MAX;
-    let gone = loop {
-        let d = s.pm.api.get(&format!("/v1/events/{ev}/devices")).await.ok();
-        if d[0]["sessions"] == 0 {
-            break d;
+    loop {
+        let d = devices(s.pm.api.clone()).await;
+        if d[0]["connected"] == false {
+            assert_eq!((d[0]["device"].as_str(), d[0]["sessions"].as_i64()), (Some("vic-phone"), Some(0)));
+            break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the device never left: {d}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(gone[0]["device"], "vic-phone", "a device that left stays listed with its last sync");
+    }
+    // The database keeps it: a restarted server lists the phone with its last sync.
+    srv.stop().await.unwrap();
+    let srv = TestServer::start_config(config, None).await;
+    let after = devices(srv.anonymous().with_token(&s.pm.token)).await;
+    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
+    assert_eq!((after[0]["device"].as_str(), after[0]["connected"].as_bool()), (Some("vic-phone"), Some(false)));
+    assert_eq!(after[0]["cursor"].as_i64(), Some(cursor));
+    assert_eq!(after[0]["last_seen"].as_str().map(str::len), Some(24), "{after}");
+    let (pm, vic) = (srv_user(&srv, &s.pm), srv_user(&srv, &s.vic));
 
     // Members see neither the devices nor people outside their collaborator; strangers
     // don't learn the event exists.
-    s.vic.api.get(&format!("/v1/events/{ev}/devices")).await.err(403, "not_permitted");
+    vic.api.get(&format!("/v1/events/{ev}/devices")).await.err(403, "not_permitted");
     let stranger = srv.sign_up("Stranger").await;
     stranger.api.get(&format!("/v1/events/{ev}/devices")).await.err(404, "not_found");
     stranger.api.get(&format!("/v1/events/{ev}/people")).await.err(404, "not_found");
     let names = |v: Value| -> Vec<String> {
         v.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
     };
-    assert_eq!(names(s.pm.api.get(&format!("/v1/events/{ev}/people")).await.ok()), ["Cara", "Pm", "Vic"]);
-    assert_eq!(names(s.vic.api.get(&format!("/v1/events/{ev}/people")).await.ok()), ["Vic"]);
+    assert_eq!(names(pm.api.get(&format!("/v1/events/{ev}/people")).await.ok()), ["Cara", "Pm", "Vic"]);
+    assert_eq!(names(vic.api.get(&format!("/v1/events/{ev}/people")).await.ok()), ["Vic"]);
+}
+
+/// The same person, speaking to `srv` (after a restart on a new port).
+fn srv_user(srv: &TestServer, u: &tests::User) -> tests::User {
+    tests::User {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        token: u.token.clone(),
+        api: srv.anonymous().with_token(&u.token),
+    }
 }
 
 /// What the browser scenarios start from, beyond the stage: Vic holds the second seat;

@@ -50,6 +50,8 @@ export interface Person {
 export interface DeviceSeen {
   account: string;
   device: string;
+  /** Following the event now, through any server. */
+  connected: boolean;
   sessions: number;
   cursor: number;
   first_seen: string;

@@ -819,7 +819,7 @@ function Devices({ p, now }: { p: Page; now: Date }) {
   }, [p.event]);
   return (
     <div class="panel wide" data-testid="devices">
-      <h3>Devices {devices && <span class="count">{devices.filter((d) => d.sessions > 0).length} connected</span>}</h3>
+      <h3>Devices {devices && <span class="count">{devices.filter((d) => d.connected).length} connected</span>}</h3>
       {!devices ? (
         <p class="muted">Loading…</p>
       ) : (
@@ -835,10 +835,10 @@ function Devices({ p, now }: { p: Page; now: Date }) {
             {devices.slice(0, 100).map((d) => (
               <tr key={`${d.account}/${d.device}`}>
                 <td>
-                  <span class={d.sessions > 0 ? "dot on" : "dot"} aria-label={d.sessions > 0 ? "connected" : "not connected"} /> {d.device}
+                  <span class={d.connected ? "dot on" : "dot"} aria-label={d.connected ? "connected" : "not connected"} /> {d.device}
                 </td>
                 <td>{p.names.get(d.account) ?? "—"}</td>
-                <td>{d.sessions > 0 ? "connected now" : `${ago(d.last_seen, now)} ago`}</td>
+                <td>{d.connected ? "connected now" : `${ago(d.last_seen, now)} ago`}</td>
               </tr>
             ))}
           </tbody>

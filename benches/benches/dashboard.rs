@@ -2,7 +2,8 @@
 //! on SurrealKV, an event holding CREDENTIALS credentials, SCANS scans (admissions and exits
 //! in turn at 8 gates, as a day's arrival leaves them), TASKS tasks over 20 collaborators,
 //! and a seat holder's page in Debian's Chromium (headless, playwright-core) opened LOADS
-//! times, each in a fresh browser context:
+//! times, each in a fresh browser context (the first counts the snapshot's frames; the
+//! others, which capture nothing, are timed):
 //!
 //! 1. From navigation to the board shown live (the snapshot whole, the feed live, the tasks
 //!    drawn), the snapshot's size on the wire, and the page's JavaScript heap once loaded.
@@ -11,13 +12,15 @@
 //!    card on the open page.
 //!
 //! Run: `cargo bench -p benches --bench dashboard -- [CREDENTIALS] [SCANS] [TASKS] [LOADS] [SAMPLES]`
-//! (defaults 20000 60000 500 5 20). Needs `npm ci` in server/dashboard and Chromium
+//! (defaults 20000 60000 500 6 20); `FRAME_KIB=n` sets the server's outgoing frame target. Needs `npm ci` in server/dashboard and Chromium
 //! (`BACKOPS_CHROMIUM`, default /usr/bin/chromium). All traffic stays on 127.0.0.1.
 
 use std::{path::Path, time::Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::{SyncClient, TestServer, bench};
+use tokio_tungstenite::tungstenite::Message;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -31,7 +34,15 @@ fn at(ms_ago: i64) -> String {
 
 #[tokio::main]
 async fn main() {
-    if bench::serve_if_child(|_| {}).await {
+    // FRAME_KIB: the server's target size of an outgoing frame (default 16), to compare.
+    let frame_kib: Option<usize> = std::env::var("FRAME_KIB").ok().and_then(|v| v.parse().ok());
+    if bench::serve_if_child(|c| {
+        if let Some(k) = frame_kib {
+            c.sync.frame_out_bytes_target = k * 1024;
+        }
+    })
+    .await
+    {
         return;
     }
     let args: Vec<usize> =
@@ -39,7 +50,7 @@ async fn main() {
     let credentials = args.first().copied().unwrap_or(20_000).max(1);
     let scans = args.get(1).copied().unwrap_or(60_000);
     let tasks = args.get(2).copied().unwrap_or(500);
-    let loads = args.get(3).copied().unwrap_or(5).max(1);
+    let loads = args.get(3).copied().unwrap_or(6).max(2);
     let samples = args.get(4).copied().unwrap_or(20).max(1);
     println!(
         "dashboard: {credentials} credentials, {scans} scans, {tasks} tasks; {loads} loads, {samples} live samples"
@@ -124,6 +135,15 @@ async fn main() {
         bench::status_kib(&pid, "VmRSS:") / 1024
     );
 
+    // The same snapshot to a bare WebSocket client that only counts frames: the server's
+    // and the wire's share of a page's load, without the browser.
+    let mut bare = Vec::new();
+    for _ in 0..3 {
+        bare.push(bare_snapshot(&srv, &office.token, &event).await);
+    }
+    bare.sort_by(f64::total_cmp);
+    let bare_runs = bare.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ");
+
     let setup = json!({
         "base": base,
         "event": event,
@@ -169,12 +189,13 @@ async fn main() {
         result["snapshot_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
         result["snapshot_frames"]
     );
-    println!("navigation → board live: median {:.0} ms ({})", med("load_ms"), runs("load_ms"));
     println!(
-        "navigation → last snapshot frame received: median {:.0} ms ({})",
-        med("snapshot_ms"),
-        runs("snapshot_ms")
+        "navigation → board live (loads 2…, nothing captured): median {:.0} ms ({})",
+        med("load_ms"),
+        runs("load_ms")
     );
+    println!("navigation → last snapshot frame received (first load, frames captured): {} ms", runs("snapshot_ms"));
+    println!("the same snapshot to a bare WebSocket client: median {:.0} ms ({bare_runs})", bare[1]);
     println!("Field tab drawn: median {:.0} ms ({})", med("field_ms"), runs("field_ms"));
     println!("JS heap after load: median {:.0} MiB ({})", med("heap_mib"), runs("heap_mib"));
     let mut live: Vec<f64> = result["live_ms"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
@@ -187,4 +208,26 @@ async fn main() {
         bench::status_kib(&pid, "VmHWM:") / 1024
     );
     let _ = child.kill();
+}
+
+/// Milliseconds from connecting to the last snapshot frame, for a client that parses nothing.
+async fn bare_snapshot(srv: &TestServer, token: &str, event: &str) -> f64 {
+    let url = format!("{}/v1/sync", srv.base.replacen("http", "ws", 1));
+    let t0 = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    let hello = json!({ "type": "hello", "protocol": 1, "token": token, "device": "bench-bare" });
+    ws.send(Message::Text(hello.to_string().into())).await.expect("hello");
+    ws.send(Message::Text(json!({ "type": "subscribe", "event": event }).to_string().into())).await.expect("subscribe");
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.starts_with(r#"{"type":"snapshot""#) && t.ends_with(r#""last":true}"#) => {
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("closed during the snapshot: {other:?}"),
+        }
+    }
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let _ = ws.close(None).await;
+    ms
 }

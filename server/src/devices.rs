@@ -24,8 +24,9 @@ pub const PERSIST_EVERY_MS: u128 = 30_000;
 /// [`PERSIST_EVERY_MS`] while it pings).
 pub const CONNECTED_WITHIN_MS: i64 = 60_000;
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct DeviceSeen {
+/// A device as this server holds it (the database's record is `engine::model::DeviceSeen`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Here {
     pub account: String,
     pub device: String,
     /// Sessions of this device following the event on this server now.
@@ -35,9 +36,7 @@ pub struct DeviceSeen {
     /// RFC 3339, UTC.
     pub first_seen: String,
     pub last_seen: String,
-    #[serde(skip)]
     last_seen_ms: u128,
-    #[serde(skip)]
     persisted_ms: u128,
 }
 
@@ -64,7 +63,7 @@ pub struct DeviceOut {
 }
 
 /// One event's devices by (account, device).
-type EventDevices = HashMap<(String, String), DeviceSeen>;
+type EventDevices = HashMap<(String, String), Here>;
 
 #[derive(Debug, Default)]
 pub struct Devices {
@@ -104,7 +103,7 @@ impl Devices {
                 None => return None,
             }
         }
-        let d = devices.entry(key).or_insert_with(|| DeviceSeen {
+        let d = devices.entry(key).or_insert_with(|| Here {
             account: account.to_string(),
             device: device.to_string(),
             sessions: 0,
@@ -138,7 +137,7 @@ impl Devices {
         let recent = |t: &str| {
             chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|t| now_ms - t.timestamp_millis() <= CONNECTED_WITHIN_MS)
         };
-        let mut live: HashMap<(String, String), DeviceSeen> =
+        let mut live: HashMap<(String, String), Here> =
             self.list(event).into_iter().map(|d| ((d.account.clone(), d.device.clone()), d)).collect();
         let mut out: Vec<DeviceOut> = stored
             .into_iter()
@@ -172,9 +171,9 @@ impl Devices {
     }
 
     /// The event's devices, the most recently heard from first.
-    pub fn list(&self, event: &str) -> Vec<DeviceSeen> {
+    pub fn list(&self, event: &str) -> Vec<Here> {
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<DeviceSeen> = events.get(event).map(|d| d.values().cloned().collect()).unwrap_or_default();
+        let mut out: Vec<Here> = events.get(event).map(|d| d.values().cloned().collect()).unwrap_or_default();
         out.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then_with(|| a.device.cmp(&b.device)));
         out
     }

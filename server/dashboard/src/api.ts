@@ -94,7 +94,6 @@ export const api = {
   signIn: (email: string, password: string) => call<Session>("POST", "/sessions", null, { email, password }),
   signUp: (email: string, name: string, password: string) =>
     call<Session>("POST", "/accounts", null, { email, name, password }),
-  me: (token: string) => call<Account>("GET", "/me", token),
   orgs: (token: string) => call<Org[]>("GET", "/orgs", token),
   events: (token: string) => call<EventView[]>("GET", "/events", token),
   event: (token: string, event: string) => call<EventView>("GET", `/events/${encodeURIComponent(event)}`, token),

@@ -3,6 +3,7 @@
 // collaborator's five tabs; a read-only member the same with editing off.
 
 import { signal } from "@preact/signals";
+import type { JSX } from "preact";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { type Ctx, tick, toast } from "./state";
@@ -208,11 +209,30 @@ function Board({ p }: { p: Page }) {
   );
 }
 
+/**
+ * The collaborator a new task or file goes to: a seat holder chooses it (the select this
+ * returns), a member's is their own (no select).
+ */
+function useFolder(p: Page, testid: string, label: string): [string, JSX.Element | null] {
+  const [chosen, setChosen] = useState("");
+  if (!p.access.seat) return [p.access.collaborator ?? "", null];
+  const collabs = p.view("collaborator").sort((a, b) => str(a.data, "name").localeCompare(str(b.data, "name")));
+  const target = chosen || collabs[0]?.id || "";
+  const select = (
+    <select data-testid={testid} aria-label={label} value={target} onChange={(e) => setChosen(e.currentTarget.value)}>
+      {collabs.map((c) => (
+        <option key={c.id} value={c.id}>
+          {str(c.data, "name")}
+        </option>
+      ))}
+    </select>
+  );
+  return [target, select];
+}
+
 function NewTask({ p }: { p: Page }) {
   const [title, setTitle] = useState("");
-  const collabs = p.access.seat ? p.view("collaborator").sort((a, b) => str(a.data, "name").localeCompare(str(b.data, "name"))) : [];
-  const [collab, setCollab] = useState("");
-  const target = p.access.seat ? collab || collabs[0]?.id || "" : p.access.collaborator ?? "";
+  const [target, folder] = useFolder(p, "new-task-collaborator", "Collaborator");
   const submit = (e: Event) => {
     e.preventDefault();
     const t = title.trim();
@@ -230,15 +250,7 @@ function NewTask({ p }: { p: Page }) {
         onInput={(e) => setTitle(e.currentTarget.value)}
         aria-label="New task title"
       />
-      {p.access.seat && (
-        <select data-testid="new-task-collaborator" value={target} onChange={(e) => setCollab(e.currentTarget.value)} aria-label="Collaborator">
-          {collabs.map((c) => (
-            <option key={c.id} value={c.id}>
-              {str(c.data, "name")}
-            </option>
-          ))}
-        </select>
-      )}
+      {folder}
       <button type="submit" data-testid="new-task-add" disabled={!title.trim() || !target}>
         Add
       </button>
@@ -411,16 +423,14 @@ const uploads = signal<{ key: number; name: string; progress: Progress }[]>([]);
 let uploadKey = 0;
 
 function Uploader({ p }: { p: Page }) {
-  const collabs = p.access.seat ? p.view("collaborator").sort((a, b) => str(a.data, "name").localeCompare(str(b.data, "name"))) : [];
-  const [folder, setFolder] = useState("");
-  const target = p.access.seat ? folder || collabs[0]?.id || null : p.access.collaborator;
+  const [target, folder] = useFolder(p, "upload-folder", "Folder");
   const start = (list: FileList | null) => {
     for (const file of Array.from(list ?? [])) {
       const key = ++uploadKey;
       const set = (progress: Progress) =>
         (uploads.value = uploads.value.map((u) => (u.key === key ? { ...u, progress } : u)));
       uploads.value = [...uploads.value, { key, name: file.name, progress: { phase: "hashing" as const, done: 0, size: file.size } }].slice(-20);
-      uploadFile(p.ctx.session.token, p.event, target, file, set).catch((e) => {
+      uploadFile(p.ctx.session.token, p.event, target || null, file, set).catch((e) => {
         const error = e instanceof ApiError ? e.message : "The upload failed.";
         set({ phase: "failed", done: 0, size: file.size, error });
         toast(`Uploading ${file.name} failed: ${error}`);
@@ -433,15 +443,7 @@ function Uploader({ p }: { p: Page }) {
         Upload files
         <input type="file" multiple data-testid="upload-input" onChange={(e) => start(e.currentTarget.files)} />
       </label>
-      {p.access.seat && (
-        <select aria-label="Folder" data-testid="upload-folder" value={target ?? ""} onChange={(e) => setFolder(e.currentTarget.value)}>
-          {collabs.map((c) => (
-            <option key={c.id} value={c.id}>
-              {str(c.data, "name")}
-            </option>
-          ))}
-        </select>
-      )}
+      {folder}
       <ul class="list">
         {uploads.value.map((u) => (
           <li key={u.key} data-testid="upload" data-phase={u.progress.phase}>

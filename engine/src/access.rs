@@ -165,6 +165,17 @@ pub enum Decision {
     Denied,
 }
 
+/// Turns a decision inside an event into the error the caller may see: "not found" for
+/// what they may not know exists, a refusal with a stable code otherwise.
+pub fn require(decision: Decision, what: &'static str) -> crate::Result<()> {
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::Hidden => Err(crate::Error::not_found(what)),
+        Decision::ReadOnly => Err(crate::Error::forbidden("read_only", "your access to this collaborator is read-only")),
+        Decision::Denied => Err(crate::Error::forbidden("not_permitted", "your access to this event does not allow this")),
+    }
+}
+
 /// The access matrix for records of an event.
 ///
 /// - An Event Pro seat holder reads and writes the whole event (but seats are managed by

@@ -17,8 +17,6 @@ use crate::{
 
 /// Longest accepted email address (RFC 5321 path limit).
 pub const EMAIL_LEN_MAX: usize = 254;
-/// Longest accepted display name, in characters.
-pub const NAME_LEN_MAX: usize = 200;
 pub const PASSWORD_LEN_MIN: usize = 8;
 /// Longest accepted password: bounds the hashing work one request can cause.
 pub const PASSWORD_LEN_MAX: usize = 1024;
@@ -42,17 +40,7 @@ pub fn validate_email(email: &str) -> Result<String> {
     if ok { Ok(e) } else { Err(Error::invalid("email must be an address like name@example.com")) }
 }
 
-/// Checks a name-like text field: trimmed, non-empty, bounded.
-pub(crate) fn validate_name(field: &str, value: &str) -> Result<String> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(Error::invalid(format!("{field} must not be empty")));
-    }
-    if v.chars().count() > NAME_LEN_MAX {
-        return Err(Error::invalid(format!("{field} must be at most {NAME_LEN_MAX} characters")));
-    }
-    Ok(v.to_string())
-}
+pub(crate) use crate::rules::validate_name;
 
 fn hasher(mode: PasswordHashing) -> Argon2<'static> {
     match mode {

@@ -12,7 +12,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{Engine, Error, Result, time};
+use crate::{
+    Engine, Error, Result,
+    kind::Kind,
+    plan::{Write, WriteOp, with_id},
+    time,
+};
 
 /// Most record writes one commit may carry.
 pub const COMMIT_WRITES_MAX: usize = 10_000;
@@ -42,9 +47,8 @@ pub struct Origin {
 pub struct Change {
     pub event: String,
     pub seq: i64,
-    /// The record's table: `task`, `activity`, `file_meta`, `advance`, `collaborator`,
-    /// `collab_member`, `seat`, `event`.
-    pub kind: String,
+    /// The record's kind (see [`crate::kind`]).
+    pub kind: Kind,
     /// The changed record's key within its table.
     pub record: String,
     pub op: Op,
@@ -61,28 +65,6 @@ pub struct Change {
     pub at: String,
 }
 
-#[derive(Clone)]
-enum WriteOp {
-    Create(Value),
-    Replace(Value),
-    Delete,
-}
-
-/// One record write inside a commit.
-#[derive(Clone)]
-pub(crate) struct Write {
-    kind: &'static str,
-    id: String,
-    op: WriteOp,
-    before: Vec<String>,
-    after: Vec<String>,
-    subject: Option<String>,
-    origin: Option<Origin>,
-    /// Set on the last write of a client mutation: the key of its `applied` record, created
-    /// in the same transaction, so the mutation can never be applied twice.
-    applied: Option<Value>,
-}
-
 /// The key of the record that says a client mutation was applied: one per event, account,
 /// device and mutation id.
 pub(crate) fn applied_key(event: &str, actor: &str, origin: &Origin) -> Value {
@@ -95,87 +77,6 @@ pub(crate) struct Applied {
     pub mutation: String,
     pub record: String,
     pub seq: i64,
-}
-
-/// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
-/// fields are NONE in SurrealDB).
-pub(crate) fn stored<T: Serialize>(record: &T) -> Result<Value> {
-    let mut v = serde_json::to_value(record)?;
-    if let Some(m) = v.as_object_mut() {
-        m.remove("id");
-        m.retain(|_, x| !x.is_null());
-    }
-    Ok(v)
-}
-
-impl Write {
-    /// Creates a record; fails the whole commit if the key exists.
-    pub fn create<T: Serialize>(kind: &'static str, id: &str, record: &T, collaborators: Vec<String>) -> Result<Write> {
-        Ok(Write {
-            kind,
-            id: id.into(),
-            op: WriteOp::Create(stored(record)?),
-            before: Vec::new(),
-            after: collaborators,
-            subject: None,
-            origin: None,
-            applied: None,
-        })
-    }
-
-    /// Replaces an existing record; fails the whole commit if it is gone.
-    pub fn replace<T: Serialize>(
-        kind: &'static str,
-        id: &str,
-        record: &T,
-        before: Vec<String>,
-        after: Vec<String>,
-    ) -> Result<Write> {
-        Ok(Write {
-            kind,
-            id: id.into(),
-            op: WriteOp::Replace(stored(record)?),
-            before,
-            after,
-            subject: None,
-            origin: None,
-            applied: None,
-        })
-    }
-
-    /// Deletes an existing record; fails the whole commit if it is gone.
-    pub fn delete(kind: &'static str, id: &str, before: Vec<String>) -> Write {
-        Write {
-            kind,
-            id: id.into(),
-            op: WriteOp::Delete,
-            before,
-            after: Vec::new(),
-            subject: None,
-            origin: None,
-            applied: None,
-        }
-    }
-
-    /// The record key this write touches and the record after it (None: deleted).
-    pub(crate) fn planned(&self) -> ((String, String), Option<Value>) {
-        let after = match &self.op {
-            WriteOp::Create(c) | WriteOp::Replace(c) => Some(with_id(c, &self.id)),
-            WriteOp::Delete => None,
-        };
-        ((self.kind.to_string(), self.id.clone()), after)
-    }
-
-    /// Marks the write as the last of a client mutation (see [`applied_key`]).
-    pub(crate) fn mark_applied(&mut self, key: Value) {
-        self.applied = Some(key);
-    }
-
-    /// Marks the write as changing `person`'s access to the event (a seat, a membership).
-    pub fn about(mut self, person: &str) -> Write {
-        self.subject = Some(person.into());
-        self
-    }
 }
 
 /// Commit requests waiting for one event's committer; callers wait when it is full.
@@ -191,10 +92,6 @@ pub(crate) struct CommitRequest {
 const MISSING: &str = "backops:record_missing";
 /// The message a commit throws when the access facts its decisions used are out of date.
 const STALE: &str = "backops:stale_access";
-
-/// Record kinds whose writes can change who may do what in the event: committing one bumps
-/// the event's access version (see [`crate::cache`]).
-const ACCESS_KINDS: &[&str] = &["seat", "collab_member", "collaborator", "event", "module_grant"];
 
 /// The one statement text of every commit: the counter (and the access version, checked
 /// against the version the writer's decisions were based on), then each record write and
@@ -221,43 +118,31 @@ RETURN $row;
 COMMIT TRANSACTION;";
 
 impl Engine {
-    /// Applies `writes` to `event` in one transaction together with their change entries.
-    /// Returns the entries, with their seqs, in order.
-    /// The entries carry this handle's origin (see [`Engine::for_mutation`]). On a batch
-    /// handle (see [`Engine::apply_mutations`]) the writes are collected instead, to be
-    /// committed together with the rest of the batch.
+    /// Applies `writes` to `event` in one transaction together with their change entries,
+    /// decided on fresh reads. Returns the entries, with their seqs, in order.
     pub(crate) async fn commit(&self, event: &str, writes: Vec<Write>) -> Result<Vec<Change>> {
         self.commit_on(event, None, writes).await
     }
 
     /// [`Engine::commit`] of writes decided with facts from the write path's access cache
-    /// (`ev` comes from [`Engine::standing_for_write`]). The commit fails in its transaction
-    /// if the event's access changed since those facts were read; it is then retried with
-    /// fresh facts when the writer's own standing is the same, and refused otherwise.
+    /// (`ev` comes from [`Engine::standing_for_write`]).
     pub(crate) async fn commit_as(&self, ev: &crate::model::Event, writes: Vec<Write>) -> Result<Vec<Change>> {
         self.commit_on(&ev.id, ev.basis.clone(), writes).await
     }
 
-    async fn commit_on(
+    /// Commits writes decided on `basis` (None: on fresh reads). The commit fails in its
+    /// transaction if the event's access changed since those facts were read; it is then
+    /// retried with fresh facts when the writer's own standing is the same (the same facts
+    /// decide the same way), and refused otherwise.
+    pub(crate) async fn commit_on(
         &self,
         event: &str,
         basis: Option<std::sync::Arc<crate::cache::Basis>>,
-        mut writes: Vec<Write>,
+        writes: Vec<Write>,
     ) -> Result<Vec<Change>> {
-        let origin = self.origin.as_ref().map(|o| o.origin.clone());
-        for w in &mut writes {
-            w.origin = origin.clone();
-        }
-        if let (Some(o), None, Some(last)) = (&self.origin, &self.batch, writes.last_mut()) {
-            last.mark_applied(applied_key(event, &o.actor, &o.origin));
-        }
-        if let Some(batch) = &self.batch {
-            batch.collect(self.origin.as_ref().map_or(0, |o| o.index), writes);
-            return Ok(Vec::new());
-        }
         let mut version = basis.as_ref().map(|b| b.version);
         let mut attempts = 0;
-        let entries = loop {
+        loop {
             match self.commit_writes_on(event, version, writes.clone()).await {
                 Err(Error::StaleAccess) if attempts < 3 => {
                     attempts += 1;
@@ -272,13 +157,9 @@ impl Engine {
                     }
                     version = fresh.basis.as_ref().map(|b| b.version);
                 }
-                other => break other?,
+                other => return other,
             }
-        };
-        if let (Some(o), Some(last)) = (&self.origin, entries.last()) {
-            o.last_seq.store(last.seq, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(entries)
     }
 
     /// Writes `writes` and their change entries in one transaction; the entries carry each
@@ -312,7 +193,7 @@ impl Engine {
         let (tx, rx) = tokio::sync::mpsc::channel(COMMIT_QUEUE_MAX);
         // The task's handle does not share the committers map, so it ends when the engine's
         // last handle is gone (the map, and with it the queue's sender, is dropped).
-        let engine = Engine { committers: Default::default(), origin: None, batch: None, ..self.clone() };
+        let engine = Engine { committers: Default::default(), ..self.clone() };
         tokio::spawn(engine.run_committer(event.to_string(), rx));
         map.insert(event.to_string(), tx.clone());
         tx
@@ -394,7 +275,7 @@ impl Engine {
             let entry = Change {
                 event: event.into(),
                 seq: 0,
-                kind: w.kind.into(),
+                kind: w.kind,
                 record: w.id,
                 op,
                 collaborators_before: w.before,
@@ -408,7 +289,7 @@ impl Engine {
             if let Some(m) = logged.as_object_mut() {
                 m.remove("seq");
             }
-            let mut p = json!({ "op": verb, "k": entry.kind, "id": entry.record, "i": i + 1, "l": logged });
+            let mut p = json!({ "op": verb, "k": entry.kind.as_str(), "id": entry.record, "i": i + 1, "l": logged });
             if let Some(m) = p.as_object_mut() {
                 // Absent, not null: the statement tests these against NONE.
                 if let Some(c) = content {
@@ -442,6 +323,8 @@ impl Engine {
         for (i, e) in entries.iter_mut().enumerate() {
             e.seq = first + i as i64;
         }
+        // One commit's entries are one contiguous run of seqs ending at the new head.
+        debug_assert!(first >= 1 && entries.last().is_none_or(|e| e.seq == row.n), "seqs of a commit are contiguous");
         // Cached access facts of the event older than its version are out of date (a bump
         // by this commit, or by another server).
         self.shared.access.seen(event, row.access);
@@ -529,19 +412,7 @@ impl Engine {
     }
 }
 
-/// Whether records of `kind` can change who may do what in an event.
-pub(crate) fn changes_access_kind(kind: &str) -> bool {
-    ACCESS_KINDS.contains(&kind)
-}
-
+/// Whether committing `writes` can change who may do what in the event.
 fn changes_access(writes: &[Write]) -> bool {
-    writes.iter().any(|w| ACCESS_KINDS.contains(&w.kind))
-}
-
-fn with_id(content: &Value, id: &str) -> Value {
-    let mut v = content.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.insert("id".into(), json!(id));
-    }
-    v
+    writes.iter().any(|w| w.kind.changes_access())
 }

@@ -5,9 +5,10 @@ use serde_json::json;
 
 use crate::{
     Engine, Error, Result,
-    access::{Action, Decision, Membership, Module, OrgAction, Standing, Target, decide, decide_org},
+    access::{Action, Decision, Membership, Module, OrgAction, Standing, Target, decide, decide_org, require},
     accounts::{validate_email, validate_name},
-    changes::Write,
+    kind::Kind,
+    plan::Write,
     model::{
         CollabMember, Collaborator, DeviceSeen, Event, EventView, Invitation, LicenseStatus, MyAccess, Person, Seat,
         Seats, new_id,
@@ -47,40 +48,17 @@ pub(crate) const EVENT_FIELDS: &str = "record::id(id) AS id, org, name, license,
 const COLLAB_FIELDS: &str = "record::id(id) AS id, event, name, read_only, created_at";
 const SEAT_FIELDS: &str = "event, slot, person, assigned_by, created_at";
 
-/// Turns a decision inside an event into the error the caller may see.
-pub(crate) fn gate(decision: Decision, what: &'static str) -> Result<()> {
-    match decision {
-        Decision::Allow => Ok(()),
-        Decision::Hidden => Err(Error::not_found(what)),
-        Decision::ReadOnly => Err(Error::forbidden("read_only", "your access to this collaborator is read-only")),
-        Decision::Denied => Err(Error::forbidden("not_permitted", "your access to this event does not allow this")),
-    }
-}
-
 impl Engine {
     /// Loads an event and `actor`'s standing in it. A missing event and an event the actor
     /// has no standing in are both "not found".
     pub(crate) async fn standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
-        // A batch of one person's mutations reads their standing once: nothing in a batch
-        // changes seats or memberships.
-        if let Some(batch) = &self.batch {
-            if let Some(found) = batch.standing(actor, event) {
-                return Ok(found);
-            }
-            let found = self.read_standing(actor, event).await?;
-            batch.keep_standing(actor, event, found.clone());
-            return Ok(found);
-        }
-        self.read_standing(actor, event).await
+        self.read_standing_at(actor, event).await.map(|(ev, s, _)| (ev, s))
     }
 
     /// The caller's standing for a write: from the write path's access cache when it is
     /// there (the returned event carries the [`Basis`](crate::cache::Basis) its commit is
     /// checked against, see [`Engine::commit_as`]), read and kept otherwise.
     pub(crate) async fn standing_for_write(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
-        if self.batch.is_some() {
-            return self.standing(actor, event).await;
-        }
         let (mut ev, standing, version) = match self.shared.access.standing(actor, event) {
             Some(found) => found,
             None => {
@@ -95,10 +73,6 @@ impl Engine {
             standing: standing.clone(),
         }));
         Ok((ev, standing))
-    }
-
-    async fn read_standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {
-        self.read_standing_at(actor, event).await.map(|(ev, s, _)| (ev, s))
     }
 
     /// The standing with the event's access version, read BEFORE the facts: facts at least
@@ -206,9 +180,9 @@ impl Engine {
         self.commit(
             &ev.id,
             vec![
-                Write::create("event", &ev.id, &ev, Vec::new())?,
-                Write::create("collaborator", &collab.id, &collab, vec![collab.id.clone()])?,
-                Write::create("seat", &seat_key(&ev.id, 0), &seat, Vec::new())?.about(actor),
+                Write::create(Kind::Event, &ev.id, &ev, Vec::new())?,
+                Write::create(Kind::Collaborator, &collab.id, &collab, vec![collab.id.clone()])?,
+                Write::create(Kind::Seat, &seat_key(&ev.id, 0), &seat, Vec::new())?.about(actor),
             ],
         )
         .await?;
@@ -224,14 +198,14 @@ impl Engine {
 
     pub async fn update_event(&self, actor: &str, event: &str, patch: EventPatch) -> Result<EventView> {
         let (mut ev, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Write, Target::Setup), "event")?;
+        require(decide(&s, Action::Write, Target::Setup), "event")?;
         if let Some(name) = patch.name {
             ev.name = validate_name("name", &name)?;
         }
         if let Some(keep) = patch.keep_photo_location {
             ev.keep_photo_location = keep;
         }
-        self.commit(&ev.id, vec![Write::replace("event", &ev.id, &ev, Vec::new(), Vec::new())?]).await?;
+        self.commit(&ev.id, vec![Write::replace(Kind::Event, &ev.id, &ev, Vec::new(), Vec::new())?]).await?;
         Ok(EventView { event: ev, access: my_access(&s) })
     }
 
@@ -254,7 +228,7 @@ impl Engine {
                 Some(m.collaborator.clone()),
             ),
             (None, false) => {
-                gate(decide(&s, Action::Read, Target::EventInfo), "event")?;
+                require(decide(&s, Action::Read, Target::EventInfo), "event")?;
                 return Ok(Vec::new());
             }
         };
@@ -292,7 +266,7 @@ impl Engine {
     /// holders, who see the event as a whole.
     pub async fn devices_seen(&self, actor: &str, event: &str, limit: usize) -> Result<Vec<DeviceSeen>> {
         let (ev, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Read, Target::Setup), "event")?;
+        require(decide(&s, Action::Read, Target::Setup), "event")?;
         self.store
             .run(
                 "SELECT account, device, cursor, first_seen, last_seen, live FROM device_seen
@@ -338,7 +312,7 @@ impl Engine {
 
     pub async fn seats(&self, actor: &str, event: &str) -> Result<Seats> {
         let (ev, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Read, Target::Seats), "event")?;
+        require(decide(&s, Action::Read, Target::Seats), "event")?;
         self.load_seats(&ev).await
     }
 
@@ -357,7 +331,7 @@ impl Engine {
     /// active Event Pro quantity; past it the assignment is refused.
     pub async fn assign_seat(&self, actor: &str, event: &str, email: &str) -> Result<Seat> {
         let (ev, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Write, Target::Seats), "event")?;
+        require(decide(&s, Action::Write, Target::Seats), "event")?;
         let email = validate_email(email)?;
         let person = self.account_by_email(&email).await?.ok_or_else(|| {
             Error::rule("no_account", "no BackOps account uses that email; ask the person to sign up first")
@@ -388,7 +362,7 @@ impl Engine {
             match self
                 .commit(
                     &ev.id,
-                    vec![Write::create("seat", &seat_key(&ev.id, slot), &seat, Vec::new())?.about(&person.id)],
+                    vec![Write::create(Kind::Seat, &seat_key(&ev.id, slot), &seat, Vec::new())?.about(&person.id)],
                 )
                 .await
             {
@@ -402,12 +376,12 @@ impl Engine {
 
     pub async fn release_seat(&self, actor: &str, event: &str, person: &str) -> Result<()> {
         let (ev, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Write, Target::Seats), "event")?;
+        require(decide(&s, Action::Write, Target::Seats), "event")?;
         let seats = self.load_seats(&ev).await?;
         let Some(seat) = seats.seats.iter().find(|x| x.person == person) else {
             return Err(Error::not_found("seat"));
         };
-        self.commit(&ev.id, vec![Write::delete("seat", &seat_key(&ev.id, seat.slot), Vec::new()).about(person)])
+        self.commit(&ev.id, vec![Write::delete(Kind::Seat, &seat_key(&ev.id, seat.slot), Vec::new()).about(person)])
             .await?;
         Ok(())
     }
@@ -415,19 +389,6 @@ impl Engine {
     // ---- collaborators ----
 
     pub(crate) async fn collaborator(&self, event: &str, id: &str) -> Result<Option<Collaborator>> {
-        // A batch of mutations looks each collaborator up once: none are created by mutations.
-        if let Some(batch) = &self.batch {
-            if let Some(found) = batch.collaborator(event, id) {
-                return Ok(found);
-            }
-            let found = self.read_collaborator(event, id).await?;
-            batch.keep_collaborator(event, id, found.clone());
-            return Ok(found);
-        }
-        self.read_collaborator(event, id).await
-    }
-
-    async fn read_collaborator(&self, event: &str, id: &str) -> Result<Option<Collaborator>> {
         self.store
             .run(
                 &format!("SELECT {COLLAB_FIELDS} FROM type::record('collaborator', $id) WHERE event = $e"),
@@ -451,17 +412,17 @@ impl Engine {
         let ids = [collab.to_string()];
         // Whether the collaborator is visible at all is decided like a tab of it.
         let visible = decide(&s, Action::Read, Target::Tab { tab: crate::access::Tab::Dashboard, collaborators: &ids });
-        gate(visible, "collaborator")?;
+        require(visible, "collaborator")?;
         let Some(c) = c else { return Err(Error::not_found("collaborator")) };
         if setup || action == Action::Write {
-            gate(decide(&s, action, Target::Setup), "collaborator")?;
+            require(decide(&s, action, Target::Setup), "collaborator")?;
         }
         Ok((c, s))
     }
 
     pub async fn create_collaborator(&self, actor: &str, event: &str, name: &str) -> Result<Collaborator> {
         let (ev, s) = self.standing(actor, event).await?;
-        gate(decide(&s, Action::Write, Target::Setup), "event")?;
+        require(decide(&s, Action::Write, Target::Setup), "event")?;
         let c = Collaborator {
             id: new_id(),
             event: ev.id,
@@ -469,7 +430,7 @@ impl Engine {
             read_only: false,
             created_at: time::now(),
         };
-        self.commit(&c.event, vec![Write::create("collaborator", &c.id, &c, vec![c.id.clone()])?]).await?;
+        self.commit(&c.event, vec![Write::create(Kind::Collaborator, &c.id, &c, vec![c.id.clone()])?]).await?;
         Ok(c)
     }
 
@@ -512,7 +473,7 @@ impl Engine {
             c.read_only = r;
         }
         let scope = vec![c.id.clone()];
-        self.commit(&c.event, vec![Write::replace("collaborator", &c.id, &c, scope.clone(), scope)?]).await?;
+        self.commit(&c.event, vec![Write::replace(Kind::Collaborator, &c.id, &c, scope.clone(), scope)?]).await?;
         Ok(c)
     }
 
@@ -541,8 +502,8 @@ impl Engine {
                 .await?
                 .first(0)?;
             let write = match previous {
-                Some(p) => Write::replace("invitation", &key, &pending, vec![p.collaborator], vec![c.id.clone()])?,
-                None => Write::create("invitation", &key, &pending, vec![c.id.clone()])?,
+                Some(p) => Write::replace(Kind::Invitation, &key, &pending, vec![p.collaborator], vec![c.id.clone()])?,
+                None => Write::create(Kind::Invitation, &key, &pending, vec![c.id.clone()])?,
             };
             self.commit(event, vec![write]).await?;
             return Ok(Invitation::Pending { email, collaborator: c.id, read_only: input.read_only });
@@ -574,7 +535,7 @@ impl Engine {
         self.commit(
             event,
             vec![
-                Write::create("collab_member", &member_key(event, &person.id), &member, vec![c.id.clone()])?
+                Write::create(Kind::CollabMember, &member_key(event, &person.id), &member, vec![c.id.clone()])?
                     .about(&person.id),
             ],
         )
@@ -615,7 +576,7 @@ impl Engine {
         member.read_only = read_only;
         let scope = vec![c.id.clone()];
         let write =
-            Write::replace("collab_member", &member_key(event, person), &member, scope.clone(), scope)?.about(person);
+            Write::replace(Kind::CollabMember, &member_key(event, person), &member, scope.clone(), scope)?.about(person);
         self.commit(event, vec![write]).await?;
         Ok(())
     }
@@ -628,7 +589,7 @@ impl Engine {
             .ok_or(Error::not_found("member"))?;
         self.commit(
             event,
-            vec![Write::delete("collab_member", &member_key(event, person), vec![c.id.clone()]).about(person)],
+            vec![Write::delete(Kind::CollabMember, &member_key(event, person), vec![c.id.clone()]).about(person)],
         )
         .await?;
         Ok(())
@@ -667,13 +628,13 @@ impl Engine {
             let scope = vec![inv.collaborator.clone()];
             let key = format!("{}|{}", inv.event, inv.email);
             let writes = vec![
-                Write::create("collab_member", &member_key(&inv.event, person), &member, scope.clone())?.about(person),
-                Write::delete("invitation", &key, scope.clone()),
+                Write::create(Kind::CollabMember, &member_key(&inv.event, person), &member, scope.clone())?.about(person),
+                Write::delete(Kind::Invitation, &key, scope.clone()),
             ];
             match self.commit(&inv.event, writes).await {
                 // Already a member there (invited twice, or a retry): drop the invitation.
                 Err(Error::Conflict { .. }) => {
-                    self.commit(&inv.event, vec![Write::delete("invitation", &key, scope)]).await?;
+                    self.commit(&inv.event, vec![Write::delete(Kind::Invitation, &key, scope)]).await?;
                 }
                 other => {
                     other?;

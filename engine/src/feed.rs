@@ -14,74 +14,21 @@ use std::collections::BTreeMap;
 
 use crate::{
     Engine, Error, Result,
-    access::{Action, Decision, Membership, Module, Modules, Standing, Tab, Target, decide},
+    access::{Action, Decision, Membership, Module, Modules, Standing, Target, decide},
     changes::{Change, Op},
+    kind::Kind,
     protocol::{Record, WireChange},
 };
 
-/// Kinds of records that live in an event's change log.
-pub const KINDS: &[&str] = &[
-    "event",
-    "collaborator",
-    "collab_member",
-    "invitation",
-    "seat",
-    "module_grant",
-    "task",
-    "activity",
-    "file_meta",
-    "advance",
-    "zone",
-    "gate",
-    "credential",
-    "scan",
-    "scan_flag",
-    "labor_rules",
-    "labor_period",
-    "punch",
-    "timecard",
-    "asset",
-    "custody",
-    "custody_flag",
-];
-
-/// Kinds of records that belong to one person (see [`crate::access::Target::Personal`]).
-pub const PERSONAL_KINDS: &[&str] = &["punch", "timecard"];
-
-/// Whether a record of `kind` belonging to `collaborators` is visible under `s`.
-pub fn visible(s: &Standing, kind: &str, collaborators: &[String]) -> bool {
-    let tab = |tab| Target::Tab { tab, collaborators };
-    let target = match kind {
-        "event" => Target::EventInfo,
-        "seat" => Target::Seats,
-        "invitation" => Target::Setup,
-        "activity" if collaborators.is_empty() => Target::Setup,
-        "activity" => tab(Tab::Schedule),
-        "task" => tab(Tab::Tasks),
-        "file_meta" => tab(Tab::Files),
-        "advance" => tab(Tab::Advances),
-        "collaborator" | "collab_member" | "module_grant" => tab(Tab::Dashboard),
-        "zone" | "gate" | "credential" | "scan" | "scan_flag" => Target::Module(Module::Gate),
-        "labor_rules" | "labor_period" => Target::Module(Module::Labor),
-        "asset" | "custody" | "custody_flag" => Target::Module(Module::Assets),
-        "punch" | "timecard" => {
-            // Their scope is the person: `person:<account>`.
-            let Some(owner) = collaborators.first().and_then(|c| c.strip_prefix("person:")) else { return false };
-            Target::Personal { module: Module::Labor, owner }
-        }
-        // A kind this build does not know is never sent.
-        _ => return false,
-    };
-    decide(s, Action::Read, target) == Decision::Allow
+/// Whether a record of `kind` owned by `owners` (see [`Kind::owners`]) is visible under `s`.
+pub fn visible(s: &Standing, kind: Kind, owners: &[String]) -> bool {
+    kind.target(owners).is_some_and(|target| decide(s, Action::Read, target) == Decision::Allow)
 }
 
 /// A visible record as `s` may receive it: some kinds travel with fewer fields to some
 /// people (a gate device gets no credential holder's contact details).
-pub fn shape(s: &Standing, kind: &str, data: Value) -> Value {
-    match kind {
-        "credential" => crate::frontgate::shape_credential(s, data),
-        _ => data,
-    }
+pub fn shape(s: &Standing, kind: Kind, data: Value) -> Value {
+    kind.shape(s.seat, data)
 }
 
 /// The field modules granted in an event, by collaborator.
@@ -115,9 +62,6 @@ pub enum Step {
     },
 }
 
-/// Kinds whose records some people receive with fewer fields (see [`shape`]).
-const SHAPED_KINDS: &[&str] = &["credential"];
-
 /// Groups views that receive identical frames for changes that touch nobody's access.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ViewKey {
@@ -140,7 +84,7 @@ pub struct View {
 
 impl View {
     /// The group of this view for a batch; `personal`: the batch holds records of one
-    /// person's (see [`PERSONAL_KINDS`]).
+    /// person's (see [`Kind::personal`]).
     pub fn key(&self, personal: bool) -> ViewKey {
         let manager = self.standing.org_role.is_some_and(crate::access::OrgRole::manages);
         match (&self.standing.membership, self.standing.seat, manager) {
@@ -155,7 +99,7 @@ impl View {
     /// Whether `c` can change what this view may see: its person's seat or membership, or a
     /// module grant (a collaborator's access).
     pub fn touched_by(&self, c: &Change) -> bool {
-        c.subject.as_deref() == Some(self.account.as_str()) || c.kind == "module_grant"
+        c.subject.as_deref() == Some(self.account.as_str()) || c.kind == Kind::ModuleGrant
     }
 
     /// The membership's modules, from the grants.
@@ -170,7 +114,7 @@ impl View {
     /// (for what the client may hold) and after (for what it may receive).
     pub fn step(&mut self, c: &Change) -> Vec<Step> {
         let before = self.standing.clone();
-        if c.kind == "module_grant"
+        if c.kind == Kind::ModuleGrant
             && let Some((collaborator, module)) = grant_of(c)
         {
             let m = self.grants.entry(collaborator).or_default();
@@ -178,10 +122,10 @@ impl View {
             self.sync_modules();
         }
         if c.subject.as_deref() == Some(self.account.as_str()) {
-            match (c.kind.as_str(), c.op) {
-                ("seat", Op::Upsert) => self.standing.seat = true,
-                ("seat", Op::Delete) => self.standing.seat = false,
-                ("collab_member", Op::Upsert) => {
+            match (c.kind, c.op) {
+                (Kind::Seat, Op::Upsert) => self.standing.seat = true,
+                (Kind::Seat, Op::Delete) => self.standing.seat = false,
+                (Kind::CollabMember, Op::Upsert) => {
                     self.standing.membership = c.data.as_ref().and_then(|d| {
                         Some(Membership {
                             collaborator: d.get("collaborator")?.as_str()?.to_string(),
@@ -191,18 +135,18 @@ impl View {
                     });
                     self.sync_modules();
                 }
-                ("collab_member", Op::Delete) => self.standing.membership = None,
+                (Kind::CollabMember, Op::Delete) => self.standing.membership = None,
                 _ => {}
             }
         }
         let after = &self.standing;
-        let was = visible(&before, &c.kind, &c.collaborators_before);
-        let is = visible(after, &c.kind, &c.collaborators_after);
+        let was = visible(&before, c.kind, &c.collaborators_before);
+        let is = visible(after, c.kind, &c.collaborators_after);
         let mut out = Vec::new();
-        let (seq, kind, id) = (c.seq, c.kind.clone(), c.record.clone());
+        let (seq, kind, id) = (c.seq, c.kind.as_str().to_string(), c.record.clone());
         match (c.op, is, was) {
             (Op::Upsert, true, _) => {
-                let data = shape(after, &kind, c.data.clone().unwrap_or(Value::Null));
+                let data = shape(after, c.kind, c.data.clone().unwrap_or(Value::Null));
                 out.push(Step::Send(WireChange::Upsert { seq, kind, id, data }))
             }
             (Op::Upsert, false, true) => out.push(Step::Send(WireChange::Remove { seq, kind, id })),
@@ -220,18 +164,18 @@ impl View {
             // Kinds that belong to no collaborator and are still visible (the event, a
             // module's data) are kept whole — unless they now come with fewer fields: those
             // are purged and sent again, shaped.
-            let still = |k: &&&str| visible(after, k, &[]);
+            let still = |k: &Kind| visible(after, *k, &[]);
             let reshaped: Vec<String> = if before.seat {
-                SHAPED_KINDS.iter().filter(still).map(|k| k.to_string()).collect()
+                Kind::ALL.into_iter().filter(|k| k.shaped()).filter(still).map(|k| k.to_string()).collect()
             } else {
                 Vec::new()
             };
             let keep_kinds =
-                KINDS.iter().filter(still).map(|k| k.to_string()).filter(|k| !reshaped.contains(k)).collect();
+                Kind::ALL.into_iter().filter(still).map(|k| k.to_string()).filter(|k| !reshaped.contains(k)).collect();
             // The person's own records stay while they may still see them.
             let mut keep: Vec<String> = own(after).into_iter().collect();
             if modules(after).has(Module::Labor) {
-                keep.push(crate::labor::person_scope(&self.account));
+                keep.push(crate::kind::person_scope(&self.account));
             }
             out.push(Step::Send(WireChange::Narrow { seq: c.seq, keep, keep_kinds }));
             if !reshaped.is_empty() {
@@ -260,7 +204,7 @@ impl View {
             if !self.touched_by(c) {
                 continue;
             }
-            if c.kind == "module_grant"
+            if c.kind == Kind::ModuleGrant
                 && let Some((collaborator, module)) = grant_of(c)
             {
                 // A grant is created or deleted, never changed: before a create the module
@@ -273,10 +217,10 @@ impl View {
                 };
             }
             if c.subject.as_deref() == Some(self.account.as_str()) {
-                match (c.kind.as_str(), c.op) {
-                    ("seat", Op::Upsert) => self.standing.seat = false,
-                    ("seat", Op::Delete) => self.standing.seat = true,
-                    ("collab_member", Op::Upsert) | ("collab_member", Op::Delete) => {
+                match (c.kind, c.op) {
+                    (Kind::Seat, Op::Upsert) => self.standing.seat = false,
+                    (Kind::Seat, Op::Delete) => self.standing.seat = true,
+                    (Kind::CollabMember, _) => {
                         self.standing.membership = c.collaborators_before.first().map(|collaborator| Membership {
                             collaborator: collaborator.clone(),
                             ..Default::default()
@@ -301,7 +245,7 @@ pub struct Snapshot {
 
 #[derive(Deserialize)]
 struct Row {
-    kind: String,
+    kind: Kind,
     id: String,
     data: Value,
 }
@@ -317,15 +261,13 @@ impl Engine {
     /// for a seat granted, those `before` received with fewer fields).
     pub async fn widened(&self, event: &str, before: &Standing, after: &Standing) -> Result<Vec<Record>> {
         let fuller = !before.seat && after.seat;
-        self.records_for(event, KINDS, after, |kind, of| {
-            !visible(before, kind, of) || fuller && SHAPED_KINDS.contains(&kind)
-        })
+        self.records_for(event, &Kind::ALL, after, |kind, of| !visible(before, kind, of) || fuller && kind.shaped())
         .await
     }
 
     /// The current records of `kinds` in `event` as `standing` receives them.
     pub async fn reshaped(&self, event: &str, kinds: &[String], standing: &Standing) -> Result<Vec<Record>> {
-        let kinds: Vec<&str> = KINDS.iter().copied().filter(|k| kinds.iter().any(|x| x == k)).collect();
+        let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| kinds.iter().any(|x| k == &x.as_str())).collect();
         self.records_for(event, &kinds, standing, |_, _| true).await
     }
 
@@ -333,23 +275,22 @@ impl Engine {
     async fn records_for(
         &self,
         event: &str,
-        kinds: &[&str],
+        kinds: &[Kind],
         s: &Standing,
-        also: impl Fn(&str, &[String]) -> bool,
+        also: impl Fn(Kind, &[String]) -> bool,
     ) -> Result<Vec<Record>> {
         let mut sql = String::new();
         for kind in kinds {
-            let key = if *kind == "event" { "record::id(id) = $e" } else { "event = $e" };
-            sql.push_str(&format!("{};\n", record_query(kind, key)));
+            sql.push_str(&format!("{};\n", record_query(*kind)));
         }
         let mut rows = self.store.run(&sql, json!({ "e": event })).await?;
         let mut out = Vec::new();
         for i in 0..kinds.len() {
             for r in rows.all::<Row>(i)? {
-                let collaborators = record_collaborators(&r.kind, &r.id, &r.data);
-                if visible(s, &r.kind, &collaborators) && also(&r.kind, &collaborators) {
-                    let data = shape(s, &r.kind, r.data);
-                    out.push(Record { kind: r.kind, id: r.id, data });
+                let owners = r.kind.owners(&r.id, &r.data);
+                if visible(s, r.kind, &owners) && also(r.kind, &owners) {
+                    let data = shape(s, r.kind, r.data);
+                    out.push(Record { kind: r.kind.to_string(), id: r.id, data });
                 }
             }
         }
@@ -373,10 +314,9 @@ impl Engine {
              LET $role = IF $org != NONE { (SELECT VALUE role FROM type::record('org_member', $org + '|' + $p))[0] } ELSE { NONE };
              LET $grants = (SELECT collaborator, module FROM module_grant WHERE event = $e);\n",
         );
-        let kinds: &[&str] = if with_records { KINDS } else { &[] };
+        let kinds: &[Kind] = if with_records { &Kind::ALL } else { &[] };
         for kind in kinds {
-            let key = if *kind == "event" { "record::id(id) = $e" } else { "event = $e" };
-            sql.push_str(&format!("LET $r_{kind} = ({});\n", record_query(kind, key)));
+            sql.push_str(&format!("LET $r_{kind} = ({});\n", record_query(*kind)));
         }
         let lists: Vec<String> = kinds.iter().map(|k| format!("$r_{k}")).collect();
         sql.push_str(&format!(
@@ -435,10 +375,10 @@ impl Engine {
         let head = out.head;
         let mut records = Vec::new();
         for r in out.records {
-            let collaborators = record_collaborators(&r.kind, &r.id, &r.data);
-            if visible(&standing, &r.kind, &collaborators) {
-                let data = shape(&standing, &r.kind, r.data);
-                records.push(Record { kind: r.kind, id: r.id, data });
+            let owners = r.kind.owners(&r.id, &r.data);
+            if visible(&standing, r.kind, &owners) {
+                let data = shape(&standing, r.kind, r.data);
+                records.push(Record { kind: r.kind.to_string(), id: r.id, data });
             }
         }
         Ok(Snapshot { view: View { account: account.into(), standing, grants }, cursor: head, records })
@@ -446,27 +386,9 @@ impl Engine {
 }
 
 /// Every record of one kind in an event, shaped as `{kind, id, data}`.
-fn record_query(kind: &str, key: &str) -> String {
+fn record_query(kind: Kind) -> String {
+    let key = if kind == Kind::Event { "record::id(id) = $e" } else { "event = $e" };
     format!(
         "SELECT '{kind}' AS kind, record::id(id) AS id, object::extend(object::remove($this, 'id'), {{ id: record::id(id) }}) AS data FROM {kind} WHERE {key}"
     )
-}
-
-/// The collaborators a stored record belongs to, as its change entries name them.
-pub fn record_collaborators(kind: &str, id: &str, data: &Value) -> Vec<String> {
-    match kind {
-        "collaborator" => vec![id.to_string()],
-        "activity" => data
-            .get("collaborators")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
-            .unwrap_or_default(),
-        "punch" | "timecard" => {
-            data.get("person").and_then(Value::as_str).map(|p| vec![crate::labor::person_scope(p)]).unwrap_or_default()
-        }
-        "task" | "file_meta" | "advance" | "collab_member" | "invitation" | "module_grant" => {
-            data.get("collaborator").and_then(Value::as_str).map(|c| vec![c.to_string()]).unwrap_or_default()
-        }
-        _ => Vec::new(),
-    }
 }

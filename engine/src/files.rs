@@ -12,8 +12,9 @@ use serde_json::json;
 
 use crate::{
     Engine, Error, NewFile, Result,
-    access::{Action, OrgAction, Tab, Target, decide, decide_org},
-    events::gate,
+    access::{Action, OrgAction, Tab, Target, decide, decide_org, require},
+    kind::Kind,
+    
     model::{FileMeta, Preview},
     rules, time,
 };
@@ -118,9 +119,9 @@ impl Engine {
     /// answers the same upload (its hash and size must agree).
     pub async fn open_upload(&self, actor: &str, event: &str, input: NewUpload) -> Result<Upload> {
         let (ev, s) = self.standing_for_write(actor, event).await?;
-        let collaborator = self.target_collaborator(&ev, &s, input.collaborator.clone()).await?;
-        gate(
-            decide(
+        let f = crate::write::DbFacts::new(self, (ev.clone(), s.clone()), "server", None, None);
+        let collaborator = crate::plan::tabs::collaborator(&f, input.collaborator.clone()).await?;
+        require(decide(
                 &s,
                 Action::Write,
                 Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&collaborator) },
@@ -150,6 +151,7 @@ impl Engine {
             &ev.id,
             collaborator,
             actor,
+            &time::now(),
         )?;
         if let Some(found) = self.upload_of(&ev.id, actor, &meta.id).await? {
             if found.sha256 != meta.content_hash || found.size != meta.size {
@@ -160,7 +162,7 @@ impl Engine {
             }
             return Ok(found);
         }
-        let existing: Option<FileMeta> = self.load("file_meta", &ev.id, &meta.id).await?;
+        let existing: Option<FileMeta> = self.load(Kind::FileMeta, &ev.id, &meta.id).await?;
         if existing.is_some() {
             return Err(Error::conflict("file_exists", "a file with this id exists already"));
         }
@@ -199,7 +201,7 @@ impl Engine {
             created_at: time::now(),
             completed_at: None,
         };
-        let content = crate::changes::stored(&up)?;
+        let content = crate::plan::stored(&up)?;
         let created = self
             .store
             .run(
@@ -237,8 +239,7 @@ impl Engine {
             .first(0)?;
         let up = found.filter(|u| u.account == actor).ok_or(Error::not_found("upload"))?;
         let (_, s) = self.standing(actor, &up.event).await.map_err(|_| Error::not_found("upload"))?;
-        gate(
-            decide(
+        require(decide(
                 &s,
                 Action::Write,
                 Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&up.collaborator) },
@@ -288,9 +289,8 @@ impl Engine {
     /// [`Engine::file`] and its event (whose settings say what others download).
     pub async fn file_in_event(&self, actor: &str, event: &str, id: &str) -> Result<(FileMeta, crate::model::Event)> {
         let (ev, s) = self.standing(actor, event).await.map_err(|_| Error::not_found("file"))?;
-        let f: FileMeta = self.load("file_meta", &ev.id, id).await?.ok_or(Error::not_found("file"))?;
-        gate(
-            decide(
+        let f: FileMeta = self.load(Kind::FileMeta, &ev.id, id).await?.ok_or(Error::not_found("file"))?;
+        require(decide(
                 &s,
                 Action::Read,
                 Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&f.collaborator) },

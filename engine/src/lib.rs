@@ -18,25 +18,30 @@ pub mod feed;
 pub mod files;
 pub mod frontgate;
 pub mod hlc;
+pub mod kind;
 pub mod labor;
 pub mod model;
 pub(crate) mod mutations;
 mod orgs;
+pub mod plan;
 pub mod protocol;
 pub mod rules;
 pub mod store;
 mod tabs;
 pub mod time;
+mod write;
 
 use std::{sync::Arc, time::Duration};
 
 pub use accounts::{NewAccount, validate_email};
 pub use error::{Error, Result};
 pub use events::{EventPatch, InviteInput, NewEvent};
-pub use frontgate::{CredentialPatch, NewCredential, NewGate, NewScan, NewZone};
+pub use kind::Kind;
+pub use rules::gate::{CredentialPatch, NewCredential, NewGate, NewScan, NewZone};
 pub use orgs::{PurchaseInput, RoleInput};
 pub use store::{RemoteAuth, Store};
-pub use tabs::{ActivityPatch, AdvancePatch, ListFilter, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch};
+pub use rules::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch};
+pub use tabs::ListFilter;
 
 /// Tunables of the engine. Every limit has a name and a stated policy.
 #[derive(Clone, Debug)]
@@ -84,11 +89,6 @@ pub struct Engine {
     /// Announces every commit of this process (event id and its new head seq) so the feed
     /// wakes at once; commits by other processes are found by polling the log.
     commits: tokio::sync::broadcast::Sender<(String, i64)>,
-    /// Set on a handle that applies one client mutation: its change entries carry the origin,
-    /// and the seq of its last commit is kept for the answer to the client.
-    origin: Option<Arc<MutationContext>>,
-    /// Set on a handle that plans a batch of mutations: writes are collected, not committed.
-    batch: Option<Arc<mutations::Batch>>,
     /// Process-wide state behind every handle.
     shared: Arc<Shared>,
     /// One committer task per event (group commit), by event id.
@@ -105,7 +105,7 @@ struct Shared {
     /// Stamps the edits made without a device's clock (the HTTP API) and follows the
     /// stamps devices send.
     clock: hlc::Clock,
-    /// One lock per event for judging scans and punches (see [`Engine::field_lock`]).
+    /// One lock per event for judging field records (see [`Engine::judging`]).
     field_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Held from an upload's storage check to its record, so concurrent uploads cannot all
     /// pass the organization's limit (within this process).
@@ -135,18 +135,6 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-#[derive(Debug)]
-struct MutationContext {
-    origin: changes::Origin,
-    /// The account that pushed the mutation.
-    actor: String,
-    /// The device's stamp of the edit, checked (see [`Engine::stamp`]).
-    hlc: Option<hlc::Hlc>,
-    /// Position of the mutation in its batch.
-    index: usize,
-    last_seq: std::sync::atomic::AtomicI64,
-}
-
 /// Commit notices buffered for a slow listener before it is told it lagged.
 const COMMIT_NOTICES_MAX: usize = 4096;
 
@@ -162,8 +150,6 @@ impl Engine {
             store,
             config: Arc::new(config),
             commits,
-            origin: None,
-            batch: None,
             shared: Default::default(),
             committers: Default::default(),
         };
@@ -179,20 +165,12 @@ impl Engine {
         &self.config
     }
 
-    /// A handle whose writes are attributed to one client mutation (device and mutation id)
-    /// of `actor`, stamped `hlc` by the device.
-    fn for_mutation(&self, actor: &str, origin: changes::Origin, hlc: Option<hlc::Hlc>, index: usize) -> Engine {
-        let context =
-            MutationContext { origin, actor: actor.into(), hlc, index, last_seq: std::sync::atomic::AtomicI64::new(0) };
-        Engine { origin: Some(Arc::new(context)), ..self.clone() }
-    }
-
-    /// The stamp of an edit made through this handle: the device's stamp of the mutation
-    /// when it is not too far ahead of the server's clock (the clock then moves past it),
-    /// otherwise a stamp of the server's clock.
-    pub(crate) fn stamp(&self) -> String {
+    /// The stamp of an edit: the device's stamp of the mutation (`hlc`) when it is not too
+    /// far ahead of the server's clock (the clock then moves past it), otherwise a stamp of
+    /// the server's clock.
+    pub(crate) fn stamp(&self, hlc: Option<&hlc::Hlc>) -> String {
         let clock = &self.shared.clock;
-        match self.origin.as_ref().and_then(|o| o.hlc.as_ref()) {
+        match hlc {
             Some(h) if h.wall_ms <= clock.wall_ms().saturating_add(HLC_AHEAD_MAX.as_millis() as u64) => {
                 clock.observe(h);
                 h.to_string()
@@ -203,28 +181,6 @@ impl Engine {
             }
             None => clock.now().to_string(),
         }
-    }
-
-    /// The seq of the last commit made through this handle (0 if none).
-    pub fn last_seq(&self) -> i64 {
-        self.origin.as_ref().map_or(0, |o| o.last_seq.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// The lock under which this process judges the field records of `event` that are built
-    /// from others (scan flags, timecards): one at a time, so two lanes can never both miss
-    /// the other's admission, nor two punches of one person the other.
-    pub(crate) fn field_lock(&self, event: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.shared.field_locks.lock().unwrap_or_else(|e| e.into_inner());
-        locks.entry(event.to_string()).or_default().clone()
-    }
-
-    /// The field lock of `event` for one judgement made outside a batch (a batch holds it
-    /// already, from its planning to its commit).
-    pub(crate) async fn field_guard(&self, event: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        if self.batch.is_some() {
-            return None;
-        }
-        Some(self.field_lock(event).lock_owned().await)
     }
 
     /// Notices of this process's commits: `(event, head)`.

@@ -1,96 +1,22 @@
 //! Client mutations pushed over the sync socket, applied through the very operations the
 //! HTTP API uses, so every rule and access check is the same.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::collections::HashMap;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    ActivityPatch, AdvancePatch, Engine, Error, NewActivity, NewAdvance, NewFile, NewScan, NewTask, Result, TaskPatch,
-    access::Standing,
-    changes::{Applied, Origin, Write, applied_key},
+    Engine, Error, Result,
+    changes::{Applied, Origin, applied_key},
     hlc::Hlc,
-    model::{Collaborator, Event},
-    protocol::{Mutation, MutationOp, MutationResult},
+    kind::{Kind, not_pushable},
+    plan::{self, Facts, Planned, Push, Write},
+    protocol::{Mutation, MutationResult},
+    write::{DbFacts, Overlay},
 };
-
-/// A standing read once for a batch: (actor, event, what was read).
-type KeptStanding = (String, String, (Event, Standing));
-
-/// The writes planned by a batch of mutations, and what they make the records look like, so
-/// that a later mutation of the batch sees an earlier one's effect before anything commits.
-#[derive(Default)]
-pub(crate) struct Batch {
-    writes: Mutex<Vec<(usize, Write)>>,
-    overlay: Mutex<HashMap<(String, String), Option<Value>>>,
-    standing: Mutex<Option<KeptStanding>>,
-    collaborators: Mutex<HashMap<(String, String), Option<Collaborator>>>,
-}
-
-impl std::fmt::Debug for Batch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Batch")
-    }
-}
-
-impl Batch {
-    pub(crate) fn collect(&self, index: usize, writes: Vec<Write>) {
-        let mut overlay = self.overlay.lock().unwrap_or_else(|e| e.into_inner());
-        let mut all = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        for w in writes {
-            let (key, after) = w.planned();
-            overlay.insert(key, after);
-            all.push((index, w));
-        }
-    }
-
-    /// `Some(record or None if deleted)` when the batch has planned a write to it.
-    pub(crate) fn planned(&self, kind: &str, id: &str) -> Option<Option<Value>> {
-        self.overlay.lock().unwrap_or_else(|e| e.into_inner()).get(&(kind.to_string(), id.to_string())).cloned()
-    }
-
-    /// Every record of `kind` the batch has planned to write: its id and what it will be
-    /// (None: deleted).
-    pub(crate) fn planned_of(&self, kind: &str) -> Vec<(String, Option<Value>)> {
-        let overlay = self.overlay.lock().unwrap_or_else(|e| e.into_inner());
-        overlay.iter().filter(|((k, _), _)| k == kind).map(|((_, id), v)| (id.clone(), v.clone())).collect()
-    }
-
-    pub(crate) fn standing(&self, actor: &str, event: &str) -> Option<(Event, Standing)> {
-        let s = self.standing.lock().unwrap_or_else(|e| e.into_inner());
-        s.as_ref().filter(|(a, e, _)| a == actor && e == event).map(|(_, _, found)| found.clone())
-    }
-
-    pub(crate) fn keep_standing(&self, actor: &str, event: &str, found: (Event, Standing)) {
-        *self.standing.lock().unwrap_or_else(|e| e.into_inner()) = Some((actor.into(), event.into(), found));
-    }
-
-    pub(crate) fn collaborator(&self, event: &str, id: &str) -> Option<Option<Collaborator>> {
-        let c = self.collaborators.lock().unwrap_or_else(|e| e.into_inner());
-        c.get(&(event.to_string(), id.to_string())).cloned()
-    }
-
-    pub(crate) fn keep_collaborator(&self, event: &str, id: &str, found: Option<Collaborator>) {
-        let mut c = self.collaborators.lock().unwrap_or_else(|e| e.into_inner());
-        c.insert((event.to_string(), id.to_string()), found);
-    }
-
-    fn take(&self) -> Vec<(usize, Write)> {
-        std::mem::take(&mut *self.writes.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
 
 /// Longest accepted mutation id.
 pub const MUTATION_ID_LEN_MAX: usize = 64;
-
-fn fields<T: DeserializeOwned>(m: &Mutation) -> Result<T> {
-    let v = if m.fields.is_null() { Value::Object(Default::default()) } else { m.fields.clone() };
-    serde_json::from_value(v).map_err(|e| Error::invalid(format!("fields do not fit a {} {:?}: {e}", m.kind, m.op)))
-}
 
 /// The answer to a mutation applied before: the same acceptance as the first time.
 fn accepted_before(a: &Applied) -> MutationResult {
@@ -120,8 +46,33 @@ fn rejected(m: &Mutation, err: Error) -> MutationResult {
     MutationResult::Rejected { mutation: m.id.clone(), code: err.code().into(), message: err.to_string() }
 }
 
-fn target(m: &Mutation) -> Result<&str> {
-    m.record.as_deref().ok_or_else(|| Error::invalid("record is required to update or delete"))
+/// Plans one pushed mutation with the planners the HTTP API and the device use.
+async fn plan_push(f: &impl Facts, m: &Mutation) -> Result<Planned<(String, Value)>> {
+    let Some(kind) = Kind::parse(&m.kind) else { return Err(not_pushable(&m.kind, m.op)) };
+    let push = Push { kind, op: m.op, record: m.record.as_deref(), fields: &m.fields };
+    if let Some(p) = plan::tab_push(f, push).await {
+        return p;
+    }
+    if let Some(p) = plan::field::server_push(f, push).await {
+        return p;
+    }
+    Err(kind.refuse(m.op))
+}
+
+/// Whether `m` makes a field record judged with the others of its event.
+fn judged(m: &Mutation) -> bool {
+    Kind::parse(&m.kind).is_some_and(|k| k.info().judged)
+}
+
+/// Marks `writes` as one client mutation's: each carries its origin, the last its
+/// `applied` key, created in the commit's transaction (which throws if it exists).
+fn attribute(writes: &mut [Write], event: &str, actor: &str, origin: &Origin) {
+    for w in writes.iter_mut() {
+        w.origin = Some(origin.clone());
+    }
+    if let Some(last) = writes.last_mut() {
+        last.applied = Some(applied_key(event, actor, origin));
+    }
 }
 
 impl Engine {
@@ -146,16 +97,21 @@ impl Engine {
             Ok(done) => done,
             Err(e) => return ms.iter().map(|m| rejected(m, e.clone())).collect(),
         };
-        // Scans and punches are judged one at a time per event (see `Engine::field_lock`): the
-        // lock is held from planning to commit, and let go before a fallback applies one by one.
-        let scan_lock =
-            ms.iter().any(|m| matches!(m.kind.as_str(), "scan" | "punch" | "custody")).then(|| self.field_lock(event));
-        let scans_held = match &scan_lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
+        // Field records are judged one at a time per event (see `Engine::judging`): the lock is
+        // held from planning to commit, and let go before a fallback applies one by one.
+        let judging = match ms.iter().any(judged) {
+            true => Some(self.judging(event).await),
+            false => None,
         };
-        let batch = Arc::new(Batch::default());
+        // The writer's standing, read once: nothing a device pushes changes seats or memberships.
+        let standing = match ms.iter().any(|m| !done.contains_key(&m.id)) {
+            true => Some(self.standing(actor, event).await),
+            false => None,
+        };
+        let overlay = Overlay::default();
         let mut planned = Vec::with_capacity(ms.len());
+        let mut taken: Vec<(usize, Write)> = Vec::new();
+        let mut effects = Vec::new();
         for (index, m) in ms.iter().enumerate() {
             if let Some(a) = done.get(&m.id) {
                 planned.push(Err(accepted_before(a)));
@@ -168,15 +124,25 @@ impl Engine {
                     continue;
                 }
             };
-            let e = Engine { batch: Some(batch.clone()), ..self.for_mutation(actor, origin(m), hlc, index) };
-            planned.push(e.dispatch(actor, event, m).await.map_err(|err| rejected(m, err)));
-        }
-        let mut taken = batch.take();
-        // The last write of each mutation records it as applied.
-        for i in 0..taken.len() {
-            if taken.get(i + 1).is_none_or(|(next, _)| *next != taken[i].0) {
-                let m = &ms[taken[i].0];
-                taken[i].1.mark_applied(applied_key(event, actor, &origin(m)));
+            let found = match &standing {
+                Some(Ok(found)) => found.clone(),
+                Some(Err(e)) => {
+                    planned.push(Err(rejected(m, e.clone())));
+                    continue;
+                }
+                None => unreachable!("a mutation to plan means the standing was read"),
+            };
+            let f = DbFacts::new(self, found, device, hlc.as_ref(), Some(&overlay));
+            match plan_push(&f, m).await {
+                Ok(p) => {
+                    overlay.lay(&p.writes);
+                    let mut writes = p.writes;
+                    attribute(&mut writes, event, actor, &origin(m));
+                    taken.extend(writes.into_iter().map(|w| (index, w)));
+                    effects.extend(p.effects);
+                    planned.push(Ok(p.record.0));
+                }
+                Err(err) => planned.push(Err(rejected(m, err))),
             }
         }
         let (indexes, writes): (Vec<usize>, Vec<Write>) = taken.into_iter().unzip();
@@ -184,12 +150,13 @@ impl Engine {
         if !writes.is_empty() {
             match self.commit_writes_on(event, None, writes).await {
                 Ok(entries) => {
+                    debug_assert_eq!(entries.len(), indexes.len(), "one entry per planned write");
                     for (i, e) in indexes.iter().zip(entries) {
                         seqs[*i] = seqs[*i].max(e.seq);
                     }
                 }
                 Err(e) => {
-                    drop(scans_held);
+                    drop(judging);
                     tracing::info!(error = ?e, "a batch could not commit whole; applying its mutations one by one");
                     let mut out = Vec::with_capacity(ms.len());
                     for m in ms {
@@ -198,6 +165,10 @@ impl Engine {
                     return out;
                 }
             }
+        }
+        drop(judging);
+        if let Err(e) = self.after_commit(effects).await {
+            tracing::warn!(error = ?e, "a committed batch's follow-up failed");
         }
         planned
             .into_iter()
@@ -222,9 +193,24 @@ impl Engine {
         if let Ok(Some(a)) = self.applied_one(event, actor, device, m).await {
             return accepted_before(&a);
         }
-        let e = self.for_mutation(actor, Origin { device: device.into(), mutation: m.id.clone() }, hlc, 0);
-        match e.dispatch(actor, event, m).await {
-            Ok(record) => MutationResult::Accepted { mutation: m.id.clone(), record, seq: e.last_seq() },
+        let origin = Origin { device: device.into(), mutation: m.id.clone() };
+        let applied = async {
+            let judging = match judged(m) {
+                true => Some(self.judging(event).await),
+                false => None,
+            };
+            let found = self.standing_for_write(actor, event).await?;
+            let f = DbFacts::new(self, found, device, hlc.as_ref(), None);
+            let p = plan_push(&f, m).await?;
+            let mut writes = p.writes;
+            attribute(&mut writes, event, actor, &origin);
+            let entries = self.commit_on(event, f.event().basis.clone(), writes).await?;
+            drop(judging);
+            self.after_commit(p.effects).await?;
+            Ok::<_, Error>((p.record.0, entries.last().map_or(0, |e| e.seq)))
+        };
+        match applied.await {
+            Ok((record, seq)) => MutationResult::Accepted { mutation: m.id.clone(), record, seq },
             // Applied meanwhile through another connection of the device.
             Err(err @ Error::Conflict { code: "already_applied", .. }) => {
                 match self.applied_one(event, actor, device, m).await {
@@ -266,54 +252,5 @@ impl Engine {
             .await?
             .all(0)?;
         Ok(found.into_iter().map(|a| (a.mutation.clone(), a)).collect())
-    }
-
-    async fn dispatch(&self, actor: &str, event: &str, m: &Mutation) -> Result<String> {
-        let with_id = |mut v: Value| {
-            if let (Some(r), Some(o)) = (&m.record, v.as_object_mut()) {
-                o.insert("id".into(), Value::String(r.clone()));
-            }
-            v
-        };
-        let create = Mutation { fields: with_id(m.fields.clone()), ..m.clone() };
-        match (m.kind.as_str(), m.op) {
-            ("task", MutationOp::Create) => Ok(self.create_task(actor, event, fields::<NewTask>(&create)?).await?.id),
-            ("task", MutationOp::Update) => {
-                Ok(self.update_task(actor, event, target(m)?, fields::<TaskPatch>(m)?).await?.id)
-            }
-            ("task", MutationOp::Delete) => {
-                self.delete_task(actor, event, target(m)?).await.map(|()| target(m).unwrap_or_default().into())
-            }
-            ("activity", MutationOp::Create) => {
-                Ok(self.create_activity(actor, event, fields::<NewActivity>(&create)?).await?.id)
-            }
-            ("activity", MutationOp::Update) => {
-                Ok(self.update_activity(actor, event, target(m)?, fields::<ActivityPatch>(m)?).await?.id)
-            }
-            ("activity", MutationOp::Delete) => {
-                self.delete_activity(actor, event, target(m)?).await.map(|()| target(m).unwrap_or_default().into())
-            }
-            ("file_meta", MutationOp::Create) => Ok(self.add_file(actor, event, fields::<NewFile>(&create)?).await?.id),
-            ("file_meta", MutationOp::Delete) => {
-                self.delete_file(actor, event, target(m)?).await.map(|()| target(m).unwrap_or_default().into())
-            }
-            ("advance", MutationOp::Create) => {
-                Ok(self.create_advance(actor, event, fields::<NewAdvance>(&create)?).await?.id)
-            }
-            ("advance", MutationOp::Update) => {
-                Ok(self.update_advance(actor, event, target(m)?, fields::<AdvancePatch>(m)?).await?.id)
-            }
-            ("advance", MutationOp::Delete) => {
-                self.delete_advance(actor, event, target(m)?).await.map(|()| target(m).unwrap_or_default().into())
-            }
-            ("scan", MutationOp::Create) => Ok(self.record_scan(actor, event, fields::<NewScan>(&create)?).await?.id),
-            ("custody", MutationOp::Create) => {
-                Ok(self.record_custody(actor, event, fields::<crate::assets::NewMove>(&create)?).await?.id)
-            }
-            ("punch", MutationOp::Create) => {
-                Ok(self.record_punch(actor, event, fields::<crate::labor::NewPunch>(&create)?).await?.id)
-            }
-            (kind, op) => Err(Error::invalid(format!("{op:?} of {kind} is not a mutation this server takes"))),
-        }
     }
 }

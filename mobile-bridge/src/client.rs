@@ -706,7 +706,7 @@ impl BackOpsClient {
                 let n = match notices.recv().await {
                     Ok(n) => vec![n],
                     Err(RecvError::Lagged(_)) => {
-                        let kinds: Vec<String> = engine::feed::KINDS.iter().map(|k| k.to_string()).collect();
+                        let kinds: Vec<String> = engine::Kind::ALL.iter().map(|k| k.to_string()).collect();
                         let mut v: Vec<Notice> = replica
                             .subscriptions()
                             .await

@@ -215,7 +215,7 @@ impl Hub {
         // A module grant changes a whole collaborator's access (and every view keeps the
         // event's grants): such a batch is judged for each subscriber.
         let grants = batch.iter().any(|c| c.kind == "module_grant");
-        let personal = batch.iter().any(|c| engine::feed::PERSONAL_KINDS.contains(&c.kind.as_str()));
+        let personal = batch.iter().any(|c| c.kind.personal());
         let mut shared: HashMap<ViewKey, Vec<Utf8Bytes>> = HashMap::new();
         let mut dropped = Vec::new();
         for (id, sub) in st.subs.iter_mut() {

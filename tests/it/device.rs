@@ -38,7 +38,7 @@ async fn server_view(srv: &TestServer, token: &str, event: &str) -> Vec<(String,
 /// What the device holds, the same way.
 async fn device_view(d: &Device, event: &str) -> Vec<(String, String, Value)> {
     let mut v = Vec::new();
-    for kind in engine::feed::KINDS {
+    for kind in engine::Kind::ALL.map(engine::Kind::as_str) {
         for r in d.replica.records(event, kind).await.unwrap() {
             v.push((r.kind, r.id, r.data));
         }

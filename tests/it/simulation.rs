@@ -25,7 +25,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use engine::{
     device::{LocalWrite, Notice},
-    feed::record_collaborators,
     model::{Direction, PunchKind, Scan, ScanFlag, ScanFlagCode},
     protocol::MutationOp,
 };
@@ -212,12 +211,12 @@ async fn check_no_leak(w: &World, step: usize) {
         let seat = w.ever_seat.contains(&d.account);
         let allowed = &w.ever[&d.account];
         let gate = w.ever_gate.contains(&d.account);
-        for kind in engine::feed::KINDS {
+        for kind in engine::Kind::ALL.map(engine::Kind::as_str) {
             for r in d.dev.replica.records(&w.s.event, kind).await.unwrap() {
                 if seat || r.kind == "event" {
                     continue;
                 }
-                if engine::feed::PERSONAL_KINDS.contains(&r.kind.as_str()) {
+                if engine::Kind::parse(&r.kind).is_some_and(engine::Kind::personal) {
                     assert_eq!(
                         r.data["person"],
                         d.account.as_str(),
@@ -249,7 +248,7 @@ async fn check_no_leak(w: &World, step: usize) {
                     );
                     continue;
                 }
-                let of = record_collaborators(&r.kind, &r.id, &r.data);
+                let of = tests::owners(&r.kind, &r.id, &r.data);
                 assert!(
                     of.iter().any(|c| allowed.contains(c)),
                     "step {step}: {} holds {} {} of {of:?}, never allowed ({allowed:?})\n{}",
@@ -567,7 +566,7 @@ async fn check_quiesced(w: &World) {
     let engine = w.srv().engine.as_ref().unwrap();
     for d in &w.devices {
         let mut held = Vec::new();
-        for kind in engine::feed::KINDS {
+        for kind in engine::Kind::ALL.map(engine::Kind::as_str) {
             for r in d.dev.replica.records(&w.s.event, kind).await.unwrap() {
                 held.push((r.kind, r.id, r.data));
             }

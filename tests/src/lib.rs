@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+/// Whose a record is (its collaborators, or its person's scope), by the engine's kind table.
+pub fn owners(kind: &str, id: &str, data: &Value) -> Vec<String> {
+    engine::Kind::parse(kind).map(|k| k.owners(id, data)).unwrap_or_default()
+}
+
 pub mod bench;
 pub mod device;
 pub mod files;
@@ -721,7 +726,7 @@ impl SyncClient {
                                 serde_json::from_value(c["keep_kinds"].clone()).unwrap_or_default();
                             r.retain(|(kind, id), data| {
                                 kinds.contains(kind)
-                                    || engine::feed::record_collaborators(kind, id, data)
+                                    || owners(kind, id, data)
                                         .iter()
                                         .any(|x| keep.contains(x))
                             });

@@ -10,7 +10,6 @@ use super::{
 };
 use crate::{
     Error, Result,
-    feed::KINDS,
     hlc::Hlc,
     protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, ServerMessage, WireChange},
     time,
@@ -44,7 +43,7 @@ COMMIT TRANSACTION;";
 pub const ACCESS_REVOKED: &str = "access_revoked";
 
 fn all_kinds() -> HashSet<String> {
-    KINDS.iter().map(|k| k.to_string()).collect()
+    crate::kind::Kind::ALL.iter().map(|k| k.to_string()).collect()
 }
 
 /// Takes the accepted mutations of `event` out of the outbox (in memory); returns their
@@ -350,14 +349,14 @@ impl Replica {
                 match c {
                     WireChange::Upsert { seq, kind, id, data } => {
                         self.observe(&data);
-                        access |= crate::changes::changes_access_kind(&kind);
+                        access |= crate::kind::Kind::parse(&kind).is_some_and(crate::kind::Kind::changes_access);
                         let held = Held { event, kind: &kind, id: &id, server: Some(&data), seq, generation: 0 };
                         ops.push(json!({ "put": stored_row(held, &of(&kind, &id)) }));
                         last.insert((kind.clone(), id), seq);
                         kinds.insert(kind);
                     }
                     WireChange::Delete { seq, kind, id } | WireChange::Remove { seq, kind, id } => {
-                        access |= crate::changes::changes_access_kind(&kind);
+                        access |= crate::kind::Kind::parse(&kind).is_some_and(crate::kind::Kind::changes_access);
                         let held = Held { event, kind: &kind, id: &id, server: None, seq, generation: 0 };
                         match stored_row(held, &of(&kind, &id)) {
                             Some(row) => ops.push(json!({ "put": row })),

@@ -8,9 +8,9 @@ use serde_json::json;
 use super::{LocalWrite, Replica, write::typed_row};
 use crate::{
     Error, Result,
-    access::{Action, Module, Target, decide},
+    access::{Action, Module, Target, decide, require},
     assets::state,
-    events::gate,
+    
     model::{Asset, AssetState, Condition, CustodyAction, CustodyFlag, CustodyMove},
     protocol::MutationOp,
 };
@@ -44,7 +44,7 @@ impl Replica {
 
     async fn assets_module(&self, event: &str) -> Result<crate::access::Standing> {
         let s = self.standing(event).await?;
-        gate(decide(&s, Action::Read, Target::Module(Module::Assets)), "assets module")?;
+        require(decide(&s, Action::Read, Target::Module(Module::Assets)), "assets module")?;
         Ok(s)
     }
 

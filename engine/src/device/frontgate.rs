@@ -7,8 +7,8 @@ use serde_json::json;
 use super::{LocalWrite, Replica, write::typed_row};
 use crate::{
     Error, Result,
-    access::{Action, Module, Target, decide},
-    events::gate,
+    access::{Action, Module, Target, decide, require},
+    
     frontgate::{credential_key, presence},
     model::{Credential, Direction, Gate, Scan, ScanDecision, ScanFlag, Zone},
     protocol::MutationOp,
@@ -47,7 +47,7 @@ impl Replica {
     /// Checks that the person reaches the gate module of `event` on this device.
     async fn gate_module(&self, event: &str) -> Result<()> {
         let s = self.standing(event).await?;
-        gate(decide(&s, Action::Read, Target::Module(Module::Gate)), "gate module")
+        require(decide(&s, Action::Read, Target::Module(Module::Gate)), "gate module")
     }
 
     fn held_all<T: serde::de::DeserializeOwned>(&self, event: &str, kind: &str) -> Vec<T> {

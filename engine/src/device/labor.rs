@@ -6,9 +6,9 @@ use serde_json::json;
 use super::{LocalWrite, Replica, write::typed_row};
 use crate::{
     Error, Result,
-    access::{Action, Module, Target, decide},
-    events::gate,
-    labor::person_scope,
+    access::{Action, Module, Target, decide, require},
+    
+    kind::person_scope,
     model::{Gps, LaborRules, Punch, PunchKind, Timecard},
     protocol::MutationOp,
 };
@@ -32,7 +32,7 @@ impl Replica {
 
     async fn labor_module(&self, event: &str) -> Result<crate::access::Standing> {
         let s = self.standing(event).await?;
-        gate(decide(&s, Action::Read, Target::Module(Module::Labor)), "labor module")?;
+        require(decide(&s, Action::Read, Target::Module(Module::Labor)), "labor module")?;
         Ok(s)
     }
 

@@ -26,11 +26,7 @@ struct Rows {
 /// What an append-only record is about, for lookups that must not scan every row: a scan's
 /// credential uid, a custody move's asset tag.
 fn subject_of(r: &Row) -> Option<&str> {
-    match r.kind.as_str() {
-        "scan" | "scan_flag" => r.data.get("credential").and_then(Value::as_str),
-        "custody" | "custody_flag" => r.data.get("asset").and_then(Value::as_str),
-        _ => None,
-    }
+    crate::kind::Kind::parse(&r.kind)?.subject_of(&r.data)
 }
 
 fn unindex(map: &mut HashMap<String, std::collections::BTreeSet<String>>, key: &str, id: &str) {

@@ -1,25 +1,166 @@
-//! The field rules of the five tabs' records: how a create builds a record and how an update
-//! changes one, with per-field last-writer-wins. Pure functions, no I/O: the server
-//! ([`crate::tabs`]) and the device replica ([`crate::device`]) both use them, after each has
-//! resolved, its own way, what needs a lookup (the target collaborator, the assignee) and
-//! asked the access function.
+//! The business rules of records, as pure functions: what an input may be, how a create
+//! builds a record and how an update changes one (per-field last-writer-wins). No I/O, no
+//! clock: the time of a write is passed in. The planners ([`crate::plan`]) apply them on the
+//! server and on the device alike.
+//!
+//! This module holds the five tabs' rules and the text checks every record shares; the
+//! field modules have theirs in [`gate`], [`labor`] and [`custody`].
+
+pub mod custody;
+pub mod gate;
+pub mod labor;
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 use crate::{
     Error, Result,
-    access::{Action, Standing, Tab, Target, decide},
-    accounts::validate_name,
-    events::gate,
+    access::{Action, Standing, Tab, Target, decide, require},
     model::{Activity, Advance, AdvanceStatus, FileMeta, Task, TaskStatus, new_id},
-    tabs::{
-        ACTIVITY_TAGS_MAX, ANSWERS_BYTES_MAX, ActivityPatch, AdvancePatch, FILE_NAME_LEN_MAX, NewActivity, NewAdvance,
-        NewFile, NewTask, TaskPatch,
-    },
     time,
 };
+
+/// Longest name-like text (names, titles), in characters.
+pub const NAME_LEN_MAX: usize = 200;
+
+/// Checks a name-like text field: trimmed, non-empty, bounded.
+pub(crate) fn validate_name(field: &str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(Error::invalid(format!("{field} must not be empty")));
+    }
+    if v.chars().count() > NAME_LEN_MAX {
+        return Err(Error::invalid(format!("{field} must be at most {NAME_LEN_MAX} characters")));
+    }
+    Ok(v.to_string())
+}
+
+/// Most collaborators one activity may be tagged to.
+pub const ACTIVITY_TAGS_MAX: usize = 100;
+/// Longest file name, in characters.
+pub const FILE_NAME_LEN_MAX: usize = 255;
+/// Largest serialized advance answers document, in bytes.
+pub const ANSWERS_BYTES_MAX: usize = 64 * 1024;
+
+/// Distinguishes "field absent" (`None`) from "field set to null" (`Some(None)`).
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Defaults to the caller's own collaborator, or the event's default collaborator for
+    /// seat holders.
+    #[serde(default)]
+    pub collaborator: Option<String>,
+    pub title: String,
+    #[serde(default)]
+    pub status: Option<TaskStatus>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub due: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPatch {
+    #[serde(default)]
+    pub collaborator: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub assignee: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub due: Option<Option<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewActivity {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub title: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(default)]
+    pub area: Option<String>,
+    /// Defaults to the caller's own collaborator for collaborator members.
+    #[serde(default)]
+    pub collaborators: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityPatch {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub starts_at: Option<String>,
+    #[serde(default)]
+    pub ends_at: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub area: Option<Option<String>>,
+    #[serde(default)]
+    pub collaborators: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewFile {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub collaborator: Option<String>,
+    pub name: String,
+    /// The content's size and sha256 (64 hex digits): taken from the finished upload of
+    /// this file id when absent, and checked against it when given.
+    #[serde(default)]
+    pub size: Option<i64>,
+    #[serde(default)]
+    pub content_hash: Option<String>,
+    #[serde(default)]
+    pub media_type: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAdvance {
+    /// A client-chosen id (a UUID), so a device can refer to a record it created offline;
+    /// the server chooses one when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub collaborator: String,
+    pub title: String,
+    #[serde(default)]
+    pub answers: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvancePatch {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub collaborator: Option<String>,
+    #[serde(default)]
+    pub answers: Option<Value>,
+    #[serde(default)]
+    pub status: Option<AdvanceStatus>,
+}
 
 /// Per-field last-writer-wins: whether an edit stamped `stamp` (a hybrid logical clock, see
 /// [`crate::hlc`]) wins `field` over the edit that last set it. A winner's stamp is kept.
@@ -36,7 +177,7 @@ pub fn won(stamps: &mut BTreeMap<String, String>, field: &str, stamp: &str) -> b
 
 /// The collaborator a new record goes to, before the caller checks that it exists: the one
 /// asked for (which must be visible), else the member's own, else the event's default.
-pub(crate) fn collaborator_asked(default: &str, s: &Standing, asked: Option<String>) -> Result<String> {
+pub fn collaborator_asked(default: &str, s: &Standing, asked: Option<String>) -> Result<String> {
     let c = match asked {
         Some(c) => c.trim().to_string(),
         None => match &s.membership {
@@ -44,8 +185,7 @@ pub(crate) fn collaborator_asked(default: &str, s: &Standing, asked: Option<Stri
             _ => default.to_string(),
         },
     };
-    gate(
-        decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }),
+    require(decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }),
         "collaborator",
     )?;
     Ok(c)
@@ -54,7 +194,7 @@ pub(crate) fn collaborator_asked(default: &str, s: &Standing, asked: Option<Stri
 /// The collaborators an activity is tagged to, before the caller checks that they exist:
 /// those asked for (each visible), else the member's own, else the event's default; sorted,
 /// without repeats, at most [`ACTIVITY_TAGS_MAX`].
-pub(crate) fn tags_asked(default: &str, s: &Standing, asked: Option<Vec<String>>) -> Result<Vec<String>> {
+pub fn tags_asked(default: &str, s: &Standing, asked: Option<Vec<String>>) -> Result<Vec<String>> {
     let mut tags: Vec<String> = match asked {
         Some(t) => t.into_iter().map(|c| c.trim().to_string()).collect(),
         None => match &s.membership {
@@ -68,8 +208,7 @@ pub(crate) fn tags_asked(default: &str, s: &Standing, asked: Option<Vec<String>>
         return Err(Error::invalid(format!("an activity may be tagged to at most {ACTIVITY_TAGS_MAX} collaborators")));
     }
     for c in &tags {
-        gate(
-            decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }),
+        require(decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }),
             "collaborator",
         )?;
     }
@@ -116,8 +255,8 @@ pub(crate) fn build_task(
     collaborator: String,
     assignee: Option<String>,
     actor: &str,
+    now: &str,
 ) -> Result<Task> {
-    let now = time::now();
     Ok(Task {
         id: record_id(input.id.as_deref())?,
         event: event.into(),
@@ -127,15 +266,15 @@ pub(crate) fn build_task(
         assignee,
         due: input.due.as_deref().map(|d| time::parse_date("due", d)).transpose()?,
         created_by: actor.into(),
-        created_at: now.clone(),
-        updated_at: now,
+        created_at: now.into(),
+        updated_at: now.into(),
         stamps: Default::default(),
     })
 }
 
 /// Applies an update to a task, field by field, each only if `stamp` wins it. The patch's
 /// `collaborator` and `assignee` are already resolved and checked by the caller.
-pub(crate) fn apply_task(task: &mut Task, patch: TaskPatch, stamp: &str) -> Result<()> {
+pub(crate) fn apply_task(task: &mut Task, patch: TaskPatch, stamp: &str, now: &str) -> Result<()> {
     let title = patch.title.map(|t| validate_name("title", &t)).transpose()?;
     let due = patch.due.map(|d| d.as_deref().map(|d| time::parse_date("due", d)).transpose()).transpose()?;
     let stamps = &mut task.stamps;
@@ -164,13 +303,18 @@ pub(crate) fn apply_task(task: &mut Task, patch: TaskPatch, stamp: &str) -> Resu
     {
         task.due = d;
     }
-    task.updated_at = time::now();
+    task.updated_at = now.into();
     Ok(())
 }
 
 /// An activity as its create makes it, tagged to `tags` (checked by the caller).
-pub(crate) fn build_activity(input: NewActivity, event: &str, tags: Vec<String>, actor: &str) -> Result<Activity> {
-    let now = time::now();
+pub(crate) fn build_activity(
+    input: NewActivity,
+    event: &str,
+    tags: Vec<String>,
+    actor: &str,
+    now: &str,
+) -> Result<Activity> {
     let a = Activity {
         id: record_id(input.id.as_deref())?,
         event: event.into(),
@@ -180,8 +324,8 @@ pub(crate) fn build_activity(input: NewActivity, event: &str, tags: Vec<String>,
         area: optional_text("area", input.area)?,
         collaborators: tags,
         created_by: actor.into(),
-        created_at: now.clone(),
-        updated_at: now,
+        created_at: now.into(),
+        updated_at: now.into(),
         stamps: Default::default(),
     };
     check_times(&a)?;
@@ -197,7 +341,7 @@ fn check_times(a: &Activity) -> Result<()> {
 
 /// Applies an update to an activity, field by field (see [`apply_task`]); its
 /// `collaborators` are already checked by the caller.
-pub(crate) fn apply_activity(a: &mut Activity, patch: ActivityPatch, stamp: &str) -> Result<()> {
+pub(crate) fn apply_activity(a: &mut Activity, patch: ActivityPatch, stamp: &str, now: &str) -> Result<()> {
     let title = patch.title.map(|t| validate_name("title", &t)).transpose()?;
     let starts = patch.starts_at.map(|t| time::parse("starts_at", &t)).transpose()?;
     let ends = patch.ends_at.map(|t| time::parse("ends_at", &t)).transpose()?;
@@ -229,12 +373,12 @@ pub(crate) fn apply_activity(a: &mut Activity, patch: ActivityPatch, stamp: &str
         a.area = v;
     }
     check_times(a)?;
-    a.updated_at = time::now();
+    a.updated_at = now.into();
     Ok(())
 }
 
 /// A file record as its create makes it, in `collaborator`'s folder (checked by the caller).
-pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, actor: &str) -> Result<FileMeta> {
+pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, actor: &str, now: &str) -> Result<FileMeta> {
     let name = input.name.trim().to_string();
     if name.is_empty() || name.chars().count() > FILE_NAME_LEN_MAX || name.contains(['/', '\\', '\0']) {
         return Err(Error::invalid(format!(
@@ -258,15 +402,20 @@ pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, acto
         content_hash: hash,
         media_type: optional_text("media_type", input.media_type)?,
         uploaded_by: actor.into(),
-        created_at: time::now(),
+        created_at: now.into(),
         preview: Default::default(),
     })
 }
 
 /// An advance as its create makes it, sent to `collaborator` (checked by the caller).
-pub(crate) fn build_advance(input: NewAdvance, event: &str, collaborator: String, actor: &str) -> Result<Advance> {
+pub(crate) fn build_advance(
+    input: NewAdvance,
+    event: &str,
+    collaborator: String,
+    actor: &str,
+    now: &str,
+) -> Result<Advance> {
     let answers = check_answers(input.answers.unwrap_or_else(|| json!({})))?;
-    let now = time::now();
     Ok(Advance {
         id: record_id(input.id.as_deref())?,
         event: event.into(),
@@ -279,8 +428,8 @@ pub(crate) fn build_advance(input: NewAdvance, event: &str, collaborator: String
         },
         answers,
         created_by: actor.into(),
-        created_at: now.clone(),
-        updated_at: now,
+        created_at: now.into(),
+        updated_at: now.into(),
         stamps: Default::default(),
     })
 }
@@ -313,7 +462,7 @@ pub(crate) fn check_advance_patch(patch: &AdvancePatch, team: bool) -> Result<()
 /// but `needs_review`), titles and moves are the event team's (`team`). Changed answers put
 /// the advance (back) into `needs_review`, unless a later review already happened. The
 /// patch's `collaborator` is already resolved by the caller.
-pub(crate) fn apply_advance(a: &mut Advance, patch: AdvancePatch, team: bool, stamp: &str) -> Result<()> {
+pub(crate) fn apply_advance(a: &mut Advance, patch: AdvancePatch, team: bool, stamp: &str, now: &str) -> Result<()> {
     check_advance_patch(&patch, team)?;
     let title = patch.title.map(|t| validate_name("title", &t)).transpose()?;
     let answers = patch.answers.map(check_answers).transpose()?;
@@ -342,6 +491,6 @@ pub(crate) fn apply_advance(a: &mut Advance, patch: AdvancePatch, team: bool, st
     {
         a.status = st;
     }
-    a.updated_at = time::now();
+    a.updated_at = now.into();
     Ok(())
 }

@@ -33,12 +33,7 @@ pub enum Op {
     Delete,
 }
 
-/// Who caused a change: the device and its client-generated mutation id.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Origin {
-    pub device: String,
-    pub mutation: String,
-}
+pub use crate::plan::Origin;
 
 /// One entry of an event's change log. It carries what access needs to judge it without
 /// another query: the kind, the record, and the collaborators it belonged to before and

@@ -28,10 +28,7 @@ pub const THUMBNAIL_SIZES: [u32; 2] = [256, 1024];
 pub const ORIGINAL_WITHHELD: &str = "this photo may hold its location, which could not be removed: only its uploader \
      downloads it (its thumbnails are available), unless the event team keeps photo locations";
 
-/// Whether `s` is a sha256 as 64 lowercase hex digits (a blob's name).
-pub fn is_content_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub use crate::rules::is_content_hash;
 
 /// What a client says of the file it is about to send.
 #[derive(Clone, Debug, Deserialize)]

@@ -32,7 +32,7 @@ impl Engine {
         let rules = self.labor_rules(event).await?;
         let periods = self.labor_periods(event).await?;
         let stored: Vec<Timecard> = self.records_where(Kind::Timecard, event, "person", person).await?;
-        timecard_writes(&stored, build_timecards(event, person, punches, &rules), &periods, person)
+        crate::plan::field::timecard_writes(&stored, build_timecards(event, person, punches, &rules), &periods, person, &time::now())
     }
 
     /// See [`crate::plan::field::record_punch`]; judged under the event's field lock.

@@ -12,6 +12,7 @@ mod device;
 mod files;
 mod frontgate;
 mod getting_set_up;
+mod layout;
 mod labor;
 mod link;
 mod protocol;

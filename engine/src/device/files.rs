@@ -363,6 +363,8 @@ impl Replica {
             blobs.attached(&hash);
             return Err(Error::Internal(format!("storing a file: {e}")));
         }
+        // The file's id is chosen here when the app gave none: its upload and its record name it.
+        let id = a.id.unwrap_or_else(crate::model::new_id);
         let name = a.name.or_else(|| source.file_name().map(|n| n.to_string_lossy().to_string())).unwrap_or_default();
         let media_type = a.media_type.or_else(|| media_type_of(&head).map(String::from));
         let fields = json!({
@@ -373,7 +375,7 @@ impl Replica {
             "media_type": media_type,
         });
         let written = self
-            .write(event, LocalWrite { kind: "file_meta".into(), op: MutationOp::Create, record: a.id, fields })
+            .write(event, LocalWrite { kind: "file_meta".into(), op: MutationOp::Create, record: Some(id), fields })
             .await;
         blobs.attached(&hash);
         if written.is_err() {

@@ -20,6 +20,7 @@ use crate::{
     model::{
         Asset, Credential, CredentialStatus, CustodyAction, CustodyFlag, CustodyMove, Direction, Gate, Gps,
         LaborPeriod, LaborRules, Punch, PunchKind, Scan, ScanDecision, ScanFlag, ScanFlagCode, Timecard,
+        TimecardException,
     },
     plan::{Facts, Planned, Write, allow, fields, load, load_where},
     protocol::MutationOp,
@@ -120,7 +121,7 @@ pub async fn record_punch(f: &impl Facts, input: NewPunch) -> Result<Planned<Pun
     periods.sort_by(|a, b| a.first_day.cmp(&b.first_day));
     let stored: Vec<Timecard> = load_where(f, Kind::Timecard, "person", &me).await?;
     let mut writes = vec![Write::create(Kind::Punch, &punch.id, &punch, vec![person_scope(&me)])?];
-    writes.extend(labor::timecard_writes(&stored, labor::build_timecards(&ev, &me, &punches, &rules), &periods, &me)?);
+    writes.extend(timecard_writes(&stored, labor::build_timecards(&ev, &me, &punches, &rules), &periods, &me, f.now())?);
     Ok(Planned::new(punch, writes))
 }
 
@@ -177,6 +178,93 @@ pub async fn record_custody(f: &impl Facts, input: NewMove) -> Result<Planned<Cu
     }
     Ok(Planned::new(m, writes))
 }
+
+// ---- timecards: what the punches say, kept ----
+
+/// Whether two timecards count the same (approval and times aside).
+fn same_count(a: &Timecard, b: &Timecard) -> bool {
+    a.punches == b.punches
+        && a.worked_hours == b.worked_hours
+        && a.paid_hours == b.paid_hours
+        && a.overtime_hours == b.overtime_hours
+        && a.meal_penalties == b.meal_penalties
+        && a.exceptions == b.exceptions
+}
+
+fn locked(periods: &[LaborPeriod], day: &str) -> bool {
+    periods.iter().any(|p| p.first_day.as_str() <= day && day <= p.last_day.as_str())
+}
+
+/// The writes that bring a person's stored timecards to what their punches say now. A day
+/// in a locked period keeps its counts; a punch it does not count is added to it as a
+/// `period_locked` exception. A timecard whose counts change loses its approval.
+pub(crate) fn timecard_writes(
+    stored: &[Timecard],
+    built: Vec<Timecard>,
+    periods: &[LaborPeriod],
+    person: &str,
+    now: &str,
+) -> Result<Vec<Write>> {
+    let scope = vec![person_scope(person)];
+    let mut stored: BTreeMap<String, Timecard> = stored.iter().map(|t| (t.day.clone(), t.clone())).collect();
+    let mut writes = Vec::new();
+    for mut card in built {
+        let old = stored.remove(&card.day);
+        if locked(periods, &card.day) {
+            let mut kept = old.clone().unwrap_or_else(|| Timecard {
+                punches: Vec::new(),
+                worked_hours: 0.0,
+                paid_hours: 0.0,
+                overtime_hours: 0.0,
+                meal_penalties: 0,
+                exceptions: Vec::new(),
+                ..card.clone()
+            });
+            for p in card.punches.iter().filter(|p| !kept.punches.contains(p)) {
+                if kept.exceptions.iter().any(|e| e.code == "period_locked" && e.punch.as_ref() == Some(p)) {
+                    continue;
+                }
+                kept.exceptions.push(TimecardException {
+                    code: "period_locked".into(),
+                    message: "this punch came after the period was locked: kept, not counted; review it".into(),
+                    punch: Some(p.clone()),
+                });
+            }
+            match old {
+                Some(o) if o == kept => {}
+                Some(_) => {
+                    kept.updated_at = now.to_string();
+                    writes.push(Write::replace(Kind::Timecard, &kept.id, &kept, scope.clone(), scope.clone())?);
+                }
+                None => {
+                    kept.updated_at = now.to_string();
+                    writes.push(Write::create(Kind::Timecard, &kept.id, &kept, scope.clone())?);
+                }
+            }
+            continue;
+        }
+        match old {
+            Some(o) if same_count(&o, &card) => {}
+            Some(_) => {
+                card.updated_at = now.to_string();
+                writes.push(Write::replace(Kind::Timecard, &card.id, &card, scope.clone(), scope.clone())?);
+            }
+            None => {
+                card.updated_at = now.to_string();
+                writes.push(Write::create(Kind::Timecard, &card.id, &card, scope.clone())?);
+            }
+        }
+    }
+    // Days no punch points to any more (a late clock-in moved a shift), unless locked.
+    for (_, old) in stored {
+        if !locked(periods, &old.day) {
+            writes.push(Write::delete(Kind::Timecard, &old.id, scope.clone()));
+        }
+    }
+    Ok(writes)
+}
+
+// ---- the engine's operations ----
 
 // ---- the device: deciding from the replica ----
 

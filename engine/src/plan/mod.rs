@@ -16,13 +16,12 @@
 pub mod field;
 pub mod tabs;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
     Error, Result,
     access::{Action, Decision, Standing, Target, decide, require},
-    changes::Origin,
     kind::Kind,
     model::{Event, Preview},
     protocol::MutationOp,
@@ -67,6 +66,13 @@ pub struct FinishedUpload {
     pub sha256: String,
     pub media_type: Option<String>,
     pub preview: Preview,
+}
+
+/// Who caused a change: the device and its client-generated mutation id.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Origin {
+    pub device: String,
+    pub mutation: String,
 }
 
 /// What to do once a plan's writes are committed.

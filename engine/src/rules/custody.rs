@@ -58,7 +58,7 @@ pub struct NewMove {
 // ---- rules (pure) ----
 
 fn check_tag(tag: &str) -> Result<String> {
-    crate::frontgate::check_code("tag", tag, TAG_LEN_MAX)
+    super::gate::check_code("tag", tag, TAG_LEN_MAX)
 }
 
 pub fn build_asset(input: NewAsset, event: &str) -> Result<Asset> {

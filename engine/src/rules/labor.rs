@@ -14,7 +14,6 @@ use crate::{
     Error, Result,
     kind::{Kind, person_scope},
     model::{Gps, LaborPeriod, LaborRules, Punch, PunchKind, Timecard, TimecardException, TimecardStatus},
-    plan::Write,
     rules::{gate::local_day, record_id},
     time,
 };
@@ -306,94 +305,10 @@ pub fn build_timecards(event: &str, person: &str, punches: &[Punch], rules: &Lab
         .collect()
 }
 
-/// Whether two timecards count the same (approval and times aside).
-fn same_count(a: &Timecard, b: &Timecard) -> bool {
-    a.punches == b.punches
-        && a.worked_hours == b.worked_hours
-        && a.paid_hours == b.paid_hours
-        && a.overtime_hours == b.overtime_hours
-        && a.meal_penalties == b.meal_penalties
-        && a.exceptions == b.exceptions
-}
-
-fn locked(periods: &[LaborPeriod], day: &str) -> bool {
-    periods.iter().any(|p| p.first_day.as_str() <= day && day <= p.last_day.as_str())
-}
-
-/// The writes that bring a person's stored timecards to what their punches say now. A day
-/// in a locked period keeps its counts; a punch it does not count is added to it as a
-/// `period_locked` exception. A timecard whose counts change loses its approval.
-pub(crate) fn timecard_writes(
-    stored: &[Timecard],
-    built: Vec<Timecard>,
-    periods: &[LaborPeriod],
-    person: &str,
-) -> Result<Vec<Write>> {
-    let scope = vec![person_scope(person)];
-    let now = time::now();
-    let mut stored: BTreeMap<String, Timecard> = stored.iter().map(|t| (t.day.clone(), t.clone())).collect();
-    let mut writes = Vec::new();
-    for mut card in built {
-        let old = stored.remove(&card.day);
-        if locked(periods, &card.day) {
-            let mut kept = old.clone().unwrap_or_else(|| Timecard {
-                punches: Vec::new(),
-                worked_hours: 0.0,
-                paid_hours: 0.0,
-                overtime_hours: 0.0,
-                meal_penalties: 0,
-                exceptions: Vec::new(),
-                ..card.clone()
-            });
-            for p in card.punches.iter().filter(|p| !kept.punches.contains(p)) {
-                if kept.exceptions.iter().any(|e| e.code == "period_locked" && e.punch.as_ref() == Some(p)) {
-                    continue;
-                }
-                kept.exceptions.push(TimecardException {
-                    code: "period_locked".into(),
-                    message: "this punch came after the period was locked: kept, not counted; review it".into(),
-                    punch: Some(p.clone()),
-                });
-            }
-            match old {
-                Some(o) if o == kept => {}
-                Some(_) => {
-                    kept.updated_at.clone_from(&now);
-                    writes.push(Write::replace(Kind::Timecard, &kept.id, &kept, scope.clone(), scope.clone())?);
-                }
-                None => {
-                    kept.updated_at.clone_from(&now);
-                    writes.push(Write::create(Kind::Timecard, &kept.id, &kept, scope.clone())?);
-                }
-            }
-            continue;
-        }
-        match old {
-            Some(o) if same_count(&o, &card) => {}
-            Some(_) => {
-                card.updated_at.clone_from(&now);
-                writes.push(Write::replace(Kind::Timecard, &card.id, &card, scope.clone(), scope.clone())?);
-            }
-            None => {
-                card.updated_at.clone_from(&now);
-                writes.push(Write::create(Kind::Timecard, &card.id, &card, scope.clone())?);
-            }
-        }
-    }
-    // Days no punch points to any more (a late clock-in moved a shift), unless locked.
-    for (_, old) in stored {
-        if !locked(periods, &old.day) {
-            writes.push(Write::delete(Kind::Timecard, &old.id, scope.clone()));
-        }
-    }
-    Ok(writes)
-}
-
-// ---- the engine's operations ----
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::field::timecard_writes;
 
     fn punch(id: &str, kind: PunchKind, at: &str) -> Punch {
         Punch {
@@ -495,7 +410,7 @@ mod tests {
             ],
             &r,
         );
-        let writes = timecard_writes(&stored, later.clone(), std::slice::from_ref(&period), "p").unwrap();
+        let writes = timecard_writes(&stored, later.clone(), std::slice::from_ref(&period), "p", "2026-07-04T12:00:00.000Z").unwrap();
         assert_eq!(writes.len(), 1);
         let after = writes[0].after();
         let after: Timecard = serde_json::from_value(after.unwrap()).unwrap();
@@ -506,7 +421,7 @@ mod tests {
             ("period_locked", Some("c"))
         );
         // Unlocked, the same punch is counted and the approval goes.
-        let writes = timecard_writes(&stored, later, &[], "p").unwrap();
+        let writes = timecard_writes(&stored, later, &[], "p", "2026-07-04T12:00:00.000Z").unwrap();
         let after = writes[0].after();
         let after: Timecard = serde_json::from_value(after.unwrap()).unwrap();
         assert_eq!((after.status, after.exceptions[0].code.as_str()), (TimecardStatus::Open, "missing_out"));

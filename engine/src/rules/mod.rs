@@ -25,6 +25,11 @@ use crate::{
 /// Longest name-like text (names, titles), in characters.
 pub const NAME_LEN_MAX: usize = 200;
 
+/// Whether `s` is a sha256 as 64 lowercase hex digits (a blob's name).
+pub fn is_content_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Checks a name-like text field: trimmed, non-empty, bounded.
 pub(crate) fn validate_name(field: &str, value: &str) -> Result<String> {
     let v = value.trim();
@@ -390,7 +395,7 @@ pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, acto
         return Err(Error::invalid("size must not be negative"));
     }
     let hash = input.content_hash.as_deref().unwrap_or_default().trim().to_lowercase();
-    if !crate::files::is_content_hash(&hash) {
+    if !is_content_hash(&hash) {
         return Err(Error::invalid("content_hash must be the sha256 of the content as 64 hex digits"));
     }
     Ok(FileMeta {

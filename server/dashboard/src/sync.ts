@@ -4,6 +4,8 @@
 //
 // The types mirror schemas/protocol/{client,server}.schema.json.
 
+import kindTable from "../../../schemas/kinds.json";
+
 export const PROTOCOL = 1;
 
 export interface WireRecord {
@@ -71,24 +73,31 @@ export type Connection =
 /** A record key within an event. */
 export const key = (kind: string, id: string): string => `${kind}/${id}`;
 
-/** Which collaborators a record belongs to (docs/protocol.md "Records and changes"). */
+/** How each kind names its owners: the engine's one kind table (engine/src/kind.rs), as
+ * generated into schemas/kinds.json and checked there by the engine's tests. */
+type OwnersRule =
+  | { rule: "event" }
+  | { rule: "itself" }
+  | { rule: "field"; field: string }
+  | { rule: "tags"; field: string }
+  | { rule: "person"; field: string; prefix: string };
+const OWNERS: Record<string, OwnersRule> = Object.fromEntries(
+  Object.entries(kindTable.kinds).map(([kind, k]) => [kind, k.owners as OwnersRule]),
+);
+
+/** Which collaborators (or person) a record belongs to (docs/protocol.md "Records and changes"). */
 export function owners(r: WireRecord): string[] {
   const d = r.data;
-  switch (r.kind) {
-    case "collaborator":
+  const rule = OWNERS[r.kind];
+  switch (rule?.rule) {
+    case "itself":
       return [r.id];
-    case "activity":
-      return Array.isArray(d.collaborators) ? (d.collaborators as string[]) : [];
-    case "task":
-    case "file_meta":
-    case "advance":
-    case "collab_member":
-    case "invitation":
-    case "module_grant":
-      return typeof d.collaborator === "string" ? [d.collaborator] : [];
-    case "punch":
-    case "timecard":
-      return typeof d.person === "string" ? [`person:${d.person}`] : [];
+    case "field":
+      return typeof d[rule.field] === "string" ? [d[rule.field] as string] : [];
+    case "tags":
+      return Array.isArray(d[rule.field]) ? (d[rule.field] as string[]) : [];
+    case "person":
+      return typeof d[rule.field] === "string" ? [`${rule.prefix}${d[rule.field]}`] : [];
     default:
       return [];
   }

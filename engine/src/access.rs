@@ -171,8 +171,12 @@ pub fn require(decision: Decision, what: &'static str) -> crate::Result<()> {
     match decision {
         Decision::Allow => Ok(()),
         Decision::Hidden => Err(crate::Error::not_found(what)),
-        Decision::ReadOnly => Err(crate::Error::forbidden("read_only", "your access to this collaborator is read-only")),
-        Decision::Denied => Err(crate::Error::forbidden("not_permitted", "your access to this event does not allow this")),
+        Decision::ReadOnly => {
+            Err(crate::Error::forbidden("read_only", "your access to this collaborator is read-only"))
+        }
+        Decision::Denied => {
+            Err(crate::Error::forbidden("not_permitted", "your access to this event does not allow this"))
+        }
     }
 }
 

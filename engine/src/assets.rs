@@ -2,20 +2,18 @@
 //! the flags. The rules are in [`crate::rules::custody`]; a move is planned by
 //! [`crate::plan::field::record_custody`].
 
-
 use std::collections::BTreeMap;
 
-
-use serde_json::json;
 use crate::{
     Engine, Error, Result,
-    plan::Facts,
     access::{Action, Module, Target, decide, require},
     kind::Kind,
     model::{Asset, AssetState, CustodyFlag, CustodyMove},
+    plan::Facts,
     plan::Write,
     time,
 };
+use serde_json::json;
 
 pub use crate::rules::custody::*;
 impl Engine {
@@ -76,7 +74,9 @@ impl Engine {
     /// One asset's custody history, oldest first by clock.
     pub async fn custody_history(&self, actor: &str, event: &str, tag: &str) -> Result<Vec<CustodyMove>> {
         let ev = self.assets_module(actor, event).await?;
-        self.load::<Asset>(Kind::Asset, &ev.id, &asset_key(&ev.id, tag.trim())).await?.ok_or(Error::not_found("asset"))?;
+        self.load::<Asset>(Kind::Asset, &ev.id, &asset_key(&ev.id, tag.trim()))
+            .await?
+            .ok_or(Error::not_found("asset"))?;
         let moves: Vec<CustodyMove> = self.records_where(Kind::Custody, &ev.id, "asset", tag.trim()).await?;
         Ok(by_clock(&moves).into_iter().cloned().collect())
     }

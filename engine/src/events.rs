@@ -8,11 +8,11 @@ use crate::{
     access::{Action, Decision, Membership, Module, OrgAction, Standing, Target, decide, decide_org, require},
     accounts::{validate_email, validate_name},
     kind::Kind,
-    plan::Write,
     model::{
         CollabMember, Collaborator, DeviceSeen, Event, EventView, Invitation, LicenseStatus, MyAccess, Person, Seat,
         Seats, new_id,
     },
+    plan::Write,
     store::on_duplicate,
     time,
 };
@@ -575,8 +575,8 @@ impl Engine {
             .ok_or(Error::not_found("member"))?;
         member.read_only = read_only;
         let scope = vec![c.id.clone()];
-        let write =
-            Write::replace(Kind::CollabMember, &member_key(event, person), &member, scope.clone(), scope)?.about(person);
+        let write = Write::replace(Kind::CollabMember, &member_key(event, person), &member, scope.clone(), scope)?
+            .about(person);
         self.commit(event, vec![write]).await?;
         Ok(())
     }
@@ -628,7 +628,8 @@ impl Engine {
             let scope = vec![inv.collaborator.clone()];
             let key = format!("{}|{}", inv.event, inv.email);
             let writes = vec![
-                Write::create(Kind::CollabMember, &member_key(&inv.event, person), &member, scope.clone())?.about(person),
+                Write::create(Kind::CollabMember, &member_key(&inv.event, person), &member, scope.clone())?
+                    .about(person),
                 Write::delete(Kind::Invitation, &key, scope.clone()),
             ];
             match self.commit(&inv.event, writes).await {

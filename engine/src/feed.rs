@@ -262,7 +262,7 @@ impl Engine {
     pub async fn widened(&self, event: &str, before: &Standing, after: &Standing) -> Result<Vec<Record>> {
         let fuller = !before.seat && after.seat;
         self.records_for(event, &Kind::ALL, after, |kind, of| !visible(before, kind, of) || fuller && kind.shaped())
-        .await
+            .await
     }
 
     /// The current records of `kinds` in `event` as `standing` receives them.

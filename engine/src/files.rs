@@ -14,7 +14,6 @@ use crate::{
     Engine, Error, NewFile, Result,
     access::{Action, OrgAction, Tab, Target, decide, decide_org, require},
     kind::Kind,
-    
     model::{FileMeta, Preview},
     rules, time,
 };
@@ -118,7 +117,8 @@ impl Engine {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         let f = crate::write::DbFacts::new(self, (ev.clone(), s.clone()), "server", None, None);
         let collaborator = crate::plan::tabs::collaborator(&f, input.collaborator.clone()).await?;
-        require(decide(
+        require(
+            decide(
                 &s,
                 Action::Write,
                 Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&collaborator) },
@@ -236,7 +236,8 @@ impl Engine {
             .first(0)?;
         let up = found.filter(|u| u.account == actor).ok_or(Error::not_found("upload"))?;
         let (_, s) = self.standing(actor, &up.event).await.map_err(|_| Error::not_found("upload"))?;
-        require(decide(
+        require(
+            decide(
                 &s,
                 Action::Write,
                 Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&up.collaborator) },
@@ -287,7 +288,8 @@ impl Engine {
     pub async fn file_in_event(&self, actor: &str, event: &str, id: &str) -> Result<(FileMeta, crate::model::Event)> {
         let (ev, s) = self.standing(actor, event).await.map_err(|_| Error::not_found("file"))?;
         let f: FileMeta = self.load(Kind::FileMeta, &ev.id, id).await?.ok_or(Error::not_found("file"))?;
-        require(decide(
+        require(
+            decide(
                 &s,
                 Action::Read,
                 Target::Tab { tab: Tab::Files, collaborators: std::slice::from_ref(&f.collaborator) },

@@ -2,21 +2,19 @@
 //! CSV import), scans and their flags. The rules are in [`crate::rules::gate`]; a scan is
 //! planned by [`crate::plan::field::record_scan`].
 
-
 use std::collections::HashSet;
 
-
-use serde_json::{Value, json};
 use crate::{
     Engine, Error, Result,
-    plan::Facts,
     access::{Action, Module, Target, decide, require},
     changes::COMMIT_WRITES_MAX,
     kind::Kind,
     model::{Credential, Gate, ModuleGrant, Scan, ScanFlag, Zone},
+    plan::Facts,
     plan::Write,
     time,
 };
+use serde_json::{Value, json};
 
 pub use crate::rules::gate::*;
 impl Engine {
@@ -160,7 +158,8 @@ impl Engine {
         let (ev, s) = self.standing_for_write(actor, event).await?;
         require(decide(&s, Action::Write, Target::Setup), "credential")?;
         let key = credential_key(&ev.id, uid);
-        let mut c: Credential = self.load(Kind::Credential, &ev.id, &key).await?.ok_or(Error::not_found("credential"))?;
+        let mut c: Credential =
+            self.load(Kind::Credential, &ev.id, &key).await?.ok_or(Error::not_found("credential"))?;
         let zones = self.zone_codes(&ev.id).await?;
         apply_credential(&mut c, patch, &|z| zones.contains(z), &self.stamp(None))?;
         self.commit_as(&ev, vec![Write::replace(Kind::Credential, &c.id, &c, Vec::new(), Vec::new())?]).await?;

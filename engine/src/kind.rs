@@ -136,7 +136,10 @@ const fn info(kind: Kind, name: &'static str, reach: Reach, owners: Owners) -> I
 /// Every kind, in the order of [`Kind`]'s variants.
 pub const TABLE: [Info; 22] = [
     Info { changes_access: true, ..info(Kind::Event, "event", Reach::EventInfo, Owners::Event) },
-    Info { changes_access: true, ..info(Kind::Collaborator, "collaborator", Reach::Tab(Tab::Dashboard), Owners::Itself) },
+    Info {
+        changes_access: true,
+        ..info(Kind::Collaborator, "collaborator", Reach::Tab(Tab::Dashboard), Owners::Itself)
+    },
     Info {
         changes_access: true,
         noun: "membership",

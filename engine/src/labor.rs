@@ -2,20 +2,18 @@
 //! approval, labor rules and locked periods. The rules are in [`crate::rules::labor`]; a
 //! punch is planned by [`crate::plan::field::record_punch`].
 
-
 use std::collections::BTreeMap;
 
-
-use serde_json::json;
 use crate::{
     Engine, Error, Result,
-    plan::Facts,
     access::{Action, Module, Target, decide, require},
     kind::{Kind, person_scope},
     model::{LaborPeriod, LaborRules, Punch, Timecard, TimecardStatus},
+    plan::Facts,
     plan::Write,
     time,
 };
+use serde_json::json;
 
 pub use crate::rules::labor::*;
 impl Engine {
@@ -32,7 +30,13 @@ impl Engine {
         let rules = self.labor_rules(event).await?;
         let periods = self.labor_periods(event).await?;
         let stored: Vec<Timecard> = self.records_where(Kind::Timecard, event, "person", person).await?;
-        crate::plan::field::timecard_writes(&stored, build_timecards(event, person, punches, &rules), &periods, person, &time::now())
+        crate::plan::field::timecard_writes(
+            &stored,
+            build_timecards(event, person, punches, &rules),
+            &periods,
+            person,
+            &time::now(),
+        )
     }
 
     /// See [`crate::plan::field::record_punch`]; judged under the event's field lock.
@@ -52,7 +56,10 @@ impl Engine {
             }
             None if s.seat => Ok(None),
             None => {
-                require(decide(s, Action::Read, Target::Personal { module: Module::Labor, owner: &s.person }), "event")?;
+                require(
+                    decide(s, Action::Read, Target::Personal { module: Module::Labor, owner: &s.person }),
+                    "event",
+                )?;
                 Ok(Some(s.person.clone()))
             }
         }

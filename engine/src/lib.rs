@@ -37,10 +37,10 @@ pub use accounts::{NewAccount, validate_email};
 pub use error::{Error, Result};
 pub use events::{EventPatch, InviteInput, NewEvent};
 pub use kind::Kind;
-pub use rules::gate::{CredentialPatch, NewCredential, NewGate, NewScan, NewZone};
 pub use orgs::{PurchaseInput, RoleInput};
-pub use store::{RemoteAuth, Store};
+pub use rules::gate::{CredentialPatch, NewCredential, NewGate, NewScan, NewZone};
 pub use rules::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch};
+pub use store::{RemoteAuth, Store};
 pub use tabs::ListFilter;
 
 /// Tunables of the engine. Every limit has a name and a stated policy.

@@ -9,8 +9,8 @@ use crate::{
     Engine, Error, Result,
     changes::{Applied, Origin, applied_key},
     hlc::Hlc,
-    kind::{Kind, not_pushable},
-    plan::{self, Facts, Planned, Push, Write},
+    kind::Kind,
+    plan::{self, Facts, Planned, Write},
     protocol::{Mutation, MutationResult},
     write::{DbFacts, Overlay},
 };
@@ -48,15 +48,7 @@ fn rejected(m: &Mutation, err: Error) -> MutationResult {
 
 /// Plans one pushed mutation with the planners the HTTP API and the device use.
 async fn plan_push(f: &impl Facts, m: &Mutation) -> Result<Planned<(String, Value)>> {
-    let Some(kind) = Kind::parse(&m.kind) else { return Err(not_pushable(&m.kind, m.op)) };
-    let push = Push { kind, op: m.op, record: m.record.as_deref(), fields: &m.fields };
-    if let Some(p) = plan::tab_push(f, push).await {
-        return p;
-    }
-    if let Some(p) = plan::field::server_push(f, push).await {
-        return p;
-    }
-    Err(kind.refuse(m.op))
+    plan::mutation(f, plan::Side::Server, &m.kind, m.op, m.record.as_deref(), &m.fields).await
 }
 
 /// Whether `m` makes a field record judged with the others of its event.

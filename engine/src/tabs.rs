@@ -180,7 +180,10 @@ impl Engine {
     pub async fn dashboard(&self, actor: &str, event: &str, collaborator: Option<String>) -> Result<Dashboard> {
         let (ev, s) = self.standing(actor, event).await?;
         let c = crate::rules::collaborator_asked(&ev.default_collaborator, &s, collaborator)?;
-        require(decide(&s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: &one(&c) }), "collaborator")?;
+        require(
+            decide(&s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: &one(&c) }),
+            "collaborator",
+        )?;
         let collab = self.collaborator(&ev.id, &c).await?.ok_or(Error::not_found("collaborator"))?;
         let mut rows = self
             .store

@@ -206,7 +206,12 @@ impl Engine {
     }
 
     /// A record of `kind` in `event` as stored (None: none, or of another event).
-    pub(crate) async fn load<T: serde::de::DeserializeOwned>(&self, kind: Kind, event: &str, id: &str) -> Result<Option<T>> {
+    pub(crate) async fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        event: &str,
+        id: &str,
+    ) -> Result<Option<T>> {
         self.store
             .run(
                 "SELECT *, record::id(id) AS id FROM type::record($tb, $id) WHERE event = $e",

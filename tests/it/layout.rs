@@ -21,7 +21,11 @@ fn committed_kinds_table_matches_the_engine() {
         std::fs::write(&path, &generated).unwrap();
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(committed == generated, "{} is stale: run UPDATE_SCHEMAS=1 cargo test -p tests --test it layout", path.display());
+    assert!(
+        committed == generated,
+        "{} is stale: run UPDATE_SCHEMAS=1 cargo test -p tests --test it layout",
+        path.display()
+    );
 }
 
 /// Each top-level module of the engine (a file or a folder under `engine/src`) and its text.
@@ -139,7 +143,8 @@ fn pure_modules_reach_no_database_runtime_or_clock() {
         if pure != "rules" {
             assert!(!text.contains("time::now()"), "engine::{pure} reads the clock");
         }
-        let sql_modules = ["store", "changes", "write", "tabs", "events", "orgs", "accounts", "files", "feed", "device"];
+        let sql_modules =
+            ["store", "changes", "write", "tabs", "events", "orgs", "accounts", "files", "feed", "device"];
         for other in sql_modules {
             assert!(
                 !imports(&modules.keys().cloned().collect(), text).contains(other),

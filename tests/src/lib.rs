@@ -725,10 +725,7 @@ impl SyncClient {
                             let kinds: Vec<String> =
                                 serde_json::from_value(c["keep_kinds"].clone()).unwrap_or_default();
                             r.retain(|(kind, id), data| {
-                                kinds.contains(kind)
-                                    || owners(kind, id, data)
-                                        .iter()
-                                        .any(|x| keep.contains(x))
+                                kinds.contains(kind) || owners(kind, id, data).iter().any(|x| keep.contains(x))
                             });
                         }
                         other => panic!("unknown change op {other:?}"),

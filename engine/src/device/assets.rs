@@ -10,7 +10,6 @@ use crate::{
     Error, Result,
     access::{Action, Module, Target, decide, require},
     assets::state,
-    
     model::{Asset, AssetState, Condition, CustodyAction, CustodyFlag, CustodyMove},
     protocol::MutationOp,
 };

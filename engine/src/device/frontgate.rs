@@ -8,7 +8,6 @@ use super::{LocalWrite, Replica, write::typed_row};
 use crate::{
     Error, Result,
     access::{Action, Module, Target, decide, require},
-    
     frontgate::{credential_key, presence},
     model::{Credential, Direction, Gate, Scan, ScanDecision, ScanFlag, Zone},
     protocol::MutationOp,

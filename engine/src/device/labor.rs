@@ -7,7 +7,6 @@ use super::{LocalWrite, Replica, write::typed_row};
 use crate::{
     Error, Result,
     access::{Action, Module, Target, decide, require},
-    
     kind::person_scope,
     model::{Gps, LaborRules, Punch, PunchKind, Timecard},
     protocol::MutationOp,

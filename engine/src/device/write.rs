@@ -10,7 +10,7 @@ use crate::{
     access::Standing,
     kind::{Kind, not_pushable},
     model::{Activity, Advance, Event, Task},
-    plan::{self, Facts, FinishedUpload, Planned, Push},
+    plan::{self, Facts, FinishedUpload, Planned},
     protocol::{Mutation, MutationOp, Record},
     rules::{self, ActivityPatch, AdvancePatch, TaskPatch},
 };
@@ -108,15 +108,7 @@ impl Facts for MirrorFacts<'_> {
 
 /// Plans a local write with the server's planners on what the device holds.
 async fn plan_local(f: &MirrorFacts<'_>, w: &LocalWrite) -> Result<Planned<(String, Value)>> {
-    let Some(kind) = Kind::parse(&w.kind) else { return Err(not_pushable(&w.kind, w.op)) };
-    let push = Push { kind, op: w.op, record: w.record.as_deref(), fields: &w.fields };
-    if let Some(p) = plan::tab_push(f, push).await {
-        return p;
-    }
-    if let Some(p) = plan::field::device_push(f, push).await {
-        return p;
-    }
-    Err(kind.refuse(w.op))
+    plan::mutation(f, plan::Side::Device, &w.kind, w.op, w.record.as_deref(), &w.fields).await
 }
 
 /// A record in the form the server sends it: no nulls (absent optional fields).
@@ -183,7 +175,8 @@ pub(super) struct Held<'a> {
 pub(super) fn stored_row(h: Held<'_>, ops: &[&Outgoing]) -> Option<Value> {
     let Held { event, kind, id, server, seq, generation } = h;
     let ops: Vec<&Outgoing> = ops.iter().copied().filter(|o| o.accepted.is_none_or(|a| a > seq)).collect();
-    let record_collaborators = |kind: &str, id: &str, d: &Value| Kind::parse(kind).map(|k| k.owners(id, d)).unwrap_or_default();
+    let record_collaborators =
+        |kind: &str, id: &str, d: &Value| Kind::parse(kind).map(|k| k.owners(id, d)).unwrap_or_default();
     if ops.is_empty() {
         let d = server?;
         let collaborators = record_collaborators(kind, id, d);
@@ -343,10 +336,7 @@ impl Replica {
         self.refresh_status(&st, |_| {});
         drop(st);
         self.changed(event, [w.kind.clone()].into());
-        Ok(Written {
-            mutation,
-            record: Record { kind: w.kind, id, data: after.unwrap_or(Value::Null) },
-        })
+        Ok(Written { mutation, record: Record { kind: w.kind, id, data: after.unwrap_or(Value::Null) } })
     }
 }
 

@@ -121,7 +121,13 @@ pub async fn record_punch(f: &impl Facts, input: NewPunch) -> Result<Planned<Pun
     periods.sort_by(|a, b| a.first_day.cmp(&b.first_day));
     let stored: Vec<Timecard> = load_where(f, Kind::Timecard, "person", &me).await?;
     let mut writes = vec![Write::create(Kind::Punch, &punch.id, &punch, vec![person_scope(&me)])?];
-    writes.extend(timecard_writes(&stored, labor::build_timecards(&ev, &me, &punches, &rules), &periods, &me, f.now())?);
+    writes.extend(timecard_writes(
+        &stored,
+        labor::build_timecards(&ev, &me, &punches, &rules),
+        &periods,
+        &me,
+        f.now(),
+    )?);
     Ok(Planned::new(punch, writes))
 }
 

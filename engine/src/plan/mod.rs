@@ -294,6 +294,36 @@ pub async fn tab_push(f: &impl Facts, m: Push<'_>) -> Option<Result<Planned<(Str
     }
 }
 
+/// Who plans a field record: the server records what a device decided, a device decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Device,
+}
+
+/// Plans one mutation of `kind` (a table name as the client sent it) on `side`: the tabs'
+/// planners are the same on both sides; a field record is decided by the device and
+/// recorded by the server.
+pub async fn mutation(
+    f: &impl Facts,
+    side: Side,
+    kind: &str,
+    op: MutationOp,
+    record: Option<&str>,
+    fields: &Value,
+) -> Result<Planned<(String, Value)>> {
+    let Some(kind) = Kind::parse(kind) else { return Err(crate::kind::not_pushable(kind, op)) };
+    let push = Push { kind, op, record, fields };
+    if let Some(p) = tab_push(f, push).await {
+        return p;
+    }
+    let field = match side {
+        Side::Server => field::server_push(f, push).await,
+        Side::Device => field::device_push(f, push).await,
+    };
+    field.unwrap_or_else(|| Err(kind.refuse(op)))
+}
+
 fn deleted(p: Planned<String>) -> Result<Planned<(String, Value)>> {
     Ok(p.map(|id| (id, Value::Null)))
 }

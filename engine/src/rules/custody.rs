@@ -7,14 +7,13 @@
 //! Members of a collaborator granted the `assets` module and seat holders reach the event's
 //! gear; registering assets is the event team's.
 
-
-use serde::Deserialize;
 use crate::{
     Error, Result,
     model::{Asset, AssetState, Condition, CustodyAction, CustodyMove},
     rules::{record_id, validate_name},
     time,
 };
+use serde::Deserialize;
 
 /// Longest asset tag.
 pub const TAG_LEN_MAX: usize = 64;

@@ -13,17 +13,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 use crate::{
     Error, Result,
     access::{Module, Standing},
-    model::{
-        Credential, CredentialStatus, Direction, Gate, ScanDecision, Scan, ScanFlagCode, Zone,
-    },
+    model::{Credential, CredentialStatus, Direction, Gate, Scan, ScanDecision, ScanFlagCode, Zone},
     rules::{optional_text, record_id, validate_name},
     time,
 };
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 /// Longest credential uid.
 pub const UID_LEN_MAX: usize = 64;

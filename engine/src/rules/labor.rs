@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use crate::{
     Error, Result,
     kind::{Kind, person_scope},
@@ -17,6 +16,7 @@ use crate::{
     rules::{gate::local_day, record_id},
     time,
 };
+use serde::Deserialize;
 
 /// A shift open longer than this without an `out` is closed as missing its `out`; the
 /// punches after it start over.
@@ -410,7 +410,9 @@ mod tests {
             ],
             &r,
         );
-        let writes = timecard_writes(&stored, later.clone(), std::slice::from_ref(&period), "p", "2026-07-04T12:00:00.000Z").unwrap();
+        let writes =
+            timecard_writes(&stored, later.clone(), std::slice::from_ref(&period), "p", "2026-07-04T12:00:00.000Z")
+                .unwrap();
         assert_eq!(writes.len(), 1);
         let after = writes[0].after();
         let after: Timecard = serde_json::from_value(after.unwrap()).unwrap();

@@ -190,7 +190,8 @@ pub fn collaborator_asked(default: &str, s: &Standing, asked: Option<String>) ->
             _ => default.to_string(),
         },
     };
-    require(decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }),
+    require(
+        decide(s, Action::Read, Target::Tab { tab: Tab::Dashboard, collaborators: std::slice::from_ref(&c) }),
         "collaborator",
     )?;
     Ok(c)
@@ -213,7 +214,8 @@ pub fn tags_asked(default: &str, s: &Standing, asked: Option<Vec<String>>) -> Re
         return Err(Error::invalid(format!("an activity may be tagged to at most {ACTIVITY_TAGS_MAX} collaborators")));
     }
     for c in &tags {
-        require(decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }),
+        require(
+            decide(s, Action::Read, Target::Tab { tab: Tab::Schedule, collaborators: std::slice::from_ref(c) }),
             "collaborator",
         )?;
     }
@@ -383,7 +385,13 @@ pub(crate) fn apply_activity(a: &mut Activity, patch: ActivityPatch, stamp: &str
 }
 
 /// A file record as its create makes it, in `collaborator`'s folder (checked by the caller).
-pub(crate) fn build_file(input: NewFile, event: &str, collaborator: String, actor: &str, now: &str) -> Result<FileMeta> {
+pub(crate) fn build_file(
+    input: NewFile,
+    event: &str,
+    collaborator: String,
+    actor: &str,
+    now: &str,
+) -> Result<FileMeta> {
     let name = input.name.trim().to_string();
     if name.is_empty() || name.chars().count() > FILE_NAME_LEN_MAX || name.contains(['/', '\\', '\0']) {
         return Err(Error::invalid(format!(

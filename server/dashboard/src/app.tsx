@@ -1,5 +1,5 @@
 // The dashboard's shell: sign-in, picking an event, the connection bar, and the one sync
-// session every open event shares. The event's tabs are in views.tsx.
+// session every open event shares. The event's tabs are in views/ (views/event.tsx routes them).
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
@@ -7,7 +7,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, type EventView, type Org, type Session } from "./api";
 import { type Connection, type Mutation, SyncClient, mutationId } from "./sync";
 import { type Ctx, tick, toast, toasts } from "./state";
-import { EventPage } from "./views";
+import { EventPage } from "./views/event";
 
 const STORE_SESSION = "backops.session";
 const STORE_DEVICE = "backops.device";

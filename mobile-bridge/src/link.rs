@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tokio::sync::{Notify, watch};
 use tokio_tungstenite::{
     Connector,
-    tungstenite::{Message, protocol::CloseFrame},
+    tungstenite::{self, Message, protocol::CloseFrame},
 };
 
 /// First wait before reconnecting; doubles up to [`BACKOFF_MAX`] while attempts fail.
@@ -274,6 +274,14 @@ async fn send(ws: &mut Ws, m: &ClientMessage) -> Result<(), String> {
     ws.send(Message::Text(text.into())).await.map_err(|e| format!("connection lost: {e}"))
 }
 
+/// Sends `ms` in order, stopping at the first that cannot be sent.
+async fn send_all(ws: &mut Ws, ms: Vec<ClientMessage>) -> Result<(), String> {
+    for m in ms {
+        send(ws, &m).await?;
+    }
+    Ok(())
+}
+
 /// Why the server closed, as the link acts on it.
 fn closed(frame: Option<CloseFrame>) -> Ended {
     let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
@@ -285,6 +293,7 @@ fn closed(frame: Option<CloseFrame>) -> Ended {
     }
 }
 
+/// One connection, from hello to its end.
 async fn session(
     replica: &Replica,
     mut ws: Ws,
@@ -293,31 +302,53 @@ async fn session(
     wake: &Notify,
     reconnect: &Notify,
 ) -> Ended {
-    if let Err(e) = send(&mut ws, &replica.hello(token)).await {
-        return Ended::Retry(e);
-    }
+    let welcome = match hello(replica, &mut ws, token).await {
+        Ok(welcome) => welcome,
+        Err(ended) => return ended,
+    };
+    let limits = match resume(replica, &mut ws, welcome).await {
+        Ok(limits) => limits,
+        Err(ended) => return ended,
+    };
+    serve(replica, &mut ws, &limits, stop, wake, reconnect).await
+}
+
+/// Says hello with `token` and waits (a bounded time) for the server's welcome.
+async fn hello(replica: &Replica, ws: &mut Ws, token: &str) -> Result<ServerMessage, Ended> {
+    send(ws, &replica.hello(token)).await.map_err(Ended::Retry)?;
     let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<ServerMessage>(&t).ok(),
-        Ok(Some(Ok(Message::Close(f)))) => return closed(f),
+        Ok(Some(Ok(Message::Close(f)))) => return Err(closed(f)),
         _ => None,
     };
     let Some(welcome @ ServerMessage::Welcome { .. }) = welcome else {
-        return Ended::Retry("the server did not welcome the connection".into());
+        return Err(Ended::Retry("the server did not welcome the connection".into()));
     };
+    Ok(welcome)
+}
+
+/// Hands the welcome to the replica (which may refuse the connection) and resumes every
+/// subscription from its cursor. Returns the server's limits.
+async fn resume(replica: &Replica, ws: &mut Ws, welcome: ServerMessage) -> Result<Limits, Ended> {
     let limits = match &welcome {
         ServerMessage::Welcome { limits, .. } => limits.clone(),
         _ => Limits::default(),
     };
-    match replica.handle(welcome).await {
-        Ok(subscribes) => {
-            for m in subscribes {
-                if let Err(e) = send(&mut ws, &m).await {
-                    return Ended::Retry(e);
-                }
-            }
-        }
-        Err(e) => return Ended::Refused(e.to_string()),
-    }
+    let subscribes = replica.handle(welcome).await.map_err(|e| Ended::Refused(e.to_string()))?;
+    send_all(ws, subscribes).await.map_err(Ended::Retry)?;
+    Ok(limits)
+}
+
+/// The welcomed connection until it ends: pushes the outbox, then waits for the first of a
+/// stop, a reconnect, new local work, a heartbeat or frames from the server.
+async fn serve(
+    replica: &Replica,
+    ws: &mut Ws,
+    limits: &Limits,
+    stop: &mut watch::Receiver<bool>,
+    wake: &Notify,
+    reconnect: &Notify,
+) -> Ended {
     let heartbeat = Duration::from_millis(limits.heartbeat_ms.max(1000));
     let mut beat = tokio::time::interval(heartbeat);
     beat.tick().await;
@@ -327,7 +358,7 @@ async fn session(
     let push_bytes = limits.frame_bytes_max / 2;
     loop {
         while let Some(p) = replica.next_push(limits.push_mutations_max, push_bytes).await {
-            if let Err(e) = send(&mut ws, &p).await {
+            if let Err(e) = send(ws, &p).await {
                 return Ended::Retry(e);
             }
         }
@@ -342,25 +373,14 @@ async fn session(
                 return Ended::Retry("reconnecting".into());
             }
             _ = wake.notified() => {
-                for m in replica.resubscribe().await {
-                    if let Err(e) = send(&mut ws, &m).await {
-                        return Ended::Retry(e);
-                    }
+                if let Err(e) = send_all(ws, replica.resubscribe().await).await {
+                    return Ended::Retry(e);
                 }
                 continue;
             }
             _ = beat.tick() => {
-                silent_beats += 1;
-                if silent_beats > SILENT_BEATS_MAX {
-                    let _ = ws.close(None).await;
-                    return Ended::Retry("the server stopped answering".into());
-                }
-                let mut out = replica.resubscribe().await;
-                out.push(ClientMessage::Ping);
-                for m in out {
-                    if let Err(e) = send(&mut ws, &m).await {
-                        return Ended::Retry(e);
-                    }
+                if let Err(ended) = beat_once(replica, ws, &mut silent_beats).await {
+                    return ended;
                 }
                 continue;
             }
@@ -369,50 +389,79 @@ async fn session(
                 m
             }
         };
-        // What already arrived is taken together.
-        let mut frames = Vec::new();
-        let mut next = first;
-        loop {
-            match next {
-                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
-                    Ok(m) => frames.push(m),
-                    Err(e) => tracing::warn!(error = %e, "a frame from the server does not fit the protocol"),
-                },
-                Some(Ok(Message::Close(f))) => {
-                    let _ = replica.handle_all(frames).await;
-                    return closed(f);
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    let _ = replica.handle_all(frames).await;
-                    return Ended::Retry(format!("connection lost: {e}"));
-                }
-                None => {
-                    let _ = replica.handle_all(frames).await;
-                    return Ended::Retry("connection lost".into());
-                }
+        let frames = match gather(replica, ws, first).await {
+            Ok(frames) => frames,
+            Err(ended) => return ended,
+        };
+        if let Err(ended) = take(replica, ws, frames).await {
+            return ended;
+        }
+    }
+}
+
+/// A heartbeat: a server silent for too many of them is taken for dead; otherwise refused
+/// subscriptions are retried and the server is pinged.
+async fn beat_once(replica: &Replica, ws: &mut Ws, silent_beats: &mut u32) -> Result<(), Ended> {
+    *silent_beats += 1;
+    if *silent_beats > SILENT_BEATS_MAX {
+        let _ = ws.close(None).await;
+        return Err(Ended::Retry("the server stopped answering".into()));
+    }
+    let mut out = replica.resubscribe().await;
+    out.push(ClientMessage::Ping);
+    send_all(ws, out).await.map_err(Ended::Retry)
+}
+
+/// `first` and the frames that already arrived after it, up to [`FRAMES_TOGETHER_MAX`]. A
+/// close, an error or the end of the stream hands the replica what came before it and ends
+/// the session.
+async fn gather(
+    replica: &Replica,
+    ws: &mut Ws,
+    first: Option<tungstenite::Result<Message>>,
+) -> Result<Vec<ServerMessage>, Ended> {
+    // What already arrived is taken together.
+    let mut frames = Vec::new();
+    let mut next = first;
+    loop {
+        match next {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str::<ServerMessage>(&t) {
+                Ok(m) => frames.push(m),
+                Err(e) => tracing::warn!(error = %e, "a frame from the server does not fit the protocol"),
+            },
+            Some(Ok(Message::Close(f))) => {
+                let _ = replica.handle_all(frames).await;
+                return Err(closed(f));
             }
-            if frames.len() >= FRAMES_TOGETHER_MAX {
-                break;
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                let _ = replica.handle_all(frames).await;
+                return Err(Ended::Retry(format!("connection lost: {e}")));
             }
-            match ws.next().now_or_never() {
-                Some(m) => next = m,
-                None => break,
+            None => {
+                let _ = replica.handle_all(frames).await;
+                return Err(Ended::Retry("connection lost".into()));
             }
         }
-        match replica.handle_all(frames).await {
-            Ok(replies) => {
-                for m in replies {
-                    if let Err(e) = send(&mut ws, &m).await {
-                        return Ended::Retry(e);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the replica could not take frames; reconnecting");
-                let _ = ws.close(None).await;
-                return Ended::Retry("the device could not store what the server sent".into());
-            }
+        if frames.len() >= FRAMES_TOGETHER_MAX {
+            break;
+        }
+        match ws.next().now_or_never() {
+            Some(m) => next = m,
+            None => break,
+        }
+    }
+    Ok(frames)
+}
+
+/// Hands frames to the replica (a run of changes is one transaction) and sends its replies.
+async fn take(replica: &Replica, ws: &mut Ws, frames: Vec<ServerMessage>) -> Result<(), Ended> {
+    match replica.handle_all(frames).await {
+        Ok(replies) => send_all(ws, replies).await.map_err(Ended::Retry),
+        Err(e) => {
+            tracing::error!(error = %e, "the replica could not take frames; reconnecting");
+            let _ = ws.close(None).await;
+            Err(Ended::Retry("the device could not store what the server sent".into()))
         }
     }
 }

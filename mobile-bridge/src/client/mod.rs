@@ -5,6 +5,11 @@
 //! memory, writes with one local transaction. The network is only ever touched by the link's
 //! background task, so no call waits on it. A listener hears changes, status and rejections
 //! on a thread of its own, never on the runtime's, so it may call back into the client.
+//!
+//! This module holds the object, its opening, connection and shutdown, the listener and the
+//! helpers every call shares; the exported methods of each concern live in a module of their
+//! own: `tabs`, `files`, `gate` (the front gate), `labor` (crew time) and `assets` (gear
+//! custody).
 
 use std::{
     future::Future,
@@ -14,7 +19,6 @@ use std::{
 };
 
 use engine::{
-    ListFilter,
     device::{LocalWrite, Notice, Replica},
     protocol::MutationOp,
 };
@@ -23,13 +27,14 @@ use tokio::{runtime::Handle, sync::broadcast::error::RecvError};
 use crate::{
     BackOpsError, Link,
     link::Trust,
-    types::{
-        Activity, ActivityPatch, Advance, AdvancePatch, AssetInfo, AttachOptions, Collaborator, Condition,
-        CredentialInfo, CustodyMove, Dashboard, Direction, EventInfo, FileInfo, FileStorage, GateInfo, GateStatus,
-        Location, NewActivity, NewAdvance, NewTask, Punch, PunchKind, Receipt, Rejection, Scan, ScanFlag, ScanResult,
-        SyncStatus, Task, TaskPatch, Timecard, UploadProgress, fields,
-    },
+    types::{Receipt, Rejection, SyncStatus},
 };
+
+mod assets;
+mod files;
+mod gate;
+mod labor;
+mod tabs;
 
 /// Longest a token may be.
 const TOKEN_BYTES_MAX: usize = 8 * 1024;
@@ -259,308 +264,6 @@ impl BackOpsClient {
         Ok(self.run(self.replica()?.rejections())?.into_iter().map(Rejection::from).collect())
     }
 
-    // ---- the tabs, read on the device ----
-
-    /// The event and the person's access to it.
-    pub fn event(&self, event: String) -> Result<EventInfo, BackOpsError> {
-        let (ev, access) = self.run(self.replica()?.event(&event))?;
-        Ok(EventInfo {
-            id: ev.id,
-            org: ev.org,
-            name: ev.name,
-            default_collaborator: ev.default_collaborator,
-            seat: access.seat,
-            collaborator: access.collaborator,
-            read_only: access.read_only,
-        })
-    }
-
-    /// The event's collaborators the person sees (a member: their own; a seat holder: all).
-    pub fn collaborators(&self, event: String) -> Result<Vec<Collaborator>, BackOpsError> {
-        self.run(self.replica()?.standing(&event))?;
-        let mut v: Vec<Collaborator> = self
-            .run(self.replica()?.records(&event, "collaborator"))?
-            .into_iter()
-            .map(|r| Collaborator {
-                name: r.data["name"].as_str().unwrap_or_default().into(),
-                read_only: r.data["read_only"].as_bool().unwrap_or(false),
-                id: r.id,
-            })
-            .collect();
-        v.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-        Ok(v)
-    }
-
-    /// The Dashboard tab of `collaborator` (the person's own when not given).
-    pub fn dashboard(&self, event: String, collaborator: Option<String>) -> Result<Dashboard, BackOpsError> {
-        Ok(self.run(self.replica()?.dashboard(&event, collaborator))?.into())
-    }
-
-    /// The Tasks tab: the person's collaborator's tasks, or for a seat holder the whole
-    /// event's (or one collaborator's).
-    pub fn tasks(&self, event: String, collaborator: Option<String>) -> Result<Vec<Task>, BackOpsError> {
-        self.list(self.replica()?.tasks(&event, ListFilter { collaborator }))
-    }
-
-    /// The Schedule tab, by start time.
-    pub fn schedule(&self, event: String, collaborator: Option<String>) -> Result<Vec<Activity>, BackOpsError> {
-        self.list(self.replica()?.activities(&event, ListFilter { collaborator }))
-    }
-
-    /// The Files tab.
-    pub fn files(&self, event: String, collaborator: Option<String>) -> Result<Vec<FileInfo>, BackOpsError> {
-        self.list(self.replica()?.files(&event, ListFilter { collaborator }))
-    }
-
-    /// The Advances tab.
-    pub fn advances(&self, event: String, collaborator: Option<String>) -> Result<Vec<Advance>, BackOpsError> {
-        self.list(self.replica()?.advances(&event, ListFilter { collaborator }))
-    }
-
-    // ---- writes: shown at once, sent when online ----
-
-    pub fn create_task(&self, event: String, task: NewTask) -> Result<Receipt, BackOpsError> {
-        self.write(event, "task", MutationOp::Create, None, fields(&task)?)
-    }
-
-    pub fn update_task(&self, event: String, id: String, patch: TaskPatch) -> Result<Receipt, BackOpsError> {
-        self.write(event, "task", MutationOp::Update, Some(id), patch.fields()?)
-    }
-
-    pub fn delete_task(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
-        self.write(event, "task", MutationOp::Delete, Some(id), serde_json::json!({}))
-    }
-
-    pub fn create_activity(&self, event: String, activity: NewActivity) -> Result<Receipt, BackOpsError> {
-        self.write(event, "activity", MutationOp::Create, None, fields(&activity)?)
-    }
-
-    pub fn update_activity(&self, event: String, id: String, patch: ActivityPatch) -> Result<Receipt, BackOpsError> {
-        self.write(event, "activity", MutationOp::Update, Some(id), patch.fields()?)
-    }
-
-    pub fn delete_activity(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
-        self.write(event, "activity", MutationOp::Delete, Some(id), serde_json::json!({}))
-    }
-
-    /// Takes a photo into the event's Files tab (the caller's own folder): its bytes are
-    /// copied into the app's storage at once and the file is shown from there; it uploads
-    /// when online (resuming after any cut) and becomes visible to others once every byte
-    /// is on the server. `path` is where the camera wrote it; it may be deleted afterwards.
-    pub fn attach_photo(&self, event: String, path: String) -> Result<Receipt, BackOpsError> {
-        self.attach_file(event, path, AttachOptions::default())
-    }
-
-    /// [`BackOpsClient::attach_photo`] for any file, with its folder, name, media type or id.
-    pub fn attach_file(&self, event: String, path: String, options: AttachOptions) -> Result<Receipt, BackOpsError> {
-        check_id("event", &event)?;
-        if let Some(id) = &options.id {
-            check_id("id", id)?;
-        }
-        if lock(&self.session).token.is_none() {
-            return Err(BackOpsError::not_ready("sign_in", "sign in before making changes"));
-        }
-        let attach = engine::device::files::Attach {
-            id: options.id,
-            collaborator: options.collaborator,
-            name: options.name,
-            media_type: options.media_type,
-        };
-        let written = self.run(self.replica()?.attach_file(&event, Path::new(&path), attach))?;
-        self.wake();
-        Ok(Receipt { mutation: written.mutation, record: written.record.id })
-    }
-
-    /// How far the uploads of this device's files in `event` got (bytes sent of each).
-    pub fn uploads(&self, event: String) -> Result<Vec<UploadProgress>, BackOpsError> {
-        let replica = self.replica()?;
-        Ok(self.block_on(replica.uploads(&event))?.into_iter().map(UploadProgress::from).collect())
-    }
-
-    /// Where a file's original is on the device, when held (the app's own photos always are;
-    /// others' after [`BackOpsClient::request_original`]).
-    pub fn file_path(&self, event: String, file: String) -> Result<Option<String>, BackOpsError> {
-        let p = self.replica()?.file_path(&event, &file, engine::device::files::Variant::Original);
-        Ok(p.map(|p| p.display().to_string()))
-    }
-
-    /// Where a file's thumbnail (`size`: 256 or 1024, longest side in pixels) is on the device,
-    /// once fetched (thumbnails are fetched as soon as their file's record arrives).
-    pub fn thumbnail_path(&self, event: String, file: String, size: u32) -> Result<Option<String>, BackOpsError> {
-        let p = self.replica()?.file_path(&event, &file, engine::device::files::Variant::Thumbnail(size));
-        Ok(p.map(|p| p.display().to_string()))
-    }
-
-    /// Asks for a file's original; [`SyncListener::on_change`] hears `file_content` when it
-    /// has arrived. True when it is held already.
-    pub fn request_original(&self, event: String, file: String) -> Result<bool, BackOpsError> {
-        let held = self.replica()?.request_original(&event, &file)?;
-        Ok(held)
-    }
-
-    /// Bytes of file contents the device keeps, and the budget for fetched ones.
-    pub fn file_storage(&self) -> Result<FileStorage, BackOpsError> {
-        let (held_bytes, budget_bytes) = self.replica()?.file_bytes();
-        Ok(FileStorage { held_bytes, budget_bytes })
-    }
-
-    /// Sets the budget for fetched thumbnails and originals (the least recently used go first
-    /// past it; the device's own photos not yet uploaded are always kept).
-    pub fn set_file_budget(&self, bytes: u64) -> Result<(), BackOpsError> {
-        self.replica()?.set_file_budget(bytes);
-        Ok(())
-    }
-
-    pub fn delete_file(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
-        self.write(event, "file_meta", MutationOp::Delete, Some(id), serde_json::json!({}))
-    }
-
-    /// Sends a collaborator an advance (seat holders).
-    pub fn create_advance(&self, event: String, advance: NewAdvance) -> Result<Receipt, BackOpsError> {
-        self.write(event, "advance", MutationOp::Create, None, advance.fields()?)
-    }
-
-    /// Answers an advance (its answers and/or status), or edits it.
-    pub fn update_advance(&self, event: String, id: String, patch: AdvancePatch) -> Result<Receipt, BackOpsError> {
-        self.write(event, "advance", MutationOp::Update, Some(id), patch.fields()?)
-    }
-
-    pub fn delete_advance(&self, event: String, id: String) -> Result<Receipt, BackOpsError> {
-        self.write(event, "advance", MutationOp::Delete, Some(id), serde_json::json!({}))
-    }
-
-    // ---- the front gate: decided here, with no network ----
-
-    /// Scans a credential at a lane of a gate. The decision is made on the device from what
-    /// it holds, at once, whether online or not; the scan is recorded (admitted or not) and
-    /// sent when online. Needs the gate module (or a seat).
-    pub fn scan(
-        &self,
-        event: String,
-        credential: String,
-        gate: String,
-        lane: String,
-        direction: Direction,
-    ) -> Result<ScanResult, BackOpsError> {
-        check_id("event", &event)?;
-        check_id("gate", &gate)?;
-        if lock(&self.session).token.is_none() {
-            return Err(BackOpsError::not_ready("sign_in", "sign in before scanning"));
-        }
-        let outcome = self.run(self.replica()?.scan(&event, &credential, &gate, &lane, direction.into()))?;
-        self.wake();
-        Ok(outcome.into())
-    }
-
-    /// The event's gates and their lanes.
-    pub fn gates(&self, event: String) -> Result<Vec<GateInfo>, BackOpsError> {
-        self.list(self.replica()?.gates(&event))
-    }
-
-    /// Each gate's admissions, exits, refusals and flags, from what the device holds.
-    pub fn gate_status(&self, event: String) -> Result<Vec<GateStatus>, BackOpsError> {
-        self.list(self.replica()?.gate_status(&event))
-    }
-
-    /// A credential as the device holds it (None: the event has no such uid).
-    pub fn credential(&self, event: String, uid: String) -> Result<Option<CredentialInfo>, BackOpsError> {
-        Ok(self.run(self.replica()?.credential(&event, &uid))?.map(Into::into))
-    }
-
-    /// How many credentials the device holds: the gate is ready when they are all here.
-    pub fn credential_count(&self, event: String) -> Result<u64, BackOpsError> {
-        Ok(self.run(self.replica()?.credential_count(&event))? as u64)
-    }
-
-    /// Recent scans, newest first: of one credential or one gate when given.
-    pub fn scans(
-        &self,
-        event: String,
-        credential: Option<String>,
-        gate: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<Scan>, BackOpsError> {
-        let replica = self.replica()?;
-        self.list(replica.scans(&event, credential.as_deref(), gate.as_deref(), limit as usize))
-    }
-
-    /// The flags the server raised (duplicate entries, admissions after a revocation).
-    pub fn scan_flags(&self, event: String) -> Result<Vec<ScanFlag>, BackOpsError> {
-        self.list(self.replica()?.scan_flags(&event))
-    }
-
-    // ---- crew time ----
-
-    /// Punches the clock now with the phone's time (and location, if given): recorded at
-    /// once, online or not, sent when online. Giving the id of a punch already made returns
-    /// it and records nothing (a punch sent twice is stored once). Needs the labor module.
-    pub fn punch(
-        &self,
-        event: String,
-        kind: PunchKind,
-        location: Option<Location>,
-        id: Option<String>,
-    ) -> Result<Punch, BackOpsError> {
-        check_id("event", &event)?;
-        if lock(&self.session).token.is_none() {
-            return Err(BackOpsError::not_ready("sign_in", "sign in before punching"));
-        }
-        let gps = location.map(|l| engine::model::Gps { lat: l.lat, lon: l.lon, accuracy_m: l.accuracy_m });
-        let p = self.run(self.replica()?.punch(&event, kind.into(), gps, id.as_deref()))?;
-        self.wake();
-        Ok(p.into())
-    }
-
-    /// The person's own punches, sent or not, in time order.
-    pub fn my_punches(&self, event: String) -> Result<Vec<Punch>, BackOpsError> {
-        self.list(self.replica()?.my_punches(&event))
-    }
-
-    /// Timecards as the server built them: the person's own (a seat holder: everyone's).
-    pub fn timecards(&self, event: String) -> Result<Vec<Timecard>, BackOpsError> {
-        self.list(self.replica()?.timecards(&event))
-    }
-
-    // ---- gear custody ----
-
-    /// Checks an asset out to `holder` (an account id) until `due_at`, at once, offline too.
-    /// Refused when the device knows it is out: check it in first. Needs the assets module.
-    pub fn check_out(
-        &self,
-        event: String,
-        tag: String,
-        holder: String,
-        due_at: String,
-    ) -> Result<CustodyMove, BackOpsError> {
-        self.desk(event, |r, e| async move { r.check_out(&e, &tag, &holder, &due_at).await })
-    }
-
-    /// Checks an asset back in with its condition (a note when damaged).
-    pub fn check_in(
-        &self,
-        event: String,
-        tag: String,
-        condition: Condition,
-        note: Option<String>,
-    ) -> Result<CustodyMove, BackOpsError> {
-        self.desk(event, |r, e| async move { r.check_in(&e, &tag, condition.into(), note.as_deref()).await })
-    }
-
-    /// Every asset and where it is (overdue ones say so).
-    pub fn assets(&self, event: String) -> Result<Vec<AssetInfo>, BackOpsError> {
-        self.list(self.replica()?.assets(&event))
-    }
-
-    /// The assets out with the person using this phone.
-    pub fn assets_i_hold(&self, event: String) -> Result<Vec<AssetInfo>, BackOpsError> {
-        self.list(self.replica()?.assets_i_hold(&event))
-    }
-
-    /// One asset's custody history, oldest first.
-    pub fn custody_history(&self, event: String, tag: String) -> Result<Vec<CustodyMove>, BackOpsError> {
-        self.list(self.replica()?.custody_history(&event, &tag))
-    }
-
     /// Disconnects, stops the listener, closes the replica's files and stops the runtime.
     /// Every later call fails with `shut_down`; the data directory can be opened again at
     /// once. Waits for calls in progress, and at most a few seconds more.
@@ -658,21 +361,6 @@ impl BackOpsClient {
         if let Some(link) = &lock(&self.session).link {
             link.wake();
         }
-    }
-
-    /// A custody move made here: checked, recorded, and sent when online.
-    fn desk<F, Fut>(&self, event: String, f: F) -> Result<CustodyMove, BackOpsError>
-    where
-        F: FnOnce(Replica, String) -> Fut,
-        Fut: Future<Output = engine::Result<engine::model::CustodyMove>>,
-    {
-        check_id("event", &event)?;
-        if lock(&self.session).token.is_none() {
-            return Err(BackOpsError::not_ready("sign_in", "sign in before checking gear out or in"));
-        }
-        let m = self.run(f(self.replica()?, event))?;
-        self.wake();
-        Ok(m.into())
     }
 
     fn write(

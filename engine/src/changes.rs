@@ -345,6 +345,15 @@ impl Engine {
             )
             .await?
             .all(0)
+            .inspect(|entries: &Vec<Change>| {
+                // The log is gap-free and commit-ordered: what one read returns is a run of
+                // consecutive seqs of this event, after the cursor asked for.
+                debug_assert!(entries.first().is_none_or(|c| c.seq > after), "a read starts after its cursor");
+                debug_assert!(
+                    entries.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[0].event == event),
+                    "a read of the log is a run of consecutive seqs"
+                );
+            })
     }
 
     /// Changes of `event` after `after` that alter `person`'s own access (and every module

@@ -392,3 +392,119 @@ fn record_query(kind: Kind) -> String {
         "SELECT '{kind}' AS kind, record::id(id) AS id, object::extend(object::remove($this, 'id'), {{ id: record::id(id) }}) AS data FROM {kind} WHERE {key}"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(person: &str, collaborator: &str) -> View {
+        let membership =
+            Membership { collaborator: collaborator.into(), read_only: false, modules: Modules::default() };
+        let standing = Standing { person: person.into(), membership: Some(membership), ..Default::default() };
+        View { account: person.into(), standing, grants: Grants::new() }
+    }
+
+    fn change(seq: i64, kind: Kind, record: &str, op: Op, before: &[&str], after: &[&str]) -> Change {
+        Change {
+            event: "e".into(),
+            seq,
+            kind,
+            record: record.into(),
+            op,
+            collaborators_before: before.iter().map(|s| s.to_string()).collect(),
+            collaborators_after: after.iter().map(|s| s.to_string()).collect(),
+            subject: None,
+            data: (op == Op::Upsert).then(|| json!({ "id": record, "title": "Load in" })),
+            origin: None,
+            at: "2026-07-04T12:00:00.000Z".into(),
+        }
+    }
+
+    fn sent(steps: &[Step]) -> Vec<(&'static str, i64, String)> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Send(WireChange::Upsert { seq, id, .. }) => Some(("upsert", *seq, id.clone())),
+                Step::Send(WireChange::Delete { seq, id, .. }) => Some(("delete", *seq, id.clone())),
+                Step::Send(WireChange::Remove { seq, id, .. }) => Some(("remove", *seq, id.clone())),
+                Step::Send(WireChange::Narrow { seq, .. }) => Some(("narrow", *seq, String::new())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_member_receives_their_collaborators_records_and_loses_one_that_moves_away() {
+        let mut v = member("p", "c1");
+        let mine = v.step(&change(1, Kind::Task, "t1", Op::Upsert, &[], &["c1"]));
+        assert_eq!(sent(&mine), [("upsert", 1, "t1".to_string())]);
+        let other = v.step(&change(2, Kind::Task, "t2", Op::Upsert, &[], &["c2"]));
+        assert!(other.is_empty(), "another collaborator's task is never sent: {other:?}");
+        let moved = v.step(&change(3, Kind::Task, "t1", Op::Upsert, &["c1"], &["c2"]));
+        assert_eq!(sent(&moved), [("remove", 3, "t1".to_string())]);
+        let gone = v.step(&change(4, Kind::Task, "t2", Op::Delete, &["c2"], &[]));
+        assert!(gone.is_empty(), "a delete of what the member never saw is not sent: {gone:?}");
+        let deleted = v.step(&change(5, Kind::Task, "t3", Op::Delete, &["c1"], &[]));
+        assert_eq!(sent(&deleted), [("delete", 5, "t3".to_string())]);
+    }
+
+    #[test]
+    fn a_seat_granted_widens_and_a_seat_lost_narrows_at_its_seq() {
+        let mut v = member("p", "c1");
+        let mut seat = change(7, Kind::Seat, "e|1", Op::Upsert, &[], &[]);
+        seat.subject = Some("p".into());
+        let steps = v.step(&seat);
+        assert!(v.standing.seat);
+        assert!(
+            steps.iter().any(|s| matches!(s, Step::Widen { seq: 7, before, after } if !before.seat && after.seat)),
+            "{steps:?}"
+        );
+        assert!(!v.step(&change(8, Kind::Task, "t2", Op::Upsert, &[], &["c2"])).is_empty(), "a seat sees every task");
+
+        let mut lost = change(9, Kind::Seat, "e|1", Op::Delete, &[], &[]);
+        lost.subject = Some("p".into());
+        let steps = v.step(&lost);
+        assert!(!v.standing.seat);
+        let narrow = steps.iter().find_map(|s| match s {
+            Step::Send(WireChange::Narrow { seq, keep, .. }) => Some((*seq, keep.clone())),
+            _ => None,
+        });
+        assert_eq!(narrow, Some((9, vec!["c1".to_string()])), "the member keeps their own collaborator's records");
+        assert!(!steps.iter().any(|s| matches!(s, Step::Widen { .. })), "losing a seat widens nothing");
+    }
+
+    #[test]
+    fn another_persons_access_change_leaves_the_view_alone() {
+        let mut v = member("p", "c1");
+        let mut seat = change(3, Kind::Seat, "e|1", Op::Upsert, &[], &[]);
+        seat.subject = Some("q".into());
+        assert!(!v.touched_by(&seat));
+        v.step(&seat);
+        assert!(!v.standing.seat);
+    }
+
+    #[test]
+    fn a_module_grant_opens_its_data_to_the_collaborators_members_and_its_revocation_narrows() {
+        let mut v = member("p", "c1");
+        let credential = change(2, Kind::Credential, "e|W1", Op::Upsert, &[], &[]);
+        assert!(v.clone().step(&credential).is_empty(), "no gate module, no credentials");
+        let grant = change(3, Kind::ModuleGrant, "e|c1|gate", Op::Upsert, &[], &["c1"]);
+        assert!(v.touched_by(&grant));
+        let steps = v.step(&grant);
+        assert!(v.standing.membership.as_ref().unwrap().modules.has(Module::Gate));
+        assert!(steps.iter().any(|s| matches!(s, Step::Widen { seq: 3, .. })), "{steps:?}");
+        let received = v.step(&credential);
+        let Some(Step::Send(WireChange::Upsert { data, .. })) = received.first() else { panic!("{received:?}") };
+        assert!(data.get("title").is_none(), "a gate member gets the credential shaped: {data}");
+
+        let revoke = change(4, Kind::ModuleGrant, "e|c1|gate", Op::Delete, &["c1"], &[]);
+        let steps = v.step(&revoke);
+        let keep_kinds = steps.iter().find_map(|s| match s {
+            Step::Send(WireChange::Narrow { keep_kinds, .. }) => Some(keep_kinds.clone()),
+            _ => None,
+        });
+        let keep_kinds = keep_kinds.expect("a module lost narrows");
+        assert!(!keep_kinds.contains(&"credential".to_string()), "credentials go with the module: {keep_kinds:?}");
+        assert!(keep_kinds.contains(&"event".to_string()), "the event itself stays: {keep_kinds:?}");
+    }
+}

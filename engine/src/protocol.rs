@@ -183,7 +183,7 @@ pub enum ServerMessage {
     /// A subscription is refused (the event does not exist for this client, or a limit).
     Refused {
         event: String,
-        code: String,
+        code: RefusalCode,
         message: String,
     },
     /// Answers `ping` with the connection's cursors: every change up to them has been sent
@@ -193,9 +193,45 @@ pub enum ServerMessage {
     },
     /// A frame the server could not use; the connection stays open.
     Error {
-        code: String,
+        code: ErrorCode,
         message: String,
     },
+}
+
+/// Why a subscription is refused.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// The event does not exist for this client (or never did): purge it.
+    NotFound,
+    /// This connection already follows the event.
+    AlreadySubscribed,
+    /// The connection follows [`Limits::subscriptions_max`] events already.
+    TooManySubscriptions,
+    /// The server could not start the subscription; try again later.
+    Internal,
+    /// A code this build does not know (a newer server's): taken as a passing refusal.
+    #[serde(other)]
+    Other,
+}
+
+/// Why the server could not use a frame (the connection stays open).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A binary frame: the protocol is JSON text.
+    UnsupportedFrame,
+    /// The frame is not JSON.
+    MalformedJson,
+    /// The frame is JSON but not a message of this protocol.
+    InvalidMessage,
+    /// A second `hello` on one connection.
+    AlreadyHello,
+    /// A `push` with more than [`Limits::push_mutations_max`] mutations: nothing of it applied.
+    BatchTooLarge,
+    /// A code this build does not know (a newer server's).
+    #[serde(other)]
+    Other,
 }
 
 /// WebSocket close codes (4000–4999 are the application's).

@@ -158,20 +158,17 @@ impl Tokens {
         })
     }
 
-    fn reject(e: &jsonwebtoken::errors::Error) -> ApiError {
-        use jsonwebtoken::errors::ErrorKind;
+    fn reject(e: &jsonwebtoken::errors::Error) -> TokenError {
         match e.kind() {
-            ErrorKind::ExpiredSignature => {
-                ApiError::unauthenticated("token_expired", "the token has expired; log in again")
-            }
-            _ => ApiError::unauthenticated("invalid_token", "the token is not valid"),
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid("the token is not valid"),
         }
     }
 
     /// Verifies a token and returns who it speaks for and until when (unix seconds).
-    pub async fn verify(&self, state: &AppState, token: &str) -> Result<(String, u64), ApiError> {
+    pub async fn verify(&self, state: &AppState, token: &str) -> Result<(String, u64), TokenError> {
         if token.len() > TOKEN_LEN_MAX {
-            return Err(ApiError::unauthenticated("invalid_token", "the token is not valid"));
+            return Err(TokenError::Invalid("the token is not valid"));
         }
         let header = decode_header(token).map_err(|e| Self::reject(&e))?;
         match header.alg {
@@ -186,7 +183,7 @@ impl Tokens {
                 if self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(&sub) {
                     return Ok((sub, data.claims.exp));
                 }
-                match state.engine.account(&sub).await? {
+                match state.engine.account(&sub).await.map_err(|e| TokenError::Unavailable(e.into()))? {
                     Some(a) => {
                         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
                         if known.len() >= KNOWN_ACCOUNTS_MAX {
@@ -195,13 +192,11 @@ impl Tokens {
                         known.insert(a.id.clone());
                         Ok((a.id, data.claims.exp))
                     }
-                    None => Err(ApiError::unauthenticated("invalid_token", "the token is not valid")),
+                    None => Err(TokenError::Invalid("the token is not valid")),
                 }
             }
             Algorithm::RS256 => {
-                let Some(key) = &self.external else {
-                    return Err(ApiError::unauthenticated("invalid_token", "the token is not valid"));
-                };
+                let Some(key) = &self.external else { return Err(TokenError::Invalid("the token is not valid")) };
                 let mut v = Validation::new(Algorithm::RS256);
                 v.leeway = LEEWAY_SECS;
                 v.set_required_spec_claims(&["exp", "sub"]);
@@ -214,15 +209,38 @@ impl Tokens {
                 }
                 let data = decode::<ExternalClaims>(token, key, &v).map_err(|e| Self::reject(&e))?;
                 let Some(email) = data.claims.email else {
-                    return Err(ApiError::unauthenticated(
-                        "invalid_token",
-                        "the identity provider's token carries no email claim",
-                    ));
+                    return Err(TokenError::Invalid("the identity provider's token carries no email claim"));
                 };
-                let account = state.engine.external_account(&email, data.claims.name.as_deref()).await?;
+                let account = state
+                    .engine
+                    .external_account(&email, data.claims.name.as_deref())
+                    .await
+                    .map_err(|e| TokenError::Unavailable(e.into()))?;
                 Ok((account.id, data.claims.exp))
             }
-            _ => Err(ApiError::unauthenticated("invalid_token", "the token's algorithm is not accepted")),
+            _ => Err(TokenError::Invalid("the token's algorithm is not accepted")),
+        }
+    }
+}
+
+/// Why a token is not taken.
+#[derive(Debug)]
+pub enum TokenError {
+    /// It has expired: sign in again (and resume from the cursors).
+    Expired,
+    /// Not a token of this deployment, tampered with, of an algorithm or issuer not accepted,
+    /// or of an account that does not exist; the sentence is the caller's to read.
+    Invalid(&'static str),
+    /// The account behind it could not be looked up or provisioned.
+    Unavailable(ApiError),
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => ApiError::unauthenticated("token_expired", "the token has expired; log in again"),
+            TokenError::Invalid(why) => ApiError::unauthenticated("invalid_token", why),
+            TokenError::Unavailable(e) => e,
         }
     }
 }

@@ -11,7 +11,7 @@ use super::{
 use crate::{
     Error, Result,
     hlc::Hlc,
-    protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, ServerMessage, WireChange},
+    protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, WireChange},
     time,
 };
 
@@ -113,7 +113,7 @@ impl Replica {
                     s.snapshot = None;
                 }
             }
-            ServerMessage::Refused { event, code, message } => self.on_refused(&event, &code, &message).await?,
+            ServerMessage::Refused { event, code, message } => self.on_refused(&event, code, &message).await?,
             ServerMessage::Error { message, .. } => {
                 let st = self.inner.state.lock().await;
                 self.refresh_status(&st, |s| s.last_error = Some(message));
@@ -556,14 +556,14 @@ impl Replica {
         Ok(())
     }
 
-    async fn on_refused(&self, event: &str, code: &str, message: &str) -> Result<()> {
+    async fn on_refused(&self, event: &str, code: RefusalCode, message: &str) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         if let Some(l) = st.link.as_mut()
-            && code != "already_subscribed"
+            && code != RefusalCode::AlreadySubscribed
         {
             l.subscribed.remove(event);
         }
-        if code != "not_found" {
+        if code != RefusalCode::NotFound {
             self.refresh_status(&st, |s| s.last_error = Some(message.into()));
             return Ok(());
         }

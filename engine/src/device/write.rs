@@ -217,7 +217,7 @@ pub(super) fn stored_row(h: Held<'_>, ops: &[&Outgoing]) -> Option<Value> {
 /// (their access narrowed since), the server's version is shown until the server answers.
 pub(super) fn allowed_row(standing: &Standing, h: Held<'_>, ops: &[&Outgoing]) -> Option<Value> {
     let (kind, id) = (h.kind, h.id);
-    let Some(k) = Kind::parse(kind) else { return None };
+    let k = Kind::parse(kind)?;
     let allowed = |d: &Value| crate::feed::visible(standing, k, &k.owners(id, d));
     let server = h.server.filter(|d| allowed(d));
     let mut row = stored_row(Held { server, ..h }, ops)?;
@@ -344,4 +344,99 @@ impl Replica {
 /// decode as `T`.
 pub(super) fn typed_row<T: DeserializeOwned>(r: &Row) -> Option<T> {
     if r.data.is_null() { None } else { T::deserialize(&r.data).ok() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Membership;
+
+    fn task(collaborator: &str, title: &str) -> Value {
+        json!({
+            "id": "t1", "event": "e", "collaborator": collaborator, "title": title, "status": "todo",
+            "created_by": "p", "created_at": "2026-07-04T10:00:00.000Z", "updated_at": "2026-07-04T10:00:00.000Z",
+        })
+    }
+
+    fn op(n: u64, op: MutationOp, fields: Value, created: Option<Value>, accepted: Option<i64>) -> Outgoing {
+        let mutation = Mutation {
+            id: format!("m{n}"),
+            kind: "task".into(),
+            op,
+            record: Some("t1".into()),
+            fields,
+            hlc: Some(format!("{:016}-000000-phone", 1_780_000_000_000 + n)),
+        };
+        Outgoing { n, event: "e".into(), kind: "task".into(), record: "t1".into(), mutation, created, accepted }
+    }
+
+    fn held(server: Option<&Value>) -> Held<'_> {
+        Held { event: "e", kind: "task", id: "t1", server, seq: 10, generation: 1 }
+    }
+
+    #[test]
+    fn a_record_without_unsent_edits_is_the_servers() {
+        let server = task("c1", "Load in");
+        let row = stored_row(held(Some(&server)), &[]).unwrap();
+        assert_eq!(row["data"], server);
+        assert_eq!(row["collaborators"], json!(["c1"]));
+        assert_eq!((row["seq"].as_i64(), row["gen"].as_i64()), (Some(10), Some(1)));
+        assert!(row.get("pending").is_none() && row.get("base").is_none());
+        assert_eq!(stored_row(held(None), &[]), None, "nothing held, nothing sent: no row");
+    }
+
+    #[test]
+    fn unsent_edits_are_laid_over_the_servers_version_in_order() {
+        let server = task("c1", "Load in");
+        let rename = op(1, MutationOp::Update, json!({ "title": "Load in, dock B" }), None, None);
+        let moved = op(2, MutationOp::Update, json!({ "collaborator": "c2" }), None, None);
+        let row = stored_row(held(Some(&server)), &[&rename, &moved]).unwrap();
+        assert_eq!(row["data"]["title"], "Load in, dock B");
+        assert_eq!(row["data"]["collaborator"], "c2");
+        assert_eq!(row["collaborators"], json!(["c2"]), "the row is filed where the edits put it");
+        assert_eq!(row["pending"], true);
+        assert_eq!(row["base"], server, "the server's version is kept for a rollback");
+        assert_eq!(row["base_of"], json!(["c1"]));
+    }
+
+    #[test]
+    fn an_edit_the_held_seq_already_reflects_is_not_applied_twice() {
+        let server = task("c1", "Load in, dock B");
+        let seen = op(1, MutationOp::Update, json!({ "title": "Load in, dock B" }), None, Some(9));
+        let later = op(2, MutationOp::Update, json!({ "title": "Load in, dock C" }), None, Some(11));
+        let row = stored_row(held(Some(&server)), &[&seen]).unwrap();
+        assert!(row.get("pending").is_none(), "accepted at or below the held seq: the server's row: {row}");
+        let row = stored_row(held(Some(&server)), &[&seen, &later]).unwrap();
+        assert_eq!(row["data"]["title"], "Load in, dock C", "accepted past the held seq: still laid over");
+    }
+
+    #[test]
+    fn an_offline_create_and_delete() {
+        let created = task("c1", "Stage plot");
+        let create = op(1, MutationOp::Create, json!({ "title": "Stage plot" }), Some(created.clone()), None);
+        let row = stored_row(held(None), &[&create]).unwrap();
+        assert_eq!((&row["data"], &row["pending"]), (&created, &json!(true)));
+        assert!(row.get("base").is_none());
+
+        let delete = op(2, MutationOp::Delete, Value::Null, None, None);
+        let row = stored_row(held(None), &[&create, &delete]).unwrap();
+        assert!(row.get("data").is_none(), "deleted before it was sent: a pending row with no data: {row}");
+        assert_eq!(row["pending"], true);
+    }
+
+    #[test]
+    fn an_unsent_move_out_of_the_persons_reach_shows_the_servers_version() {
+        let member = Standing {
+            person: "p".into(),
+            membership: Some(Membership { collaborator: "c1".into(), read_only: false, modules: Default::default() }),
+            ..Default::default()
+        };
+        let server = task("c1", "Load in");
+        let moved = op(1, MutationOp::Update, json!({ "collaborator": "c2" }), None, None);
+        let row = allowed_row(&member, held(Some(&server)), &[&moved]).unwrap();
+        assert_eq!(row["data"], server);
+        assert_eq!(row["collaborators"], json!(["c1"]));
+        let elsewhere = task("c2", "Load in");
+        assert_eq!(allowed_row(&member, held(Some(&elsewhere)), &[]), None, "another collaborator's: not kept");
+    }
 }

@@ -327,3 +327,6 @@ pub async fn mutation(
 fn deleted(p: Planned<String>) -> Result<Planned<(String, Value)>> {
     Ok(p.map(|id| (id, Value::Null)))
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 
 use crate::{
     Error, Result,
-    kind::{Kind, person_scope},
-    model::{Gps, LaborPeriod, LaborRules, Punch, PunchKind, Timecard, TimecardException, TimecardStatus},
+    model::{Gps, LaborRules, Punch, PunchKind, Timecard, TimecardException, TimecardStatus},
     rules::{gate::local_day, record_id},
     time,
 };
@@ -308,7 +307,6 @@ pub fn build_timecards(event: &str, person: &str, punches: &[Punch], rules: &Lab
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::field::timecard_writes;
 
     fn punch(id: &str, kind: PunchKind, at: &str) -> Punch {
         Punch {
@@ -379,53 +377,5 @@ mod tests {
         assert_eq!(cards.iter().map(|c| c.day.as_str()).collect::<Vec<_>>(), ["2026-07-04", "2026-07-05"]);
         assert_eq!(cards[0].exceptions[0].code, "missing_out");
         assert_eq!((cards[1].worked_hours, cards[1].meal_penalties), (8.0, 1));
-    }
-
-    #[test]
-    fn a_locked_day_keeps_its_counts_and_shows_the_late_punch() {
-        let r = rules();
-        let first = build_timecards(
-            "e",
-            "p",
-            &[punch("a", In, "2026-07-04T13:00:00Z"), punch("b", Out, "2026-07-04T21:00:00Z")],
-            &r,
-        );
-        let mut stored = first.clone();
-        stored[0].status = TimecardStatus::Approved;
-        let period = LaborPeriod {
-            id: "e|2026-07-01".into(),
-            event: "e".into(),
-            first_day: "2026-07-01".into(),
-            last_day: "2026-07-04".into(),
-            locked_by: "o".into(),
-            locked_at: String::new(),
-        };
-        let later = build_timecards(
-            "e",
-            "p",
-            &[
-                punch("a", In, "2026-07-04T13:00:00Z"),
-                punch("b", Out, "2026-07-04T21:00:00Z"),
-                punch("c", In, "2026-07-04T22:00:00Z"),
-            ],
-            &r,
-        );
-        let writes =
-            timecard_writes(&stored, later.clone(), std::slice::from_ref(&period), "p", "2026-07-04T12:00:00.000Z")
-                .unwrap();
-        assert_eq!(writes.len(), 1);
-        let after = writes[0].after();
-        let after: Timecard = serde_json::from_value(after.unwrap()).unwrap();
-        assert_eq!((after.worked_hours, after.status), (8.0, TimecardStatus::Approved));
-        assert_eq!(after.exceptions.len(), 1);
-        assert_eq!(
-            (after.exceptions[0].code.as_str(), after.exceptions[0].punch.as_deref()),
-            ("period_locked", Some("c"))
-        );
-        // Unlocked, the same punch is counted and the approval goes.
-        let writes = timecard_writes(&stored, later, &[], "p", "2026-07-04T12:00:00.000Z").unwrap();
-        let after = writes[0].after();
-        let after: Timecard = serde_json::from_value(after.unwrap()).unwrap();
-        assert_eq!((after.status, after.exceptions[0].code.as_str()), (TimecardStatus::Open, "missing_out"));
     }
 }

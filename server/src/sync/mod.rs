@@ -1,0 +1,391 @@
+//! The sync socket `/v1/sync`: permission-filtered, resumable change feeds.
+//!
+//! A connection starts with `hello` (token verified, expiry timer). Its [`Session`] then
+//! serves subscriptions (a snapshot in chunks, or a catch-up from a cursor), pushes and pings
+//! until the client leaves, the token expires, the server shuts down or the client falls
+//! behind. Delivering the change log to sessions is the [`Hub`]'s (`hub.rs`).
+
+mod hub;
+
+use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
+    },
+    response::Response,
+};
+use engine::{
+    Error,
+    protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, close},
+};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+pub use hub::Hub;
+use hub::{Closing, Out, SessionQueue, Sub, frame, sized_chunks};
+
+use crate::{AppState, auth::TokenError, devices::Seen};
+
+/// How long a new connection may take to say `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read chunk of one socket (the default is 128 KiB).
+const SOCKET_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes gathered before a socket write (each frame is flushed anyway).
+const SOCKET_WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// Queued frames a session writer sends in one socket write at most.
+const WRITE_COALESCE_FRAMES_MAX: usize = 64;
+/// How long a closing frame may take to leave before the connection is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn handler(ws: WebSocketUpgrade, State(st): State<AppState>) -> Response {
+    let limit = st.hub.limits.frame_bytes_max;
+    // Small socket buffers: most connections are idle most of the time, and memory per
+    // connection is what limits how many devices one server follows.
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
+        .on_upgrade(move |socket| connection(socket, st))
+}
+
+/// Closes a socket that has not started a session.
+async fn refuse(mut socket: WebSocket, code: u16, reason: &str) {
+    let msg = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from(reason) }));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(msg)).await;
+}
+
+/// A new connection: its `hello`, then its session.
+async fn connection(mut socket: WebSocket, st: AppState) {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<ClientMessage>(&t).ok(),
+        _ => None,
+    };
+    let Some(ClientMessage::Hello { protocol, token, device }) = hello else {
+        return refuse(socket, close::BAD_HELLO, "the first frame must be a hello message").await;
+    };
+    if protocol != PROTOCOL_VERSION {
+        let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+        return refuse(socket, close::UNSUPPORTED_VERSION, &reason).await;
+    }
+    if !engine::hlc::valid_node(&device) {
+        let reason = "device must be 1 to 64 characters of A-Z a-z 0-9 _ . : -";
+        return refuse(socket, close::BAD_HELLO, reason).await;
+    }
+    let (account, exp) = match st.tokens.verify(&st, &token).await {
+        Ok(v) => v,
+        Err(TokenError::Expired) => return refuse(socket, close::TOKEN_EXPIRED, "the token has expired").await,
+        Err(_) => return refuse(socket, close::TOKEN_INVALID, "the token is not valid").await,
+    };
+    let hub = st.hub.clone();
+    let id = hub.next_session.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("sync", session = id, account = %account, device = %device);
+    async move {
+        tracing::info!("session started");
+        let (sink, stream) = socket.split();
+        let (tx, rx) = mpsc::channel::<Out>(hub.limits.queue_frames_max);
+        let (kill, killed) = watch::channel::<Option<Closing>>(None);
+        let writer = tokio::spawn(write_frames(sink, rx, killed));
+        let mut session =
+            Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, events: Vec::new() };
+        session.send(&session.welcome()).await;
+        let ended = session.serve(stream, exp).await;
+        session.end(ended).await;
+        let _ = writer.await;
+        tracing::info!("session ended");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// The session's writer: owns the socket's sending half and sends what is queued, several
+/// frames per socket write; a kill sends the close frame and stops it.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Out>,
+    mut killed: watch::Receiver<Option<Closing>>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = killed.changed() => {
+                let closing = killed.borrow().clone();
+                if let Some(c) = closing {
+                    let msg = Message::Close(Some(CloseFrame { code: c.code, reason: Utf8Bytes::from(c.reason) }));
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(msg)).await;
+                }
+                return;
+            }
+            next = rx.recv() => {
+                let Some(Out::Frame(f)) = next else { return };
+                // Frames already queued leave together: one socket write, not one each.
+                let mut ok = sink.feed(Message::Text(f)).await.is_ok();
+                let mut more = 0;
+                while ok && more < WRITE_COALESCE_FRAMES_MAX {
+                    let Ok(Out::Frame(f)) = rx.try_recv() else { break };
+                    ok = sink.feed(Message::Text(f)).await.is_ok();
+                    more += 1;
+                }
+                if !ok || sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a socket read failed on a frame past the size limit (rather than a lost
+/// connection): the one read error that is the client's to hear about.
+fn too_large(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    matches!(e.source().and_then(|s| s.downcast_ref::<tungstenite::Error>()), Some(tungstenite::Error::Capacity(_)))
+}
+
+/// One connection after its hello.
+struct Session {
+    hub: Arc<Hub>,
+    out: SessionQueue,
+    account: String,
+    device: String,
+    /// The events it follows, in the order it subscribed.
+    events: Vec<String>,
+}
+
+impl Session {
+    fn welcome(&self) -> ServerMessage {
+        ServerMessage::Welcome {
+            protocol: PROTOCOL_VERSION,
+            session: self.out.session.to_string(),
+            account: self.account.clone(),
+            limits: self.hub.limits.clone(),
+        }
+    }
+
+    /// Queues a message, waiting for room (answers to the client's own frames: a client that
+    /// does not read them stops being read).
+    async fn send(&self, msg: &ServerMessage) {
+        let _ = self.out.tx.send(Out::Frame(frame(msg))).await;
+    }
+
+    async fn error(&self, code: ErrorCode, message: &str) {
+        self.send(&ServerMessage::Error { code, message: message.into() }).await;
+    }
+
+    async fn refused(&self, event: &str, code: RefusalCode, message: &str) {
+        self.send(&ServerMessage::Refused { event: event.into(), code, message: message.into() }).await;
+    }
+
+    /// Reads and answers frames until the session must end; returns why (None: the client
+    /// left, or a close was decided elsewhere).
+    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, exp: u64) -> Option<Closing> {
+        let mut shutdown = self.hub.shutdown.clone();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let expires = tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now));
+        let idle_max = Duration::from_millis(self.hub.limits.heartbeat_ms.saturating_mul(3));
+        let mut killed = self.out.kill.subscribe();
+        let closing = |code, reason: &str| Some(Closing { code, reason: reason.into() });
+        loop {
+            let frame_in = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return closing(close::GOING_AWAY, "the server is shutting down"),
+                _ = killed.changed() => return None,
+                () = tokio::time::sleep_until(expires) => return closing(close::TOKEN_EXPIRED, "the token has expired"),
+                r = tokio::time::timeout(idle_max, stream.next()) => match r {
+                    Err(_) => return closing(close::IDLE, "no frame within three heartbeats"),
+                    Ok(None) => return None,
+                    Ok(Some(Err(e))) if too_large(&e) => {
+                        return closing(close::FRAME_TOO_LARGE, "the frame is larger than the server accepts");
+                    }
+                    Ok(Some(Err(_))) => return None,
+                    Ok(Some(Ok(m))) => m,
+                },
+            };
+            let text = match frame_in {
+                Message::Text(t) => t,
+                Message::Close(_) => return None,
+                Message::Ping(_) | Message::Pong(_) => continue,
+                Message::Binary(_) => {
+                    self.error(ErrorCode::UnsupportedFrame, "frames are JSON text").await;
+                    continue;
+                }
+            };
+            match serde_json::from_str::<ClientMessage>(&text) {
+                Ok(msg) => self.answer(msg).await,
+                Err(e) => {
+                    let code = if serde_json::from_str::<serde_json::Value>(&text).is_err() {
+                        ErrorCode::MalformedJson
+                    } else {
+                        ErrorCode::InvalidMessage
+                    };
+                    let message = format!("the message does not fit the protocol: {}", first_line(&e.to_string()));
+                    self.error(code, &message).await;
+                }
+            }
+        }
+    }
+
+    /// Answers one message of the client's.
+    async fn answer(&mut self, msg: ClientMessage) {
+        match msg {
+            ClientMessage::Hello { .. } => {
+                self.error(ErrorCode::AlreadyHello, "hello is sent once per connection").await
+            }
+            ClientMessage::Ping => self.pong().await,
+            ClientMessage::Unsubscribe { event } => self.unsubscribe(event).await,
+            ClientMessage::Push { event, mutations } => self.push(event, mutations).await,
+            ClientMessage::Subscribe { event, cursor } => self.subscribe(event, cursor).await,
+        }
+    }
+
+    async fn pong(&self) {
+        let cursors = self.hub.cursors(&self.events, self.out.session).await;
+        for (e, c) in &cursors {
+            self.hub.device_seen(e, &self.account, &self.device, Seen::Heard, Some(*c)).await;
+        }
+        self.send(&ServerMessage::Pong { cursors: cursors.into_iter().collect() }).await;
+    }
+
+    async fn unsubscribe(&mut self, event: String) {
+        if self.events.contains(&event) {
+            let cursor = self.hub.unregister(&event, self.out.session).await;
+            self.hub.device_seen(&event, &self.account, &self.device, Seen::Left, cursor).await;
+            self.events.retain(|e| e != &event);
+        }
+    }
+
+    /// A push needs no subscription: every mutation is judged by the rules, and a device that
+    /// lost an event still learns the fate of what it pushed before.
+    async fn push(&self, event: String, mutations: Vec<engine::protocol::Mutation>) {
+        let max = self.hub.limits.push_mutations_max;
+        if mutations.len() > max {
+            return self.error(ErrorCode::BatchTooLarge, &format!("a push carries at most {max} mutations")).await;
+        }
+        if self.events.contains(&event) {
+            self.hub.device_seen(&event, &self.account, &self.device, Seen::Heard, None).await;
+        }
+        let results = self.hub.engine.apply_mutations(&self.account, &event, &self.device, &mutations).await;
+        self.send(&ServerMessage::Ack { event, results }).await;
+    }
+
+    async fn subscribe(&mut self, event: String, cursor: Option<i64>) {
+        if self.events.contains(&event) {
+            let message = "this connection already follows that event";
+            return self.refused(&event, RefusalCode::AlreadySubscribed, message).await;
+        }
+        if self.events.len() >= self.hub.limits.subscriptions_max {
+            let message = "this connection follows as many events as it may";
+            return self.refused(&event, RefusalCode::TooManySubscriptions, message).await;
+        }
+        if self.follow(&event, cursor).await {
+            let at = self.hub.cursors(std::slice::from_ref(&event), self.out.session).await.get(&event).copied();
+            self.hub.device_seen(&event, &self.account, &self.device, Seen::Joined, at).await;
+            self.events.push(event);
+        }
+    }
+
+    /// Starts following `event`: a snapshot (no cursor, or a cursor the server cannot
+    /// resume) or a catch-up from the cursor, then live changes. Returns whether it follows.
+    async fn follow(&self, event: &str, cursor: Option<i64>) -> bool {
+        let (hub, account) = (&self.hub, self.account.as_str());
+        let (mut view, head) = match hub.engine.view(account, event).await {
+            Ok(v) => v,
+            Err(Error::NotFound { .. }) => {
+                self.refused(event, RefusalCode::NotFound, "event not found").await;
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(event, error = ?e, "subscribe failed");
+                self.refused(event, RefusalCode::Internal, "the subscription could not start; try again").await;
+                return false;
+            }
+        };
+        let floor = hub.engine.log_floor(event).await.unwrap_or(i64::MAX);
+        let resync = |reason: &str| ServerMessage::Resync { event: event.into(), reason: reason.into() };
+        let resumable = match cursor {
+            Some(c) if c < floor => {
+                self.send(&resync("cursor_expired")).await;
+                None
+            }
+            Some(c) if c >= 0 && c <= head => match hub.engine.changes_about(event, c, account).await {
+                Ok(about) => {
+                    view.rewind(&about);
+                    Some(c)
+                }
+                Err(_) => None,
+            },
+            Some(_) => {
+                self.send(&resync("cursor_unknown")).await;
+                None
+            }
+            None => None,
+        };
+        let (view, start, head) = match resumable {
+            Some(c) => (view, c, head),
+            None => {
+                let Ok(snap) = hub.engine.snapshot(account, event).await else {
+                    self.refused(event, RefusalCode::NotFound, "event not found").await;
+                    return false;
+                };
+                if !self.send_snapshot(event, snap.cursor, &snap.records).await {
+                    return false;
+                }
+                (snap.view, snap.cursor, snap.cursor)
+            }
+        };
+        hub.register(event, head, Sub { view, cursor: start, out: self.out.clone() }).await;
+        true
+    }
+
+    /// Sends a snapshot in chunks (one empty chunk for an empty event). False: the session
+    /// is gone.
+    async fn send_snapshot(&self, event: &str, cursor: i64, records: &[Record]) -> bool {
+        let limits = &self.hub.limits;
+        let chunks: Vec<&[Record]> = if records.is_empty() {
+            vec![&[]]
+        } else {
+            sized_chunks(records, limits.snapshot_chunk_records_max, limits.frame_out_bytes_target)
+        };
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let msg =
+                ServerMessage::Snapshot { event: event.into(), cursor, records: chunk.to_vec(), last: i + 1 == n };
+            if self.out.tx.send(Out::Frame(frame(&msg))).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Leaves every event (noting the device's last cursors) and closes the socket, saying
+    /// why unless a close was already decided elsewhere (a slow consumer's stands).
+    async fn end(&self, ended: Option<Closing>) {
+        let (hub, session) = (&self.hub, self.out.session);
+        let cursors: HashMap<String, i64> = hub.cursors(&self.events, session).await;
+        for e in &self.events {
+            hub.unregister(e, session).await;
+            hub.device_seen(e, &self.account, &self.device, Seen::Left, cursors.get(e).copied()).await;
+        }
+        if self.out.kill.borrow().is_some() {
+            return;
+        }
+        let c = match ended {
+            Some(mut c) => {
+                if c.code == close::TOKEN_EXPIRED || c.code == close::GOING_AWAY {
+                    c.reason = serde_json::json!({ "message": c.reason, "resume": cursors }).to_string();
+                }
+                c
+            }
+            None => Closing { code: 1000, reason: String::new() },
+        };
+        let _ = self.out.kill.send(Some(c));
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(200).collect()
+}

@@ -14,6 +14,7 @@ use super::*;
 use crate::{
     access::{Membership, Modules},
     model::{LaborPeriod, PunchKind, Timecard, TimecardStatus},
+    rules::labor::tests::punch,
 };
 
 /// Facts held in memory: an event with collaborators `c1`, `c2`, and the records given.
@@ -248,19 +249,6 @@ fn a_second_admission_of_one_credential_is_flagged_against_the_first() {
         "not_found",
         "no gate module"
     );
-}
-
-fn punch(id: &str, kind: crate::model::PunchKind, at: &str) -> crate::model::Punch {
-    crate::model::Punch {
-        id: id.into(),
-        event: "e".into(),
-        person: "p".into(),
-        kind,
-        device: "d".into(),
-        device_time: at.into(),
-        hlc: String::new(),
-        gps: None,
-    }
 }
 
 #[test]

@@ -305,10 +305,11 @@ pub fn build_timecards(event: &str, person: &str, punches: &[Punch], rules: &Lab
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn punch(id: &str, kind: PunchKind, at: &str) -> Punch {
+    /// A punch of person `p` in event `e` at `at` (UTC).
+    pub(crate) fn punch(id: &str, kind: PunchKind, at: &str) -> Punch {
         Punch {
             id: id.into(),
             event: "e".into(),

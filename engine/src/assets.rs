@@ -9,7 +9,6 @@ use crate::{
     access::{Action, Module, Target, decide, require},
     kind::Kind,
     model::{Asset, AssetState, CustodyFlag, CustodyMove},
-    plan::Facts,
     plan::Write,
     time,
 };
@@ -27,12 +26,10 @@ impl Engine {
         Ok(a)
     }
 
-    /// See [`crate::plan::field::record_custody`]; judged under the event's field lock.
+    /// See [`crate::plan::field::record_custody`]; planned again while another judgement of the
+    /// same subject commits first, on any node (see `write::judged!`).
     pub async fn record_custody(&self, actor: &str, event: &str, input: NewMove) -> Result<CustodyMove> {
-        let f = self.facts(actor, event).await?;
-        let _judging = self.judging(&f.event().id).await;
-        let p = crate::plan::field::record_custody(&f, input).await?;
-        self.commit_record(&f, p).await
+        crate::write::judged!(self, actor, event, |f| crate::plan::field::record_custody(&f, input.clone()).await)
     }
 
     async fn assets_module(&self, actor: &str, event: &str) -> Result<crate::model::Event> {

@@ -87,15 +87,26 @@ pub(crate) struct CommitRequest {
 const MISSING: &str = "backops:record_missing";
 /// The message a commit throws when the access facts its decisions used are out of date.
 const STALE: &str = "backops:stale_access";
+/// The message a commit throws when a judged write's subject was judged since its planning.
+const JUDGED_MEANWHILE: &str = "backops:judged_meanwhile";
 
 /// The one statement text of every commit: the counter (and the access version, checked
-/// against the version the writer's decisions were based on), then each record write and
-/// its log entry. Values come as parameters, so the text never changes.
+/// against the version the writer's decisions were based on), then each record write — with
+/// the judgement of its subject it was decided on, checked and counted — and its log entry.
+/// Values come as parameters, so the text never changes.
 const COMMIT_SQL: &str = "BEGIN TRANSACTION;
 LET $row = (UPSERT type::record('event_seq', $event) SET n = (n ?? 0) + $count, access = (access ?? 0) + $bump RETURN n, access)[0];
 IF $basis_min != NONE AND ($basis_min != $row.access - $bump OR $basis_max != $row.access - $bump) { THROW 'backops:stale_access' };
 LET $base = $row.n - $count;
 FOR $w IN $writes {
+    IF $w.j != NONE {
+        -- Decided on the subject's judgement n: it must still be n (else another node or
+        -- writer judged the subject meanwhile), and this one makes it n + 1.
+        IF ((SELECT VALUE n FROM type::record('judged', [$event, $w.j.k]))[0] ?? 0) != $w.j.n {
+            THROW 'backops:judged_meanwhile'
+        };
+        UPSERT type::record('judged', [$event, $w.j.k]) SET n = $w.j.n + 1 RETURN NONE;
+    };
     IF $w.op = 'create' {
         CREATE type::record($w.k, $w.id) CONTENT $w.c RETURN NONE;
     } ELSE IF $w.op = 'replace' {
@@ -293,6 +304,9 @@ impl Engine {
                 if let Some(a) = w.applied {
                     m.insert("a".into(), a);
                 }
+                if let Some((k, n)) = w.judged {
+                    m.insert("j".into(), json!({ "k": k, "n": n }));
+                }
             }
             planned.push(p);
             entries.push(entry);
@@ -306,6 +320,10 @@ impl Engine {
         let mut rows = self.store.run(COMMIT_SQL, vars).await.map_err(|e| match e {
             Error::Internal(m) if m.contains(MISSING) => Error::not_found("record"),
             Error::Internal(m) if m.contains(STALE) => Error::StaleAccess,
+            Error::Internal(m) if m.contains(JUDGED_MEANWHILE) => Error::conflict(
+                "judged_meanwhile",
+                "another record about the same subject was judged at the same moment; try again",
+            ),
             other => other,
         })?;
         #[derive(Deserialize)]
@@ -407,6 +425,30 @@ impl Engine {
     /// The seq of the last committed change of `event` (0 when there is none).
     pub async fn head(&self, event: &str) -> Result<i64> {
         self.event_seq(event, "n").await
+    }
+
+    /// The heads of `events` in ONE read, by key (an event with no commit yet is left out):
+    /// how a sync node learns of the commits other nodes made to the events it follows,
+    /// without a query per event.
+    pub async fn heads(&self, events: &[String]) -> Result<Vec<(String, i64)>> {
+        #[derive(Deserialize)]
+        struct Head {
+            event: String,
+            n: i64,
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let heads: Vec<Head> = self
+            .store
+            .run(
+                "LET $ids = $events.map(|$e| type::record('event_seq', $e)); \
+                 SELECT record::id(id) AS event, n FROM $ids WHERE n != NONE;",
+                json!({ "events": events }),
+            )
+            .await?
+            .all(1)?;
+        Ok(heads.into_iter().map(|h| (h.event, h.n)).collect())
     }
 
     /// One counter of the event's `event_seq` record (0 when absent). `field` is a constant.

@@ -10,7 +10,6 @@ use crate::{
     changes::COMMIT_WRITES_MAX,
     kind::Kind,
     model::{Credential, Gate, ModuleGrant, Scan, ScanFlag, Zone},
-    plan::Facts,
     plan::Write,
     time,
 };
@@ -250,12 +249,10 @@ impl Engine {
         Ok(Ok(report))
     }
 
-    /// See [`crate::plan::field::record_scan`]; judged under the event's field lock.
+    /// See [`crate::plan::field::record_scan`]; planned again while another judgement of the
+    /// same subject commits first, on any node (see `write::judged!`).
     pub async fn record_scan(&self, actor: &str, event: &str, input: NewScan) -> Result<Scan> {
-        let f = self.facts(actor, event).await?;
-        let _judging = self.judging(&f.event().id).await;
-        let p = crate::plan::field::record_scan(&f, input).await?;
-        self.commit_record(&f, p).await
+        crate::write::judged!(self, actor, event, |f| crate::plan::field::record_scan(&f, input.clone()).await)
     }
 
     /// Scans of the event, newest first (by clock), for the event team and gate members.

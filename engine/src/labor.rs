@@ -9,7 +9,6 @@ use crate::{
     access::{Action, Module, Target, decide, require},
     kind::{Kind, person_scope},
     model::{LaborPeriod, LaborRules, Punch, Timecard, TimecardStatus},
-    plan::Facts,
     plan::Write,
     time,
 };
@@ -39,12 +38,10 @@ impl Engine {
         )
     }
 
-    /// See [`crate::plan::field::record_punch`]; judged under the event's field lock.
+    /// See [`crate::plan::field::record_punch`]; planned again while another judgement of the
+    /// same subject commits first, on any node (see `write::judged!`).
     pub async fn record_punch(&self, actor: &str, event: &str, input: NewPunch) -> Result<Punch> {
-        let f = self.facts(actor, event).await?;
-        let _judging = self.judging(&f.event().id).await;
-        let p = crate::plan::field::record_punch(&f, input).await?;
-        self.commit_record(&f, p).await
+        crate::write::judged!(self, actor, event, |f| crate::plan::field::record_punch(&f, input.clone()).await)
     }
 
     /// Which person's records a list shows: a member only their own.

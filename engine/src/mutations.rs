@@ -12,7 +12,7 @@ use crate::{
     kind::Kind,
     plan::{self, Facts, Planned, Write},
     protocol::{Mutation, MutationResult},
-    write::{DbFacts, Overlay},
+    write::{DbFacts, JUDGED_ATTEMPTS_MAX, Overlay, judged_meanwhile},
 };
 
 /// Longest accepted mutation id.
@@ -187,19 +187,30 @@ impl Engine {
         }
         let origin = Origin { device: device.into(), mutation: m.id.clone() };
         let applied = async {
-            let judging = match judged(m) {
-                true => Some(self.judging(event).await),
-                false => None,
-            };
-            let found = self.standing_for_write(actor, event).await?;
-            let f = DbFacts::new(self, found, device, hlc.as_ref(), None);
-            let p = plan_push(&f, m).await?;
-            let mut writes = p.writes;
-            attribute(&mut writes, event, actor, &origin);
-            let entries = self.commit_on(event, f.event().basis.clone(), writes).await?;
-            drop(judging);
-            self.after_commit(p.effects).await?;
-            Ok::<_, Error>((p.record.0, entries.last().map_or(0, |e| e.seq)))
+            let mut attempts = 0;
+            loop {
+                let judging = match judged(m) {
+                    true => Some(self.judging(event).await),
+                    false => None,
+                };
+                let found = self.standing_for_write(actor, event).await?;
+                let f = DbFacts::new(self, found, device, hlc.as_ref(), None);
+                let p = plan_push(&f, m).await?;
+                let mut writes = p.writes;
+                attribute(&mut writes, event, actor, &origin);
+                let entries = match self.commit_on(event, f.event().basis.clone(), writes).await {
+                    // Another judgement of the same subject committed first (on any node):
+                    // plan again on what it left.
+                    Err(e) if judged_meanwhile(&e) && attempts < JUDGED_ATTEMPTS_MAX => {
+                        attempts += 1;
+                        continue;
+                    }
+                    other => other?,
+                };
+                drop(judging);
+                self.after_commit(p.effects).await?;
+                return Ok::<_, Error>((p.record.0, entries.last().map_or(0, |e| e.seq)));
+            }
         };
         match applied.await {
             Ok((record, seq)) => MutationResult::Accepted { mutation: m.id.clone(), record, seq },

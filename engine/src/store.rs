@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "files", sql: include_str!("../../schemas/surreal/0007_files.surql") },
     Migration { version: 8, name: "file_upkeep", sql: include_str!("../../schemas/surreal/0008_file_upkeep.surql") },
     Migration { version: 9, name: "device_seen", sql: include_str!("../../schemas/surreal/0009_device_seen.surql") },
+    Migration { version: 10, name: "judged", sql: include_str!("../../schemas/surreal/0010_judged.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.
@@ -49,9 +50,12 @@ pub struct RemoteAuth {
     pub password: String,
 }
 
+/// The database, shared by every handle of the engine. One SDK session behind an `Arc`:
+/// cloning `Surreal` itself opens a new session that must replay its sign-in, and on a
+/// SurrealDB server those clones were refused every query ("Method not allowed").
 #[derive(Clone)]
 pub struct Store {
-    db: Surreal<Any>,
+    db: std::sync::Arc<Surreal<Any>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -99,7 +103,7 @@ impl Store {
             .check()?;
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        Ok(Store { db })
+        Ok(Store { db: std::sync::Arc::new(db) })
     }
 
     /// Opens the datastore. An embedded store's files are locked while open; a process

@@ -28,15 +28,25 @@ use crate::{
 pub(crate) struct Overlay {
     records: Mutex<HashMap<(Kind, String), Option<Value>>>,
     collaborators: Mutex<HashMap<String, bool>>,
+    /// Judgements the batch has planned, by subject: the commit counts them in order.
+    judged: Mutex<HashMap<String, i64>>,
 }
 
 impl Overlay {
     /// Lays planned writes over what the batch sees.
     pub(crate) fn lay(&self, writes: &[Write]) {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+        let mut judged = self.judged.lock().unwrap_or_else(|e| e.into_inner());
         for w in writes {
             records.insert((w.kind(), w.id().to_string()), w.after());
+            if let Some((key, _)) = &w.judged {
+                *judged.entry(key.clone()).or_default() += 1;
+            }
         }
+    }
+
+    fn judged(&self, key: &str) -> i64 {
+        self.judged.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
     }
 
     fn planned(&self, kind: Kind, id: &str) -> Option<Option<Value>> {
@@ -48,6 +58,41 @@ impl Overlay {
         records.iter().filter(|((k, _), _)| *k == kind).map(|((_, id), v)| (id.clone(), v.clone())).collect()
     }
 }
+
+/// How many times a judged write is planned again when other judgements of its subject keep
+/// committing first; past it the caller hears `judged_meanwhile` and may retry.
+pub(crate) const JUDGED_ATTEMPTS_MAX: usize = 8;
+
+/// Whether a commit failed because its subject was judged by another write since planning.
+pub(crate) fn judged_meanwhile(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Conflict { code: "judged_meanwhile", .. })
+}
+
+/// Plans (`$plan`, an expression over the facts `$f`) and commits a write judged on a
+/// subject's records — a scan, a punch, a custody move — planning again on fresh facts while
+/// another judgement of the same subject commits first, on this node or another: the
+/// commit's own check decides, never a lock. (A macro: a closure over borrowed facts would
+/// not be `Send` for every lifetime, which axum's handlers need.)
+macro_rules! judged {
+    ($engine:expr, $actor:expr, $event:expr, |$f:ident| $plan:expr) => {{
+        let mut attempts = 0;
+        loop {
+            let $f = $engine.facts($actor, $event).await?;
+            // Within this node, one judgement at a time per event: fewer plans to redo.
+            let held = $engine.judging(&$crate::plan::Facts::event(&$f).id).await;
+            let p = $plan?;
+            let committed = $engine.commit_record(&$f, p).await;
+            drop(held);
+            match committed {
+                Err(e) if $crate::write::judged_meanwhile(&e) && attempts < $crate::write::JUDGED_ATTEMPTS_MAX => {
+                    attempts += 1
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use judged;
 
 /// Facts of one write, from the database.
 pub(crate) struct DbFacts<'a> {
@@ -150,6 +195,11 @@ impl Facts for DbFacts<'_> {
         Ok(Some(self.engine.account(id).await?.is_some()))
     }
 
+    async fn judgement(&self, key: &str) -> Result<i64> {
+        let committed = self.engine.judgement(&self.ev.id, key).await?;
+        Ok(committed + self.overlay.map_or(0, |o| o.judged(key)))
+    }
+
     async fn finished_upload(&self, id: &str) -> Result<Option<FinishedUpload>> {
         let up = self.engine.finished_upload(&self.ev.id, &self.standing.person, id).await?;
         Ok(Some(FinishedUpload {
@@ -193,10 +243,22 @@ impl Engine {
         Ok(())
     }
 
+    /// How many judgements of the subject `key` in `event` have been committed (see
+    /// [`Facts::judgement`]).
+    pub(crate) async fn judgement(&self, event: &str, key: &str) -> Result<i64> {
+        let n: Option<Option<i64>> = self
+            .store
+            .run("SELECT VALUE n FROM type::record('judged', [$e, $k])", json!({ "e": event, "k": key }))
+            .await?
+            .value(0)?;
+        Ok(n.flatten().unwrap_or(0))
+    }
+
     /// The lock under which this process judges the field records of `event` that are built
-    /// from others (scan flags, timecards, custody flags): held from planning to commit, so
-    /// two lanes can never both miss the other's admission, nor two punches of one person
-    /// the other (see [`crate::kind::Info::judged`]).
+    /// from others (scan flags, timecards, custody flags), held from planning to commit. It
+    /// spares this node plans that would be redone; correctness does not rest on it: a
+    /// judged write commits only if its subject's judgement has not moved (see
+    /// [`Write::judged_on`]), whichever node judged first.
     pub(crate) async fn judging(&self, event: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.shared.field_locks.lock().unwrap_or_else(|e| e.into_inner());

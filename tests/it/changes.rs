@@ -124,3 +124,17 @@ async fn retention_trims_the_oldest_entries_and_records_the_floor() {
     assert_eq!(kept.last().map(|c| c.seq), Some(head));
     assert!(kept.windows(2).all(|w| w[1].seq == w[0].seq + 1), "what is kept has no gap");
 }
+
+/// The heads of several events come back from one read; an event never written to, or one
+/// that does not exist, is left out rather than failing the read.
+#[tokio::test]
+async fn the_heads_of_many_events_in_one_read() {
+    let f = fixture("mem://").await;
+    for i in 0..3 {
+        f.engine.create_task(&f.owner, &f.event, task(format!("task {i}"))).await.unwrap();
+    }
+    let head = f.engine.head(&f.event).await.unwrap();
+    let asked = [f.event.clone(), "no-such-event".to_string()];
+    assert_eq!(f.engine.heads(&asked).await.unwrap(), [(f.event.clone(), head)]);
+    assert!(f.engine.heads(&[]).await.unwrap().is_empty());
+}

@@ -15,6 +15,7 @@ mod getting_set_up;
 mod labor;
 mod layout;
 mod link;
+mod nodes;
 mod protocol;
 mod rules;
 mod simulation;

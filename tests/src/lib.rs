@@ -11,6 +11,7 @@ pub fn owners(kind: &str, id: &str, data: &Value) -> Vec<String> {
 pub mod bench;
 pub mod device;
 pub mod files;
+pub mod surreal;
 
 use engine::{Engine, EngineConfig, NewAccount, NewEvent, PasswordHashing, PurchaseInput, model::*};
 use serde_json::{Value, json};

@@ -22,7 +22,7 @@ use crate::{
         LaborPeriod, LaborRules, Punch, PunchKind, Scan, ScanDecision, ScanFlag, ScanFlagCode, Timecard,
         TimecardException,
     },
-    plan::{Facts, Planned, Write, allow, fields, load, load_where},
+    plan::{Facts, Planned, Write, allow, fields, judged_key, load, load_where},
     protocol::MutationOp,
     rules::{
         custody::{self, NewMove, asset_key},
@@ -47,7 +47,9 @@ pub async fn record_scan(f: &impl Facts, input: NewScan) -> Result<Planned<Scan>
     let ev = f.event().id.clone();
     let g: Gate = load(f, Kind::Gate, input.gate.trim()).await?.ok_or(Error::not_found("gate"))?;
     let scan = gate::build_scan(input, &ev, &g, f.device(), f.actor(), f.stamp())?;
-    let mut writes = vec![Write::create(Kind::Scan, &scan.id, &scan, Vec::new())?];
+    let key = judged_key(Kind::Scan, &scan.credential);
+    let seen = f.judgement(&key).await?;
+    let mut writes = vec![Write::create(Kind::Scan, &scan.id, &scan, Vec::new())?.judged_on(&key, seen)];
     let flag = |scan: &Scan, code, earlier: Option<String>| ScanFlag {
         id: gate::flag_key(&scan.id, code),
         event: scan.event.clone(),
@@ -114,13 +116,16 @@ pub async fn record_punch(f: &impl Facts, input: NewPunch) -> Result<Planned<Pun
         }
         return Err(Error::conflict("punch_exists", "another punch has this id"));
     }
+    let key = judged_key(Kind::Punch, &me);
+    let seen = f.judgement(&key).await?;
     let mut punches: Vec<Punch> = load_where(f, Kind::Punch, "person", &me).await?;
     punches.push(punch.clone());
     let rules: LaborRules = load(f, Kind::LaborRules, &ev).await?.unwrap_or_else(|| LaborRules::default_for(&ev));
     let mut periods: Vec<LaborPeriod> = load_where(f, Kind::LaborPeriod, "event", &ev).await?;
     periods.sort_by(|a, b| a.first_day.cmp(&b.first_day));
     let stored: Vec<Timecard> = load_where(f, Kind::Timecard, "person", &me).await?;
-    let mut writes = vec![Write::create(Kind::Punch, &punch.id, &punch, vec![person_scope(&me)])?];
+    let mut writes =
+        vec![Write::create(Kind::Punch, &punch.id, &punch, vec![person_scope(&me)])?.judged_on(&key, seen)];
     writes.extend(timecard_writes(
         &stored,
         labor::build_timecards(&ev, &me, &punches, &rules),
@@ -152,13 +157,15 @@ pub async fn record_custody(f: &impl Facts, input: NewMove) -> Result<Planned<Cu
         }
         return Err(Error::conflict("move_exists", "another custody move has this id"));
     }
+    let key = judged_key(Kind::Custody, &m.asset);
+    let seen = f.judgement(&key).await?;
     let mut moves: Vec<CustodyMove> = load_where(f, Kind::Custody, "asset", &m.asset).await?;
     moves.push(m.clone());
     let refs: Vec<&CustodyMove> = moves.iter().collect();
     let want: BTreeMap<String, String> = custody::double_checkouts(&refs).into_iter().collect();
     let flags: Vec<CustodyFlag> = load_where(f, Kind::CustodyFlag, "asset", &m.asset).await?;
     let mut have: BTreeMap<String, CustodyFlag> = flags.into_iter().map(|x| (x.custody.clone(), x)).collect();
-    let mut writes = vec![Write::create(Kind::Custody, &m.id, &m, Vec::new())?];
+    let mut writes = vec![Write::create(Kind::Custody, &m.id, &m, Vec::new())?.judged_on(&key, seen)];
     for (dup, earlier) in want {
         match have.remove(&dup) {
             Some(x) if x.earlier == earlier => {}

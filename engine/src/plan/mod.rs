@@ -56,6 +56,16 @@ pub trait Facts {
     /// The writer's finished upload of the file `id`: an error when there is none. None
     /// where uploads are not known (a device, which keeps the bytes itself).
     async fn finished_upload(&self, id: &str) -> Result<Option<FinishedUpload>>;
+    /// How many judgements of the subject `key` (see [`judged_key`]) have been committed: a
+    /// plan judged on the subject's records commits only if that number has not moved since
+    /// (see [`Write::judged_on`]). Always 0 on a device, which judges nothing for others.
+    async fn judgement(&self, key: &str) -> Result<i64>;
+}
+
+/// The subject of a judgement: the records of one credential (its scans and their flags),
+/// of one person (their punches and timecards) or of one asset (its moves and their flags).
+pub fn judged_key(kind: Kind, subject: &str) -> String {
+    format!("{}|{subject}", kind.as_str())
 }
 
 /// What the server knows of a finished upload, for the file record made from it.
@@ -121,6 +131,10 @@ pub struct Write {
     /// Set on the last write of a client mutation: the key of its `applied` record, created
     /// in the same transaction, so the mutation can never be applied twice.
     pub(crate) applied: Option<Value>,
+    /// The judgement this write was decided on: the subject's key and how many judgements of
+    /// it had been committed. The commit counts one more, and fails (`judged_meanwhile`) if
+    /// another came first, on any node: the caller plans again on fresh facts.
+    pub(crate) judged: Option<(String, i64)>,
 }
 
 /// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
@@ -136,7 +150,7 @@ pub(crate) fn stored<T: Serialize>(record: &T) -> Result<Value> {
 
 impl Write {
     fn new(kind: Kind, id: &str, op: WriteOp, before: Vec<String>, after: Vec<String>) -> Write {
-        Write { kind, id: id.into(), op, before, after, subject: None, origin: None, applied: None }
+        Write { kind, id: id.into(), op, before, after, subject: None, origin: None, applied: None, judged: None }
     }
 
     /// Creates a record; fails the whole commit if the key exists.
@@ -158,6 +172,13 @@ impl Write {
     /// Deletes an existing record; fails the whole commit if it is gone.
     pub fn delete(kind: Kind, id: &str, before: Vec<String>) -> Write {
         Write::new(kind, id, WriteOp::Delete, before, Vec::new())
+    }
+
+    /// Marks the write as decided on the judgement `seen` of the subject `key` (see
+    /// [`Facts::judgement`]).
+    pub fn judged_on(mut self, key: &str, seen: i64) -> Write {
+        self.judged = Some((key.to_string(), seen));
+        self
     }
 
     /// Marks the write as changing `person`'s access to the event (a seat, a membership).

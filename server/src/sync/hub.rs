@@ -1,6 +1,6 @@
 //! The fan-out: one feed task per subscribed event reads the event's change log forward
-//! (woken by the engine's commit notices, with a short poll as the fallback for commits made
-//! by other servers) and delivers every batch through an index: event → view (seat holders,
+//! (woken by this node's commit notices, and by the heads poller for commits other nodes
+//! made) and delivers every batch through an index: event → view (seat holders,
 //! members of collaborator X, organization managers) → sessions. A batch is judged and
 //! serialized once per distinct view; only a session whose own access changes inside the
 //! batch (or that is not aligned with the feed) is judged on its own. Each session has a
@@ -9,7 +9,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, atomic::AtomicU64},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -24,9 +27,12 @@ use tokio::sync::{Mutex, Notify, mpsc, watch};
 
 use crate::devices::Seen;
 
-/// How often a feed looks at the log without being woken: the bound on how late a commit
-/// made by another server reaches this server's clients.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the node reads the heads of every event it follows (one query for all of
+/// them): the bound on how late a commit made by another node reaches this node's clients.
+/// Its own commits wake their feed at once.
+const HEADS_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// [`EventFeed::fanned`] of a feed nobody on this node follows.
+const IDLE: i64 = i64::MAX;
 
 /// A frame on its way to one client.
 pub(super) enum Out {
@@ -83,6 +89,8 @@ struct FeedState {
 struct EventFeed {
     event: String,
     wake: Notify,
+    /// The seq up to which the feed has fanned out, for the heads poller to compare with.
+    fanned: AtomicI64,
     state: Mutex<FeedState>,
 }
 
@@ -134,7 +142,45 @@ impl Hub {
                 }
             }
         });
+        // Wake the feed of every event another node committed to.
+        let weak = Arc::downgrade(&hub);
+        let mut shutdown = hub.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEADS_POLL_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let Some(hub) = weak.upgrade() else { return };
+                hub.wake_moved_feeds().await;
+            }
+        });
         hub
+    }
+
+    /// Reads the heads of every followed event in one query and wakes the feeds that are
+    /// behind them (commits of other nodes; this node's own wake their feed directly).
+    async fn wake_moved_feeds(&self) {
+        let mut feeds: HashMap<String, Arc<EventFeed>> = self.feeds.lock().map(|f| f.clone()).unwrap_or_default();
+        feeds.retain(|_, f| f.fanned.load(Ordering::Relaxed) != IDLE);
+        if feeds.is_empty() {
+            return;
+        }
+        let events: Vec<String> = feeds.keys().cloned().collect();
+        match self.engine.heads(&events).await {
+            Ok(heads) => {
+                for (event, head) in heads {
+                    if let Some(f) = feeds.get(&event)
+                        && head > f.fanned.load(Ordering::Relaxed)
+                    {
+                        f.wake.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = ?e, "reading the heads of followed events failed"),
+        }
     }
 
     fn feed(self: &Arc<Self>, event: &str, head: i64) -> Arc<EventFeed> {
@@ -145,6 +191,7 @@ impl Hub {
         let f = Arc::new(EventFeed {
             event: event.to_string(),
             wake: Notify::new(),
+            fanned: AtomicI64::new(head),
             state: Mutex::new(FeedState { fanned: head, subs: HashMap::new() }),
         });
         feeds.insert(event.to_string(), f.clone());
@@ -160,12 +207,14 @@ impl Hub {
         loop {
             tokio::select! {
                 () = feed.wake.notified() => {}
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
                 _ = shutdown.changed() => return,
             }
             loop {
                 let mut st = feed.state.lock().await;
                 if st.subs.is_empty() {
+                    // Followed by nobody here: the heads poller leaves it alone until a
+                    // subscription registers (and says where the feed starts).
+                    feed.fanned.store(IDLE, Ordering::Relaxed);
                     break;
                 }
                 let batch =
@@ -179,6 +228,7 @@ impl Hub {
                 let Some(last) = batch.last().map(|c| c.seq) else { break };
                 self.fan_out(&feed.event, &mut st, &batch).await;
                 st.fanned = last;
+                feed.fanned.store(last, Ordering::Relaxed);
             }
         }
     }
@@ -294,6 +344,7 @@ impl Hub {
         if st.subs.is_empty() {
             // Nobody else follows this event: the feed starts where this subscriber is.
             st.fanned = sub.cursor;
+            feed.fanned.store(sub.cursor, Ordering::Relaxed);
         }
         while sub.cursor < st.fanned {
             let batch = match self.engine.changes_since(event, sub.cursor, self.limits.changes_per_frame_max).await {

@@ -100,8 +100,9 @@ pub struct Info {
     pub shaped: Option<&'static [&'static str]>,
     /// What a device may push of it.
     pub pushable: &'static [MutationOp],
-    /// A field record made on a device, judged with the others of its event (flags,
-    /// timecards) one judgement at a time.
+    /// A field record made on a device, judged with the others of its subject (flags,
+    /// timecards): its commit checks that the subject was not judged meanwhile (the
+    /// planner's `Write::judged_on`); a node also takes its field lock while judging.
     pub judged: bool,
     /// For records never changed once made: the sentence refusing a change.
     pub append_only: Option<&'static str>,

@@ -4,9 +4,10 @@
 //! a check-out of gear it knows is out) and the app never decides for it: `lane_scan`,
 //! `phone_punch` and `desk_custody` are the device's planners. The server records what the
 //! device decided and keeps what it derives from all of them equal to what they say (scan
-//! flags, timecards, custody flags): `record_scan`, `record_punch`, `record_custody`, one
-//! judgement at a time per event (the caller holds the event's field lock, see
-//! [`crate::kind::Info::judged`]).
+//! flags, timecards, custody flags): `record_scan`, `record_punch`, `record_custody`. Each is
+//! decided on how many judgements of its subject (a credential, a person, an asset) were
+//! committed, and its commit fails if that number moved (see [`Write::judged_on`]): the
+//! caller plans again, whichever node judged first.
 
 use std::collections::BTreeMap;
 

@@ -36,7 +36,7 @@ pub const GATE_LANES_MAX: usize = 64;
 /// Longest notes on a credential, in characters.
 pub const NOTES_LEN_MAX: usize = 2_000;
 /// Most rows one credential import takes (one request; it commits in parts of at most
-/// [`COMMIT_WRITES_MAX`]).
+/// `COMMIT_WRITES_MAX` writes, the change log's limit per commit).
 pub const IMPORT_ROWS_MAX: usize = 100_000;
 /// Most row errors one refused import reports (it reports how many there were in all).
 pub const IMPORT_ERRORS_MAX: usize = 100;

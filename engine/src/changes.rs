@@ -100,12 +100,16 @@ IF $basis_min != NONE AND ($basis_min != $row.access - $bump OR $basis_max != $r
 LET $base = $row.n - $count;
 FOR $w IN $writes {
     IF $w.j != NONE {
-        -- Decided on the subject's judgement n: it must still be n (else another node or
-        -- writer judged the subject meanwhile), and this one makes it n + 1.
-        IF ((SELECT VALUE n FROM type::record('judged', [$event, $w.j.k]))[0] ?? 0) != $w.j.n {
-            THROW 'backops:judged_meanwhile'
+        FOR $j IN $w.j {
+            -- Decided on the subject's judgement n: it must still be n (else another node
+            -- or writer judged the subject meanwhile), and a judgement makes it n + 1.
+            IF ((SELECT VALUE n FROM type::record('judged', [$event, $j.k]))[0] ?? 0) != $j.n {
+                THROW 'backops:judged_meanwhile'
+            };
+            IF $j.b {
+                UPSERT type::record('judged', [$event, $j.k]) SET n = $j.n + 1 RETURN NONE;
+            };
         };
-        UPSERT type::record('judged', [$event, $w.j.k]) SET n = $w.j.n + 1 RETURN NONE;
     };
     IF $w.op = 'create' {
         CREATE type::record($w.k, $w.id) CONTENT $w.c RETURN NONE;
@@ -304,8 +308,10 @@ impl Engine {
                 if let Some(a) = w.applied {
                     m.insert("a".into(), a);
                 }
-                if let Some((k, n)) = w.judged {
-                    m.insert("j".into(), json!({ "k": k, "n": n }));
+                if !w.judged.is_empty() {
+                    let j: Vec<Value> =
+                        w.judged.iter().map(|j| json!({ "k": j.key, "n": j.seen, "b": j.counts })).collect();
+                    m.insert("j".into(), Value::Array(j));
                 }
             }
             planned.push(p);

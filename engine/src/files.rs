@@ -92,6 +92,21 @@ pub struct Upload {
     pub created_at: String,
     #[serde(default)]
     pub completed_at: Option<String>,
+    /// Bytes received so far: the offset a client resumes from (the size once complete).
+    #[serde(default, skip_serializing)]
+    pub received: i64,
+    /// The bytes received so far, in order, as blobs of the blob store: any node resumes or
+    /// finishes the upload from them. Emptied when the upload completes.
+    #[serde(default, skip_serializing)]
+    pub parts: Vec<UploadPart>,
+}
+
+/// One run of an upload's bytes, stored as a blob.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadPart {
+    /// The blob's name: the sha256 of these bytes.
+    pub hash: String,
+    pub size: i64,
 }
 
 /// Stored bytes of an organization's files.
@@ -106,7 +121,28 @@ pub struct StorageUse {
     pub limit_bytes: Option<u64>,
 }
 
-const UPLOAD_FIELDS: &str = "record::id(id) AS id, event, account, file, collaborator, name, size, sha256, media_type, status, processed, created_at, completed_at";
+const UPLOAD_FIELDS: &str = "record::id(id) AS id, event, account, file, collaborator, name, size, sha256, media_type, status, processed, created_at, completed_at, received, parts";
+
+/// An upload moved on since a request began to write it.
+fn offset_moved() -> Error {
+    Error::conflict("offset_mismatch", "the upload moved on meanwhile: ask for its offset and resume from there")
+}
+
+/// The subject of an organization's storage judgement (see [`Engine::open_upload`]).
+const STORAGE_SUBJECT: &str = "storage";
+/// What the upload's statement throws when the organization's storage was judged since.
+const STORAGE_MOVED: &str = "backops:storage_moved";
+/// Creates an upload's record; with a storage limit (`$seen` set), only if no other upload of
+/// the organization was opened since its storage was summed, counting this one.
+const OPEN_UPLOAD_SQL: &str = "BEGIN TRANSACTION;
+IF $seen != NONE {
+    IF ((SELECT VALUE n FROM type::record('judged', [$org, 'storage']))[0] ?? 0) != $seen {
+        THROW 'backops:storage_moved'
+    };
+    UPSERT type::record('judged', [$org, 'storage']) SET n = $seen + 1 RETURN NONE;
+};
+CREATE type::record('upload', $id) CONTENT $content RETURN NONE;
+COMMIT TRANSACTION;";
 
 impl Engine {
     /// Opens (or finds again) the upload of a file into a collaborator's folder: the caller
@@ -164,10 +200,17 @@ impl Engine {
             return Err(Error::conflict("file_exists", "a file with this id exists already"));
         }
         // Open uploads and finished ones not yet added count against the limit: they hold
-        // (or will hold) bytes. The check and the new upload's record happen under one lock.
-        let _storage = match self.config.org_storage_limit_bytes {
-            Some(quota) => {
-                let guard = self.shared.storage_check.lock().await;
+        // (or will hold) bytes. The sum is taken on the organization's storage judgement (how
+        // many uploads were opened in it), and the upload's record is created only if that
+        // has not moved: two nodes opening uploads at once cannot both fit in the last room.
+        let quota = self.config.org_storage_limit_bytes;
+        let mut attempts = 0;
+        loop {
+            let seen = match quota {
+                Some(_) => Some(self.judgement(&ev.org, STORAGE_SUBJECT).await?),
+                None => None,
+            };
+            if let Some(quota) = quota {
                 let used = self.storage_bytes(&ev.org).await?;
                 if used.saturating_add(meta.size) as u64 > quota {
                     return Err(Error::rule(
@@ -179,40 +222,48 @@ impl Engine {
                         ),
                     ));
                 }
-                Some(guard)
             }
-            None => None,
-        };
-        let up = Upload {
-            id: crate::model::new_id(),
-            event: ev.id.clone(),
-            account: actor.into(),
-            file: meta.id,
-            collaborator: meta.collaborator,
-            name: meta.name,
-            size: meta.size,
-            sha256: meta.content_hash,
-            media_type: meta.media_type,
-            status: UploadStatus::Open,
-            processed: Processed::default(),
-            created_at: time::now(),
-            completed_at: None,
-        };
-        let content = crate::plan::stored(&up)?;
-        let created = self
-            .store
-            .run(
-                "CREATE type::record('upload', $id) CONTENT $content RETURN NONE;",
-                json!({ "id": up.id, "content": content }),
-            )
-            .await;
-        match created {
-            Ok(_) => Ok(up),
-            // Two opens of the same file at once: the unique index let one through.
-            Err(Error::Conflict { .. }) => {
-                self.upload_of(&ev.id, actor, &up.file).await?.ok_or(Error::not_found("upload"))
+            let up = Upload {
+                id: crate::model::new_id(),
+                event: ev.id.clone(),
+                account: actor.into(),
+                file: meta.id.clone(),
+                collaborator: meta.collaborator.clone(),
+                name: meta.name.clone(),
+                size: meta.size,
+                sha256: meta.content_hash.clone(),
+                media_type: meta.media_type.clone(),
+                status: UploadStatus::Open,
+                processed: Processed::default(),
+                created_at: time::now(),
+                completed_at: None,
+                received: 0,
+                parts: Vec::new(),
+            };
+            let content = crate::plan::stored(&up)?;
+            let mut vars = json!({ "id": up.id, "content": content, "org": ev.org });
+            // Absent, not null, without a limit: the statement tests it against NONE.
+            if let (Some(n), Some(m)) = (seen, vars.as_object_mut()) {
+                m.insert("seen".into(), json!(n));
             }
-            Err(e) => Err(e),
+            let created = self.store.run(OPEN_UPLOAD_SQL, vars).await;
+            match created {
+                Ok(_) => return Ok(up),
+                // Another upload of the organization was opened since the sum: sum again.
+                Err(Error::Internal(m))
+                    if m.contains(STORAGE_MOVED) && attempts < crate::write::JUDGED_ATTEMPTS_MAX =>
+                {
+                    attempts += 1;
+                }
+                Err(Error::Internal(m)) if m.contains(STORAGE_MOVED) => {
+                    return Err(Error::conflict("busy", "many files are being added at once; try again"));
+                }
+                // Two opens of the same file at once: the unique index let one through.
+                Err(Error::Conflict { .. }) => {
+                    return self.upload_of(&ev.id, actor, &up.file).await?.ok_or(Error::not_found("upload"));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -247,19 +298,71 @@ impl Engine {
         Ok(up)
     }
 
+    /// Records `part`, the upload's bytes from offset `at` on, stored in the blob store. The
+    /// offset moves past them only if it is still `at`: of two requests writing one upload at
+    /// once (on two nodes), one advances it and the other hears `offset_mismatch`.
+    pub async fn add_upload_part(&self, actor: &str, id: &str, at: i64, part: UploadPart) -> Result<Upload> {
+        let up = self.upload(actor, id).await?;
+        if !is_content_hash(&part.hash) || part.size <= 0 || at.saturating_add(part.size) > up.size {
+            return Err(Error::invalid("an upload's part is named by its sha256 and lies within the upload"));
+        }
+        let moved: Vec<i64> = self
+            .store
+            .run(
+                "UPDATE type::record('upload', $id) SET parts += $part, received = $at + $part.size
+                 WHERE status = 'open' AND received = $at RETURN VALUE received;",
+                json!({ "id": up.id, "at": at, "part": part }),
+            )
+            .await?
+            .all(0)?;
+        if moved.is_empty() {
+            return Err(offset_moved());
+        }
+        self.upload(actor, id).await
+    }
+
+    /// Forgets the bytes of an upload received so far (they did not hash to its sha256): it
+    /// starts over at offset 0. Only if it is still at `at`.
+    pub async fn restart_upload(&self, actor: &str, id: &str, at: i64) -> Result<()> {
+        let up = self.upload(actor, id).await?;
+        self.store
+            .run(
+                "UPDATE type::record('upload', $id) SET parts = [], received = 0
+                 WHERE status = 'open' AND received = $at RETURN NONE;",
+                json!({ "id": up.id, "at": at }),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Marks an upload complete: its bytes matched the hash and are stored; `processed` is what
-    /// the server found in them.
-    pub async fn complete_upload(&self, actor: &str, id: &str, processed: Processed) -> Result<Upload> {
+    /// the server found in them. The bytes were those received up to `at` and one last run:
+    /// if the upload moved meanwhile (another node finished it, or took another part), this
+    /// answers the upload as it is, or `offset_mismatch`.
+    pub async fn complete_upload(&self, actor: &str, id: &str, at: i64, processed: Processed) -> Result<Upload> {
         let mut up = self.upload(actor, id).await?;
         up.status = UploadStatus::Complete;
         up.processed = processed;
         up.completed_at = Some(time::now());
-        self.store
+        up.received = up.size;
+        up.parts = Vec::new();
+        let done: Vec<String> = self
+            .store
             .run(
-                "UPDATE type::record('upload', $id) SET status = 'complete', processed = $p, completed_at = $at RETURN NONE;",
-                json!({ "id": up.id, "p": up.processed, "at": up.completed_at }),
+                "UPDATE type::record('upload', $id)
+                 SET status = 'complete', processed = $p, completed_at = $at_time, received = size, parts = []
+                 WHERE status = 'open' AND received = $at RETURN VALUE record::id(id);",
+                json!({ "id": up.id, "p": up.processed, "at_time": up.completed_at, "at": at }),
             )
-            .await?;
+            .await?
+            .all(0)?;
+        if done.is_empty() {
+            let now = self.upload(actor, id).await?;
+            return match now.status {
+                UploadStatus::Complete => Ok(now),
+                UploadStatus::Open => Err(offset_moved()),
+            };
+        }
         Ok(up)
     }
 
@@ -376,8 +479,8 @@ impl Engine {
         let mut rows = self
             .store
             .run(
-                "SELECT content_hash, served_hash, thumbnails FROM file_meta;
-                 SELECT sha256 AS content_hash, processed.served_hash AS served_hash, processed.thumbnails AS thumbnails FROM upload;",
+                "SELECT content_hash, served_hash, thumbnails, [] AS parts FROM file_meta;
+                 SELECT sha256 AS content_hash, processed.served_hash AS served_hash, processed.thumbnails AS thumbnails, parts.hash AS parts FROM upload;",
                 json!({}),
             )
             .await?;
@@ -389,6 +492,8 @@ impl Engine {
             served_hash: Option<String>,
             #[serde(default)]
             thumbnails: Option<std::collections::BTreeMap<String, String>>,
+            #[serde(default)]
+            parts: Option<Vec<String>>,
         }
         let mut out = std::collections::HashSet::new();
         for i in 0..2 {
@@ -396,6 +501,7 @@ impl Engine {
                 out.extend(n.content_hash);
                 out.extend(n.served_hash);
                 out.extend(n.thumbnails.into_iter().flat_map(|t| t.into_values()));
+                out.extend(n.parts.into_iter().flatten());
             }
         }
         Ok(out)

@@ -107,9 +107,6 @@ struct Shared {
     clock: hlc::Clock,
     /// One lock per event for judging field records (see [`Engine::judging`]).
     field_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Held from an upload's storage check to its record, so concurrent uploads cannot all
-    /// pass the organization's limit (within this process).
-    storage_check: tokio::sync::Mutex<()>,
 }
 
 impl Default for Shared {
@@ -119,7 +116,6 @@ impl Default for Shared {
             floors: Default::default(),
             clock: hlc::Clock::new("server"),
             field_locks: Default::default(),
-            storage_check: Default::default(),
         }
     }
 }

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "file_upkeep", sql: include_str!("../../schemas/surreal/0008_file_upkeep.surql") },
     Migration { version: 9, name: "device_seen", sql: include_str!("../../schemas/surreal/0009_device_seen.surql") },
     Migration { version: 10, name: "judged", sql: include_str!("../../schemas/surreal/0010_judged.surql") },
+    Migration { version: 11, name: "nodes", sql: include_str!("../../schemas/surreal/0011_nodes.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

@@ -39,8 +39,8 @@ impl Overlay {
         let mut judged = self.judged.lock().unwrap_or_else(|e| e.into_inner());
         for w in writes {
             records.insert((w.kind(), w.id().to_string()), w.after());
-            if let Some((key, _)) = &w.judged {
-                *judged.entry(key.clone()).or_default() += 1;
+            for j in w.judged.iter().filter(|j| j.counts) {
+                *judged.entry(j.key.clone()).or_default() += 1;
             }
         }
     }
@@ -223,6 +223,9 @@ impl Engine {
     /// Commits a plan decided on `f` (checked against the access version its standing was
     /// read at), then does what follows the commit. Returns the record and the entries.
     pub(crate) async fn commit_plan<T>(&self, f: &DbFacts<'_>, p: Planned<T>) -> Result<(T, Vec<Change>)> {
+        if p.writes.is_empty() && p.effects.is_empty() {
+            return Ok((p.record, Vec::new()));
+        }
         let entries = self.commit_as(&f.ev, p.writes).await?;
         self.after_commit(p.effects).await?;
         Ok((p.record, entries))

@@ -86,7 +86,8 @@ const DEVICES_LISTED_MAX: usize = 1_000;
 /// whether they are connected now: for seat holders (the event's whole picture).
 async fn devices(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
     let stored = st.engine.devices_seen(&me, &ev, DEVICES_LISTED_MAX).await?;
-    Ok(Json(st.hub.devices.merge(&ev, stored)).into_response())
+    let sessions = st.engine.device_sessions(&me, &ev, st.hub.nodes_alive_since()).await?;
+    Ok(Json(st.hub.devices.merge(&ev, stored, sessions)).into_response())
 }
 
 async fn people(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {

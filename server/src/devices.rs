@@ -1,9 +1,14 @@
 //! Which devices follow an event and when each last synced, for the dashboard's devices
-//! panel. This server keeps its own sessions in memory: a device is connected here while one
-//! of its sessions follows the event, and its last sync is the last frame it sent or the
-//! last cursor it was sent up to. What every server saw is written to the database
-//! (`Engine::device_synced`): on subscribe and on leave, and at most every
-//! [`PERSIST_EVERY_MS`] in between, so the panel survives restarts and spans servers.
+//! panel, exact across sync nodes.
+//!
+//! This node keeps its own sessions in memory. What it knows is written to the database:
+//! the sessions each device has here (`Engine::device_sessions_on`, on every join and leave,
+//! under this node's id) and its last sync (`Engine::device_synced`: on join and leave, and
+//! at most every [`PERSIST_EVERY_MS`] in between), so the panel spans nodes and restarts. A
+//! device is connected while it has a session on a node that is alive: each node writes a
+//! heartbeat every [`NodeTiming::heartbeat`]; one that stops says so and its sessions go,
+//! and one silent for [`NodeTiming::silent_max`] (it crashed) no longer counts and its
+//! sessions are swept by the next node's heartbeat.
 //!
 //! Bounded: at most [`DEVICES_PER_EVENT_MAX`] devices per event in memory; past it the device
 //! heard from longest ago that is not connected is forgotten (it stays in the database).
@@ -20,9 +25,20 @@ use serde::Serialize;
 pub const DEVICES_PER_EVENT_MAX: usize = 5_000;
 /// A connected device's last sync is written at most this often.
 pub const PERSIST_EVERY_MS: u128 = 30_000;
-/// A device another server wrote within this long counts as connected (it writes every
-/// [`PERSIST_EVERY_MS`] while it pings).
-pub const CONNECTED_WITHIN_MS: i64 = 60_000;
+
+/// How often a node says it is alive, and how long a silent one still counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeTiming {
+    pub heartbeat: std::time::Duration,
+    /// A node not heard from for this long crashed: its device sessions no longer count.
+    pub silent_max: std::time::Duration,
+}
+
+impl Default for NodeTiming {
+    fn default() -> Self {
+        NodeTiming { heartbeat: std::time::Duration::from_secs(2), silent_max: std::time::Duration::from_secs(10) }
+    }
+}
 
 /// A device as this server holds it (the database's record is `engine::model::DeviceSeen`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +62,8 @@ pub struct Persist {
     pub cursor: i64,
     pub at: String,
     pub live: bool,
+    /// Its sessions on this node now, when they changed (a join or a leave).
+    pub sessions: Option<u32>,
 }
 
 /// A device as the dashboard lists it: the database's record with this server's sessions.
@@ -53,9 +71,9 @@ pub struct Persist {
 pub struct DeviceOut {
     pub account: String,
     pub device: String,
-    /// Following the event now, through this server or (by a recent write) another.
+    /// Following the event now, through any sync node alive.
     pub connected: bool,
-    /// Its sessions on this server.
+    /// Its sessions following the event, on every node alive.
     pub sessions: u32,
     pub cursor: i64,
     pub first_seen: String,
@@ -65,9 +83,22 @@ pub struct DeviceOut {
 /// One event's devices by (account, device).
 type EventDevices = HashMap<(String, String), Here>;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Devices {
+    /// This node's id: its device sessions and heartbeat are written under it.
+    pub node: String,
+    pub started_at: String,
     events: Mutex<HashMap<String, EventDevices>>,
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Devices {
+            node: uuid::Uuid::new_v4().to_string(),
+            started_at: engine::time::now(),
+            events: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 fn now() -> (String, u128) {
@@ -127,27 +158,33 @@ impl Devices {
         if due {
             d.persisted_ms = ms;
         }
-        due.then(|| Persist { cursor: d.cursor, at: d.last_seen.clone(), live: d.sessions > 0 })
+        let sessions = (what != Seen::Heard).then_some(d.sessions);
+        due.then(|| Persist { cursor: d.cursor, at: d.last_seen.clone(), live: d.sessions > 0, sessions })
     }
 
-    /// The database's records of `event`'s devices, with what this server knows now laid over
-    /// them (its own sessions, and devices it has not written yet).
-    pub fn merge(&self, event: &str, stored: Vec<engine::model::DeviceSeen>) -> Vec<DeviceOut> {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        let recent = |t: &str| {
-            chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|t| now_ms - t.timestamp_millis() <= CONNECTED_WITHIN_MS)
-        };
+    /// The database's records of `event`'s devices with their sessions: this node's own from
+    /// memory, the other nodes' as they wrote them (`sessions`, of the nodes alive).
+    pub fn merge(
+        &self,
+        event: &str,
+        stored: Vec<engine::model::DeviceSeen>,
+        sessions: Vec<engine::model::DeviceSessions>,
+    ) -> Vec<DeviceOut> {
+        let mut elsewhere: HashMap<(String, String), u32> = HashMap::new();
+        for s in sessions.into_iter().filter(|s| s.node != self.node) {
+            *elsewhere.entry((s.account, s.device)).or_default() += s.sessions;
+        }
         let mut live: HashMap<(String, String), Here> =
             self.list(event).into_iter().map(|d| ((d.account.clone(), d.device.clone()), d)).collect();
         let mut out: Vec<DeviceOut> = stored
             .into_iter()
             .map(|row| {
-                let here = live.remove(&(row.account.clone(), row.device.clone()));
-                let (sessions, last_here) = here.as_ref().map_or((0, ""), |d| (d.sessions, d.last_seen.as_str()));
-                // Another server heard from it after this one did: its write decides.
-                let elsewhere = row.live && row.last_seen.as_str() > last_here && recent(&row.last_seen);
+                let key = (row.account.clone(), row.device.clone());
+                let here = live.remove(&key);
+                let (here_sessions, last_here) = here.as_ref().map_or((0, ""), |d| (d.sessions, d.last_seen.as_str()));
+                let sessions = here_sessions + elsewhere.remove(&key).unwrap_or(0);
                 DeviceOut {
-                    connected: sessions > 0 || elsewhere,
+                    connected: sessions > 0,
                     sessions,
                     cursor: row.cursor.max(here.as_ref().map_or(0, |d| d.cursor)),
                     last_seen: row.last_seen.as_str().max(last_here).to_string(),

@@ -66,7 +66,7 @@ pub struct Files {
 pub struct Collected {
     /// Upload records expired (abandoned, never added, or long since added).
     pub uploads: usize,
-    /// Partial uploads' files removed from the staging directory.
+    /// Stray files removed from the staging directory (of requests cut by a crash).
     pub partial_files: usize,
     /// Blobs no file or upload names any more, and their bytes.
     pub blobs: usize,
@@ -114,9 +114,8 @@ impl Files {
         let busy = self.busy.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for up in engine.expire_uploads(&before).await? {
             done.uploads += 1;
-            if remove_if_present(&self.staged(&up.id)).await? {
-                done.partial_files += 1;
-            }
+            // Its parts are blobs no record names any more: collected below once old.
+            let _ = up;
         }
         let mut staged = tokio::fs::read_dir(&self.staging).await?;
         while let Some(entry) = staged.next_entry().await? {
@@ -147,19 +146,15 @@ impl Files {
         &self.blobs
     }
 
-    fn staged(&self, upload: &str) -> PathBuf {
-        self.staging.join(format!("{upload}.part"))
+    /// Where a request receives the bytes of `upload` from offset `at` on, before they become
+    /// a part in the blob store.
+    fn receiving(&self, upload: &str, at: u64) -> PathBuf {
+        self.staging.join(format!("{upload}.{at}.recv"))
     }
 
-    async fn offset(&self, up: &Upload) -> io::Result<u64> {
-        if up.status == UploadStatus::Complete {
-            return Ok(up.size as u64);
-        }
-        match tokio::fs::metadata(self.staged(&up.id)).await {
-            Ok(m) => Ok(m.len().min(up.size as u64)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e),
-        }
+    /// Where a finishing upload's bytes are put together.
+    fn whole(&self, upload: &str) -> PathBuf {
+        self.staging.join(format!("{upload}.whole"))
     }
 
     fn claim(&self, upload: &str) -> Option<Claim<'_>> {
@@ -229,7 +224,7 @@ async fn open_upload(
     Body(input): Body<NewUpload>,
 ) -> ApiResult<Response> {
     let up = st.engine.open_upload(&me, &ev, input).await?;
-    let offset = st.files.offset(&up).await.map_err(io_error)?;
+    let offset = offset(&up);
     let size = up.size;
     let location = format!("/v1/uploads/{}", up.id);
     let mut r = (StatusCode::CREATED, Json(UploadView { upload: up, offset })).into_response();
@@ -241,15 +236,23 @@ async fn open_upload(
 
 async fn upload_status(State(st): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let up = st.engine.upload(&me, &id).await?;
-    let offset = st.files.offset(&up).await.map_err(io_error)?;
+    let offset = offset(&up);
     let size = up.size;
     Ok(with_offset(Json(UploadView { upload: up, offset }).into_response(), offset, size))
 }
 
 async fn upload_head(State(st): State<AppState>, Caller(me): Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let up = st.engine.upload(&me, &id).await?;
-    let offset = st.files.offset(&up).await.map_err(io_error)?;
+    let offset = offset(&up);
     Ok(with_offset(StatusCode::OK.into_response(), offset, up.size))
+}
+
+/// The offset an upload holds: what its parts hold, on whichever node they were received.
+fn offset(up: &Upload) -> u64 {
+    match up.status {
+        UploadStatus::Complete => up.size as u64,
+        UploadStatus::Open => up.received.clamp(0, up.size) as u64,
+    }
 }
 
 fn offset_mismatch(held: u64, size: i64) -> Response {
@@ -261,11 +264,13 @@ fn offset_mismatch(held: u64, size: i64) -> Response {
     with_offset(e.into_response(), held, size)
 }
 
-/// Appends one chunk at `Upload-Offset`. The body is written as it arrives, so a cut
-/// connection keeps what reached the disk and the client resumes from the offset `HEAD`
-/// answers. The chunk that reaches the announced size finishes the upload: the content is
-/// checked against its sha256 (a mismatch discards it: the upload starts over), images are
-/// processed, and the bytes move into the blob store.
+/// Appends one chunk at `Upload-Offset`. The body is written as it arrives; when the request
+/// ends (or its connection is cut) what arrived becomes a part in the blob store and the
+/// upload's offset moves past it, so the client resumes from the offset `HEAD` answers — on
+/// this node or any other. The chunk that reaches the announced size finishes the upload:
+/// the parts and the chunk are put together, checked against the sha256 (a mismatch
+/// discards them: the upload starts over), images are processed, and the bytes move into
+/// the blob store.
 async fn upload_chunk(
     State(st): State<AppState>,
     Caller(me): Caller,
@@ -287,6 +292,8 @@ async fn upload_chunk(
             || ApiError::bad_request("offset_required", "a chunk needs an `Upload-Offset` header (bytes)"),
         )?;
     let files = &st.files;
+    // One writer per upload on this node, answered at once; across nodes, the offset's
+    // check when a part is recorded decides.
     let Some(_claim) = files.claim(&up.id) else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -298,15 +305,16 @@ async fn upload_chunk(
     if up.status == UploadStatus::Complete {
         return Ok(with_offset(Json(UploadView { upload: up.clone(), offset: size }).into_response(), size, up.size));
     }
-    let held = files.offset(&up).await.map_err(io_error)?;
+    let held = offset(&up);
     if asked != held {
         return Ok(offset_mismatch(held, up.size));
     }
-    let path = files.staged(&up.id);
-    let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await.map_err(io_error)?;
+    let path = files.receiving(&up.id, held);
+    let file = tokio::fs::File::create(&path).await.map_err(io_error)?;
     // Frames arrive in tens of KiB; each write to a tokio file is a trip to a blocking thread,
     // so they are gathered into writes of up to 1 MiB.
     let mut out = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
+    let mut part = Sha256::new();
     let mut written = held;
     let mut stream = body.into_data_stream();
     let mut too_long = false;
@@ -318,23 +326,27 @@ async fn upload_chunk(
             // The connection dropped, went silent, or the chunk passed the request limit:
             // keep what arrived (and free the upload for the client's next try).
             failed => {
-                let _ = out.flush().await;
-                let _ = out.get_ref().sync_data().await;
+                let kept = match out.flush().await {
+                    Ok(()) => keep_part(&st, &me, &up, held, &path, written, part).await?,
+                    Err(_) => held,
+                };
                 let (status, code) = if failed.is_err() {
                     (StatusCode::REQUEST_TIMEOUT, "upload_stalled")
                 } else {
                     (StatusCode::BAD_REQUEST, "upload_interrupted")
                 };
-                return Err(ApiError::new(
+                let e = ApiError::new(
                     status,
                     code,
-                    format!("the chunk was cut after {written} bytes in all; resume from there"),
-                ));
+                    format!("the chunk was cut after {kept} bytes in all; resume from there"),
+                );
+                return Ok(with_offset(e.into_response(), kept, up.size));
             }
         };
         let room = (size - written) as usize;
         let take = chunk.len().min(room);
         out.write_all(&chunk[..take]).await.map_err(io_error)?;
+        part.update(&chunk[..take]);
         written += take as u64;
         if take < chunk.len() {
             too_long = true;
@@ -342,26 +354,77 @@ async fn upload_chunk(
         }
     }
     out.flush().await.map_err(io_error)?;
-    out.get_ref().sync_data().await.map_err(io_error)?;
     drop(out);
-    if too_long {
-        return Ok(with_offset(
-            ApiError::new(
+    if too_long || written < size {
+        let kept = keep_part(&st, &me, &up, held, &path, written, part).await?;
+        if too_long {
+            let e = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "upload_too_long",
                 format!("the upload was announced as {size} bytes; the bytes past it were not kept"),
-            )
-            .into_response(),
-            written,
-            up.size,
-        ));
-    }
-    if written < size {
+            );
+            return Ok(with_offset(e.into_response(), kept, up.size));
+        }
+        if kept != written {
+            return Ok(offset_mismatch(kept, up.size));
+        }
         return Ok(with_offset(StatusCode::NO_CONTENT.into_response(), written, up.size));
     }
-    let done = finish(&st, &me, up, &path).await?;
+    let whole = assemble(files, &up, &path).await.map_err(io_error)?;
+    let done = finish(&st, &me, up, &whole, held).await?;
     let size = done.size;
     Ok(with_offset(Json(UploadView { upload: done, offset: size as u64 }).into_response(), size as u64, size))
+}
+
+/// Makes the bytes a request received (`held..written`, in the file at `path`) a part of the
+/// upload in the blob store; answers the upload's offset after it (another request's, if one
+/// on another node moved it first: this part is then left for collection).
+async fn keep_part(
+    st: &AppState,
+    me: &str,
+    up: &Upload,
+    held: u64,
+    path: &FsPath,
+    written: u64,
+    part: Sha256,
+) -> ApiResult<u64> {
+    if written == held {
+        remove_if_present(path).await.map_err(io_error)?;
+        return Ok(held);
+    }
+    tokio::fs::File::open(path).await.map_err(io_error)?.sync_data().await.map_err(io_error)?;
+    let hash = format!("{:x}", part.finalize());
+    st.files.blobs.put_file(&hash, path).await.map_err(io_error)?;
+    let recorded = engine::files::UploadPart { hash, size: (written - held) as i64 };
+    match st.engine.add_upload_part(me, &up.id, held as i64, recorded).await {
+        Ok(now) => Ok(offset(&now)),
+        Err(engine::Error::Conflict { code: "offset_mismatch", .. }) => {
+            Ok(offset(&st.engine.upload(me, &up.id).await?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The whole content of a finishing upload in one staged file: its parts from the blob store
+/// (received on this node or any other), then the last run, received here at `last`.
+async fn assemble(files: &Files, up: &Upload, last: &FsPath) -> io::Result<PathBuf> {
+    let whole = files.whole(&up.id);
+    if up.parts.is_empty() {
+        tokio::fs::rename(last, &whole).await?;
+        return Ok(whole);
+    }
+    let mut out = tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::create(&whole).await?);
+    for part in &up.parts {
+        let mut bytes = files.blobs.read(&part.hash, 0..part.size as u64).await?;
+        while let Some(chunk) = bytes.next().await {
+            out.write_all(&chunk?).await?;
+        }
+    }
+    let mut tail = tokio::fs::File::open(last).await?;
+    tokio::io::copy(&mut tail, &mut out).await?;
+    out.flush().await?;
+    remove_if_present(last).await?;
+    Ok(whole)
 }
 
 /// sha256 of a file, in lowercase hex.
@@ -372,7 +435,9 @@ pub fn file_sha256(path: &FsPath) -> io::Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath) -> ApiResult<Upload> {
+/// Checks, processes and stores a finishing upload's content (at `path`), received up to
+/// `held` before this request.
+async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath, held: u64) -> ApiResult<Upload> {
     let files = &st.files;
     let staged = path.to_path_buf();
     let hash = tokio::task::spawn_blocking(move || file_sha256(&staged))
@@ -380,7 +445,8 @@ async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath) -> ApiResult
         .map_err(|e| io_error(io::Error::other(e)))?
         .map_err(io_error)?;
     if hash != up.sha256 {
-        tokio::fs::remove_file(path).await.map_err(io_error)?;
+        remove_if_present(path).await.map_err(io_error)?;
+        st.engine.restart_upload(me, &up.id, held as i64).await?;
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "hash_mismatch",
@@ -393,7 +459,7 @@ async fn finish(st: &AppState, me: &str, up: Upload, path: &FsPath) -> ApiResult
     let _finishing = files.finishing.read().await;
     let processed = process(files, path, &up).await.map_err(io_error)?;
     files.blobs.put_file(&up.sha256, path).await.map_err(io_error)?;
-    Ok(st.engine.complete_upload(me, &up.id, processed).await?)
+    Ok(st.engine.complete_upload(me, &up.id, held as i64, processed).await?)
 }
 
 /// The note of an image whose processing failed outright (a decoder that panicked).

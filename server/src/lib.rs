@@ -68,6 +68,8 @@ pub struct Config {
     pub file_sweep_interval: Duration,
     /// How long shutdown waits for connections to finish before it stops anyway.
     pub drain_timeout: Duration,
+    /// This node's heartbeat, and how long a silent node still counts (the devices panel).
+    pub node_timing: devices::NodeTiming,
     pub engine: EngineConfig,
 }
 
@@ -94,6 +96,7 @@ impl Config {
             file_sweep_interval: Duration::from_secs(3600),
             chunk_idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
+            node_timing: devices::NodeTiming::default(),
             engine: EngineConfig::default(),
         }
     }
@@ -104,6 +107,8 @@ impl Config {
 pub enum FileStore {
     /// `DATA_DIR/blobs`: the embedded default.
     Directory,
+    /// Another directory, which several servers may share (a network file system mount).
+    SharedDirectory(std::path::PathBuf),
     /// An S3-compatible bucket, shared by several servers.
     S3(blobs::S3Config),
 }
@@ -169,9 +174,10 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
     )
     .map_err(Error::Config)?;
     let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), config.engine.clone()).await?;
-    let hub = sync::Hub::new(engine.clone(), config.sync.clone(), shutdown);
+    let hub = sync::Hub::new(engine.clone(), config.sync.clone(), config.node_timing, shutdown);
     let blobs: Arc<dyn blobs::BlobStore> = match &config.file_store {
         FileStore::Directory => Arc::new(blobs::DirBlobs::new(config.data_dir.join("blobs"))?),
+        FileStore::SharedDirectory(dir) => Arc::new(blobs::DirBlobs::new(dir)?),
         FileStore::S3(s3) => Arc::new(blobs::S3Blobs::new(s3).map_err(|e| Error::Config(format!("S3 store: {e}")))?),
     };
     tracing::info!(store = %blobs.describe(), "file contents");

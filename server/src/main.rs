@@ -76,6 +76,10 @@ struct Serve {
     /// back later starts that file over).
     #[arg(long, env = "BACKOPS_UPLOAD_EXPIRY_HOURS", default_value_t = 168)]
     upload_expiry_hours: u64,
+    /// Keep file contents in this directory instead of DATA_DIR/blobs: several servers may
+    /// share one (a network mount), as they may share a bucket.
+    #[arg(long, env = "BACKOPS_BLOB_DIR", conflicts_with = "s3_bucket")]
+    blob_dir: Option<PathBuf>,
     /// Keep file contents in this S3-compatible bucket instead of DATA_DIR/blobs.
     #[arg(long, env = "BACKOPS_S3_BUCKET")]
     s3_bucket: Option<String>,
@@ -129,6 +133,9 @@ async fn main() -> anyhow::Result<()> {
     config.engine.org_storage_limit_bytes = args.org_storage_limit_bytes;
     config.image_workers = args.image_workers;
     config.upload_expiry = Duration::from_secs(args.upload_expiry_hours.saturating_mul(3600));
+    if let Some(dir) = args.blob_dir {
+        config.file_store = server::FileStore::SharedDirectory(dir);
+    }
     if let Some(bucket) = args.s3_bucket {
         config.file_store = server::FileStore::S3(server::blobs::S3Config {
             endpoint: args.s3_endpoint,

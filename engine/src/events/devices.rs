@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::{
     Engine, Result,
     access::{Action, Target, decide, require},
-    model::DeviceSeen,
+    model::{DeviceSeen, DeviceSessions},
 };
 
 impl Engine {
@@ -49,5 +49,74 @@ impl Engine {
             )
             .await?
             .all(0)
+    }
+
+    /// Notes that the sync node `node` is alive at `now_ms` (Unix milliseconds, its clock),
+    /// and forgets the nodes silent since before `silent_since_ms` (crashed: a node that
+    /// stops says so, [`Engine::node_stopped`]) with the device sessions they held.
+    pub async fn node_alive(&self, node: &str, started_at: &str, now_ms: i64, silent_since_ms: i64) -> Result<()> {
+        self.store
+            .run(
+                "UPSERT type::record('sync_node', $n) SET started_at = $started, alive_at = $now RETURN NONE;
+                 LET $silent = SELECT VALUE record::id(id) FROM sync_node WHERE alive_at < $since;
+                 IF array::len($silent) > 0 {
+                     DELETE device_session WHERE node IN $silent RETURN NONE;
+                     DELETE sync_node WHERE alive_at < $since RETURN NONE;
+                 };",
+                json!({ "n": node, "started": started_at, "now": now_ms, "since": silent_since_ms }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The sync node `node` stops: its device sessions end with it.
+    pub async fn node_stopped(&self, node: &str) -> Result<()> {
+        self.store
+            .run(
+                "DELETE device_session WHERE node = $n RETURN NONE;
+                 DELETE type::record('sync_node', $n) RETURN NONE;",
+                json!({ "n": node }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Records how many sessions `account`'s `device` has following `event` on the sync node
+    /// `node` (0: none any more). Each node writes only its own.
+    pub async fn device_sessions_on(
+        &self,
+        node: &str,
+        event: &str,
+        account: &str,
+        device: &str,
+        sessions: u32,
+    ) -> Result<()> {
+        let key = json!([node, event, account, device]);
+        let sql = if sessions == 0 {
+            "DELETE type::record('device_session', $k) RETURN NONE;"
+        } else {
+            "UPSERT type::record('device_session', $k)
+                 SET node = $n, event = $e, account = $a, device = $d, sessions = $s RETURN NONE;"
+        };
+        self.store
+            .run(sql, json!({ "k": key, "n": node, "e": event, "a": account, "d": device, "s": sessions }))
+            .await?;
+        Ok(())
+    }
+
+    /// The sessions of `event`'s devices on every sync node alive (heard from at or after
+    /// `alive_since_ms`): for seat holders, as [`Engine::devices_seen`].
+    pub async fn device_sessions(&self, actor: &str, event: &str, alive_since_ms: i64) -> Result<Vec<DeviceSessions>> {
+        let (ev, s) = self.standing(actor, event).await?;
+        require(decide(&s, Action::Read, Target::Setup), "event")?;
+        let mut rows = self
+            .store
+            .run(
+                "LET $alive = SELECT VALUE record::id(id) FROM sync_node WHERE alive_at >= $since;
+                 SELECT node, account, device, sessions FROM device_session WHERE event = $e AND node IN $alive;",
+                json!({ "e": ev.id, "since": alive_since_ms }),
+            )
+            .await?;
+        rows.all(1)
     }
 }

@@ -9,7 +9,7 @@ use crate::{
     accounts::validate_email,
     kind::Kind,
     model::{Event, Seat, Seats},
-    plan::Write,
+    plan::{Write, judged_key},
     time,
 };
 
@@ -43,8 +43,12 @@ impl Engine {
             Error::rule("no_account", "no BackOps account uses that email; ask the person to sign up first")
         })?;
         // Slots are keys: if two assignments race for the last free slot, one CREATE fails
-        // and that request tries again, finding no free slot.
+        // and that request tries again, finding no free slot. Two assignments of one person
+        // to two slots (on two nodes at once) are judged on the person's seats: the later
+        // commit fails and tries again, finding the person seated.
+        let key = judged_key(Kind::Seat, &person.id);
         for _ in 0..4 {
+            let seen = self.judgement(&ev.id, &key).await?;
             let current = self.load_seats(&ev).await?;
             if current.seats.iter().any(|x| x.person == person.id) {
                 return Err(Error::conflict("already_seated", "that person already holds a seat on this event"));
@@ -68,7 +72,11 @@ impl Engine {
             match self
                 .commit(
                     &ev.id,
-                    vec![Write::create(Kind::Seat, &seat_key(&ev.id, slot), &seat, Vec::new())?.about(&person.id)],
+                    vec![
+                        Write::create(Kind::Seat, &seat_key(&ev.id, slot), &seat, Vec::new())?
+                            .about(&person.id)
+                            .judged_on(&key, seen),
+                    ],
                 )
                 .await
             {
@@ -83,12 +91,14 @@ impl Engine {
     pub async fn release_seat(&self, actor: &str, event: &str, person: &str) -> Result<()> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Write, Target::Seats), "event")?;
+        let key = judged_key(Kind::Seat, person);
+        let seen = self.judgement(&ev.id, &key).await?;
         let seats = self.load_seats(&ev).await?;
         let Some(seat) = seats.seats.iter().find(|x| x.person == person) else {
             return Err(Error::not_found("seat"));
         };
-        self.commit(&ev.id, vec![Write::delete(Kind::Seat, &seat_key(&ev.id, seat.slot), Vec::new()).about(person)])
-            .await?;
+        let w = Write::delete(Kind::Seat, &seat_key(&ev.id, seat.slot), Vec::new()).about(person).judged_on(&key, seen);
+        self.commit(&ev.id, vec![w]).await?;
         Ok(())
     }
 }

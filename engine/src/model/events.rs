@@ -66,6 +66,15 @@ pub struct Collaborator {
     pub created_at: String,
 }
 
+/// How many sessions a device has following an event on one sync node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceSessions {
+    pub node: String,
+    pub account: String,
+    pub device: String,
+    pub sessions: u32,
+}
+
 /// When a device last synced an event, as the sync servers recorded it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeviceSeen {

@@ -23,7 +23,7 @@ use crate::{
         LaborPeriod, LaborRules, Punch, PunchKind, Scan, ScanDecision, ScanFlag, ScanFlagCode, Timecard,
         TimecardException,
     },
-    plan::{Facts, Planned, Write, allow, fields, judged_key, load, load_where},
+    plan::{Facts, Planned, Write, allow, fields, judged_key, labor_key, load, load_where},
     protocol::MutationOp,
     rules::{
         custody::{self, NewMove, asset_key},
@@ -119,14 +119,20 @@ pub async fn record_punch(f: &impl Facts, input: NewPunch) -> Result<Planned<Pun
     }
     let key = judged_key(Kind::Punch, &me);
     let seen = f.judgement(&key).await?;
+    // Timed with the event's rules and locked periods as they are now: a change of them on
+    // another node before this commits sends the punch back to be planned again.
+    let settings = f.judgement(&labor_key(&ev)).await?;
     let mut punches: Vec<Punch> = load_where(f, Kind::Punch, "person", &me).await?;
     punches.push(punch.clone());
     let rules: LaborRules = load(f, Kind::LaborRules, &ev).await?.unwrap_or_else(|| LaborRules::default_for(&ev));
     let mut periods: Vec<LaborPeriod> = load_where(f, Kind::LaborPeriod, "event", &ev).await?;
     periods.sort_by(|a, b| a.first_day.cmp(&b.first_day));
     let stored: Vec<Timecard> = load_where(f, Kind::Timecard, "person", &me).await?;
-    let mut writes =
-        vec![Write::create(Kind::Punch, &punch.id, &punch, vec![person_scope(&me)])?.judged_on(&key, seen)];
+    let mut writes = vec![
+        Write::create(Kind::Punch, &punch.id, &punch, vec![person_scope(&me)])?
+            .judged_on(&key, seen)
+            .checked_against(&labor_key(&ev), settings),
+    ];
     writes.extend(timecard_writes(
         &stored,
         labor::build_timecards(&ev, &me, &punches, &rules),

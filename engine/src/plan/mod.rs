@@ -14,6 +14,7 @@
 //! clock or the network except through [`Facts`]; the time of the edit is a fact too.
 
 pub mod field;
+pub mod labor;
 pub mod tabs;
 
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,12 @@ pub trait Facts {
 /// of one person (their punches and timecards) or of one asset (its moves and their flags).
 pub fn judged_key(kind: Kind, subject: &str) -> String {
     format!("{}|{subject}", kind.as_str())
+}
+
+/// The subject of the event's labor settings (its rules and locked periods): every punch
+/// depends on them, and each change of them is judged on them.
+pub fn labor_key(event: &str) -> String {
+    judged_key(Kind::LaborRules, event)
 }
 
 /// What the server knows of a finished upload, for the file record made from it.
@@ -131,10 +138,23 @@ pub struct Write {
     /// Set on the last write of a client mutation: the key of its `applied` record, created
     /// in the same transaction, so the mutation can never be applied twice.
     pub(crate) applied: Option<Value>,
-    /// The judgement this write was decided on: the subject's key and how many judgements of
-    /// it had been committed. The commit counts one more, and fails (`judged_meanwhile`) if
-    /// another came first, on any node: the caller plans again on fresh facts.
-    pub(crate) judged: Option<(String, i64)>,
+    /// The judgements this write was decided on: each subject's key and how many judgements
+    /// of it had been committed. The commit fails (`judged_meanwhile`) if any of them moved,
+    /// on any node, and the caller plans again on fresh facts; for those it [`Judged::counts`]
+    /// it counts one more.
+    pub(crate) judged: Vec<Judged>,
+}
+
+/// A judgement a write was decided on (see [`Write::judged_on`], [`Write::checked_against`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Judged {
+    /// The subject (see [`judged_key`]).
+    pub key: String,
+    /// How many judgements of it had been committed when the write was planned.
+    pub seen: i64,
+    /// Whether the write is itself a judgement of the subject (counted), or only depends on
+    /// it (checked: a punch depends on the labor rules it was timed with).
+    pub counts: bool,
 }
 
 /// A record's stored form: no `id` (it is the record key) and no nulls (absent optional
@@ -150,7 +170,7 @@ pub(crate) fn stored<T: Serialize>(record: &T) -> Result<Value> {
 
 impl Write {
     fn new(kind: Kind, id: &str, op: WriteOp, before: Vec<String>, after: Vec<String>) -> Write {
-        Write { kind, id: id.into(), op, before, after, subject: None, origin: None, applied: None, judged: None }
+        Write { kind, id: id.into(), op, before, after, subject: None, origin: None, applied: None, judged: Vec::new() }
     }
 
     /// Creates a record; fails the whole commit if the key exists.
@@ -174,10 +194,18 @@ impl Write {
         Write::new(kind, id, WriteOp::Delete, before, Vec::new())
     }
 
-    /// Marks the write as decided on the judgement `seen` of the subject `key` (see
-    /// [`Facts::judgement`]).
+    /// Marks the write as a judgement of the subject `key`, decided on its judgement `seen`
+    /// (see [`Facts::judgement`]): it commits only if that is still the count, and counts one
+    /// more.
     pub fn judged_on(mut self, key: &str, seen: i64) -> Write {
-        self.judged = Some((key.to_string(), seen));
+        self.judged.push(Judged { key: key.to_string(), seen, counts: true });
+        self
+    }
+
+    /// Marks the write as depending on the judgement `seen` of the subject `key` without
+    /// being one: it commits only if that is still the count.
+    pub fn checked_against(mut self, key: &str, seen: i64) -> Write {
+        self.judged.push(Judged { key: key.to_string(), seen, counts: false });
         self
     }
 

@@ -240,7 +240,11 @@ fn a_second_admission_of_one_credential_is_flagged_against_the_first() {
     let p = f.plan(Side::Server, "scan", MutationOp::Create, Some(S2), asked).unwrap();
     let kinds: Vec<Kind> = p.writes.iter().map(Write::kind).collect();
     assert_eq!(kinds, [Kind::Scan, Kind::ScanFlag], "the scan and its flag commit together");
-    assert_eq!(p.writes[0].judged, Some(("scan|W1".to_string(), 0)), "decided on the credential's judgement");
+    assert_eq!(
+        p.writes[0].judged,
+        vec![crate::plan::Judged { key: "scan|W1".into(), seen: 0, counts: true }],
+        "decided on the credential's judgement"
+    );
     let flag = p.writes[1].after().unwrap();
     assert_eq!(
         (flag["scan"].as_str(), flag["earlier"].as_str(), flag["code"].as_str()),

@@ -25,7 +25,7 @@ use engine::{
 };
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
-use crate::devices::Seen;
+use crate::devices::{NodeTiming, Seen};
 
 /// How often the node reads the heads of every event it follows (one query for all of
 /// them): the bound on how late a commit made by another node reaches this node's clients.
@@ -103,6 +103,7 @@ pub struct Hub {
     pub(super) shutdown: watch::Receiver<bool>,
     /// Who follows each event from this server, and when each device last synced.
     pub devices: crate::devices::Devices,
+    pub node_timing: NodeTiming,
 }
 
 impl std::fmt::Debug for Hub {
@@ -112,7 +113,7 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(engine: Engine, limits: Limits, shutdown: watch::Receiver<bool>) -> Arc<Hub> {
+    pub fn new(engine: Engine, limits: Limits, node_timing: NodeTiming, shutdown: watch::Receiver<bool>) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             engine,
             limits,
@@ -120,6 +121,34 @@ impl Hub {
             next_session: AtomicU64::new(1),
             shutdown,
             devices: Default::default(),
+            node_timing,
+        });
+        // This node's heartbeat (the devices panel counts the sessions of nodes alive), and
+        // its sessions' end when it stops.
+        let weak = Arc::downgrade(&hub);
+        let mut shutdown = hub.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(node_timing.heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let stopping = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = shutdown.changed() => true,
+                };
+                let Some(hub) = weak.upgrade() else { return };
+                let d = &hub.devices;
+                if stopping {
+                    if let Err(e) = hub.engine.node_stopped(&d.node).await {
+                        tracing::warn!(error = ?e, "recording this node's stop failed");
+                    }
+                    return;
+                }
+                let now = unix_ms();
+                let since = now - node_timing.silent_max.as_millis() as i64;
+                if let Err(e) = hub.engine.node_alive(&d.node, &d.started_at, now, since).await {
+                    tracing::warn!(error = ?e, "recording this node's heartbeat failed");
+                }
+            }
         });
         // Wake the feed of every event this process commits to.
         let weak = Arc::downgrade(&hub);
@@ -158,6 +187,11 @@ impl Hub {
             }
         });
         hub
+    }
+
+    /// The heartbeat time (Unix ms) from which a node counts as alive.
+    pub fn nodes_alive_since(&self) -> i64 {
+        unix_ms() - self.node_timing.silent_max.as_millis() as i64
     }
 
     /// Reads the heads of every followed event in one query and wakes the feeds that are
@@ -370,6 +404,11 @@ impl Hub {
     /// the session is gone).
     pub(super) async fn device_seen(&self, event: &str, account: &str, device: &str, what: Seen, cursor: Option<i64>) {
         let Some(p) = self.devices.seen(event, account, device, what, cursor) else { return };
+        if let Some(n) = p.sessions
+            && let Err(e) = self.engine.device_sessions_on(&self.devices.node, event, account, device, n).await
+        {
+            tracing::warn!(error = ?e, event, device, "recording a device's sessions failed");
+        }
         if let Err(e) = self.engine.device_synced(event, account, device, p.cursor, &p.at, p.live).await {
             tracing::warn!(error = ?e, event, device, "recording a device's sync failed");
         }
@@ -421,4 +460,9 @@ fn wire_seq(w: &WireChange) -> i64 {
         | WireChange::Remove { seq, .. }
         | WireChange::Narrow { seq, .. } => *seq,
     }
+}
+
+/// Now, in Unix milliseconds.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -194,3 +194,299 @@ async fn two_lanes_on_two_nodes_admitting_one_credential_at_once_raise_exactly_o
         assert_eq!(of_it.len(), 1, "{uid}: exactly one duplicate entry flagged: {flags}");
     }
 }
+
+/// Revoking a collaborator's gate module through node A purges the gate's records from a
+/// member's session on node B, as on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_revoked_on_one_node_purges_it_from_a_session_on_another() {
+    let db = SurrealServer::start().await;
+    let (a, b) = (db.node().await, db.node().await);
+    let s = stage(&a).await;
+    let ev = s.event.clone();
+    let api = &s.pm.api;
+    api.post(&format!("/v1/events/{ev}/zones"), json!({ "code": "GA", "name": "General admission" })).await.ok();
+    tests::gates(api, &ev, "GA", &["North"], 1).await;
+    api.raw(
+        reqwest::Method::POST,
+        &format!("/v1/events/{ev}/credentials/import"),
+        "text/csv",
+        b"uid,kind,holder_name,zones\nW-1,ga,Guest 1,GA\nW-2,ga,Guest 2,GA\n".to_vec(),
+    )
+    .await
+    .ok();
+    let module = format!("/v1/events/{ev}/collaborators/{}/modules/gate", s.audio);
+    api.put(&module, json!({})).await.ok();
+
+    let mut vic = SyncClient::connect(&b, &s.vic.token).await;
+    vic.subscribe(&ev, None).await;
+    let count = |c: &SyncClient, kind: &str| c.held(&ev).iter().filter(|(k, _)| k == kind).count();
+    assert_eq!((count(&vic, "credential"), count(&vic, "gate")), (2, 1), "the gate member holds the gate");
+
+    api.delete(&module).await.ok();
+    let head = a.engine.as_ref().unwrap().head(&ev).await.unwrap();
+    vic.sync_to(&ev, head).await;
+    for kind in ["credential", "gate", "zone", "module_grant"] {
+        assert_eq!(count(&vic, kind), 0, "node B purged every {kind} of the revoked module");
+    }
+}
+
+/// Seat slots and locked periods decided by two nodes at the same moment: no person holds two
+/// seats, the seats never pass the licenses, and of two overlapping periods only one is
+/// locked. (The periods were judged under a lock of one process before: two nodes each
+/// locked their own overlapping period.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_and_locked_periods_decided_on_two_nodes_at_once_stay_exact() {
+    const PEOPLE: usize = 6;
+    let db = SurrealServer::start().await;
+    let (a, b) = (db.node().await, db.node().await);
+    let owner = a.sign_up("Olga").await;
+    let org = owner.personal_org().await;
+    let license = owner.ready_org(&org, 5).await; // the creator holds one: four free slots
+    let (ev, _) = owner.create_event(&org, &license, "Twin nodes").await;
+    let mut people = Vec::new();
+    for i in 0..PEOPLE {
+        people.push(a.sign_up(&format!("Seat{i}")).await);
+    }
+    // Every person asked for on both nodes at once.
+    let mut asks = tokio::task::JoinSet::new();
+    for p in &people {
+        for node in [&a, &b] {
+            let api = node.anonymous().with_token(&owner.token);
+            let (path, body) = (format!("/v1/events/{ev}/seats"), json!({ "email": p.email }));
+            asks.spawn(async move { api.post(&path, body).await });
+        }
+    }
+    let mut seated = 0;
+    for r in asks.join_all().await {
+        match r.status {
+            201 => seated += 1,
+            409 => {
+                assert!(["already_seated", "seats_exhausted"].contains(&r.body["code"].as_str().unwrap()), "{}", r.body)
+            }
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+    }
+    let seats = owner.api.get(&format!("/v1/events/{ev}/seats")).await.ok();
+    let holders: Vec<&str> = seats["seats"].as_array().unwrap().iter().map(|s| s["person"].as_str().unwrap()).collect();
+    let distinct: BTreeSet<&str> = holders.iter().copied().collect();
+    assert_eq!((seated, holders.len(), distinct.len()), (4, 5, 5), "four granted, each person once: {seats}");
+
+    // Overlapping periods locked through both nodes at once: one of each pair.
+    for round in 0..4 {
+        let day = |d: u32| format!("2026-07-{:02}", d);
+        let first = 1 + round * 5;
+        let mut locks = tokio::task::JoinSet::new();
+        for (node, from, to) in [(&a, first, first + 2), (&b, first + 1, first + 3)] {
+            let api = node.anonymous().with_token(&owner.token);
+            let (path, body) =
+                (format!("/v1/events/{ev}/labor/periods"), json!({ "first_day": day(from), "last_day": day(to) }));
+            locks.spawn(async move { api.post(&path, body).await });
+        }
+        let statuses: Vec<u16> = locks.join_all().await.iter().map(|r| r.status).collect();
+        assert_eq!(
+            (statuses.iter().filter(|s| **s == 201).count(), statuses.iter().filter(|s| **s == 409).count()),
+            (1, 1),
+            "round {round}: {statuses:?}"
+        );
+    }
+    let periods = owner.api.get(&format!("/v1/events/{ev}/labor/periods")).await.ok();
+    assert_eq!(periods.as_array().unwrap().len(), 4);
+}
+
+/// Uploads opened through two nodes at the same moment never take the organization past its
+/// storage limit: the sum is checked in the upload's own commit. (Under a lock of one process,
+/// as before, each node let its own uploads into the last room.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_through_two_nodes_at_once_never_overshoot_the_storage_limit() {
+    const QUOTA: u64 = 100_000;
+    const EACH: usize = 2_500;
+    let db = SurrealServer::start().await;
+    let limited = |c: &mut server::Config| c.engine.org_storage_limit_bytes = Some(QUOTA);
+    let (a, b) = (db.node_with(limited).await, db.node_with(limited).await);
+    let s = stage(&a).await;
+    // Eighty uploads of 2,500 bytes opened at once, forty through each node: forty fit.
+    let mut opens = tokio::task::JoinSet::new();
+    for i in 0..80u8 {
+        let api = if i % 2 == 0 { &a } else { &b }.anonymous().with_token(&s.vic.token);
+        let (ev, audio) = (s.event.clone(), s.audio.clone());
+        opens.spawn(async move {
+            tests::files::open_upload(&api, &ev, &audio, &format!("part-{i}.bin"), &vec![i; EACH]).await
+        });
+    }
+    let replies = opens.join_all().await;
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_eq!((r.status, r.body["code"].as_str()), (422, Some("storage_full")), "{}", r.body);
+    }
+    let opened = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(opened, QUOTA as usize / EACH, "exactly as many as fit");
+}
+
+/// An upload begun on one node is resumed and finished on another, and served by the first:
+/// the received bytes are parts in the blob store the nodes share (a directory here, as a
+/// bucket would be), and the offset is on the upload's record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_begun_on_one_node_finishes_on_another() {
+    let db = SurrealServer::start().await;
+    let blobs = tempfile::tempdir().unwrap();
+    let shared = |c: &mut server::Config| c.file_store = server::FileStore::SharedDirectory(blobs.path().into());
+    let (a, b) = (db.node_with(shared).await, db.node_with(shared).await);
+    let s = stage(&a).await;
+    let (ev, audio) = (&s.event, &s.audio);
+    let (via_a, via_b) = (a.anonymous().with_token(&s.vic.token), b.anonymous().with_token(&s.vic.token));
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+
+    let up = tests::files::open_upload(&via_a, ev, audio, "rider.pdf", &bytes).await.ok();
+    let id = up["id"].as_str().unwrap();
+    assert_eq!(tests::files::chunk(&via_a, id, 0, &bytes[..100_000]).await.0, 204);
+    assert_eq!(tests::files::held(&via_b, id).await, 100_000, "node B knows what node A received");
+    let (status, held, _) = tests::files::chunk(&via_b, id, 0, &bytes[100_000..200_000]).await;
+    assert_eq!((status, held), (409, Some(100_000)), "a chunk at a stale offset is refused on any node");
+    assert_eq!(tests::files::chunk(&via_b, id, 100_000, &bytes[100_000..200_000]).await.0, 204);
+    assert_eq!(tests::files::chunk(&via_a, id, 200_000, &bytes[200_000..]).await.0, 200, "finished on node A");
+    // Added through node B, downloaded through node A: the bytes, whole and in order.
+    let file = via_b
+        .post(
+            &format!("/v1/events/{ev}/files"),
+            json!({ "id": up["file"], "collaborator": audio, "name": "rider.pdf" }),
+        )
+        .await
+        .ok();
+    let content = format!("/v1/events/{ev}/files/{}/content", file["id"].as_str().unwrap());
+    let (status, _, got) = tests::files::fetch(&s.pm.api, &content, None).await;
+    assert_eq!((status, got.len(), got == bytes), (200, bytes.len(), true), "node A serves it whole");
+}
+
+/// The devices panel, read on any node, counts a device's sessions on every node alive: a
+/// device following the event through two nodes has two; when one node stops its session
+/// goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devices_panel_counts_sessions_on_every_node() {
+    let db = SurrealServer::start().await;
+    let (a, b, c) = (db.node().await, db.node().await, db.node().await);
+    let s = stage(&a).await;
+    let ev = s.event.clone();
+    let panel = |srv: &TestServer| {
+        let api = srv.anonymous().with_token(&s.pm.token);
+        let path = format!("/v1/events/{ev}/devices");
+        async move {
+            let d = api.get(&path).await.ok();
+            let phone = d.as_array().unwrap().iter().find(|x| x["device"] == "vic-phone").cloned();
+            phone.map(|p| (p["sessions"].as_i64().unwrap(), p["connected"].as_bool().unwrap()))
+        }
+    };
+    let mut on_a = SyncClient::connect_device(&a, &s.vic.token, "vic-phone").await;
+    on_a.subscribe(&ev, None).await;
+    let mut on_b = SyncClient::connect_device(&b, &s.vic.token, "vic-phone").await;
+    on_b.subscribe(&ev, None).await;
+    for node in [&a, &b, &c] {
+        assert_eq!(panel(node).await, Some((2, true)), "one session on each of two nodes");
+    }
+    on_a.disconnect().await;
+    wait_for(|| panel(&c), Some((1, true))).await;
+    // Node B stops (as when it is taken out of service): its session ends with it.
+    b.stop().await.unwrap();
+    wait_for(|| panel(&c), Some((0, false))).await;
+    assert_eq!(panel(&a).await, Some((0, false)));
+}
+
+/// Polls `read` until it answers `want` (at most [`tests::WAIT_MAX`]).
+async fn wait_for<T, F, Fut>(read: F, want: T)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + tests::WAIT_MAX;
+    loop {
+        let got = read().await;
+        if got == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {got:?}, waiting for {want:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A node killed (SIGKILL) while it works on a device's batches: every mutation it
+/// acknowledged is kept, and once the device pushes what was not acknowledged through
+/// another node, every mutation is applied exactly once and the log has no gap. The devices
+/// panel stops counting the dead node's session once its heartbeat is missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_batch_loses_nothing_acknowledged_and_applies_nothing_twice() {
+    const BATCHES: usize = 8;
+    const PER_BATCH: usize = 200;
+    let db = SurrealServer::start().await;
+    let b = db.node().await;
+    let s = stage(&b).await;
+    let ev = s.event.clone();
+    let mut a = db.spawn_node(env!("CARGO_BIN_EXE_backops-test-node")).await;
+    let batches: Vec<Value> = (0..BATCHES)
+        .map(|n| {
+            let mutations: Vec<Value> = (0..PER_BATCH)
+                .map(|i| {
+                    json!({
+                        "id": format!("m-{n}-{i}"), "kind": "task", "op": "create",
+                        "record": uuid::Uuid::now_v7().to_string(),
+                        "fields": { "collaborator": s.prod, "title": format!("batch {n} task {i}") },
+                    })
+                })
+                .collect();
+            json!({ "type": "push", "event": ev, "mutations": mutations })
+        })
+        .collect();
+    let accepted = |ack: &Value| ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "accepted");
+
+    let mut phone = SyncClient::connect_device(&a.server, &s.pm.token, "crew-phone").await;
+    phone.subscribe(&ev, None).await;
+    for batch in &batches[..2] {
+        phone.send(batch.clone()).await;
+        let ack = phone.next_of("ack").await;
+        assert!(accepted(&ack), "{ack}");
+    }
+    let panel = || {
+        let api = b.anonymous().with_token(&s.pm.token);
+        let path = format!("/v1/events/{ev}/devices");
+        async move {
+            let d = api.get(&path).await.ok();
+            d.as_array().unwrap().iter().find(|x| x["device"] == "crew-phone").map(|p| p["connected"] == true)
+        }
+    };
+    assert_eq!(panel().await, Some(true), "node B sees the phone connected through node A");
+
+    // The rest in flight, and node A killed while it works on them.
+    for batch in &batches[2..] {
+        phone.send(batch.clone()).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    a.kill();
+    let mut acked = 2;
+    while let tests::Received::Message(m) = phone.recv().await {
+        if m["type"] == "ack" {
+            assert!(accepted(&m), "{m}");
+            acked += 1;
+        }
+    }
+    assert!(acked < BATCHES, "the kill came before the last acknowledgement ({acked} of {BATCHES})");
+
+    // The device pushes what was not acknowledged again, with the same ids, through node B.
+    let mut retry = SyncClient::connect_device(&b, &s.pm.token, "crew-phone").await;
+    for batch in &batches[acked..] {
+        retry.send(batch.clone()).await;
+        let ack = retry.next_of("ack").await;
+        assert!(accepted(&ack), "applied now or answered as applied before: {ack}");
+    }
+    let engine = b.engine.as_ref().unwrap();
+    let head = engine.head(&ev).await.unwrap();
+    let log = engine.changes_since(&ev, 0, 100_000).await.unwrap();
+    let seqs: Vec<i64> = log.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "the log has no gap");
+    let mut created: std::collections::BTreeMap<String, usize> = Default::default();
+    for c in log.iter().filter(|c| c.kind == engine::Kind::Task) {
+        *created.entry(c.data.as_ref().unwrap()["title"].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(created.len(), BATCHES * PER_BATCH, "every mutation applied");
+    assert!(created.values().all(|n| *n == 1), "none applied twice");
+
+    // The killed node's session stops counting once its heartbeat is missed.
+    wait_for(panel, Some(false)).await;
+}

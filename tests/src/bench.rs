@@ -46,10 +46,16 @@ pub async fn serve_if_child(adjust: impl FnOnce(&mut server::Config)) -> bool {
         config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
     }
     adjust(&mut config);
+    serve_until_stdin_closes(config).await;
+    true
+}
+
+/// Serves `config` on a free loopback port, printing the base URL first, until stdin closes
+/// (the parent holds it: its end, or death, stops this server).
+pub async fn serve_until_stdin_closes(config: server::Config) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("http://{}", listener.local_addr().expect("addr"));
     let stdin_closed = async {
-        // The parent holds our stdin; its end (or death) stops this server.
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
             while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
@@ -59,5 +65,4 @@ pub async fn serve_if_child(adjust: impl FnOnce(&mut server::Config)) -> bool {
         .await;
     };
     server::run(listener, config, stdin_closed).await.expect("server");
-    true
 }

@@ -84,18 +84,55 @@ impl SurrealServer {
     /// A sync node's configuration for this server: the test configuration with the
     /// database at `ws://` (each node keeps its own data directory for files).
     pub fn node_config(&self, data_dir: &std::path::Path) -> server::Config {
-        let mut c = crate::test_config(data_dir);
-        c.database_url = self.url.clone();
-        c.database_auth =
-            Some(RemoteAuth { username: self.auth.username.clone(), password: self.auth.password.clone() });
-        c
+        node_config(data_dir, &self.url, &self.auth)
     }
 
     /// Starts a sync node on this server.
     pub async fn node(&self) -> crate::TestServer {
+        self.node_with(|_| {}).await
+    }
+
+    /// Starts a sync node on this server, its configuration adjusted by `adjust`.
+    pub async fn node_with(&self, adjust: impl FnOnce(&mut server::Config)) -> crate::TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = self.node_config(dir.path());
+        let mut config = self.node_config(dir.path());
+        adjust(&mut config);
         crate::TestServer::start_config(config, Some(dir)).await
+    }
+
+    /// Starts a sync node on this server in a process of its own (`bin`, the
+    /// `backops-test-node` binary), so a test can kill it with SIGKILL.
+    pub async fn spawn_node(&self, bin: &str) -> ChildNode {
+        let mut child = Command::new(bin)
+            .env(NODE_DATABASE_URL, &self.url)
+            .env(NODE_DATABASE_USER, &self.auth.username)
+            .env(NODE_DATABASE_PASSWORD, &self.auth.password)
+            .env("BACKOPS_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the node binary {bin}: {e}"));
+        let out = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).map(|_| line)
+        })
+        .await
+        .expect("reading the node's address")
+        .expect("the node's address");
+        let node = ChildNode { child, server: crate::TestServer::attach(line.trim()) };
+        let api = node.server.anonymous();
+        let deadline = tokio::time::Instant::now() + READY_MAX;
+        loop {
+            if let Ok(r) = api.try_send(reqwest::Method::GET, "/v1/health", None).await
+                && r.status == 200
+            {
+                return node;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the child node did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -104,4 +141,52 @@ impl Drop for SurrealServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A sync node's configuration over the SurrealDB server at `url`: nodes say they are alive
+/// every 100 ms and a node silent for 1 s counts as crashed, so the tests see a crash soon.
+fn node_config(data_dir: &std::path::Path, url: &str, auth: &RemoteAuth) -> server::Config {
+    let mut c = crate::test_config(data_dir);
+    c.database_url = url.to_string();
+    c.database_auth = Some(RemoteAuth { username: auth.username.clone(), password: auth.password.clone() });
+    c.node_timing =
+        server::devices::NodeTiming { heartbeat: Duration::from_millis(100), silent_max: Duration::from_secs(1) };
+    c
+}
+
+/// The database of a node in a child process ([`serve_node_process`]).
+const NODE_DATABASE_URL: &str = "BACKOPS_TEST_NODE_DATABASE_URL";
+const NODE_DATABASE_USER: &str = "BACKOPS_TEST_NODE_DATABASE_USER";
+const NODE_DATABASE_PASSWORD: &str = "BACKOPS_TEST_NODE_DATABASE_PASSWORD";
+
+/// A sync node in a child process; killed (SIGKILL) when dropped.
+pub struct ChildNode {
+    child: Child,
+    /// A handle on it (its engine is in the other process).
+    pub server: crate::TestServer,
+}
+
+impl ChildNode {
+    /// Kills the node at once (SIGKILL): no drain, no goodbye, whatever it was doing.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `backops-test-node` binary: a sync node with the test configuration over the
+/// SurrealDB server its parent names, on a free loopback port (printed first, as its base
+/// URL), serving until its stdin closes or it is killed.
+pub async fn serve_node_process() {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let auth = RemoteAuth { username: var(NODE_DATABASE_USER), password: var(NODE_DATABASE_PASSWORD) };
+    let config = node_config(dir.path(), &var(NODE_DATABASE_URL), &auth);
+    crate::bench::serve_until_stdin_closes(config).await;
 }

@@ -29,7 +29,10 @@ use std::{
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tests::TestServer;
+use tests::{
+    TestServer,
+    bench::{Ws, cpu_secs, follow},
+};
 use tokio_tungstenite::tungstenite::Message;
 
 #[global_allocator]
@@ -41,17 +44,6 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 
 fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -69,29 +61,6 @@ struct Stats {
     burst: AtomicU64,
     /// When the last delivery arrived (µs since the epoch).
     last_us: AtomicU64,
-}
-
-/// Client sockets with small buffers.
-fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096)
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn follow(url: &str, token: &str, event: &str) -> Ws {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), false).await.expect("connect");
-    let hello = json!({ "type": "hello", "protocol": 1, "token": token, "device": "load" });
-    ws.send(Message::Text(hello.to_string().into())).await.expect("hello");
-    ws.send(Message::Text(json!({ "type": "subscribe", "event": event }).to_string().into())).await.expect("sub");
-    // Wait for the end of the snapshot.
-    loop {
-        let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("closed during snapshot") };
-        let v: Value = serde_json::from_str(&t).expect("json");
-        if v["type"] == "snapshot" && v["last"] == true {
-            return ws;
-        }
-    }
 }
 
 /// Reads one client's frames until `stop`, pinging at the heartbeat.

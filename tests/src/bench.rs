@@ -6,6 +6,10 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
 /// Set in the child: the store it serves on (`mem` or `surrealkv`).
 pub const SERVE_ENV: &str = "BACKOPS_BENCH_SERVE";
 
@@ -65,4 +69,41 @@ pub async fn serve_until_stdin_closes(config: server::Config) {
         .await;
     };
     server::run(listener, config, stdin_closed).await.expect("server");
+}
+
+/// CPU seconds (user + system) a process has used.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Client sockets with small buffers, as many load clients share one machine.
+fn small_buffers() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(4096)
+}
+
+/// A load client's socket.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A load client: connects to the sync socket at `url`, says hello with `token`, subscribes
+/// to `event` and waits for the end of its snapshot. (No schema check of every frame, unlike
+/// [`crate::SyncClient`]: the load generator must not spend the cores it measures.)
+pub async fn follow(url: &str, token: &str, event: &str) -> Ws {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), false).await.expect("connect");
+    let hello = json!({ "type": "hello", "protocol": 1, "token": token, "device": "load" });
+    ws.send(Message::Text(hello.to_string().into())).await.expect("hello");
+    ws.send(Message::Text(json!({ "type": "subscribe", "event": event }).to_string().into())).await.expect("sub");
+    loop {
+        let Some(Ok(Message::Text(t))) = ws.next().await else { panic!("closed during snapshot") };
+        let v: Value = serde_json::from_str(&t).expect("json");
+        if v["type"] == "snapshot" && v["last"] == true {
+            return ws;
+        }
+    }
 }

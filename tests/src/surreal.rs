@@ -81,6 +81,11 @@ impl SurrealServer {
         }
     }
 
+    /// The server's process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A sync node's configuration for this server: the test configuration with the
     /// database at `ws://` (each node keeps its own data directory for files).
     pub fn node_config(&self, data_dir: &std::path::Path) -> server::Config {
@@ -154,8 +159,8 @@ fn node_config(data_dir: &std::path::Path, url: &str, auth: &RemoteAuth) -> serv
     c
 }
 
-/// The database of a node in a child process ([`serve_node_process`]).
-const NODE_DATABASE_URL: &str = "BACKOPS_TEST_NODE_DATABASE_URL";
+/// The database of a node in a child process ([`serve_node_process`]); set in the child.
+pub const NODE_DATABASE_URL: &str = "BACKOPS_TEST_NODE_DATABASE_URL";
 const NODE_DATABASE_USER: &str = "BACKOPS_TEST_NODE_DATABASE_USER";
 const NODE_DATABASE_PASSWORD: &str = "BACKOPS_TEST_NODE_DATABASE_PASSWORD";
 
@@ -167,6 +172,11 @@ pub struct ChildNode {
 }
 
 impl ChildNode {
+    /// Its process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the node at once (SIGKILL): no drain, no goodbye, whatever it was doing.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -119,4 +119,29 @@ impl Engine {
             .await?;
         rows.all(1)
     }
+
+    /// Tells the other sync nodes that `node` has made `commits` commits so far (see
+    /// [`Engine::node_commit_counts`]); notes it alive too.
+    pub async fn node_committed(&self, node: &str, started_at: &str, commits: i64, now_ms: i64) -> Result<()> {
+        self.store
+            .run(
+                "UPSERT type::record('sync_node', $n) SET started_at = $started, alive_at = $now, commits = $c RETURN NONE;",
+                json!({ "n": node, "started": started_at, "now": now_ms, "c": commits }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every sync node's commit count: a node whose count moved has committed since, and the
+    /// heads of the events followed are worth reading.
+    pub async fn node_commit_counts(&self) -> Result<Vec<(String, i64)>> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            node: String,
+            commits: i64,
+        }
+        let rows: Vec<Row> =
+            self.store.run("SELECT record::id(id) AS node, commits FROM sync_node", json!({})).await?.all(0)?;
+        Ok(rows.into_iter().map(|r| (r.node, r.commits)).collect())
+    }
 }

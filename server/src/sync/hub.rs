@@ -31,6 +31,11 @@ use crate::devices::{NodeTiming, Seen};
 /// them): the bound on how late a commit made by another node reaches this node's clients.
 /// Its own commits wake their feed at once.
 const HEADS_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// The heads of followed events are read at least this often, even when no other node told
+/// of a commit (a node that crashed between committing and telling).
+const HEADS_FULL_INTERVAL: Duration = Duration::from_secs(1);
+/// A node tells of its commits at most this often (under load, one write per interval).
+const TELL_INTERVAL: Duration = Duration::from_millis(10);
 /// [`EventFeed::fanned`] of a feed nobody on this node follows.
 const IDLE: i64 = i64::MAX;
 
@@ -104,6 +109,9 @@ pub struct Hub {
     /// Who follows each event from this server, and when each device last synced.
     pub devices: crate::devices::Devices,
     pub node_timing: NodeTiming,
+    /// Commits this node made, and the signal to tell the other nodes (see `tell_commits`).
+    committed: AtomicU64,
+    commits_to_tell: Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -122,6 +130,8 @@ impl Hub {
             shutdown,
             devices: Default::default(),
             node_timing,
+            committed: AtomicU64::new(0),
+            commits_to_tell: Notify::new(),
         });
         // This node's heartbeat (the devices panel counts the sessions of nodes alive), and
         // its sessions' end when it stops.
@@ -158,6 +168,10 @@ impl Hub {
                 let notice = notices.recv().await;
                 let Some(hub) = weak.upgrade() else { return };
                 let feeds = hub.feeds.lock().map(|f| f.clone()).unwrap_or_default();
+                if !matches!(notice, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    hub.committed.fetch_add(1, Ordering::Relaxed);
+                    hub.commits_to_tell.notify_one();
+                }
                 match notice {
                     Ok((event, _)) => {
                         if let Some(f) = feeds.get(&event) {
@@ -171,19 +185,62 @@ impl Hub {
                 }
             }
         });
-        // Wake the feed of every event another node committed to.
+        // Tell the other nodes that this one committed: its commit count on its node record,
+        // written at most every TELL_INTERVAL, by this task alone.
+        let weak = Arc::downgrade(&hub);
+        let mut shutdown = hub.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(told) = weak.upgrade() else { return };
+                tokio::select! {
+                    _ = told.commits_to_tell.notified() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let d = &told.devices;
+                let commits = told.committed.load(Ordering::Relaxed) as i64;
+                if let Err(e) = told.engine.node_committed(&d.node, &d.started_at, commits, unix_ms()).await {
+                    tracing::warn!(error = ?e, "telling the other nodes of this node's commits failed");
+                }
+                drop(told);
+                tokio::time::sleep(TELL_INTERVAL).await;
+            }
+        });
+        // Wake the feed of every event another node committed to: every tick, read the nodes'
+        // commit counts (one small read); when another node's moved, read the heads of every
+        // followed event (one query) and wake the feeds behind them. Every second the heads
+        // are read whatever the counts say.
         let weak = Arc::downgrade(&hub);
         let mut shutdown = hub.shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEADS_POLL_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut counts: HashMap<String, i64> = HashMap::new();
+            let mut last_full = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = shutdown.changed() => return,
                 }
                 let Some(hub) = weak.upgrade() else { return };
-                hub.wake_moved_feeds().await;
+                if !hub.follows_any() {
+                    continue;
+                }
+                let moved = match hub.engine.node_commit_counts().await {
+                    Ok(now) => {
+                        let me = &hub.devices.node;
+                        let moved = now.iter().any(|(n, c)| n != me && counts.get(n) != Some(c));
+                        counts = now.into_iter().collect();
+                        moved
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "reading the nodes' commit counts failed");
+                        true
+                    }
+                };
+                if moved || last_full.elapsed() >= HEADS_FULL_INTERVAL {
+                    last_full = tokio::time::Instant::now();
+                    hub.wake_moved_feeds().await;
+                }
             }
         });
         hub
@@ -192,6 +249,11 @@ impl Hub {
     /// The heartbeat time (Unix ms) from which a node counts as alive.
     pub fn nodes_alive_since(&self) -> i64 {
         unix_ms() - self.node_timing.silent_max.as_millis() as i64
+    }
+
+    /// Whether any session on this node follows an event.
+    fn follows_any(&self) -> bool {
+        self.feeds.lock().is_ok_and(|f| f.values().any(|f| f.fanned.load(Ordering::Relaxed) != IDLE))
     }
 
     /// Reads the heads of every followed event in one query and wakes the feeds that are

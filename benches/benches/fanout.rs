@@ -31,14 +31,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::{
     TestServer,
-    bench::{Ws, cpu_secs, follow},
+    bench::{COLLABORATORS, Ws, cpu_secs, follow},
 };
 use tokio_tungstenite::tungstenite::Message;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const COLLABORATORS: usize = 20;
 /// Clients ping this often (the server's heartbeat is 15 s; it closes after three silent ones).
 const PING_EVERY: Duration = Duration::from_secs(10);
 
@@ -134,36 +133,11 @@ async fn main() {
     let (mut child, base) = tests::bench::spawn_server(&store);
     let pid = child.id().to_string();
     let srv = TestServer::attach(&base);
-    let owner = srv.sign_up("Owner").await;
-    let org = owner.personal_org().await;
-    let license = owner.ready_org(&org, seats as i64 + 1).await;
-    let (event, _) = owner.create_event(&org, &license, "Load").await;
-    let mut collabs = Vec::new();
-    for i in 0..COLLABORATORS {
-        let c =
-            owner.api.post(&format!("/v1/events/{event}/collaborators"), json!({ "name": format!("C{i}") })).await.ok();
-        collabs.push(c["id"].as_str().unwrap().to_string());
-    }
     let setup = Instant::now();
-    let mut tokens = Vec::with_capacity(clients);
-    for i in 0..clients {
-        let u = srv.sign_up(&format!("p{i}")).await;
-        if i < seats {
-            owner.api.post(&format!("/v1/events/{event}/seats"), json!({ "email": u.email })).await.ok();
-        } else {
-            let c = &collabs[i % COLLABORATORS];
-            owner
-                .api
-                .post(&format!("/v1/events/{event}/collaborators/{c}/members"), json!({ "email": u.email }))
-                .await
-                .ok();
-        }
-        tokens.push(u.token);
-    }
+    let crowd = tests::bench::Crowd::gather(&srv, clients).await;
     println!("setup: {clients} accounts in {:.1} s", setup.elapsed().as_secs_f64());
-    // Members of collaborator k: clients i >= seats with i % COLLABORATORS == k.
-    let members: Vec<u64> =
-        (0..COLLABORATORS).map(|k| (seats..clients).filter(|i| i % COLLABORATORS == k).count() as u64).collect();
+    let tests::bench::Crowd { owner, event, collaborators: collabs, tokens, members, .. } = &crowd;
+    let (event, collabs, members) = (event.clone(), collabs.clone(), members.clone());
 
     // Idle memory of the server per subscribed connection.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -171,7 +145,7 @@ async fn main() {
     let own_before = tests::bench::status_kib("self", "VmRSS:");
     let url = srv.sync_url();
     let mut sockets = Vec::with_capacity(clients);
-    for t in &tokens {
+    for t in tokens {
         sockets.push(follow(&url, t, &event).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -202,7 +176,7 @@ async fn main() {
         let api = owner.api.clone();
         let event = event.clone();
         let collabs = collabs.clone();
-        let members = members.clone();
+        let audience: Vec<u64> = (0..COLLABORATORS).map(|k| crowd.audience(k)).collect();
         let (sent, expected) = (sent.clone(), expected.clone());
         let per = rate as f64 / writers as f64;
         handles.push(tokio::spawn(async move {
@@ -220,7 +194,7 @@ async fn main() {
                     .await;
                 if r.status == 201 {
                     sent.fetch_add(1, Ordering::Relaxed);
-                    expected.fetch_add(seats as u64 + members[k], Ordering::Relaxed);
+                    expected.fetch_add(audience[k], Ordering::Relaxed);
                 }
                 i += 1;
             }
@@ -248,7 +222,7 @@ async fn main() {
     );
 
     // 2. Burst: pushes over one seat holder's socket, as a device reconnecting with its outbox.
-    let burst_want = burst_deliveries(burst, seats as u64, &members);
+    let burst_want = burst_deliveries(burst, crowd.seats as u64, &members);
     if burst > 0 {
         let mut pusher = follow(&url, &owner.token, &event).await;
         let cpu0 = cpu_secs(child.id());

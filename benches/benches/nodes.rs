@@ -41,7 +41,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tests::{
     Received, SyncClient,
-    bench::{Ws, cpu_secs, follow},
+    bench::{COLLABORATORS, Crowd, Ws, cpu_secs, follow},
     quantile, stage,
     surreal::{NODE_DATABASE_URL, SurrealServer},
 };
@@ -128,8 +128,6 @@ async fn main() {
     }
 }
 
-const COLLABORATORS: usize = 20;
-
 /// Write → client latencies (µs), of deliveries on the writer's node and on another.
 #[derive(Default)]
 struct Latencies {
@@ -186,39 +184,16 @@ async fn split(nodes: usize, clients: usize, rate: u64, secs: u64, writers: u64)
         children.push(db.spawn_node(&exe).await);
     }
     let front = &children[0].server;
-    let seats = (clients / 20).max(1);
-    let owner = front.sign_up("Owner").await;
-    let org = owner.personal_org().await;
-    let license = owner.ready_org(&org, seats as i64 + 1).await;
-    let (event, _) = owner.create_event(&org, &license, "Load").await;
-    let mut collabs = Vec::new();
-    for i in 0..COLLABORATORS {
-        let c =
-            owner.api.post(&format!("/v1/events/{event}/collaborators"), json!({ "name": format!("C{i}") })).await.ok();
-        collabs.push(c["id"].as_str().unwrap().to_string());
-    }
+    let crowd = Crowd::gather(front, clients).await;
     let lat = Arc::new(Latencies::default());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut readers = Vec::new();
-    for i in 0..clients {
-        let u = front.sign_up(&format!("p{i}")).await;
-        if i < seats {
-            owner.api.post(&format!("/v1/events/{event}/seats"), json!({ "email": u.email })).await.ok();
-        } else {
-            let c = &collabs[i % COLLABORATORS];
-            owner
-                .api
-                .post(&format!("/v1/events/{event}/collaborators/{c}/members"), json!({ "email": u.email }))
-                .await
-                .ok();
-        }
+    for (i, token) in crowd.tokens.iter().enumerate() {
         let node = i % nodes;
-        let ws = follow(&children[node].server.sync_url(), &u.token, &event).await;
+        let ws = follow(&children[node].server.sync_url(), token, &crowd.event).await;
         readers.push(read(ws, node, lat.clone(), stopped.clone()));
     }
-    // Members of collaborator k: clients i >= seats with i % COLLABORATORS == k.
-    let members: Vec<u64> =
-        (0..COLLABORATORS).map(|k| (seats..clients).filter(|i| i % COLLABORATORS == k).count() as u64).collect();
+    let audience: Vec<u64> = (0..COLLABORATORS).map(|k| crowd.audience(k)).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let pids: Vec<u32> = children.iter().map(|c| c.pid()).collect();
@@ -232,8 +207,8 @@ async fn split(nodes: usize, clients: usize, rate: u64, secs: u64, writers: u64)
     let next = Arc::new(AtomicU64::new(0));
     for w in 0..writers {
         let node = w as usize % nodes;
-        let api = children[node].server.anonymous().with_token(&owner.token);
-        let (event, collabs, members) = (event.clone(), collabs.clone(), members.clone());
+        let api = children[node].server.anonymous().with_token(&crowd.owner.token);
+        let (event, collabs, audience) = (crowd.event.clone(), crowd.collaborators.clone(), audience.clone());
         let (sent, expected, next) = (sent.clone(), expected.clone(), next.clone());
         let per = rate as f64 / writers as f64;
         handles.push(tokio::spawn(async move {
@@ -246,7 +221,7 @@ async fn split(nodes: usize, clients: usize, rate: u64, secs: u64, writers: u64)
                     .await;
                 if r.status == 201 {
                     sent.fetch_add(1, Ordering::Relaxed);
-                    expected.fetch_add(seats as u64 + members[k], Ordering::Relaxed);
+                    expected.fetch_add(audience[k], Ordering::Relaxed);
                 }
             }
         }));

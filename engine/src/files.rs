@@ -130,6 +130,9 @@ fn offset_moved() -> Error {
 
 /// The subject of an organization's storage judgement (see [`Engine::open_upload`]).
 const STORAGE_SUBJECT: &str = "storage";
+/// How many times an upload's storage check is made again while other uploads of the
+/// organization keep opening first.
+const STORAGE_ATTEMPTS_MAX: usize = 32;
 /// What the upload's statement throws when the organization's storage was judged since.
 const STORAGE_MOVED: &str = "backops:storage_moved";
 /// Creates an upload's record; with a storage limit (`$seen` set), only if no other upload of
@@ -249,11 +252,14 @@ impl Engine {
             let created = self.store.run(OPEN_UPLOAD_SQL, vars).await;
             match created {
                 Ok(_) => return Ok(up),
-                // Another upload of the organization was opened since the sum: sum again.
-                Err(Error::Internal(m))
-                    if m.contains(STORAGE_MOVED) && attempts < crate::write::JUDGED_ATTEMPTS_MAX =>
-                {
+                // Another upload of the organization was opened since the sum: sum again,
+                // after a pause that grows and is drawn at random, so that many phones opening
+                // uploads at once (a crew after a show) take turns instead of colliding again.
+                Err(Error::Internal(m)) if m.contains(STORAGE_MOVED) && attempts < STORAGE_ATTEMPTS_MAX => {
                     attempts += 1;
+                    let ceiling = 2u64.saturating_pow(attempts.min(6) as u32);
+                    let pause = rand::random_range(0..=ceiling);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 Err(Error::Internal(m)) if m.contains(STORAGE_MOVED) => {
                     return Err(Error::conflict("busy", "many files are being added at once; try again"));

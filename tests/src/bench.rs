@@ -107,3 +107,56 @@ pub async fn follow(url: &str, token: &str, event: &str) -> Ws {
         }
     }
 }
+
+/// Collaborators of a load generator's event.
+pub const COLLABORATORS: usize = 20;
+
+/// A load generator's people: an event with [`COLLABORATORS`] collaborators and `clients`
+/// accounts, about 5% of them Event Pro seat holders and the rest members of the
+/// collaborators in turn (client `i` of collaborator `i % COLLABORATORS`).
+pub struct Crowd {
+    pub owner: crate::User,
+    pub event: String,
+    pub collaborators: Vec<String>,
+    /// Each client's token, in order.
+    pub tokens: Vec<String>,
+    /// Clients `0..seats` hold seats.
+    pub seats: usize,
+    /// How many members each collaborator has.
+    pub members: Vec<u64>,
+}
+
+impl Crowd {
+    /// Signs up the owner and the clients through `srv` and sets the event up.
+    pub async fn gather(srv: &crate::TestServer, clients: usize) -> Crowd {
+        let seats = (clients / 20).max(1);
+        let owner = srv.sign_up("Owner").await;
+        let org = owner.personal_org().await;
+        let license = owner.ready_org(&org, seats as i64 + 1).await;
+        let (event, _) = owner.create_event(&org, &license, "Load").await;
+        let mut collaborators = Vec::new();
+        for i in 0..COLLABORATORS {
+            let path = format!("/v1/events/{event}/collaborators");
+            let c = owner.api.post(&path, json!({ "name": format!("C{i}") })).await.ok();
+            collaborators.push(c["id"].as_str().expect("collaborator id").to_string());
+        }
+        let mut tokens = Vec::with_capacity(clients);
+        for i in 0..clients {
+            let u = srv.sign_up(&format!("p{i}")).await;
+            let path = match i < seats {
+                true => format!("/v1/events/{event}/seats"),
+                false => format!("/v1/events/{event}/collaborators/{}/members", collaborators[i % COLLABORATORS]),
+            };
+            owner.api.post(&path, json!({ "email": u.email })).await.ok();
+            tokens.push(u.token);
+        }
+        let members =
+            (0..COLLABORATORS).map(|k| (seats..clients).filter(|i| i % COLLABORATORS == k).count() as u64).collect();
+        Crowd { owner, event, collaborators, tokens, seats, members }
+    }
+
+    /// The clients that receive a task of collaborator `k`: every seat holder and its members.
+    pub fn audience(&self, k: usize) -> u64 {
+        self.seats as u64 + self.members[k]
+    }
+}

@@ -91,6 +91,7 @@ async fn main() {
         let ms: Vec<Mutation> = (made..made + n)
             .map(|i| Mutation {
                 id: format!("seed-{i}"),
+                n: Some(i as u64 + 1),
                 kind: "task".into(),
                 op: MutationOp::Create,
                 record: None,

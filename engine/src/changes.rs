@@ -10,6 +10,8 @@
 //! Architecture invariant: no event-scoped record is written any other way.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use crate::{
@@ -40,7 +42,11 @@ pub use crate::plan::Origin;
 /// after the change.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Change {
+    /// Not stored in the log's pages (their key names the event): filled in on reading.
+    #[serde(default)]
     pub event: String,
+    /// Not stored in the log's pages (`first` and the entry's place give it).
+    #[serde(default)]
     pub seq: i64,
     /// The record's kind (see [`crate::kind`]).
     pub kind: Kind,
@@ -87,30 +93,41 @@ pub(crate) struct CommitRequest {
 const MISSING: &str = "backops:record_missing";
 /// The message a commit throws when the access facts its decisions used are out of date.
 const STALE: &str = "backops:stale_access";
+/// The message a commit throws when a device's mark reached a mutation it would apply.
+const ALREADY_APPLIED: &str = "backops:already_applied";
 /// The message a commit throws when a judged write's subject was judged since its planning.
 const JUDGED_MEANWHILE: &str = "backops:judged_meanwhile";
 
+/// Most entries one page of the log holds: a larger commit writes several pages.
+pub const LOG_PAGE_ENTRIES_MAX: usize = 500;
+
 /// The one statement text of every commit: the counter (and the access version, checked
-/// against the version the writer's decisions were based on), then each record write — with
-/// the judgement of its subject it was decided on, checked and counted — and its log entry.
+/// against the version the writer's decisions were based on); the judgements the writes were
+/// decided on, checked and counted; the record writes — creates of records nothing else in
+/// the commit touches in one `INSERT` per table, the rest one by one in order; the log's
+/// page(s) of this commit's entries; and what remembers the client mutations applied.
 /// Values come as parameters, so the text never changes.
 const COMMIT_SQL: &str = "BEGIN TRANSACTION;
 LET $row = (UPSERT type::record('event_seq', $event) SET n = (n ?? 0) + $count, access = (access ?? 0) + $bump RETURN n, access)[0];
 IF $basis_min != NONE AND ($basis_min != $row.access - $bump OR $basis_max != $row.access - $bump) { THROW 'backops:stale_access' };
 LET $base = $row.n - $count;
-FOR $w IN $writes {
-    IF $w.j != NONE {
-        FOR $j IN $w.j {
-            -- Decided on the subject's judgement n: it must still be n (else another node
-            -- or writer judged the subject meanwhile), and a judgement makes it n + 1.
-            IF ((SELECT VALUE n FROM type::record('judged', [$event, $j.k]))[0] ?? 0) != $j.n {
-                THROW 'backops:judged_meanwhile'
-            };
-            IF $j.b {
-                UPSERT type::record('judged', [$event, $j.k]) SET n = $j.n + 1 RETURN NONE;
-            };
-        };
+-- Decided on the subject's judgement n: it must still be n (else another node or writer
+-- judged the subject meanwhile), and a judgement makes it n + 1. In write order: a later
+-- write of the commit may have been decided on an earlier one's count.
+FOR $j IN $judged {
+    IF ((SELECT VALUE n FROM type::record('judged', [$event, $j.k]))[0] ?? 0) != $j.n {
+        THROW 'backops:judged_meanwhile'
     };
+    IF $j.b {
+        UPSERT type::record('judged', [$event, $j.k]) SET n = $j.n + 1 RETURN NONE;
+    };
+};
+-- An existing key fails the INSERT, and with it the commit, as a CREATE would.
+FOR $b IN $inserts {
+    LET $table = $b.t;
+    INSERT INTO $table $b.rows RETURN NONE;
+};
+FOR $w IN $writes {
     IF $w.op = 'create' {
         CREATE type::record($w.k, $w.id) CONTENT $w.c RETURN NONE;
     } ELSE IF $w.op = 'replace' {
@@ -118,14 +135,44 @@ FOR $w IN $writes {
     } ELSE {
         IF array::len(DELETE type::record($w.k, $w.id) RETURN BEFORE) = 0 { THROW 'backops:record_missing' };
     };
-    CREATE type::record('change', [$event, $base + $w.i]) CONTENT object::extend($w.l, { seq: $base + $w.i }) RETURN NONE;
-    IF $w.a != NONE {
-        -- Fails the transaction if the mutation was applied before (`already_applied`).
-    CREATE type::record('applied', $w.a) CONTENT { event: $event, seq: $base + $w.i, record: $w.id, at: $w.l.at } RETURN NONE;
+};
+FOR $p IN $pages {
+    CREATE type::record('change', [$event, $base + $p.last]) CONTENT { first: $base + $p.first, entries: $p.entries, about: $p.about } RETURN NONE;
+};
+-- Fails the transaction if the mutation was applied before (`already_applied`).
+FOR $a IN $applied {
+    CREATE type::record('applied', $a.k) CONTENT { event: $event, seq: $base + $a.i, record: $a.id, at: $at } RETURN NONE;
+};
+FOR $m IN $marks {
+    IF ((SELECT VALUE n FROM type::record('mark', $m.key))[0] ?? 0) >= $m.lo { THROW 'backops:already_applied' };
+    UPSERT type::record('mark', $m.key) SET n = $m.hi, seq = $row.n, at = $at RETURN NONE;
+    FOR $r IN $m.refused {
+        CREATE type::record('refused', $r.k) CONTENT { event: $event, code: $r.code, message: $r.message, seq: $row.n, at: $at } RETURN NONE;
     };
 };
 RETURN $row;
 COMMIT TRANSACTION;";
+
+/// One page of the log as stored: entries `first..` in order (without their `event` and
+/// `seq`, which the key and `first` give).
+#[derive(Deserialize)]
+struct Page {
+    first: i64,
+    entries: Vec<Change>,
+}
+
+impl Page {
+    /// The page's entries, each with its event and seq.
+    fn into_changes(self, event: &str) -> impl Iterator<Item = Change> {
+        let first = self.first;
+        let event = event.to_string();
+        self.entries.into_iter().enumerate().map(move |(i, mut c)| {
+            c.seq = first + i as i64;
+            c.event.clone_from(&event);
+            c
+        })
+    }
+}
 
 impl Engine {
     /// Applies `writes` to `event` in one transaction together with their change entries,
@@ -274,13 +321,51 @@ impl Engine {
         let count = writes.len() as i64;
         let bump = i64::from(changes_access(&writes));
         let known: Vec<i64> = bases.iter().flatten().copied().collect();
-        let mut planned = Vec::with_capacity(writes.len());
+        // How often each record is written: a create of a record written once goes into its
+        // table's bulk INSERT; order matters only between writes of the same record.
+        let mut touched: HashMap<(Kind, &str), usize> = HashMap::new();
+        for w in &writes {
+            *touched.entry((w.kind, w.id.as_str())).or_default() += 1;
+        }
+        let alone: Vec<bool> = writes.iter().map(|w| touched[&(w.kind, w.id.as_str())] == 1).collect();
+        drop(touched);
+        let mut inserts: Vec<(Kind, Vec<Value>)> = Vec::new();
+        let mut planned = Vec::new();
+        let mut judged = Vec::new();
+        let mut applied = Vec::new();
+        let mut marks = Vec::new();
+        let mut logged = Vec::with_capacity(writes.len());
         let mut entries = Vec::with_capacity(writes.len());
-        for (i, w) in writes.into_iter().enumerate() {
-            let (op, data, content, verb) = match w.op {
-                WriteOp::Create(content) => (Op::Upsert, Some(with_id(&content, &w.id)), Some(content), "create"),
-                WriteOp::Replace(content) => (Op::Upsert, Some(with_id(&content, &w.id)), Some(content), "replace"),
-                WriteOp::Delete => (Op::Delete, None, None, "delete"),
+        for (i, (w, alone)) in writes.into_iter().zip(alone).enumerate() {
+            judged.extend(w.judged.iter().map(|j| json!({ "k": j.key, "n": j.seen, "b": j.counts })));
+            if let Some(a) = w.applied {
+                applied.push(json!({ "k": a, "i": i + 1, "id": w.id }));
+            }
+            if let Some(m) = w.mark {
+                marks.push(json!({ "key": m.key, "lo": m.lo, "hi": m.hi, "refused": m.refused }));
+            }
+            let (op, data) = match w.op {
+                WriteOp::Create(content) => {
+                    let data = with_id(&content, &w.id);
+                    if alone {
+                        match inserts.iter_mut().find(|(k, _)| *k == w.kind) {
+                            Some((_, rows)) => rows.push(data.clone()),
+                            None => inserts.push((w.kind, vec![data.clone()])),
+                        }
+                    } else {
+                        planned.push(json!({ "op": "create", "k": w.kind.as_str(), "id": w.id, "c": content }));
+                    }
+                    (Op::Upsert, Some(data))
+                }
+                WriteOp::Replace(content) => {
+                    let data = with_id(&content, &w.id);
+                    planned.push(json!({ "op": "replace", "k": w.kind.as_str(), "id": w.id, "c": content }));
+                    (Op::Upsert, Some(data))
+                }
+                WriteOp::Delete => {
+                    planned.push(json!({ "op": "delete", "k": w.kind.as_str(), "id": w.id }));
+                    (Op::Delete, None)
+                }
             };
             let entry = Change {
                 event: event.into(),
@@ -295,29 +380,34 @@ impl Engine {
                 origin: w.origin,
                 at: at.clone(),
             };
-            let mut logged = serde_json::to_value(&entry)?;
-            if let Some(m) = logged.as_object_mut() {
+            let mut l = serde_json::to_value(&entry)?;
+            if let Some(m) = l.as_object_mut() {
                 m.remove("seq");
+                m.remove("event");
             }
-            let mut p = json!({ "op": verb, "k": entry.kind.as_str(), "id": entry.record, "i": i + 1, "l": logged });
-            if let Some(m) = p.as_object_mut() {
-                // Absent, not null: the statement tests these against NONE.
-                if let Some(c) = content {
-                    m.insert("c".into(), c);
-                }
-                if let Some(a) = w.applied {
-                    m.insert("a".into(), a);
-                }
-                if !w.judged.is_empty() {
-                    let j: Vec<Value> =
-                        w.judged.iter().map(|j| json!({ "k": j.key, "n": j.seen, "b": j.counts })).collect();
-                    m.insert("j".into(), Value::Array(j));
-                }
-            }
-            planned.push(p);
+            logged.push(l);
             entries.push(entry);
         }
-        let mut vars = json!({ "event": event, "count": count, "bump": bump, "writes": planned });
+        // The log's pages: runs of at most LOG_PAGE_ENTRIES_MAX entries, each keyed by the
+        // seq of its last entry; `about` lists the offsets of entries that alter someone's
+        // access, so a read for those skips the pages without any.
+        let mut pages = Vec::new();
+        let mut from = 0;
+        for chunk in logged.chunks(LOG_PAGE_ENTRIES_MAX) {
+            let about: Vec<usize> = (0..chunk.len()).filter(|&o| alters_access(&entries[from + o])).collect();
+            let mut p = json!({ "first": from + 1, "last": from + chunk.len(), "entries": chunk });
+            if !about.is_empty() {
+                p["about"] = json!(about);
+            }
+            pages.push(p);
+            from += chunk.len();
+        }
+        let inserts: Vec<Value> =
+            inserts.into_iter().map(|(k, rows)| json!({ "t": k.as_str(), "rows": rows })).collect();
+        let mut vars = json!({
+            "event": event, "count": count, "bump": bump, "at": at, "judged": judged, "inserts": inserts,
+            "writes": planned, "pages": pages, "applied": applied, "marks": marks,
+        });
         // Unbound parameters are NONE: a commit decided on fresh reads checks nothing.
         if let (Some(lo), Some(hi), Some(m)) = (known.iter().min(), known.iter().max(), vars.as_object_mut()) {
             m.insert("basis_min".into(), json!(lo));
@@ -326,6 +416,9 @@ impl Engine {
         let mut rows = self.store.run(COMMIT_SQL, vars).await.map_err(|e| match e {
             Error::Internal(m) if m.contains(MISSING) => Error::not_found("record"),
             Error::Internal(m) if m.contains(STALE) => Error::StaleAccess,
+            Error::Internal(m) if m.contains(ALREADY_APPLIED) => {
+                Error::Conflict { code: "already_applied", message: "this mutation was applied already".into() }
+            }
             Error::Internal(m) if m.contains(JUDGED_MEANWHILE) => Error::conflict(
                 "judged_meanwhile",
                 "another record about the same subject was judged at the same moment; try again",
@@ -360,36 +453,54 @@ impl Engine {
     /// Changes of `event` after `after`, in seq order, at most `limit` (bounded by
     /// [`READ_CHANGES_MAX`]). Not access-filtered: the feed filters per client.
     pub async fn changes_since(&self, event: &str, after: i64, limit: usize) -> Result<Vec<Change>> {
-        self.store
-            .run(
-                // A key range ([event, seq] keys sort by event, then seq): the read touches only
-                // the entries it returns, however long the log of this and other events is.
-                "SELECT * OMIT id FROM change:[$e, $from]..=[$e, $top] LIMIT $limit",
-                json!({ "e": event, "from": after.saturating_add(1), "top": i64::MAX, "limit": limit.min(READ_CHANGES_MAX) }),
-            )
-            .await?
-            .all(0)
-            .inspect(|entries: &Vec<Change>| {
-                // The log is gap-free and commit-ordered: what one read returns is a run of
-                // consecutive seqs of this event, after the cursor asked for.
-                debug_assert!(entries.first().is_none_or(|c| c.seq > after), "a read starts after its cursor");
-                debug_assert!(
-                    entries.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[0].event == event),
-                    "a read of the log is a run of consecutive seqs"
-                );
-            })
+        let limit = limit.min(READ_CHANGES_MAX);
+        let mut out: Vec<Change> = Vec::new();
+        let mut from = after.saturating_add(1);
+        // Pages are read a few at a time (a page holds 1 to LOG_PAGE_ENTRIES_MAX entries), more
+        // each round, until the read has `limit` entries or the log ends.
+        let mut pages = 4;
+        while out.len() < limit {
+            let read: Vec<Page> = self.log_pages(event, from, pages, false).await?;
+            let Some(last) = read.last().map(|p| p.first + p.entries.len() as i64 - 1) else { break };
+            let got = read.len();
+            out.extend(read.into_iter().flat_map(|p| p.into_changes(event)).filter(|c| c.seq > after));
+            if got < pages {
+                break;
+            }
+            from = last + 1;
+            pages = (pages * 4).min(limit - out.len().min(limit)).max(1);
+        }
+        out.truncate(limit);
+        // The log is gap-free and commit-ordered: what one read returns is a run of
+        // consecutive seqs of this event, after the cursor asked for.
+        debug_assert!(out.first().is_none_or(|c| c.seq > after), "a read starts after its cursor");
+        debug_assert!(
+            out.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+            "a read of the log is a run of consecutive seqs"
+        );
+        Ok(out)
+    }
+
+    /// Up to `pages` pages of `event`'s log holding entries from seq `from` on (by key range:
+    /// a page is keyed by its last seq, so the first page returned holds `from` if it is still
+    /// retained). `about`: only pages with an entry that alters someone's access.
+    async fn log_pages(&self, event: &str, from: i64, pages: usize, about: bool) -> Result<Vec<Page>> {
+        let sql = match about {
+            false => "SELECT first, entries FROM change:[$e, $from]..=[$e, $top] LIMIT $pages",
+            true => "SELECT first, entries FROM change:[$e, $from]..=[$e, $top] WHERE about != NONE",
+        };
+        self.store.run(sql, json!({ "e": event, "from": from, "top": i64::MAX, "pages": pages })).await?.all(0)
     }
 
     /// Changes of `event` after `after` that alter `person`'s own access (and every module
     /// grant, which alters a collaborator's), in seq order.
     pub async fn changes_about(&self, event: &str, after: i64, person: &str) -> Result<Vec<Change>> {
-        self.store
-            .run(
-                "SELECT * OMIT id FROM change:[$e, $from]..=[$e, $top] WHERE subject = $p OR kind = 'module_grant'",
-                json!({ "e": event, "from": after.saturating_add(1), "top": i64::MAX, "p": person }),
-            )
-            .await?
-            .all(0)
+        let pages = self.log_pages(event, after.saturating_add(1), 0, true).await?;
+        Ok(pages
+            .into_iter()
+            .flat_map(|p| p.into_changes(event))
+            .filter(|c| c.seq > after && (c.subject.as_deref() == Some(person) || c.kind == Kind::ModuleGrant))
+            .collect())
     }
 
     /// The highest seq of `event` whose entry is no longer retained (0: nothing trimmed).
@@ -409,22 +520,31 @@ impl Engine {
         Ok(f)
     }
 
-    /// Drops the entries of `event` up to `upto` and records the new floor.
+    /// Drops the pages of `event`'s log that end at or before `upto` and records the new
+    /// floor: the last seq of the last page dropped (a page that straddles `upto` is kept
+    /// whole, so every entry after the floor is still there).
     async fn trim_log(&self, event: &str, upto: i64) -> Result<()> {
-        self.store
+        let floor: Option<i64> = self
+            .store
             .run(
                 "BEGIN TRANSACTION;
-                 DELETE change:[$e, 0]..=[$e, $upto];
-                 DELETE applied:[$e, '']..[$e, $top] WHERE seq <= $upto;
-                 UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $upto]);
+                 LET $gone = (DELETE change:[$e, 0]..=[$e, $upto] RETURN VALUE record::id($before.id)[1]);
+                 LET $floor = math::max(array::concat($gone, [0]));
+                 DELETE applied:[$e, '']..[$e, $top] WHERE seq <= $floor;
+                 DELETE refused:[$e, '']..[$e, $top] WHERE seq <= $floor;
+                 UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $floor]);
+                 RETURN $floor;
                  COMMIT TRANSACTION;",
                 json!({ "e": event, "upto": upto, "top": "\u{10FFFF}" }),
             )
-            .await?;
+            .await?
+            .last_value()?;
+        // Remembered as trimmed up to `upto` even if a page straddling it kept the floor lower:
+        // the next trim comes after as many commits again, not at the next one.
         let mut floors = self.shared.floors.lock().unwrap_or_else(|e| e.into_inner());
         let f = floors.entry(event.to_string()).or_insert(0);
         *f = (*f).max(upto);
-        tracing::debug!(event, upto, "change log trimmed");
+        tracing::debug!(event, upto, floor = floor.unwrap_or(0), "change log trimmed");
         Ok(())
     }
 
@@ -462,6 +582,12 @@ impl Engine {
         let sql = format!("SELECT VALUE {field} FROM type::record('event_seq', $e)");
         Ok(self.store.run(&sql, json!({ "e": event })).await?.value::<Option<i64>>(0)?.flatten().unwrap_or(0))
     }
+}
+
+/// Whether a change alters someone's access: it names its subject, or grants a module (which
+/// alters a collaborator's). See [`Engine::changes_about`].
+fn alters_access(c: &Change) -> bool {
+    c.subject.is_some() || c.kind == Kind::ModuleGrant
 }
 
 /// Whether committing `writes` can change who may do what in the event.

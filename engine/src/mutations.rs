@@ -1,16 +1,24 @@
 //! Client mutations pushed over the sync socket, applied through the very operations the
 //! HTTP API uses, so every rule and access check is the same.
+//!
+//! Each mutation is applied at most once. A device numbers its mutations (`n`, protocol 2):
+//! the commit that applies some of them moves the device's mark for the event (one record per
+//! device, account and event: the highest `n` applied, and the head it left) and records the
+//! refusals among them. A mutation at or below the mark is a retry whose answer was lost, and
+//! is answered from those records without being planned again. A mutation without `n`
+//! (protocol 1) is remembered by a record of its own, as before.
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::{
     Engine, Error, Result,
     changes::{Applied, Origin, applied_key},
     hlc::Hlc,
     kind::Kind,
-    plan::{self, Facts, Planned, Write},
+    plan::{self, Facts, MarkSpec, Planned, Write},
     protocol::{Mutation, MutationResult},
     write::{DbFacts, JUDGED_ATTEMPTS_MAX, Overlay, judged_meanwhile},
 };
@@ -32,10 +40,14 @@ fn check(m: &Mutation) -> std::result::Result<Option<Hlc>, MutationResult> {
 }
 
 fn refuse_id(m: &Mutation) -> Option<MutationResult> {
-    (m.id.is_empty() || m.id.len() > MUTATION_ID_LEN_MAX).then(|| MutationResult::Rejected {
+    let id = (m.id.is_empty() || m.id.len() > MUTATION_ID_LEN_MAX)
+        .then(|| format!("a mutation id is 1 to {MUTATION_ID_LEN_MAX} characters"));
+    let n = (m.n == Some(0) || m.n.is_some_and(|n| n > i64::MAX as u64))
+        .then(|| "a mutation's n is a counter from 1 to 2^63 - 1".to_string());
+    id.or(n).map(|message| MutationResult::Rejected {
         mutation: m.id.chars().take(MUTATION_ID_LEN_MAX).collect(),
         code: "invalid_input".into(),
-        message: format!("a mutation id is 1 to {MUTATION_ID_LEN_MAX} characters"),
+        message,
     })
 }
 
@@ -56,15 +68,62 @@ fn judged(m: &Mutation) -> bool {
     Kind::parse(&m.kind).is_some_and(|k| k.info().judged)
 }
 
-/// Marks `writes` as one client mutation's: each carries its origin, the last its
-/// `applied` key, created in the commit's transaction (which throws if it exists).
-fn attribute(writes: &mut [Write], event: &str, actor: &str, origin: &Origin) {
+/// A numbered mutation refused when it was planned, recorded with the commit that moves the
+/// device's mark past it, so a retry hears the same refusal.
+#[derive(Clone, Debug)]
+struct Refusal {
+    n: u64,
+    code: String,
+    message: String,
+}
+
+impl Refusal {
+    fn of(m: &Mutation, r: &MutationResult) -> Option<Refusal> {
+        match (m.n, r) {
+            (Some(n), MutationResult::Rejected { code, message, .. }) => {
+                Some(Refusal { n, code: code.clone(), message: message.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The key of a device's mark for an event: one per event, account and device.
+fn mark_key(event: &str, actor: &str, device: &str) -> Value {
+    json!([event, actor, device])
+}
+
+/// What the commit records to remember the numbered mutations `lo..=hi` of one device (and
+/// the refusals among them): the mark moves to `hi`, and the commit fails with
+/// `already_applied` if the mark had reached `lo` meanwhile.
+fn mark_of(event: &str, actor: &str, device: &str, lo: u64, hi: u64, refused: &[Refusal]) -> MarkSpec {
+    let key = mark_key(event, actor, device);
+    let refused = refused
+        .iter()
+        .map(|r| json!({ "k": [event, actor, device, r.n], "code": r.code, "message": r.message }))
+        .collect();
+    MarkSpec { key, lo, hi, refused }
+}
+
+/// Marks `writes` as one client mutation's: each carries its origin; a mutation without a
+/// counter also gets its own `applied` record on its last write, created in the commit's
+/// transaction (which throws if it exists).
+fn attribute(writes: &mut [Write], event: &str, actor: &str, m: &Mutation, origin: &Origin) {
     for w in writes.iter_mut() {
         w.origin = Some(origin.clone());
     }
-    if let Some(last) = writes.last_mut() {
+    if m.n.is_none()
+        && let Some(last) = writes.last_mut()
+    {
         last.applied = Some(applied_key(event, actor, origin));
     }
+}
+
+/// A device's mark for one event: the highest counter applied and the head its commit left.
+#[derive(Clone, Copy, Debug, Deserialize)]
+struct Mark {
+    n: u64,
+    seq: i64,
 }
 
 impl Engine {
@@ -74,9 +133,9 @@ impl Engine {
     /// If the batch cannot commit whole (a concurrent change got in the way), its mutations
     /// are applied one by one instead, so each still gets its own answer.
     ///
-    /// Each mutation is applied at most once: the commit records it by event, account,
-    /// device and mutation id, and a mutation found recorded (a retry after a lost answer)
-    /// is answered as it was accepted the first time, changing nothing.
+    /// Each mutation is applied at most once (see the module's documentation): a mutation
+    /// the server has seen (a retry after a lost answer) is answered as it was the first
+    /// time, changing nothing.
     pub async fn apply_mutations(
         &self,
         actor: &str,
@@ -85,8 +144,8 @@ impl Engine {
         ms: &[Mutation],
     ) -> Vec<MutationResult> {
         let origin = |m: &Mutation| Origin { device: device.into(), mutation: m.id.clone() };
-        let done = match self.applied(event, actor, device, ms).await {
-            Ok(done) => done,
+        let (mark, done) = match self.answered(event, actor, device, ms).await {
+            Ok(found) => found,
             Err(e) => return ms.iter().map(|m| rejected(m, e.clone())).collect(),
         };
         // Field records are judged one at a time per event (see `Engine::judging`): the lock is
@@ -101,12 +160,16 @@ impl Engine {
             false => None,
         };
         let overlay = Overlay::default();
-        let mut planned = Vec::with_capacity(ms.len());
+        let mut planned: Vec<std::result::Result<String, MutationResult>> = Vec::with_capacity(ms.len());
         let mut taken: Vec<(usize, Write)> = Vec::new();
         let mut effects = Vec::new();
+        // The numbered mutations this batch decides: their range and refusals.
+        let mut counted: Option<(u64, u64)> = None;
+        let mut refused = Vec::new();
+        let mut last_n = mark.map(|k| k.n);
         for (index, m) in ms.iter().enumerate() {
-            if let Some(a) = done.get(&m.id) {
-                planned.push(Err(accepted_before(a)));
+            if let Some(answer) = done.get(&m.id) {
+                planned.push(Err(answer.clone()));
                 continue;
             }
             let hlc = match check(m) {
@@ -116,10 +179,21 @@ impl Engine {
                     continue;
                 }
             };
+            if let Some(n) = m.n {
+                if last_n.is_some_and(|last| n <= last) {
+                    let message = "a push lists a device's mutations in increasing n, each above the last";
+                    planned.push(Err(rejected(m, Error::invalid(message))));
+                    continue;
+                }
+                last_n = Some(n);
+                counted = Some(counted.map_or((n, n), |(lo, _)| (lo, n)));
+            }
             let found = match &standing {
                 Some(Ok(found)) => found.clone(),
                 Some(Err(e)) => {
-                    planned.push(Err(rejected(m, e.clone())));
+                    let r = rejected(m, e.clone());
+                    refused.extend(Refusal::of(m, &r));
+                    planned.push(Err(r));
                     continue;
                 }
                 None => unreachable!("a mutation to plan means the standing was read"),
@@ -129,13 +203,20 @@ impl Engine {
                 Ok(p) => {
                     overlay.lay(&p.writes);
                     let mut writes = p.writes;
-                    attribute(&mut writes, event, actor, &origin(m));
+                    attribute(&mut writes, event, actor, m, &origin(m));
                     taken.extend(writes.into_iter().map(|w| (index, w)));
                     effects.extend(p.effects);
                     planned.push(Ok(p.record.0));
                 }
-                Err(err) => planned.push(Err(rejected(m, err))),
+                Err(err) => {
+                    let r = rejected(m, err);
+                    refused.extend(Refusal::of(m, &r));
+                    planned.push(Err(r));
+                }
             }
+        }
+        if let (Some((lo, hi)), Some((_, last))) = (counted, taken.last_mut()) {
+            last.mark = Some(mark_of(event, actor, device, lo, hi, &refused));
         }
         let (indexes, writes): (Vec<usize>, Vec<Write>) = taken.into_iter().unzip();
         let mut seqs = vec![0; ms.len()];
@@ -150,11 +231,7 @@ impl Engine {
                 Err(e) => {
                     drop(judging);
                     tracing::info!(error = ?e, "a batch could not commit whole; applying its mutations one by one");
-                    let mut out = Vec::with_capacity(ms.len());
-                    for m in ms {
-                        out.push(self.apply_mutation(actor, event, device, m).await);
-                    }
-                    return out;
+                    return self.apply_one_by_one(actor, event, device, ms).await;
                 }
             }
         }
@@ -173,17 +250,48 @@ impl Engine {
             .collect()
     }
 
+    /// The fallback of a batch that could not commit whole: each mutation in its own commit.
+    /// A numbered mutation refused here is recorded with the next one that commits.
+    async fn apply_one_by_one(&self, actor: &str, event: &str, device: &str, ms: &[Mutation]) -> Vec<MutationResult> {
+        let mut out = Vec::with_capacity(ms.len());
+        let mut unrecorded: Vec<Refusal> = Vec::new();
+        for m in ms {
+            let (r, fresh) = self.apply_one(actor, event, device, m, &unrecorded).await;
+            match &r {
+                MutationResult::Accepted { .. } if fresh && m.n.is_some() => unrecorded.clear(),
+                MutationResult::Rejected { .. } if fresh => unrecorded.extend(Refusal::of(m, &r)),
+                _ => {}
+            }
+            out.push(r);
+        }
+        out
+    }
+
     /// Applies one mutation of `actor`'s device and answers it, at most once (see
     /// [`Engine::apply_mutations`]). A refusal carries the engine's code and sentence, which
     /// never reveal what the actor may not see.
     pub async fn apply_mutation(&self, actor: &str, event: &str, device: &str, m: &Mutation) -> MutationResult {
+        self.apply_one(actor, event, device, m, &[]).await.0
+    }
+
+    /// [`Engine::apply_mutation`], recording `unrecorded` refusals of the device's earlier
+    /// numbered mutations with its commit. Also says whether the answer was decided now
+    /// (false: it was answered from what an earlier commit recorded).
+    async fn apply_one(
+        &self,
+        actor: &str,
+        event: &str,
+        device: &str,
+        m: &Mutation,
+        unrecorded: &[Refusal],
+    ) -> (MutationResult, bool) {
         let hlc = match check(m) {
             Ok(hlc) => hlc,
-            Err(refusal) => return refusal,
+            Err(refusal) => return (refusal, true),
         };
         // A failed lookup is not fatal: the commit itself refuses a second application.
-        if let Ok(Some(a)) = self.applied_one(event, actor, device, m).await {
-            return accepted_before(&a);
+        if let Ok(Some(a)) = self.answered_one(event, actor, device, m).await {
+            return (a, false);
         }
         let origin = Origin { device: device.into(), mutation: m.id.clone() };
         let applied = async {
@@ -197,7 +305,11 @@ impl Engine {
                 let f = DbFacts::new(self, found, device, hlc.as_ref(), None);
                 let p = plan_push(&f, m).await?;
                 let mut writes = p.writes;
-                attribute(&mut writes, event, actor, &origin);
+                attribute(&mut writes, event, actor, m, &origin);
+                if let (Some(n), Some(last)) = (m.n, writes.last_mut()) {
+                    let lo = unrecorded.first().map_or(n, |r| r.n.min(n));
+                    last.mark = Some(mark_of(event, actor, device, lo, n, unrecorded));
+                }
                 let entries = match self.commit_on(event, f.event().basis.clone(), writes).await {
                     // Another judgement of the same subject committed first (on any node):
                     // plan again on what it left.
@@ -213,47 +325,107 @@ impl Engine {
             }
         };
         match applied.await {
-            Ok((record, seq)) => MutationResult::Accepted { mutation: m.id.clone(), record, seq },
+            Ok((record, seq)) => (MutationResult::Accepted { mutation: m.id.clone(), record, seq }, true),
             // Applied meanwhile through another connection of the device.
             Err(err @ Error::Conflict { code: "already_applied", .. }) => {
-                match self.applied_one(event, actor, device, m).await {
-                    Ok(Some(a)) => accepted_before(&a),
-                    Ok(None) => rejected(m, err),
-                    Err(lookup) => rejected(m, lookup),
+                match self.answered_one(event, actor, device, m).await {
+                    Ok(Some(a)) => (a, false),
+                    Ok(None) => (rejected(m, err), true),
+                    Err(lookup) => (rejected(m, lookup), true),
                 }
             }
-            Err(err) => rejected(m, err),
+            Err(err) => (rejected(m, err), true),
         }
     }
 
-    async fn applied_one(&self, event: &str, actor: &str, device: &str, m: &Mutation) -> Result<Option<Applied>> {
-        Ok(self.applied(event, actor, device, std::slice::from_ref(m)).await?.remove(&m.id))
+    async fn answered_one(
+        &self,
+        event: &str,
+        actor: &str,
+        device: &str,
+        m: &Mutation,
+    ) -> Result<Option<MutationResult>> {
+        Ok(self.answered(event, actor, device, std::slice::from_ref(m)).await?.1.remove(&m.id))
     }
 
-    /// Which of `ms` were applied before, by mutation id.
-    async fn applied(
+    /// The device's mark for `event`, and the answers to those of `ms` the server has seen
+    /// before, by mutation id: numbered ones at or below the mark from the mark and its
+    /// recorded refusals, the others from their own `applied` records. Before a device's
+    /// first numbered commit for an event there is no mark, and its numbered mutations are
+    /// looked up by id too: they may have been applied by a build of the app that did not
+    /// number them.
+    async fn answered(
         &self,
         event: &str,
         actor: &str,
         device: &str,
         ms: &[Mutation],
-    ) -> Result<HashMap<String, Applied>> {
-        let keys: Vec<Value> = ms
+    ) -> Result<(Option<Mark>, HashMap<String, MutationResult>)> {
+        let valid: Vec<&Mutation> = ms.iter().filter(|m| refuse_id(m).is_none()).collect();
+        let mut answers = HashMap::new();
+        if valid.is_empty() {
+            return Ok((None, answers));
+        }
+        let mark: Option<Mark> = match valid.iter().any(|m| m.n.is_some()) {
+            true => self
+                .store
+                .run("SELECT n, seq FROM type::record('mark', $k)", json!({ "k": mark_key(event, actor, device) }))
+                .await?
+                .first(0)?,
+            false => None,
+        };
+        if let Some(mark) = mark {
+            let seen: Vec<&Mutation> = valid.iter().copied().filter(|m| m.n.is_some_and(|n| n <= mark.n)).collect();
+            if !seen.is_empty() {
+                #[derive(Deserialize)]
+                struct Refused {
+                    n: u64,
+                    code: String,
+                    message: String,
+                }
+                let keys: Vec<Value> = seen.iter().map(|m| json!([event, actor, device, m.n])).collect();
+                let refused: Vec<Refused> = self
+                    .store
+                    .run(
+                        "SELECT id[3] AS n, code, message FROM $keys.map(|$k| type::record('refused', $k))",
+                        json!({ "keys": keys }),
+                    )
+                    .await?
+                    .all(0)?;
+                let refused: HashMap<u64, Refused> = refused.into_iter().map(|r| (r.n, r)).collect();
+                for m in seen {
+                    let answer = match m.n.and_then(|n| refused.get(&n)) {
+                        Some(r) => MutationResult::Rejected {
+                            mutation: m.id.clone(),
+                            code: r.code.clone(),
+                            message: r.message.clone(),
+                        },
+                        None => MutationResult::Accepted {
+                            mutation: m.id.clone(),
+                            record: m.record.clone().unwrap_or_default(),
+                            seq: mark.seq,
+                        },
+                    };
+                    answers.insert(m.id.clone(), answer);
+                }
+            }
+        }
+        let by_id: Vec<Value> = valid
             .iter()
-            .filter(|m| refuse_id(m).is_none())
+            .filter(|m| m.n.is_none() || mark.is_none())
             .map(|m| applied_key(event, actor, &Origin { device: device.into(), mutation: m.id.clone() }))
             .collect();
-        if keys.is_empty() {
-            return Ok(HashMap::new());
+        if !by_id.is_empty() {
+            let found: Vec<Applied> = self
+                .store
+                .run(
+                    "SELECT id[3] AS mutation, record, seq FROM $keys.map(|$k| type::record('applied', $k))",
+                    json!({ "keys": by_id }),
+                )
+                .await?
+                .all(0)?;
+            answers.extend(found.iter().map(|a| (a.mutation.clone(), accepted_before(a))));
         }
-        let found: Vec<Applied> = self
-            .store
-            .run(
-                "SELECT id[3] AS mutation, record, seq FROM $keys.map(|$k| type::record('applied', $k))",
-                serde_json::json!({ "keys": keys }),
-            )
-            .await?
-            .all(0)?;
-        Ok(found.into_iter().map(|a| (a.mutation.clone(), a)).collect())
+        Ok((mark, answers))
     }
 }

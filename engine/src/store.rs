@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 9, name: "device_seen", sql: include_str!("../../schemas/surreal/0009_device_seen.surql") },
     Migration { version: 10, name: "judged", sql: include_str!("../../schemas/surreal/0010_judged.surql") },
     Migration { version: 11, name: "nodes", sql: include_str!("../../schemas/surreal/0011_nodes.surql") },
+    Migration { version: 12, name: "throughput", sql: include_str!("../../schemas/surreal/0012_throughput.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

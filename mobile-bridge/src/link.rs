@@ -288,7 +288,9 @@ fn closed(frame: Option<CloseFrame>) -> Ended {
     match code {
         close::TOKEN_EXPIRED => Ended::Token("the sign-in expired; sign in again".into()),
         close::TOKEN_INVALID => Ended::Token("the sign-in is not valid; sign in again".into()),
-        close::UNSUPPORTED_VERSION => Ended::Refused(format!("this app is too old for the server: {reason}")),
+        close::UNSUPPORTED_VERSION => {
+            Ended::Refused(format!("this app and the server speak different protocol versions: {reason}"))
+        }
         _ => Ended::Retry(format!("the server closed the connection ({code})")),
     }
 }

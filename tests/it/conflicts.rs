@@ -90,6 +90,82 @@ async fn a_push_retried_after_a_dropped_connection_is_applied_once() {
     assert_ne!(t["results"][0]["record"], a["results"][0]["record"]);
 }
 
+/// Protocol 2: a device numbers its mutations, and the server keeps one mark per device and
+/// event instead of a record per mutation. A batch retried from two connections at once is
+/// applied once; a refusal inside it is heard again on retry; the records named are the same;
+/// a mutation the device pushed before it numbered them (an app update in between) is not
+/// applied again; counters out of order in one push are refused.
+#[tokio::test]
+async fn numbered_mutations_retried_are_answered_from_the_devices_mark() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let ids: Vec<String> = (0..40).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let create = |i: usize, n: Option<u64>| {
+        let mut m = json!({ "id": format!("m{i}"), "kind": "task", "op": "create", "record": ids[i],
+                            "fields": { "title": format!("Offline {i}") } });
+        if let Some(n) = n {
+            m["n"] = json!(n);
+        }
+        m
+    };
+    // Before the app numbered its mutations, the phone pushed the first five.
+    let mut phone = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
+    phone.subscribe(&s.event, None).await;
+    phone.send(push(&s.event, json!((0..5).map(|i| create(i, None)).collect::<Vec<_>>()))).await;
+    let old = phone.next_of("ack").await;
+    assert_eq!(statuses(&old), vec!["accepted"; 5]);
+    let (_, head0) = fresh(&srv, &s.pm.token, &s.event).await;
+
+    // Updated, it pushes all forty numbered; the answer is lost with the connection. One of
+    // them is refused: an update of a task that does not exist.
+    let mut batch: Vec<Value> = (0..40).map(|i| create(i, Some(100 + i as u64))).collect();
+    batch[20] = json!({ "id": "m20", "n": 120, "kind": "task", "op": "update", "record": uuid::Uuid::now_v7().to_string(),
+                        "fields": { "title": "Ghost" } });
+    phone.send(push(&s.event, json!(batch))).await;
+    phone.disconnect().await;
+    let mut again = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
+    let mut racer = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
+    for c in [&mut again, &mut racer] {
+        c.subscribe(&s.event, None).await;
+        c.send(push(&s.event, json!(batch))).await;
+    }
+    let a = again.next_of("ack").await;
+    let b = racer.next_of("ack").await;
+    let (held, head) = fresh(&srv, &s.pm.token, &s.event).await;
+    let mut expected = vec!["accepted".to_string(); 40];
+    expected[20] = "rejected:not_found".into();
+    for ack in [&a, &b] {
+        assert_eq!(statuses(ack), expected);
+        for (i, r) in ack["results"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(r["mutation"], format!("m{i}"));
+            if i == 20 {
+                assert_eq!(r["message"], a["results"][20]["message"], "the same refusal, heard again");
+                continue;
+            }
+            assert_eq!(r["record"], ids[i], "the record the mutation named");
+            let seq = r["seq"].as_i64().unwrap();
+            // At or after the mutation's change, never past the head.
+            assert!(seq <= head && (i < 5 || seq > head0), "mutation {i}: seq {seq}, head0 {head0}, head {head}");
+        }
+    }
+    assert_eq!(held.iter().filter(|(k, _)| k == "task").count(), 39);
+    assert_eq!(head - head0, 34, "the 34 new mutations applied once, the 5 old ones not again");
+
+    // Pushed again alone, much later: the same answers, nothing written.
+    racer.send(push(&s.event, json!([batch[7], batch[20]]))).await;
+    let later = racer.next_of("ack").await;
+    assert_eq!(statuses(&later), vec!["accepted", "rejected:not_found"]);
+    assert_eq!(later["results"][0]["record"], ids[7]);
+    assert_eq!(fresh(&srv, &s.pm.token, &s.event).await.1, head);
+
+    // Counters go up within a push, and start at 1.
+    let next = |n: u64, title: &str| json!({ "id": format!("x{n}"), "n": n, "kind": "task", "op": "create", "fields": { "title": title } });
+    racer.send(push(&s.event, json!([next(300, "Later"), next(299, "Earlier"), next(0, "Zero")]))).await;
+    let order = racer.next_of("ack").await;
+    assert_eq!(statuses(&order), vec!["accepted", "rejected:invalid_input", "rejected:invalid_input"]);
+    assert_eq!(fresh(&srv, &s.pm.token, &s.event).await.1, head + 1);
+}
+
 #[tokio::test]
 async fn concurrent_edits_are_resolved_per_field_by_clock() {
     let srv = TestServer::start().await;

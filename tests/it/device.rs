@@ -127,6 +127,18 @@ async fn offline_writes_survive_a_restart_and_reconcile_once() {
         ]
     );
     assert_eq!(device_view(&phone, &s.event).await, server_view(&srv, &s.vic.token, &s.event).await);
+
+    // Restarted again with nothing left to send: its next mutation is numbered above every
+    // earlier one, so the server applies it rather than taking it for a retry.
+    drop(phone);
+    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    phone.replica.write(&s.event, create_task("Follow spot")).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    assert_eq!(phone.replica.status().pending, 0);
+    let on_server = s.pm.api.get(&format!("/v1/events/{}/tasks?collaborator={}", s.event, s.audio)).await.ok();
+    assert!(on_server.as_array().unwrap().iter().any(|t| t["title"] == "Follow spot"), "{on_server}");
+    assert_eq!(device_view(&phone, &s.event).await, server_view(&srv, &s.vic.token, &s.event).await);
 }
 
 #[tokio::test]

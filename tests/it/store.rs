@@ -65,7 +65,10 @@ async fn a_database_from_before_the_change_log_migration_upgrades_and_keeps_its_
                 "REMOVE TABLE change; REMOVE TABLE event_seq; REMOVE TABLE applied; DELETE schema_migration WHERE version >= 2;
                  UPSERT type::record('event_seq', 'ev') CONTENT { n: 1 };
                  CREATE type::record('change', ['ev', 1]) CONTENT { event: 'ev', seq: 1, kind: 'task', record: 't',
-                     op: 'upsert', collaborators_before: [], collaborators_after: ['c'], at: '2026-01-01T00:00:00.000Z' };",
+                     op: 'upsert', collaborators_before: [], collaborators_after: ['c'], at: '2026-01-01T00:00:00.000Z' };
+                 CREATE type::record('change', ['ev', 2]) CONTENT { event: 'ev', seq: 2, kind: 'seat', record: 's',
+                     op: 'delete', collaborators_before: [], collaborators_after: [], subject: 'p1', at: '2026-01-01T00:00:01.000Z' };
+                 UPSERT type::record('event_seq', 'ev') CONTENT { n: 2 };",
                 serde_json::Value::Null,
             )
             .await
@@ -74,10 +77,16 @@ async fn a_database_from_before_the_change_log_migration_upgrades_and_keeps_its_
     }
     let e = Engine::open(&url, None, EngineConfig::default()).await.unwrap();
     assert_eq!(e.store().schema_version().await.unwrap(), MIGRATIONS.last().unwrap().version);
-    assert_eq!(e.head("ev").await.unwrap(), 1);
+    assert_eq!(e.head("ev").await.unwrap(), 2);
+    // The entries written one document each became pages of one (migration 12).
     let log = e.changes_since("ev", 0, 10).await.unwrap();
-    assert_eq!(log.len(), 1);
-    assert_eq!((log[0].seq, log[0].record.as_str()), (1, "t"));
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0].seq, log[0].record.as_str(), log[0].event.as_str()), (1, "t", "ev"));
+    assert_eq!((log[1].seq, log[1].subject.as_deref()), (2, Some("p1")));
+    assert_eq!(e.changes_since("ev", 1, 10).await.unwrap(), log[1..]);
+    let about = e.changes_about("ev", 0, "p1").await.unwrap();
+    assert_eq!(about, log[1..], "the seat change is found as one that alters p1's access");
+    assert!(e.changes_about("ev", 0, "p2").await.unwrap().is_empty());
 }
 
 /// The device replica inserts a first snapshot in bulk and relies on this: `INSERT` with an

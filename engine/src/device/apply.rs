@@ -11,7 +11,9 @@ use super::{
 use crate::{
     Error, Result,
     hlc::Hlc,
-    protocol::{ClientMessage, MutationResult, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, WireChange},
+    protocol::{
+        ClientMessage, Mutation, MutationResult, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, WireChange,
+    },
     time,
 };
 
@@ -220,7 +222,8 @@ impl Replica {
             }
             bytes += size;
             ns.push(o.n);
-            mutations.push(o.mutation.clone());
+            // Mutations stored by a build that did not number them carry their outbox place.
+            mutations.push(Mutation { n: Some(o.n), ..o.mutation.clone() });
         }
         if let Some(l) = st.link.as_mut() {
             l.in_flight.push((event.clone(), ns));

@@ -229,6 +229,19 @@ struct Meta {
     account: Option<String>,
     #[serde(default)]
     clock: Option<String>,
+    /// The counter of the device's last mutation (see [`next_counter`]).
+    #[serde(default)]
+    last_n: Option<u64>,
+}
+
+/// The counter of the device's next mutation. Counters only grow, across restarts and an
+/// emptied outbox (the last one is kept with the clock): the server applies a device's
+/// mutations at or below the highest counter it has seen from it never again. A replica that
+/// has made none yet starts from the time in microseconds, so a replica made anew under the
+/// name of an earlier one (the app reinstalled) starts above every counter that one used.
+fn next_counter(outbox_last: Option<u64>, last_n: Option<u64>) -> u64 {
+    let start = last_n.map_or_else(|| u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(1), |n| n + 1);
+    outbox_last.map_or(start, |n| start.max(n + 1))
 }
 
 impl Replica {
@@ -252,7 +265,7 @@ impl Replica {
         store.migrate_with(DEVICE_MIGRATIONS).await?;
         let meta: Option<Meta> =
             store.run("SELECT * FROM type::record('meta', 'device')", Value::Null).await?.first(0)?;
-        let (device, account, clock) = match meta {
+        let (device, account, clock, last_n) = match meta {
             Some(m) => {
                 if device.is_some_and(|d| d != m.device) {
                     return Err(Error::Config(format!(
@@ -260,7 +273,7 @@ impl Replica {
                         m.device
                     )));
                 }
-                (m.device, m.account, m.clock)
+                (m.device, m.account, m.clock, m.last_n)
             }
             None => {
                 let d = device.map(String::from).unwrap_or_else(|| format!("d-{}", uuid::Uuid::now_v7().simple()));
@@ -268,7 +281,7 @@ impl Replica {
                     return Err(Error::invalid("a device name is 1 to 64 characters of A-Z a-z 0-9 _ . : -"));
                 }
                 store.run("CREATE type::record('meta', 'device') CONTENT { device: $d }", json!({ "d": d })).await?;
-                (d, None, None)
+                (d, None, None, None)
             }
         };
         let clock_ = Clock::new(&device);
@@ -314,7 +327,7 @@ impl Replica {
         {
             let mut st = replica.inner.state.lock().await;
             st.account = account;
-            st.next_n = outbox.last().map_or(1, |o| o.n + 1);
+            st.next_n = next_counter(outbox.last().map(|o| o.n), last_n);
             st.next_rejection = last_rejection.map_or(1, |n| n + 1);
             st.outbox = outbox.into_iter().map(|o| (o.n, o)).collect();
             for s in subs {

@@ -301,6 +301,7 @@ impl Replica {
             record: id.clone(),
             mutation: Mutation {
                 id: uuid::Uuid::now_v7().to_string(),
+                n: Some(n),
                 kind: w.kind.clone(),
                 op: w.op,
                 record: Some(id.clone()),
@@ -322,7 +323,7 @@ impl Replica {
                 "BEGIN TRANSACTION;
                  IF $row { UPSERT type::record('rec', [$e, $k, $id]) CONTENT $row } ELSE { DELETE type::record('rec', [$e, $k, $id]) };
                  CREATE type::record('outbox', $n) CONTENT $out;
-                 UPDATE type::record('meta', 'device') SET clock = $clock;
+                 UPDATE type::record('meta', 'device') SET clock = $clock, last_n = $n;
                  COMMIT TRANSACTION;",
                 json!({ "e": event, "k": w.kind, "id": id, "row": stored, "n": n, "out": out, "clock": stamp }),
             )
@@ -365,6 +366,7 @@ mod tests {
     fn op(n: u64, op: MutationOp, fields: Value, created: Option<Value>, accepted: Option<i64>) -> Outgoing {
         let mutation = Mutation {
             id: format!("m{n}"),
+            n: Some(n),
             kind: "task".into(),
             op,
             record: Some("t1".into()),

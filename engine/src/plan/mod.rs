@@ -138,11 +138,26 @@ pub struct Write {
     /// Set on the last write of a client mutation: the key of its `applied` record, created
     /// in the same transaction, so the mutation can never be applied twice.
     pub(crate) applied: Option<Value>,
+    /// Set on the last write of a pushed batch of numbered mutations: the device's mark moves
+    /// past them in the same transaction (see `engine/src/mutations.rs`).
+    pub(crate) mark: Option<MarkSpec>,
     /// The judgements this write was decided on: each subject's key and how many judgements
     /// of it had been committed. The commit fails (`judged_meanwhile`) if any of them moved,
     /// on any node, and the caller plans again on fresh facts; for those it [`Judged::counts`]
     /// it counts one more.
     pub(crate) judged: Vec<Judged>,
+}
+
+/// What a commit records of a device's numbered mutations `lo..=hi`: its mark (key
+/// `[event, account, device]`) moves to `hi` — the commit fails with `already_applied` if
+/// the mark had reached `lo` — and the refusals among them are recorded (`refused`, each
+/// `{ k: [event, account, device, n], code, message }`).
+#[derive(Clone, Debug)]
+pub(crate) struct MarkSpec {
+    pub key: Value,
+    pub lo: u64,
+    pub hi: u64,
+    pub refused: Vec<Value>,
 }
 
 /// A judgement a write was decided on (see [`Write::judged_on`], [`Write::checked_against`]).
@@ -170,7 +185,18 @@ pub(crate) fn stored<T: Serialize>(record: &T) -> Result<Value> {
 
 impl Write {
     fn new(kind: Kind, id: &str, op: WriteOp, before: Vec<String>, after: Vec<String>) -> Write {
-        Write { kind, id: id.into(), op, before, after, subject: None, origin: None, applied: None, judged: Vec::new() }
+        Write {
+            kind,
+            id: id.into(),
+            op,
+            before,
+            after,
+            subject: None,
+            origin: None,
+            applied: None,
+            mark: None,
+            judged: Vec::new(),
+        }
     }
 
     /// Creates a record; fails the whole commit if the key exists.

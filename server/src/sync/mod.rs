@@ -18,7 +18,9 @@ use axum::{
 };
 use engine::{
     Error,
-    protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, close},
+    protocol::{
+        ClientMessage, ErrorCode, PROTOCOL_OLDEST, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, close,
+    },
 };
 use futures_util::{
     SinkExt, StreamExt,
@@ -69,8 +71,9 @@ async fn connection(mut socket: WebSocket, st: AppState) {
     let Some(ClientMessage::Hello { protocol, token, device }) = hello else {
         return refuse(socket, close::BAD_HELLO, "the first frame must be a hello message").await;
     };
-    if protocol != PROTOCOL_VERSION {
-        let reason = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+    if !(PROTOCOL_OLDEST..=PROTOCOL_VERSION).contains(&protocol) {
+        let reason =
+            format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_OLDEST} to {PROTOCOL_VERSION}");
         return refuse(socket, close::UNSUPPORTED_VERSION, &reason).await;
     }
     if !engine::hlc::valid_node(&device) {
@@ -92,7 +95,7 @@ async fn connection(mut socket: WebSocket, st: AppState) {
         let (kill, killed) = watch::channel::<Option<Closing>>(None);
         let writer = tokio::spawn(write_frames(sink, rx, killed));
         let mut session =
-            Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, events: Vec::new() };
+            Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, protocol, events: Vec::new() };
         session.send(&session.welcome()).await;
         let ended = session.serve(stream, exp).await;
         session.end(ended).await;
@@ -152,6 +155,8 @@ struct Session {
     out: SessionQueue,
     account: String,
     device: String,
+    /// The protocol version the client speaks (it said so in its hello).
+    protocol: u32,
     /// The events it follows, in the order it subscribed.
     events: Vec<String>,
 }
@@ -159,7 +164,7 @@ struct Session {
 impl Session {
     fn welcome(&self) -> ServerMessage {
         ServerMessage::Welcome {
-            protocol: PROTOCOL_VERSION,
+            protocol: self.protocol,
             session: self.out.session.to_string(),
             account: self.account.clone(),
             limits: self.hub.limits.clone(),

@@ -299,3 +299,100 @@ async fn lost_visibility_purges_the_device() {
     // Nothing of another collaborator ever reached the device.
     assert!(!phone.frames.iter().any(|f| f.to_string().contains(&s.client) && f["type"] == "snapshot"));
 }
+
+/// The replica keeps most rows many to a document (pages) and later changes in an overlay. A
+/// replica written before pages existed — every row its own document — opens with the same
+/// records, moved into pages; changes after that (an edit, a delete) survive a restart
+/// exactly as the server has them.
+#[tokio::test]
+async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let engine = srv.engine.clone().expect("embedded server");
+    let ms: Vec<engine::protocol::Mutation> = (0..600)
+        .map(|i| engine::protocol::Mutation {
+            id: format!("seed-{i}"),
+            n: Some(i + 1),
+            kind: "task".into(),
+            op: MutationOp::Create,
+            record: None,
+            fields: json!({ "title": format!("Cue {i}"), "collaborator": if i % 2 == 0 { &s.audio } else { &s.client } }),
+            hlc: None,
+        })
+        .collect();
+    let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
+    assert!(results.iter().all(|r| matches!(r, engine::protocol::MutationResult::Accepted { .. })));
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("replica").display());
+    let mut tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    tablet.replica.subscribe(&s.event).await.unwrap();
+    tablet.connect(&srv).await;
+    tablet.sync(&heads(&srv, &s).await).await;
+    let before = device_view(&tablet, &s.event).await;
+    assert!(before.len() > 600, "{} records", before.len());
+    drop(tablet);
+
+    // Back to the earlier layout: every row its own `rec` document, no pages, schema 1.
+    {
+        let store = engine::Store::connect(&url, None).await.unwrap();
+        #[derive(serde::Deserialize)]
+        struct Page {
+            key: (String, i64, i64),
+            rows: String,
+        }
+        let pages: Vec<Page> =
+            store.run("SELECT record::id(id) AS key, rows FROM page", Value::Null).await.unwrap().all(0).unwrap();
+        assert!(pages.len() >= 2, "a synced replica keeps its rows in pages");
+        let mut rows = Vec::new();
+        for p in pages {
+            for mut r in serde_json::from_str::<Vec<Value>>(&p.rows).unwrap() {
+                r["event"] = json!(p.key.0);
+                r["id"] = json!([p.key.0, r["kind"], r["rid"]]);
+                rows.push(r);
+            }
+        }
+        store
+            .run(
+                "INSERT INTO rec $rows RETURN NONE; REMOVE TABLE page; UPDATE sub SET pages = NONE;
+                 DELETE schema_migration WHERE version >= 2;",
+                json!({ "rows": rows }),
+            )
+            .await
+            .unwrap();
+    }
+    let mut tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    assert_eq!(device_view(&tablet, &s.event).await, before, "the same records after the move");
+
+    // Changes after the move, then a restart: the replica still equals the server's view.
+    let first = before.iter().find(|(k, _, _)| k == "task").unwrap().1.clone();
+    let path = format!("/v1/events/{}/tasks", s.event);
+    s.pm.api.patch(&format!("{path}/{first}"), json!({ "title": "Cue renamed" })).await.ok();
+    let second = before.iter().filter(|(k, _, _)| k == "task").nth(1).unwrap().1.clone();
+    s.pm.api.delete(&format!("{path}/{second}")).await.ok();
+    tablet.connect(&srv).await;
+    tablet.sync(&heads(&srv, &s).await).await;
+    let view = server_view(&srv, &s.pm.token, &s.event).await;
+    assert_eq!(device_view(&tablet, &s.event).await, view);
+    drop(tablet);
+    let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    assert_eq!(device_view(&tablet, &s.event).await, view, "the overlay's edit and delete survive a restart");
+    let store_rows = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            engine::Store::connect(&url, None)
+                .await
+                .unwrap()
+                .run(sql, Value::Null)
+                .await
+                .unwrap()
+                .value::<i64>(0)
+                .unwrap()
+        }
+    };
+    drop(tablet);
+    assert!(store_rows("RETURN count(SELECT 1 FROM page)").await.unwrap_or(0) >= 2, "the rows were moved into pages");
+    assert!(
+        store_rows("RETURN count(SELECT 1 FROM rec)").await.unwrap_or(0) <= 3,
+        "only what changed since is in the overlay"
+    );
+}

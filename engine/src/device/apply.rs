@@ -1,11 +1,15 @@
 //! What the replica sends and what it does with what arrives.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use serde_json::{Value, json};
 
 use super::{
-    Incoming, Link, Notice, Rejection, Replica, Row, State, TOP, ops_index, ops_of,
+    Incoming, Link, Notice, Rejection, Replica, Row, State, ops_index, ops_of,
+    pages::{self, fresh_gen, pages_of},
     write::{Held, allowed_row, stored_row},
 };
 use crate::{
@@ -26,20 +30,24 @@ pub const PUSHES_IN_FLIGHT: usize = 2;
 /// the scope still visible (a row with unsent edits stays if the server's version it keeps
 /// is inside it). With `$cursor`, the subscription's cursor moves to it in the same
 /// transaction; outbox entries `$drop` go.
-const ROWS_SQL: &str = "BEGIN TRANSACTION;
+const ROWS_SQL: &str = concat!(
+    "BEGIN TRANSACTION;
 FOR $o IN $ops {
     IF $o.put {
         UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
     } ELSE IF $o.del {
-        DELETE type::record('rec', [$e, $o.del.kind, $o.del.id]);
-    } ELSE {
-        DELETE rec:[$e, '']..[$e, $top] WHERE kind NOT IN $o.narrow.keep_kinds
-            AND !(collaborators ANYINSIDE $o.narrow.keep) AND !((base_of ?? []) ANYINSIDE $o.narrow.keep);
+        -- A tombstone: the row may be in a page.
+        UPSERT type::record('rec', [$e, $o.del.kind, $o.del.id]) CONTENT { event: $e, kind: $o.del.kind, rid: $o.del.id, gone: true } RETURN NONE;
     };
+    -- A narrowing is stored by rewriting the event's pages ($compact, below).
 };
+",
+    super::pages::compact_statements!(),
+    "
 IF $cursor != NONE { UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]) };
 FOR $n IN ($drop ?? []) { DELETE type::record('outbox', $n); };
-COMMIT TRANSACTION;";
+COMMIT TRANSACTION;"
+);
 
 /// The code of a mutation the device could not send because the person lost the event.
 pub const ACCESS_REVOKED: &str = "access_revoked";
@@ -59,9 +67,6 @@ fn take_accepted(st: &mut State, event: &str) -> Vec<u64> {
 }
 
 /// A generation number no earlier snapshot of this replica used.
-fn fresh_gen() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as i64)
-}
 
 impl Replica {
     /// The first frame of a connection.
@@ -139,7 +144,7 @@ impl Replica {
                 self.inner
                     .store
                     .run(
-                        "BEGIN TRANSACTION; DELETE rec; UPDATE sub SET cursor = NONE; DELETE rejection; COMMIT TRANSACTION;",
+                        "BEGIN TRANSACTION; DELETE rec; DELETE page; UPDATE sub SET cursor = NONE, pages = NONE; DELETE rejection; COMMIT TRANSACTION;",
                         Value::Null,
                     )
                     .await?;
@@ -245,7 +250,7 @@ impl Replica {
         sub.lost = false;
         let incoming = match &mut sub.snapshot {
             Some(i) if i.cursor == cursor => i,
-            _ => sub.snapshot.insert(Incoming { cursor, generation: fresh_gen(), records: Vec::new() }),
+            _ => sub.snapshot.insert(Incoming { cursor, generation: fresh_gen(), records: Vec::new(), pages: 0 }),
         };
         incoming.records.extend(records);
         let generation = incoming.generation;
@@ -253,6 +258,7 @@ impl Replica {
             return Ok(());
         }
         let records = std::mem::take(&mut incoming.records);
+        let from = incoming.pages;
         let mut kinds = HashSet::new();
         let mut rows = Vec::with_capacity(records.len());
         let index = ops_index(&st, event);
@@ -264,61 +270,72 @@ impl Replica {
             rows.extend(stored_row(held, ops));
         }
         drop(index);
-        if !rows.is_empty() {
-            // Rows the replica does not hold yet (all of them in a first sync) are inserted in
-            // bulk, the others replaced one by one.
-            let (mut fresh, known): (Vec<Value>, Vec<Value>) = {
-                let mirror = self.mirror();
-                rows.iter().cloned().partition(|r| {
-                    mirror
-                        .get(event, r["kind"].as_str().unwrap_or_default(), r["rid"].as_str().unwrap_or_default())
-                        .is_none()
-                })
-            };
-            for r in &mut fresh {
-                r["id"] = json!([event, r["kind"], r["rid"]]);
+        let decoded: Vec<Row> = rows.into_iter().map(serde_json::from_value).collect::<std::result::Result<_, _>>()?;
+        if !decoded.is_empty() {
+            // The snapshot's rows are stored as pages of its own generation, which becomes the
+            // event's only when the last chunk is in: until then the replica reopens as it was.
+            let pages = pages_of(&decoded, from)?;
+            if let Some(i) = st.subs.get_mut(event).and_then(|s| s.snapshot.as_mut()) {
+                i.pages += pages.len();
             }
             self.inner
                 .store
                 .run(
-                    "BEGIN TRANSACTION;
-                     INSERT INTO rec $fresh RETURN NONE;
-                     FOR $r IN $known { UPSERT type::record('rec', [$r.event, $r.kind, $r.rid]) CONTENT $r RETURN NONE; };
-                     COMMIT TRANSACTION;",
-                    json!({ "fresh": fresh, "known": known }),
+                    "FOR $p IN $pages { CREATE type::record('page', [$e, $gen, $p.n]) CONTENT { rows: $p.rows } RETURN NONE; };",
+                    json!({ "e": event, "gen": generation, "pages": pages }),
                 )
                 .await?;
             let mut mirror = self.mirror_mut();
-            for r in &rows {
-                mirror.put(event, r);
+            for r in decoded {
+                mirror.put_row(event, Arc::new(r));
             }
         }
         if last {
             // What the snapshot no longer holds is gone, except the device's own unsent
             // work, which loses its server version instead.
-            let vars = json!({ "e": event, "top": TOP, "gen": generation, "cursor": cursor });
-            self.inner
-                .store
-                .run(
-                    "BEGIN TRANSACTION;
-                     DELETE rec:[$e, '']..[$e, $top] WHERE gen != $gen AND pending != true;
-                     UPSERT type::record('sub', $e) SET cursor = $cursor;
-                     COMMIT TRANSACTION;",
-                    vars,
-                )
-                .await?;
             let stale = {
                 let mut mirror = self.mirror_mut();
                 mirror.sweep(event, generation);
                 mirror.older(event, generation)
             };
-            let mut restore = Vec::new();
-            for (kind, id) in stale {
-                let ops = ops_of(&st, event, &kind, &id);
-                let held = Held { event, kind: &kind, id: &id, server: None, seq: cursor, generation };
-                restore.push((kind.clone(), id.clone(), stored_row(held, &ops)));
+            let mut overlay = Vec::new();
+            {
+                let mut mirror = self.mirror_mut();
+                for (kind, id) in stale {
+                    let ops = ops_of(&st, event, &kind, &id);
+                    let held = Held { event, kind: &kind, id: &id, server: None, seq: cursor, generation };
+                    match stored_row(held, &ops) {
+                        Some(row) => mirror.put(event, &row),
+                        None => mirror.del(event, &kind, &id),
+                    }
+                }
+                // Rows with unsent edits stay in the overlay, as the mirror has them now (made
+                // or restored since their page was written).
+                for r in mirror.event_rows(event).into_iter().filter(|r| r.pending) {
+                    let mut row = serde_json::to_value(&*r)?;
+                    row["event"] = json!(event);
+                    row["id"] = json!([event, r.kind, r.id]);
+                    overlay.push(row);
+                }
             }
-            self.put_rows(event, restore, Vec::new()).await?;
+            let mut vars = pages::bounds(event);
+            vars["gen"] = json!(generation);
+            vars["cursor"] = json!(cursor);
+            vars["overlay"] = json!(overlay);
+            self.inner
+                .store
+                .run(
+                    "BEGIN TRANSACTION;
+                     DELETE page:[$e, 0]..[$e, $gen];
+                     DELETE page:[$e, $gen + 1]..=[$e, $gen_top];
+                     DELETE rec:[$e, '']..[$e, $top];
+                     INSERT INTO rec $overlay RETURN NONE;
+                     UPSERT type::record('sub', $e) SET cursor = $cursor, pages = $gen;
+                     COMMIT TRANSACTION;",
+                    vars,
+                )
+                .await?;
+            st.overlay.insert(event.to_string(), overlay.len());
             if let Some(sub) = st.subs.get_mut(event) {
                 sub.cursor = Some(cursor);
                 sub.snapshot = None;
@@ -380,13 +397,26 @@ impl Replica {
         // Mutations the stream now reflects leave the outbox in the same transaction. Memory
         // follows only once it is stored: a failed store leaves the cursor where it was.
         let (drop_ns, stale) = self.reflected(&st, event, moved, &last);
-        let vars = json!({ "e": event, "ops": ops, "cursor": cursor, "top": TOP, "drop": drop_ns });
+        let mut vars = pages::bounds(event);
+        vars["ops"] = json!(ops);
+        vars["cursor"] = json!(cursor);
+        vars["drop"] = json!(drop_ns);
+        // A narrowing rewrites the event's pages in the same transaction: nothing it purges
+        // may survive in a page.
+        let narrows = ops.iter().any(|o| o.get("narrow").is_some());
+        if narrows {
+            vars["compact"] = pages::compaction(&pages::rows_after(&self.mirror(), event, &ops))?;
+        }
         self.inner.store.run(ROWS_SQL, vars).await?;
         if let Some(sub) = st.subs.get_mut(event) {
             sub.cursor = Some(moved);
         }
         self.forget(&mut st, &drop_ns);
         self.mirror_mut().apply(event, &ops);
+        match narrows {
+            true => drop(st.overlay.remove(event)),
+            false => self.overlay_grew(&mut st, event, ops.len()).await?,
+        }
         self.rebuild(&st, event, stale, Vec::new()).await?;
         self.after_cursor(&mut st, event, access).await?;
         drop(st);
@@ -536,7 +566,10 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        self.inner.store.run(ROWS_SQL, json!({ "e": event, "ops": ops, "top": TOP, "drop": done })).await?;
+        let mut vars = pages::bounds(event);
+        vars["ops"] = json!(ops);
+        vars["drop"] = json!(done);
+        self.inner.store.run(ROWS_SQL, vars).await?;
         self.mirror_mut().apply(event, &ops);
         Ok(())
     }
@@ -580,10 +613,15 @@ impl Replica {
             .run(
                 "BEGIN TRANSACTION;
                  DELETE rec:[$e, '']..[$e, $top];
+                 DELETE page:[$e, 0]..=[$e, $gen_top];
                  FOR $n IN $seen { DELETE type::record('outbox', $n); };
-                 UPSERT type::record('sub', $e) SET cursor = NONE;
+                 UPSERT type::record('sub', $e) SET cursor = NONE, pages = NONE;
                  COMMIT TRANSACTION;",
-                json!({ "e": event, "top": TOP, "seen": seen }),
+                {
+                    let mut vars = pages::bounds(event);
+                    vars["seen"] = json!(seen);
+                    vars
+                },
             )
             .await?;
         self.mirror_mut().clear(event);

@@ -128,8 +128,26 @@ impl Mirror {
             tracing::error!("a replica row does not decode; reads will miss it until the replica reopens");
             return;
         };
+        self.put_row(event, Arc::new(r));
+    }
+
+    /// Stores a decoded row.
+    pub fn put_row(&mut self, event: &str, r: Arc<Row>) {
         let kinds = self.events.entry(event.to_string()).or_default();
-        kinds.entry(r.kind.clone()).or_default().insert(Arc::new(r));
+        kinds.entry(r.kind.clone()).or_default().insert(r);
+    }
+
+    /// Every row of `event`.
+    pub fn event_rows(&self, event: &str) -> Vec<Arc<Row>> {
+        self.events
+            .get(event)
+            .map(|k| k.values().flat_map(|rows| rows.by_id.values().cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many rows of `event` are held.
+    pub fn held(&self, event: &str) -> usize {
+        self.events.get(event).map_or(0, |k| k.values().map(|rows| rows.by_id.len()).sum())
     }
 
     pub fn del(&mut self, event: &str, kind: &str, id: &str) {

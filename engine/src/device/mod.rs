@@ -21,6 +21,7 @@ pub mod files;
 mod frontgate;
 mod labor;
 mod mirror;
+mod pages;
 mod write;
 
 use std::{
@@ -47,11 +48,10 @@ use crate::{
 };
 
 /// The replica's schema, in order. Append only.
-pub const DEVICE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "replica",
-    sql: include_str!("../../../schemas/surreal/device/0001_replica.surql"),
-}];
+pub const DEVICE_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "replica", sql: include_str!("../../../schemas/surreal/device/0001_replica.surql") },
+    Migration { version: 2, name: "pages", sql: include_str!("../../../schemas/surreal/device/0002_pages.surql") },
+];
 
 /// Snapshot records a replica buffers before it stores them (one transaction).
 pub const SNAPSHOT_BATCH_RECORDS: usize = 2_000;
@@ -138,6 +138,8 @@ struct State {
     outbox: BTreeMap<u64, Outgoing>,
     next_n: u64,
     next_rejection: u64,
+    /// Rows written to each event's overlay since its pages were (see `pages.rs`).
+    overlay: HashMap<String, usize>,
     /// The current connection, if any.
     link: Option<Link>,
 }
@@ -172,6 +174,8 @@ struct Incoming {
     cursor: i64,
     generation: i64,
     records: Vec<Record>,
+    /// Pages of this snapshot stored so far.
+    pages: usize,
 }
 
 /// One of the device's mutations, as the outbox keeps it.
@@ -191,7 +195,7 @@ struct Outgoing {
 }
 
 /// A stored record row.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(super) struct Row {
     kind: String,
     #[serde(rename = "rid")]
@@ -202,12 +206,12 @@ pub(super) struct Row {
     /// Who the shown version belongs to.
     #[serde(default)]
     collaborators: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pending: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     base: Option<Value>,
     /// Who the server's version belongs to (rows with unsent edits).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     base_of: Vec<String>,
     #[serde(default)]
     seq: i64,
@@ -290,7 +294,7 @@ impl Replica {
         }
         let mut rows = store
             .run(
-                "SELECT record::id(id) AS event, cursor FROM sub;
+                "SELECT record::id(id) AS event, cursor, pages FROM sub;
                  SELECT * OMIT id FROM outbox ORDER BY n;
                  SELECT VALUE n FROM rejection ORDER BY n DESC LIMIT 1;",
                 Value::Null,
@@ -301,11 +305,23 @@ impl Replica {
             event: String,
             #[serde(default)]
             cursor: Option<i64>,
+            /// The generation of the event's current pages.
+            #[serde(default)]
+            pages: Option<i64>,
         }
         let subs: Vec<S> = rows.all(0)?;
         let outbox: Vec<Outgoing> = rows.all(1)?;
         let last_rejection: Option<u64> = rows.value(2)?;
-        let held: Vec<Value> = store.run("SELECT * OMIT id FROM rec", Value::Null).await?.all(0)?;
+        #[derive(Deserialize)]
+        struct Page {
+            key: (String, i64, i64),
+            rows: String,
+        }
+        let mut read =
+            store.run("SELECT record::id(id) AS key, rows FROM page; SELECT * OMIT id FROM rec;", Value::Null).await?;
+        let pages: Vec<Page> = read.all(0)?;
+        let overlay: Vec<Value> = read.all(1)?;
+        drop(read);
         let replica = Replica {
             inner: Arc::new(Inner {
                 store,
@@ -318,11 +334,42 @@ impl Replica {
                 files,
             }),
         };
+        // The current pages first, then the overlay over them; pages of any other generation
+        // were left by a snapshot or compaction that never finished.
+        let current: HashMap<&str, i64> = subs.iter().filter_map(|s| Some((s.event.as_str(), s.pages?))).collect();
+        let mut unfinished: HashSet<(String, i64)> = HashSet::new();
+        let mut overlaid: HashMap<String, usize> = HashMap::new();
         {
             let mut mirror = replica.mirror_mut();
-            for row in &held {
-                mirror.put(row["event"].as_str().unwrap_or_default(), row);
+            for p in pages {
+                let (event, generation, _) = p.key;
+                if current.get(event.as_str()) != Some(&generation) {
+                    unfinished.insert((event, generation));
+                    continue;
+                }
+                let rows: Vec<Row> = serde_json::from_str(&p.rows)?;
+                for r in rows {
+                    mirror.put_row(&event, Arc::new(r));
+                }
             }
+            for row in &overlay {
+                let event = row["event"].as_str().unwrap_or_default();
+                *overlaid.entry(event.to_string()).or_default() += 1;
+                match row["gone"].as_bool() {
+                    Some(true) => mirror.del(
+                        event,
+                        row["kind"].as_str().unwrap_or_default(),
+                        row["rid"].as_str().unwrap_or_default(),
+                    ),
+                    _ => mirror.put(event, row),
+                }
+            }
+        }
+        drop(overlay);
+        for (event, generation) in unfinished {
+            let mut vars = pages::bounds(&event);
+            vars["gen"] = serde_json::json!(generation);
+            replica.inner.store.run("DELETE page:[$e, $gen, 0]..=[$e, $gen, $gen_top];", vars).await?;
         }
         {
             let mut st = replica.inner.state.lock().await;
@@ -330,6 +377,13 @@ impl Replica {
             st.next_n = next_counter(outbox.last().map(|o| o.n), last_n);
             st.next_rejection = last_rejection.map_or(1, |n| n + 1);
             st.outbox = outbox.into_iter().map(|o| (o.n, o)).collect();
+            // A large overlay (all of a replica written before pages existed) becomes pages.
+            for (event, n) in overlaid {
+                match n > pages::OVERLAY_ROWS_ON_OPEN_MAX {
+                    true => replica.compact(&mut st, &event).await?,
+                    false => drop(st.overlay.insert(event, n)),
+                }
+            }
             for s in subs {
                 let standing = replica.standing_from_records(&st, &s.event)?;
                 st.subs.insert(s.event, Sub { cursor: s.cursor, standing, ..Default::default() });
@@ -391,10 +445,11 @@ impl Replica {
             .run(
                 "BEGIN TRANSACTION;
                  DELETE rec:[$e, '']..[$e, $top];
+                 DELETE page:[$e, 0]..=[$e, $gen_top];
                  DELETE type::record('sub', $e);
                  DELETE outbox WHERE event = $e;
                  COMMIT TRANSACTION;",
-                json!({ "e": event, "top": TOP }),
+                pages::bounds(event),
             )
             .await?;
         self.mirror_mut().clear(event);

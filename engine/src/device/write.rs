@@ -321,7 +321,8 @@ impl Replica {
             .store
             .run(
                 "BEGIN TRANSACTION;
-                 IF $row { UPSERT type::record('rec', [$e, $k, $id]) CONTENT $row } ELSE { DELETE type::record('rec', [$e, $k, $id]) };
+                 IF $row { UPSERT type::record('rec', [$e, $k, $id]) CONTENT $row }
+                 ELSE { UPSERT type::record('rec', [$e, $k, $id]) CONTENT { event: $e, kind: $k, rid: $id, gone: true } };
                  CREATE type::record('outbox', $n) CONTENT $out;
                  UPDATE type::record('meta', 'device') SET clock = $clock, last_n = $n;
                  COMMIT TRANSACTION;",

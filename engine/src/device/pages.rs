@@ -1,0 +1,101 @@
+//! The replica's bulk layout (see `schemas/surreal/device/0002_pages.surql`): most rows are
+//! stored many to a document, as the JSON text of a page, and `rec` is an overlay of the rows
+//! written since. A first sync writes pages; so does a compaction, which rewrites an event's
+//! rows from the mirror once its overlay has grown, and every narrowing of access.
+
+use std::{borrow::Borrow, sync::Arc};
+
+use serde_json::{Value, json};
+
+use super::{Replica, Row, State, TOP, mirror::Mirror};
+use crate::Result;
+
+/// Most rows one page holds.
+pub const PAGE_ROWS: usize = 500;
+/// An event's overlay is compacted into pages once it holds more rows than this, and more
+/// than a quarter of the event's rows.
+pub const OVERLAY_ROWS_MAX: usize = 2_000;
+/// When the replica opens, an event whose overlay holds more rows than this is compacted (a
+/// replica written before pages existed holds every row in the overlay).
+pub const OVERLAY_ROWS_ON_OPEN_MAX: usize = 256;
+/// The largest generation, the upper end of an event's page keys.
+const GEN_TOP: i64 = i64::MAX;
+
+/// The statements that make `$compact.pages` (generation `$compact.gen`) the event's rows:
+/// part of a larger transaction (`ROWS_SQL`), or alone in [`COMPACT_SQL`].
+macro_rules! compact_statements {
+    () => {
+        "IF $compact != NONE {
+    DELETE page:[$e, 0]..=[$e, $gen_top];
+    DELETE rec:[$e, '']..[$e, $top];
+    FOR $p IN $compact.pages { CREATE type::record('page', [$e, $compact.gen, $p.n]) CONTENT { rows: $p.rows } RETURN NONE; };
+    UPSERT type::record('sub', $e) SET pages = $compact.gen;
+};"
+    };
+}
+pub(super) use compact_statements;
+
+const COMPACT_SQL: &str = concat!("BEGIN TRANSACTION;\n", compact_statements!(), "\nCOMMIT TRANSACTION;");
+
+/// The JSON text of `rows` in pages of [`PAGE_ROWS`], numbered from `from`.
+pub(super) fn pages_of<R: Borrow<Row>>(rows: &[R], from: usize) -> Result<Vec<Value>> {
+    rows.chunks(PAGE_ROWS)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let refs: Vec<&Row> = chunk.iter().map(Borrow::borrow).collect();
+            Ok(json!({ "n": from + i, "rows": serde_json::to_string(&refs)? }))
+        })
+        .collect()
+}
+
+/// A new generation of pages: later than every earlier one of this replica.
+pub(super) fn fresh_gen() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as i64)
+}
+
+/// What [`compact_statements`] needs: the rows as pages of a fresh generation.
+pub(super) fn compaction<R: Borrow<Row>>(rows: &[R]) -> Result<Value> {
+    Ok(json!({ "gen": fresh_gen(), "pages": pages_of(rows, 0)? }))
+}
+
+/// The rows `event` would hold after `ops` (`ROWS_SQL`'s operations) were applied to what the
+/// mirror holds: a narrowing's pages are written in the transaction that applies it.
+pub(super) fn rows_after(mirror: &Mirror, event: &str, ops: &[Value]) -> Vec<Arc<Row>> {
+    let mut scratch = Mirror::default();
+    for r in mirror.event_rows(event) {
+        scratch.put_row(event, r);
+    }
+    scratch.apply(event, ops);
+    scratch.event_rows(event)
+}
+
+/// Parameters every statement over an event's pages and overlay takes.
+pub(super) fn bounds(event: &str) -> Value {
+    json!({ "e": event, "top": TOP, "gen_top": GEN_TOP })
+}
+
+impl Replica {
+    /// Rewrites `event`'s rows as pages of a new generation and empties its overlay, in one
+    /// transaction.
+    pub(super) async fn compact(&self, st: &mut State, event: &str) -> Result<()> {
+        let rows = self.mirror().event_rows(event);
+        let mut vars = bounds(event);
+        vars["compact"] = compaction(&rows)?;
+        self.inner.store.run(COMPACT_SQL, vars).await?;
+        st.overlay.remove(event);
+        tracing::debug!(event, rows = rows.len(), "replica rows compacted into pages");
+        Ok(())
+    }
+
+    /// Counts `written` rows into `event`'s overlay, and compacts the event when its overlay
+    /// has grown past [`OVERLAY_ROWS_MAX`] and a quarter of its rows.
+    pub(super) async fn overlay_grew(&self, st: &mut State, event: &str, written: usize) -> Result<()> {
+        let n = st.overlay.entry(event.to_string()).or_default();
+        *n += written;
+        let n = *n;
+        if n > OVERLAY_ROWS_MAX && n > self.mirror().held(event) / 4 {
+            self.compact(st, event).await?;
+        }
+        Ok(())
+    }
+}

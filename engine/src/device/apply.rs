@@ -66,8 +66,6 @@ fn take_accepted(st: &mut State, event: &str) -> Vec<u64> {
     done
 }
 
-/// A generation number no earlier snapshot of this replica used.
-
 impl Replica {
     /// The first frame of a connection.
     pub fn hello(&self, token: &str) -> ClientMessage {

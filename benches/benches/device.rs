@@ -160,8 +160,12 @@ async fn main() {
         let started = Instant::now();
         let store = engine::Store::connect(&url("fresh"), None).await.expect("store");
         let connected = started.elapsed();
-        let docs: Vec<serde_json::Value> =
-            store.run("SELECT * FROM page; SELECT * FROM rec", serde_json::Value::Null).await.expect("read").all(0).expect("docs");
+        let docs: Vec<serde_json::Value> = store
+            .run("SELECT * FROM page; SELECT * FROM rec", serde_json::Value::Null)
+            .await
+            .expect("read")
+            .all(0)
+            .expect("docs");
         let read = started.elapsed();
         drop((store, docs));
         let started = Instant::now();

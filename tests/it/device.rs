@@ -396,3 +396,37 @@ async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
         "only what changed since is in the overlay"
     );
 }
+
+/// A narrowing of access purges the replica's pages too, in the transaction that applies it:
+/// after a restart, nothing the person lost is back.
+#[tokio::test]
+async fn a_narrowing_survives_a_restart() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let (ev, api) = (&s.event, &s.pm.api);
+    task(&s, &s.pm, &s.audio, "Line array").await;
+    api.post(&format!("/v1/events/{ev}/zones"), json!({ "code": "GA", "name": "General admission" })).await.ok();
+    let csv = "uid,kind,holder_name,zones\nW-1,ga,Guest 1,GA\nW-2,ga,Guest 2,GA\nW-3,ga,Guest 3,GA\n";
+    let import = format!("/v1/events/{ev}/credentials/import");
+    assert_eq!(api.raw(reqwest::Method::POST, &import, "text/csv", csv.into()).await.ok()["created"], 3);
+    api.put(&format!("/v1/events/{ev}/collaborators/{}/modules/gate", s.audio), json!({})).await.ok();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("replica").display());
+    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    phone.replica.subscribe(ev).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    let credentials = |view: &[(String, String, Value)]| view.iter().filter(|(k, _, _)| k == "credential").count();
+    assert_eq!(credentials(&device_view(&phone, ev).await), 3, "the gate module brings the credentials");
+
+    api.delete(&format!("/v1/events/{ev}/collaborators/{}/modules/gate", s.audio)).await.ok();
+    phone.sync(&heads(&srv, &s).await).await;
+    assert!(phone.frames.iter().any(|f| f["type"] == "changes" && f.to_string().contains("\"narrow\"")));
+    let view = server_view(&srv, &s.vic.token, ev).await;
+    assert_eq!(credentials(&view), 0);
+    assert_eq!(device_view(&phone, ev).await, view);
+    drop(phone);
+    let phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    assert_eq!(device_view(&phone, ev).await, view, "nothing purged came back after a restart");
+    assert_eq!(titles(&phone, ev).await, vec!["Line array"]);
+}

@@ -22,8 +22,11 @@ use engine::{
 use serde_json::json;
 use tests::{device::Device, quantile, stage};
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// No `#[global_allocator]` here, unlike the other benches: the device engine runs inside an app
+// through the bridge library, on the system allocator, and that is what this bench measures.
+// (Under mimalloc, SurrealKV's 1 GiB memtable arena — its default on a machine of this size —
+// is zeroed page by page whenever one is made, which cost ≈ 2 s at each close and reopen of a
+// large replica and a third of the reconcile's CPU; the system allocator maps it lazily.)
 
 #[tokio::main]
 async fn main() {
@@ -150,16 +153,47 @@ async fn main() {
             quantile(&times, 0.99).as_secs_f64() * 1e3
         );
     }
+    // The same 10,000-row tab a page of 200 at a time, as a screen scrolls it: every page of
+    // it, five times over.
+    let big = ListFilter { collaborator: Some(s.client.clone()) };
+    let mut times = Vec::new();
+    let mut seen = 0;
+    for _ in 0..5 {
+        let mut after: Option<String> = None;
+        seen = 0;
+        loop {
+            let t = Instant::now();
+            let page = fresh.replica.tasks_page(&s.event, big.clone(), after.as_deref(), 200).await.unwrap();
+            times.push(t.elapsed());
+            seen += page.items.len();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    times.sort();
+    assert_eq!(seen, 10_000.min(records), "paging walks the whole tab");
+    println!(
+        "local read, a page of 200 of the tab of 10,000 tasks ({} pages read): p50 {:.3} ms, p99 {:.3} ms (target p99 ≤ 5 ms)",
+        times.len(),
+        quantile(&times, 0.5).as_secs_f64() * 1e3,
+        quantile(&times, 0.99).as_secs_f64() * 1e3
+    );
 
     // 4. Opening the replica again (an app start): the rows are read into memory. Only on
     // disk: a replica in memory is gone with its handle.
     if disk {
         let held = fresh.replica.records(&s.event, "task").await.unwrap().len();
         drop(fresh);
-        // The ceiling: opening the same SurrealKV store alone, and reading its documents.
+        // The handle just dropped releases the store's files in the background (SurrealKV
+        // finishing its writes); an app starting again finds them released. So: first wait for
+        // that, timed, then open the store alone and read its documents (the ceiling), then,
+        // that handle released in turn, open the replica as an app start does.
         let started = Instant::now();
         let store = engine::Store::connect(&url("fresh"), None).await.expect("store");
-        let connected = started.elapsed();
+        let released = started.elapsed();
+        let started = Instant::now();
         let docs: Vec<serde_json::Value> = store
             .run("SELECT * FROM page; SELECT * FROM rec", serde_json::Value::Null)
             .await
@@ -168,15 +202,17 @@ async fn main() {
             .expect("docs");
         let read = started.elapsed();
         drop((store, docs));
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         let started = Instant::now();
         let reopened = engine::device::Replica::open(&url("fresh"), None).await.expect("reopen");
         let opened = started.elapsed();
         assert_eq!(reopened.records(&s.event, "task").await.unwrap().len(), held);
         println!(
-            "reopen a replica of {total} records: {:.2} s (the store alone opens in {:.2} s and reads its pages in {:.2} s more)",
+            "reopen a replica of {total} records: {:.2} s (target ≤ 1 s; reading its documents alone: {:.2} s; \
+             the handle dropped before took {:.2} s to release the store)",
             opened.as_secs_f64(),
-            connected.as_secs_f64(),
-            (read - connected).as_secs_f64()
+            read.as_secs_f64(),
+            released.as_secs_f64()
         );
     }
     srv.stop().await.expect("stop");

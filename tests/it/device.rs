@@ -430,3 +430,96 @@ async fn a_narrowing_survives_a_restart() {
     assert_eq!(device_view(&phone, ev).await, view, "nothing purged came back after a restart");
     assert_eq!(titles(&phone, ev).await, vec!["Line array"]);
 }
+
+/// A tab read a page at a time walks the whole tab in the tab's order, once each, whatever
+/// changes between pages; a cursor that is not one is refused.
+#[tokio::test]
+async fn a_tab_is_read_a_page_at_a_time() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    for i in 0..25 {
+        task(&s, &s.pm, &s.audio, &format!("Cue {i:02}")).await;
+    }
+    let mut phone = Device::open("mem://", "vic-phone", &s.vic.token).await;
+    phone.replica.subscribe(&s.event).await.unwrap();
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    let whole: Vec<String> =
+        phone.replica.tasks(&s.event, ListFilter::default()).await.unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(whole.len(), 25);
+
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    let mut sizes = Vec::new();
+    loop {
+        let page = phone.replica.tasks_page(&s.event, ListFilter::default(), after.as_deref(), 10).await.unwrap();
+        sizes.push(page.items.len());
+        walked.extend(page.items.into_iter().map(|t| t.id));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(walked, whole, "the pages are the tab, in its order");
+
+    // The record a page ended on is deleted before the next page is read: the next page
+    // still starts right after it.
+    let first = phone.replica.tasks_page(&s.event, ListFilter::default(), None, 10).await.unwrap();
+    let boundary = first.items.last().unwrap().id.clone();
+    s.pm.api.delete(&format!("/v1/events/{}/tasks/{boundary}", s.event)).await.ok();
+    phone.sync(&heads(&srv, &s).await).await;
+    let second = phone.replica.tasks_page(&s.event, ListFilter::default(), first.next.as_deref(), 10).await.unwrap();
+    let ids: Vec<String> = second.items.into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, whole[10..20]);
+    let of_audio = ListFilter { collaborator: Some(s.audio.clone()) };
+    assert_eq!(phone.replica.tasks_page(&s.event, of_audio, None, 100).await.unwrap().items.len(), 24);
+    let bad = phone.replica.tasks_page(&s.event, ListFilter::default(), Some("nonsense"), 10).await.unwrap_err();
+    assert_eq!(bad.code(), "invalid_input");
+}
+
+/// Changes arriving after the snapshot go to the overlay, one document each; once it holds
+/// more than 2,000 rows and half the event's, the next heartbeat's answer rewrites the event's
+/// rows as pages and empties it — and the replica reopens the same.
+#[tokio::test]
+async fn a_grown_overlay_is_compacted_into_pages_at_a_heartbeat() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("replica").display());
+    let mut tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    tablet.replica.subscribe(&s.event).await.unwrap();
+    tablet.connect(&srv).await;
+    tablet.sync(&heads(&srv, &s).await).await;
+    let engine = srv.engine.clone().expect("embedded server");
+    for batch in 0..5u64 {
+        let ms: Vec<engine::protocol::Mutation> = (0..450u64)
+            .map(|i| engine::protocol::Mutation {
+                id: format!("seed-{batch}-{i}"),
+                n: Some(batch * 1000 + i + 1),
+                kind: "task".into(),
+                op: MutationOp::Create,
+                record: None,
+                fields: json!({ "title": format!("Cue {batch}-{i}") }),
+                hlc: None,
+            })
+            .collect();
+        let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
+        assert!(results.iter().all(|r| matches!(r, engine::protocol::MutationResult::Accepted { .. })));
+    }
+    tablet.sync(&heads(&srv, &s).await).await;
+    let view = server_view(&srv, &s.pm.token, &s.event).await;
+    assert_eq!(device_view(&tablet, &s.event).await, view);
+    drop(tablet);
+    let count = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            let store = engine::Store::connect(&url, None).await.unwrap();
+            store.run(sql, Value::Null).await.unwrap().value::<i64>(0).unwrap().unwrap_or(0)
+        }
+    };
+    assert!(count("RETURN count(SELECT 1 FROM rec)").await < 100, "the overlay was emptied into pages");
+    assert!(count("RETURN count(SELECT 1 FROM page)").await >= 5, "2,250 rows in pages of 500");
+    let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    assert_eq!(device_view(&tablet, &s.event).await, view, "the replica reopens as it was");
+}

@@ -25,27 +25,20 @@ use crate::{
 /// while the device takes the answer and changes of the other.
 pub const PUSHES_IN_FLIGHT: usize = 2;
 
-/// Row changes of one event in one transaction, in order: `{put: row}` stores a row,
-/// `{del: {kind, id}}` removes one, `{narrow: {keep, keep_kinds}}` purges every row outside
-/// the scope still visible (a row with unsent edits stays if the server's version it keeps
-/// is inside it). With `$cursor`, the subscription's cursor moves to it in the same
+/// Row changes of one event in one transaction (see [`pages::overlay_vars`]): the overlay's
+/// rows under `$keys` are replaced by `$rows` — rows stored, and tombstones of rows removed
+/// (they may be in a page) — in two bulk statements; a narrowing rewrites the event's pages
+/// (`$compact`). With `$cursor`, the subscription's cursor moves to it in the same
 /// transaction; outbox entries `$drop` go.
 const ROWS_SQL: &str = concat!(
     "BEGIN TRANSACTION;
-FOR $o IN $ops {
-    IF $o.put {
-        UPSERT type::record('rec', [$e, $o.put.kind, $o.put.rid]) CONTENT $o.put RETURN NONE;
-    } ELSE IF $o.del {
-        -- A tombstone: the row may be in a page.
-        UPSERT type::record('rec', [$e, $o.del.kind, $o.del.id]) CONTENT { event: $e, kind: $o.del.kind, rid: $o.del.id, gone: true } RETURN NONE;
-    };
-    -- A narrowing is stored by rewriting the event's pages ($compact, below).
-};
+DELETE ($keys ?? []).map(|$k| type::record('rec', $k));
+INSERT INTO rec ($rows ?? []) RETURN NONE;
 ",
     super::pages::compact_statements!(),
     "
 IF $cursor != NONE { UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]) };
-FOR $n IN ($drop ?? []) { DELETE type::record('outbox', $n); };
+DELETE ($drop ?? []).map(|$n| type::record('outbox', $n));
 COMMIT TRANSACTION;"
 );
 
@@ -395,8 +388,7 @@ impl Replica {
         // Mutations the stream now reflects leave the outbox in the same transaction. Memory
         // follows only once it is stored: a failed store leaves the cursor where it was.
         let (drop_ns, stale) = self.reflected(&st, event, moved, &last);
-        let mut vars = pages::bounds(event);
-        vars["ops"] = json!(ops);
+        let mut vars = pages::overlay_vars(event, &ops);
         vars["cursor"] = json!(cursor);
         vars["drop"] = json!(drop_ns);
         // A narrowing rewrites the event's pages in the same transaction: nothing it purges
@@ -413,7 +405,7 @@ impl Replica {
         self.mirror_mut().apply(event, &ops);
         match narrows {
             true => drop(st.overlay.remove(event)),
-            false => self.overlay_grew(&mut st, event, ops.len()).await?,
+            false => self.overlay_grew(&mut st, event, ops.len()),
         }
         self.rebuild(&st, event, stale, Vec::new()).await?;
         self.after_cursor(&mut st, event, access).await?;
@@ -445,9 +437,7 @@ impl Replica {
                 MutationResult::Accepted { seq, .. } => {
                     // Kept in memory only: after a restart the mutation is pushed again and
                     // answered the same (the server applies it at most once).
-                    if let Some(o) = st.outbox.get_mut(&n) {
-                        o.accepted = Some(seq);
-                    }
+                    st.outbox.accept(n, seq);
                 }
                 MutationResult::Rejected { mut code, mut message, .. } => {
                     if lost && code == "not_found" {
@@ -564,8 +554,7 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        let mut vars = pages::bounds(event);
-        vars["ops"] = json!(ops);
+        let mut vars = pages::overlay_vars(event, &ops);
         vars["drop"] = json!(done);
         self.inner.store.run(ROWS_SQL, vars).await?;
         self.mirror_mut().apply(event, &ops);
@@ -586,6 +575,9 @@ impl Replica {
                 .await?;
             self.after_cursor(&mut st, &event, false).await?;
         }
+        // A heartbeat's answer is a quiet moment: overlays grown past their bound are
+        // compacted now rather than in the middle of a sync.
+        self.compact_due(&mut st).await?;
         self.refresh_status(&st, |s| s.last_sync = Some(time::now()));
         Ok(())
     }

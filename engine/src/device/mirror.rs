@@ -6,7 +6,7 @@
 //! the replica's state lock, with the same operations the write applied (see `ROWS_SQL`).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
 };
 
@@ -15,12 +15,29 @@ use serde_json::Value;
 use super::Row;
 
 /// The rows of one kind of one event, which ids each collaborator's tab shows, and which
-/// rows are about one subject (the scans of a credential: see [`subject_of`]).
+/// rows are about one subject (the scans of a credential: see [`subject_of`]); and the rows in
+/// the order their tab lists them (see [`order_of`]), all and per collaborator, so a page of a
+/// tab is a range read.
 #[derive(Default)]
 struct Rows {
     by_id: BTreeMap<String, Arc<Row>>,
     by_collaborator: HashMap<String, std::collections::BTreeSet<String>>,
     by_subject: HashMap<String, std::collections::BTreeSet<String>>,
+    ordered: BTreeSet<Place>,
+    ordered_by_collaborator: HashMap<String, BTreeSet<Place>>,
+}
+
+/// A row's place in its tab: the tab's order field, then the id.
+pub type Place = (String, String);
+
+/// Where a row stands in its tab: the Schedule tab lists activities by start, the others by
+/// creation; ties (and rows without the field) by id.
+pub(super) fn order_of(r: &Row) -> Place {
+    let field = match r.kind.as_str() {
+        "activity" => "starts_at",
+        _ => "created_at",
+    };
+    (r.data.get(field).and_then(Value::as_str).unwrap_or_default().to_string(), r.id.clone())
 }
 
 /// What an append-only record is about, for lookups that must not scan every row: a scan's
@@ -41,9 +58,12 @@ fn unindex(map: &mut HashMap<String, std::collections::BTreeSet<String>>, key: &
 impl Rows {
     fn insert(&mut self, r: Arc<Row>) {
         self.remove(&r.id.clone());
+        let place = order_of(&r);
         for c in &r.collaborators {
             self.by_collaborator.entry(c.clone()).or_default().insert(r.id.clone());
+            self.ordered_by_collaborator.entry(c.clone()).or_default().insert(place.clone());
         }
+        self.ordered.insert(place);
         if let Some(s) = subject_of(&r) {
             self.by_subject.entry(s.to_string()).or_default().insert(r.id.clone());
         }
@@ -52,9 +72,17 @@ impl Rows {
 
     fn remove(&mut self, id: &str) -> Option<Arc<Row>> {
         let old = self.by_id.remove(id)?;
+        let place = order_of(&old);
         for c in &old.collaborators {
             unindex(&mut self.by_collaborator, c, id);
+            if let Some(places) = self.ordered_by_collaborator.get_mut(c) {
+                places.remove(&place);
+                if places.is_empty() {
+                    self.ordered_by_collaborator.remove(c);
+                }
+            }
         }
+        self.ordered.remove(&place);
         if let Some(s) = subject_of(&old) {
             unindex(&mut self.by_subject, s, id);
         }
@@ -106,6 +134,31 @@ impl Mirror {
             .get(collaborator)
             .map(|ids| ids.iter().filter_map(|id| rows.by_id.get(id).cloned()).collect())
             .unwrap_or_default()
+    }
+
+    /// Up to `limit` rows of one kind in their tab's order (see [`order_of`]), after the place
+    /// `after`; of one collaborator's tab, or every held row of the kind.
+    pub fn page(
+        &self,
+        event: &str,
+        kind: &str,
+        collaborator: Option<&str>,
+        after: Option<&Place>,
+        limit: usize,
+    ) -> Vec<Arc<Row>> {
+        let Some(rows) = self.events.get(event).and_then(|k| k.get(kind)) else { return Vec::new() };
+        let places = match collaborator {
+            Some(c) => match rows.ordered_by_collaborator.get(c) {
+                Some(p) => p,
+                None => return Vec::new(),
+            },
+            None => &rows.ordered,
+        };
+        let range = match after {
+            Some(a) => places.range::<Place, _>((std::ops::Bound::Excluded(a.clone()), std::ops::Bound::Unbounded)),
+            None => places.range::<Place, _>(..),
+        };
+        range.filter_map(|(_, id)| rows.by_id.get(id)).filter(|r| !r.data.is_null()).take(limit).cloned().collect()
     }
 
     /// The rows of one kind about `subject` (see [`subject_of`]), in id order.

@@ -3,7 +3,7 @@
 //! written since. A first sync writes pages; so does a compaction, which rewrites an event's
 //! rows from the mirror once its overlay has grown, and every narrowing of access.
 
-use std::{borrow::Borrow, sync::Arc};
+use std::{borrow::Borrow, collections::HashMap, sync::Arc};
 
 use serde_json::{Value, json};
 
@@ -12,8 +12,9 @@ use crate::Result;
 
 /// Most rows one page holds.
 pub const PAGE_ROWS: usize = 500;
-/// An event's overlay is compacted into pages once it holds more rows than this, and more
-/// than a quarter of the event's rows.
+/// An event's overlay is due for compaction into pages once it holds more rows than this, and
+/// more than half as many as the event (so the rows rewritten per row changed stay bounded);
+/// the compaction runs at the next quiet moment (a heartbeat's answer), not mid-sync.
 pub const OVERLAY_ROWS_MAX: usize = 2_000;
 /// When the replica opens, an event whose overlay holds more rows than this is compacted (a
 /// replica written before pages existed holds every row in the overlay).
@@ -74,6 +75,35 @@ pub(super) fn bounds(event: &str) -> Value {
     json!({ "e": event, "top": TOP, "gen_top": GEN_TOP })
 }
 
+/// The parameters of `ROWS_SQL` for row operations `ops` (`{put: row}` stores a row,
+/// `{del: {kind, id}}` removes one, `{narrow: …}` is stored by a compaction): the overlay keys
+/// they touch and each key's last row — a tombstone for a removed row, which may be in a page.
+pub(super) fn overlay_vars(event: &str, ops: &[Value]) -> Value {
+    let mut last: HashMap<(String, String), Value> = HashMap::new();
+    let mut order = Vec::new();
+    for o in ops {
+        let (kind, id, mut row) = if let Some(r) = o.get("put").filter(|r| r.is_object()) {
+            let (k, id) = (r["kind"].as_str().unwrap_or_default(), r["rid"].as_str().unwrap_or_default());
+            (k.to_string(), id.to_string(), r.clone())
+        } else if let Some(d) = o.get("del") {
+            let (k, id) = (d["kind"].as_str().unwrap_or_default(), d["id"].as_str().unwrap_or_default());
+            (k.to_string(), id.to_string(), json!({ "event": event, "kind": k, "rid": id, "gone": true }))
+        } else {
+            continue;
+        };
+        row["id"] = json!([event, kind, id]);
+        if last.insert((kind.clone(), id.clone()), row).is_none() {
+            order.push((kind, id));
+        }
+    }
+    let keys: Vec<Value> = order.iter().map(|(k, id)| json!([event, k, id])).collect();
+    let rows: Vec<Value> = order.iter().filter_map(|key| last.remove(key)).collect();
+    let mut vars = bounds(event);
+    vars["keys"] = json!(keys);
+    vars["rows"] = json!(rows);
+    vars
+}
+
 impl Replica {
     /// Rewrites `event`'s rows as pages of a new generation and empties its overlay, in one
     /// transaction.
@@ -87,14 +117,22 @@ impl Replica {
         Ok(())
     }
 
-    /// Counts `written` rows into `event`'s overlay, and compacts the event when its overlay
-    /// has grown past [`OVERLAY_ROWS_MAX`] and a quarter of its rows.
-    pub(super) async fn overlay_grew(&self, st: &mut State, event: &str, written: usize) -> Result<()> {
-        let n = st.overlay.entry(event.to_string()).or_default();
-        *n += written;
-        let n = *n;
-        if n > OVERLAY_ROWS_MAX && n > self.mirror().held(event) / 4 {
-            self.compact(st, event).await?;
+    /// Counts `written` rows into `event`'s overlay (see [`OVERLAY_ROWS_MAX`]).
+    pub(super) fn overlay_grew(&self, st: &mut State, event: &str, written: usize) {
+        *st.overlay.entry(event.to_string()).or_default() += written;
+    }
+
+    /// Compacts every event whose overlay has grown past [`OVERLAY_ROWS_MAX`] and half its
+    /// rows.
+    pub(super) async fn compact_due(&self, st: &mut State) -> Result<()> {
+        let due: Vec<String> = st
+            .overlay
+            .iter()
+            .filter(|(e, n)| **n > OVERLAY_ROWS_MAX && **n > self.mirror().held(e) / 2)
+            .map(|(e, _)| e.clone())
+            .collect();
+        for event in due {
+            self.compact(st, &event).await?;
         }
         Ok(())
     }

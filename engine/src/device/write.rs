@@ -337,7 +337,7 @@ impl Replica {
                 None => mirror.del(event, &w.kind, &id),
             }
         }
-        st.outbox.insert(n, out);
+        st.outbox.insert(out);
         st.next_n += 1;
         self.refresh_status(&st, |_| {});
         drop(st);

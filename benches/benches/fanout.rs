@@ -235,7 +235,7 @@ async fn main() {
             let n = batch.min(burst - i);
             let mutations: Vec<Value> = (i..i + n)
                 .map(|j| {
-                    json!({ "id": format!("b{j}"), "kind": "task", "op": "create",
+                    json!({ "id": format!("b{j}"), "n": j + 1, "kind": "task", "op": "create",
                             "fields": { "collaborator": collabs[(j as usize) % COLLABORATORS], "title": format!("b:{j}") } })
                 })
                 .collect();

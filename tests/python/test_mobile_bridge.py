@@ -345,6 +345,15 @@ class MobileBridge(unittest.TestCase):
         eventually("every collaborator's tasks", lambda: "Line array" in titles(office))
         audio_only = office.tasks(EVENT, SETUP["audio"])
         self.assertTrue(audio_only and all(t.collaborator == SETUP["audio"] for t in audio_only))
+        # The same tab a page at a time: every task once, in the tab's order.
+        paged, after = [], None
+        while True:
+            page = office.tasks_page(EVENT, None, after, 1)
+            paged.extend(t.id for t in page.items)
+            if page.next is None:
+                break
+            after = page.next
+        self.assertEqual(paged, [t.id for t in office.tasks(EVENT, None)])
         self.assertEqual(office.dashboard(EVENT, SETUP["audio"]).name, "Audio")
 
         vendor = self.open("vic-advance", "vic-tablet")

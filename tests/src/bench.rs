@@ -96,7 +96,8 @@ pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 pub async fn follow(url: &str, token: &str, event: &str) -> Ws {
     let (mut ws, _) =
         tokio_tungstenite::connect_async_with_config(url, Some(small_buffers()), false).await.expect("connect");
-    let hello = json!({ "type": "hello", "protocol": 1, "token": token, "device": "load" });
+    let hello =
+        json!({ "type": "hello", "protocol": engine::protocol::PROTOCOL_VERSION, "token": token, "device": "load" });
     ws.send(Message::Text(hello.to_string().into())).await.expect("hello");
     ws.send(Message::Text(json!({ "type": "subscribe", "event": event }).to_string().into())).await.expect("sub");
     loop {

@@ -9,7 +9,7 @@ use crate::{
     BackOpsError,
     types::{
         Activity, ActivityPatch, Advance, AdvancePatch, Collaborator, Dashboard, EventInfo, NewActivity, NewAdvance,
-        NewTask, Receipt, Task, TaskPatch, fields,
+        NewTask, Receipt, Task, TaskPage, TaskPatch, fields,
     },
 };
 
@@ -56,6 +56,21 @@ impl BackOpsClient {
     /// event's (or one collaborator's).
     pub fn tasks(&self, event: String, collaborator: Option<String>) -> Result<Vec<Task>, BackOpsError> {
         self.list(self.replica()?.tasks(&event, ListFilter { collaborator }))
+    }
+
+    /// One page of the Tasks tab, by creation, for a list that scrolls through thousands: at
+    /// most `limit` tasks (1 to 500), after `after` (the `next` of the page before; none: from
+    /// the start). Reads only the page, whatever the tab's size.
+    pub fn tasks_page(
+        &self,
+        event: String,
+        collaborator: Option<String>,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<TaskPage, BackOpsError> {
+        let filter = ListFilter { collaborator };
+        let page = self.run(self.replica()?.tasks_page(&event, filter, after.as_deref(), limit as usize))?;
+        Ok(TaskPage { items: page.items.into_iter().map(Task::from).collect(), next: page.next })
     }
 
     /// The Schedule tab, by start time.

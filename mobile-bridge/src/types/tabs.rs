@@ -60,6 +60,13 @@ pub struct Task {
     pub updated_at: String,
 }
 
+/// One page of the Tasks tab: `next` is where the following page starts (none after the last).
+#[derive(Clone, Debug, PartialEq, Eq, uniffi::Record)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    pub next: Option<String>,
+}
+
 impl From<m::Task> for Task {
     fn from(t: m::Task) -> Self {
         Task {

@@ -153,6 +153,14 @@ FOR $m IN $marks {
 RETURN $row;
 COMMIT TRANSACTION;";
 
+/// Which pages a read of the log takes (see [`Engine::log_pages`]).
+enum Pages {
+    /// The first n.
+    First(usize),
+    /// Every one with an entry that alters someone's access (`about`).
+    AlteringAccess,
+}
+
 /// One page of the log as stored: entries `first..` in order (without their `event` and
 /// `seq`, which the key and `first` give).
 #[derive(Deserialize)]
@@ -460,7 +468,7 @@ impl Engine {
         // each round, until the read has `limit` entries or the log ends.
         let mut pages = 4;
         while out.len() < limit {
-            let read: Vec<Page> = self.log_pages(event, from, pages, false).await?;
+            let read: Vec<Page> = self.log_pages(event, from, Pages::First(pages)).await?;
             let Some(last) = read.last().map(|p| p.first + p.entries.len() as i64 - 1) else { break };
             let got = read.len();
             out.extend(read.into_iter().flat_map(|p| p.into_changes(event)).filter(|c| c.seq > after));
@@ -481,13 +489,14 @@ impl Engine {
         Ok(out)
     }
 
-    /// Up to `pages` pages of `event`'s log holding entries from seq `from` on (by key range:
-    /// a page is keyed by its last seq, so the first page returned holds `from` if it is still
-    /// retained). `about`: only pages with an entry that alters someone's access.
-    async fn log_pages(&self, event: &str, from: i64, pages: usize, about: bool) -> Result<Vec<Page>> {
-        let sql = match about {
-            false => "SELECT first, entries FROM change:[$e, $from]..=[$e, $top] LIMIT $pages",
-            true => "SELECT first, entries FROM change:[$e, $from]..=[$e, $top] WHERE about != NONE",
+    /// Which pages of an event's log a read takes, from seq `from` on (by key range: a page is
+    /// keyed by its last seq, so the first page returned holds `from` if it is still retained).
+    async fn log_pages(&self, event: &str, from: i64, which: Pages) -> Result<Vec<Page>> {
+        let (sql, pages) = match which {
+            Pages::First(n) => ("SELECT first, entries FROM change:[$e, $from]..=[$e, $top] LIMIT $pages", n),
+            Pages::AlteringAccess => {
+                ("SELECT first, entries FROM change:[$e, $from]..=[$e, $top] WHERE about != NONE", 0)
+            }
         };
         self.store.run(sql, json!({ "e": event, "from": from, "top": i64::MAX, "pages": pages })).await?.all(0)
     }
@@ -495,7 +504,7 @@ impl Engine {
     /// Changes of `event` after `after` that alter `person`'s own access (and every module
     /// grant, which alters a collaborator's), in seq order.
     pub async fn changes_about(&self, event: &str, after: i64, person: &str) -> Result<Vec<Change>> {
-        let pages = self.log_pages(event, after.saturating_add(1), 0, true).await?;
+        let pages = self.log_pages(event, after.saturating_add(1), Pages::AlteringAccess).await?;
         Ok(pages
             .into_iter()
             .flat_map(|p| p.into_changes(event))

@@ -76,8 +76,9 @@ pub async fn rebuild_timecards(f: &impl Facts, person: &str) -> Result<Planned<(
     let stored: Vec<Timecard> = load_where(f, Kind::Timecard, "person", person).await?;
     let mut writes =
         timecard_writes(&stored, labor::build_timecards(&ev, person, &punches, &rules), &periods, person, f.now())?;
-    if let Some(first) = writes.pop() {
-        writes.push(first.judged_on(&key, seen).checked_against(&labor_key(&ev), settings));
+    // The rebuild is one judgement of the person's punches: its last write carries it.
+    if let Some(last) = writes.pop() {
+        writes.push(last.judged_on(&key, seen).checked_against(&labor_key(&ev), settings));
     }
     Ok(Planned::new((), writes))
 }

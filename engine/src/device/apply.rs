@@ -140,6 +140,8 @@ impl Replica {
                     )
                     .await?;
                 self.mirror_mut().clear_all();
+                st.pages_gen.clear();
+                st.overlay.clear();
                 for s in st.subs.values_mut() {
                     *s = Default::default();
                 }
@@ -237,11 +239,12 @@ impl Replica {
 
     async fn on_snapshot(&self, event: &str, cursor: i64, records: Vec<Record>, last: bool) -> Result<()> {
         let mut st = self.inner.state.lock().await;
+        let fresh = fresh_gen(&st, event);
         let Some(sub) = st.subs.get_mut(event) else { return Ok(()) };
         sub.lost = false;
         let incoming = match &mut sub.snapshot {
             Some(i) if i.cursor == cursor => i,
-            _ => sub.snapshot.insert(Incoming { cursor, generation: fresh_gen(), records: Vec::new(), pages: 0 }),
+            _ => sub.snapshot.insert(Incoming { cursor, generation: fresh, records: Vec::new(), pages: 0 }),
         };
         incoming.records.extend(records);
         let generation = incoming.generation;
@@ -306,26 +309,31 @@ impl Replica {
                     let mut row = serde_json::to_value(&*r)?;
                     row["event"] = json!(event);
                     row["id"] = json!([event, r.kind, r.id]);
+                    row["pg"] = json!(generation);
                     overlay.push(row);
                 }
             }
             let mut vars = pages::bounds(event);
             vars["gen"] = json!(generation);
             vars["cursor"] = json!(cursor);
+            vars["keys"] = json!(overlay.iter().map(|r| r["id"].clone()).collect::<Vec<_>>());
             vars["overlay"] = json!(overlay);
+            // The rows of earlier generations in the overlay are superseded by the new pages
+            // (and swept after); rows with unsent edits are written again over them.
             self.inner
                 .store
                 .run(
                     "BEGIN TRANSACTION;
                      DELETE page:[$e, 0]..[$e, $gen];
                      DELETE page:[$e, $gen + 1]..=[$e, $gen_top];
-                     DELETE rec:[$e, '']..[$e, $top];
+                     DELETE $keys.map(|$k| type::record('rec', $k));
                      INSERT INTO rec $overlay RETURN NONE;
                      UPSERT type::record('sub', $e) SET cursor = $cursor, pages = $gen;
                      COMMIT TRANSACTION;",
                     vars,
                 )
                 .await?;
+            self.pages_made(&mut st, event, generation);
             st.overlay.insert(event.to_string(), overlay.len());
             if let Some(sub) = st.subs.get_mut(event) {
                 sub.cursor = Some(cursor);
@@ -388,14 +396,15 @@ impl Replica {
         // Mutations the stream now reflects leave the outbox in the same transaction. Memory
         // follows only once it is stored: a failed store leaves the cursor where it was.
         let (drop_ns, stale) = self.reflected(&st, event, moved, &last);
-        let mut vars = pages::overlay_vars(event, &ops);
+        let mut vars = pages::overlay_vars(event, &ops, pages::current(&st, event));
         vars["cursor"] = json!(cursor);
         vars["drop"] = json!(drop_ns);
         // A narrowing rewrites the event's pages in the same transaction: nothing it purges
         // may survive in a page.
         let narrows = ops.iter().any(|o| o.get("narrow").is_some());
+        let generation = pages::fresh_gen(&st, event);
         if narrows {
-            vars["compact"] = pages::compaction(&pages::rows_after(&self.mirror(), event, &ops))?;
+            vars["compact"] = pages::compaction(&pages::rows_after(&self.mirror(), event, &ops), generation)?;
         }
         self.inner.store.run(ROWS_SQL, vars).await?;
         if let Some(sub) = st.subs.get_mut(event) {
@@ -404,7 +413,7 @@ impl Replica {
         self.forget(&mut st, &drop_ns);
         self.mirror_mut().apply(event, &ops);
         match narrows {
-            true => drop(st.overlay.remove(event)),
+            true => self.pages_made(&mut st, event, generation),
             false => self.overlay_grew(&mut st, event, ops.len()),
         }
         self.rebuild(&st, event, stale, Vec::new()).await?;
@@ -465,7 +474,7 @@ impl Replica {
         if lost {
             // Nothing of the event is held: an accepted mutation is done at once.
             let done = take_accepted(&mut st, event);
-            self.put_rows(event, Vec::new(), done).await?;
+            self.put_rows(event, Vec::new(), done, pages::current(&st, event)).await?;
         }
         self.after_cursor(&mut st, event, false).await?;
         self.refresh_status(&st, |s| s.last_sync = Some(now));
@@ -539,11 +548,18 @@ impl Replica {
             let stored = allowed_row(&standing, held, &ops);
             restore.push((kind.clone(), id.clone(), stored));
         }
-        self.put_rows(event, restore, done).await
+        self.put_rows(event, restore, done, pages::current(st, event)).await
     }
 
     /// Stores (or removes) rows, and removes outbox entries `done`, in one transaction.
-    async fn put_rows(&self, event: &str, rows: Vec<(String, String, Option<Value>)>, done: Vec<u64>) -> Result<()> {
+    /// `pg`: the generation of the event's current pages.
+    async fn put_rows(
+        &self,
+        event: &str,
+        rows: Vec<(String, String, Option<Value>)>,
+        done: Vec<u64>,
+        pg: i64,
+    ) -> Result<()> {
         if rows.is_empty() && done.is_empty() {
             return Ok(());
         }
@@ -554,7 +570,7 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        let mut vars = pages::overlay_vars(event, &ops);
+        let mut vars = pages::overlay_vars(event, &ops, pg);
         vars["drop"] = json!(done);
         self.inner.store.run(ROWS_SQL, vars).await?;
         self.mirror_mut().apply(event, &ops);
@@ -615,6 +631,8 @@ impl Replica {
             )
             .await?;
         self.mirror_mut().clear(event);
+        st.pages_gen.remove(event);
+        st.overlay.remove(event);
         if let Some(s) = st.subs.get_mut(event) {
             *s = super::Sub { lost: true, ..Default::default() };
         }

@@ -148,6 +148,8 @@ struct State {
     next_rejection: u64,
     /// Rows written to each event's overlay since its pages were (see `pages.rs`).
     overlay: HashMap<String, usize>,
+    /// The generation of each event's current pages (see `pages::current`).
+    pages_gen: HashMap<String, i64>,
     /// The current connection, if any.
     link: Option<Link>,
 }
@@ -347,6 +349,7 @@ impl Replica {
         let current: HashMap<&str, i64> = subs.iter().filter_map(|s| Some((s.event.as_str(), s.pages?))).collect();
         let mut unfinished: HashSet<(String, i64)> = HashSet::new();
         let mut overlaid: HashMap<String, usize> = HashMap::new();
+        let mut superseded: HashSet<String> = HashSet::new();
         {
             let mut mirror = replica.mirror_mut();
             for p in pages {
@@ -362,6 +365,11 @@ impl Replica {
             }
             for row in &overlay {
                 let event = row["event"].as_str().unwrap_or_default();
+                // Written over older pages than the current ones: superseded by them.
+                if row["pg"].as_i64().unwrap_or(0) != current.get(event).copied().unwrap_or(0) {
+                    superseded.insert(event.to_string());
+                    continue;
+                }
                 *overlaid.entry(event.to_string()).or_default() += 1;
                 match row["gone"].as_bool() {
                     Some(true) => mirror.del(
@@ -385,6 +393,11 @@ impl Replica {
             st.next_n = next_counter(outbox.last().map(|o| o.n), last_n);
             st.next_rejection = last_rejection.map_or(1, |n| n + 1);
             st.outbox = outbox.into_iter().collect();
+            st.pages_gen = current.iter().map(|(e, g)| (e.to_string(), *g)).collect();
+            // Superseded overlay rows a sweep did not finish (the app stopped first).
+            for event in &superseded {
+                replica.sweep_overlay(event, pages::current(&st, event)).await?;
+            }
             // A large overlay (all of a replica written before pages existed) becomes pages.
             for (event, n) in overlaid {
                 match n > pages::OVERLAY_ROWS_ON_OPEN_MAX {
@@ -462,6 +475,8 @@ impl Replica {
             .await?;
         self.mirror_mut().clear(event);
         st.subs.remove(event);
+        st.pages_gen.remove(event);
+        st.overlay.remove(event);
         st.outbox.retain(|o| o.event != event);
         if let Some(l) = &mut st.link
             && l.subscribed.remove(event)

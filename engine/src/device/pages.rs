@@ -28,7 +28,6 @@ macro_rules! compact_statements {
     () => {
         "IF $compact != NONE {
     DELETE page:[$e, 0]..=[$e, $gen_top];
-    DELETE rec:[$e, '']..[$e, $top];
     FOR $p IN $compact.pages { CREATE type::record('page', [$e, $compact.gen, $p.n]) CONTENT { rows: $p.rows } RETURN NONE; };
     UPSERT type::record('sub', $e) SET pages = $compact.gen;
 };"
@@ -49,14 +48,22 @@ pub(super) fn pages_of<R: Borrow<Row>>(rows: &[R], from: usize) -> Result<Vec<Va
         .collect()
 }
 
-/// A new generation of pages: later than every earlier one of this replica.
-pub(super) fn fresh_gen() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as i64)
+/// A new generation of pages for `event`: later than its current one (overlay rows of older
+/// generations are swept by "below the current", so generations only grow).
+pub(super) fn fresh_gen(st: &State, event: &str) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as i64);
+    now.max(current(st, event) + 1)
 }
 
-/// What [`compact_statements`] needs: the rows as pages of a fresh generation.
-pub(super) fn compaction<R: Borrow<Row>>(rows: &[R]) -> Result<Value> {
-    Ok(json!({ "gen": fresh_gen(), "pages": pages_of(rows, 0)? }))
+/// The generation of `event`'s current pages (0: none yet). Overlay rows carry the generation
+/// they were written over (`pg`); rows of an older one are superseded by the pages and ignored.
+pub(super) fn current(st: &State, event: &str) -> i64 {
+    st.pages_gen.get(event).copied().unwrap_or(0)
+}
+
+/// What [`compact_statements`] needs: the rows as pages of generation `generation`.
+pub(super) fn compaction<R: Borrow<Row>>(rows: &[R], generation: i64) -> Result<Value> {
+    Ok(json!({ "gen": generation, "pages": pages_of(rows, 0)? }))
 }
 
 /// The rows `event` would hold after `ops` (`ROWS_SQL`'s operations) were applied to what the
@@ -78,7 +85,7 @@ pub(super) fn bounds(event: &str) -> Value {
 /// The parameters of `ROWS_SQL` for row operations `ops` (`{put: row}` stores a row,
 /// `{del: {kind, id}}` removes one, `{narrow: …}` is stored by a compaction): the overlay keys
 /// they touch and each key's last row — a tombstone for a removed row, which may be in a page.
-pub(super) fn overlay_vars(event: &str, ops: &[Value]) -> Value {
+pub(super) fn overlay_vars(event: &str, ops: &[Value], pg: i64) -> Value {
     let mut last: HashMap<(String, String), Value> = HashMap::new();
     let mut order = Vec::new();
     for o in ops {
@@ -92,6 +99,7 @@ pub(super) fn overlay_vars(event: &str, ops: &[Value]) -> Value {
             continue;
         };
         row["id"] = json!([event, kind, id]);
+        row["pg"] = json!(pg);
         if last.insert((kind.clone(), id.clone()), row).is_none() {
             order.push((kind, id));
         }
@@ -109,11 +117,36 @@ impl Replica {
     /// transaction.
     pub(super) async fn compact(&self, st: &mut State, event: &str) -> Result<()> {
         let rows = self.mirror().event_rows(event);
+        let generation = fresh_gen(st, event);
         let mut vars = bounds(event);
-        vars["compact"] = compaction(&rows)?;
+        vars["compact"] = compaction(&rows, generation)?;
         self.inner.store.run(COMPACT_SQL, vars).await?;
-        st.overlay.remove(event);
+        self.pages_made(st, event, generation);
         tracing::debug!(event, rows = rows.len(), "replica rows compacted into pages");
+        Ok(())
+    }
+
+    /// After pages of `generation` became `event`'s current ones: the overlay rows written
+    /// before are superseded (ignored when the replica opens), and swept in the background —
+    /// deleting thousands of documents one by one is slow, and nothing waits for it.
+    pub(super) fn pages_made(&self, st: &mut State, event: &str, generation: i64) {
+        st.pages_gen.insert(event.to_string(), generation);
+        st.overlay.remove(event);
+        let replica = self.clone();
+        let event = event.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = replica.sweep_overlay(&event, generation).await {
+                tracing::warn!(event, error = ?e, "sweeping a replica's superseded overlay failed; the next open retries");
+            }
+        });
+    }
+
+    /// Deletes `event`'s overlay rows written over pages older than `generation`. Safe beside
+    /// any write: rows written since carry `generation` or a later one.
+    pub(super) async fn sweep_overlay(&self, event: &str, generation: i64) -> Result<()> {
+        let mut vars = bounds(event);
+        vars["gen"] = json!(generation);
+        self.inner.store.run("DELETE rec:[$e, '']..[$e, $top] WHERE (pg ?? 0) < $gen;", vars).await?;
         Ok(())
     }
 

@@ -511,8 +511,22 @@ async fn a_grown_overlay_is_compacted_into_pages_at_a_heartbeat() {
     let view = server_view(&srv, &s.pm.token, &s.event).await;
     assert_eq!(device_view(&tablet, &s.event).await, view);
     drop(tablet);
-    // Reopened (which finishes sweeping the superseded overlay if the background sweep had
-    // not), it holds the same.
+    // An overlay row written over older pages (as one the background sweep has not reached
+    // yet) is superseded: it must not win over the pages when the replica opens.
+    {
+        let store = engine::Store::connect(&url, None).await.unwrap();
+        let (kind, id, _) = view.iter().find(|(k, _, _)| k == "task").unwrap();
+        store
+            .run(
+                "UPSERT type::record('rec', [$e, $k, $id]) CONTENT { event: $e, kind: $k, rid: $id, pg: 1,
+                     data: { id: $id, title: 'Stale' }, collaborators: [] }",
+                json!({ "e": s.event, "k": kind, "id": id }),
+            )
+            .await
+            .unwrap();
+    }
+    // Reopened (which also sweeps superseded rows the background sweep had not), it holds
+    // the same.
     let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
     assert_eq!(device_view(&tablet, &s.event).await, view, "the replica reopens as it was");
     drop(tablet);

@@ -37,6 +37,28 @@ fn statuses(ack: &Value) -> Vec<String> {
         .collect()
 }
 
+/// `phone` pushes `batch` and its connection drops before the answer; the device reconnects
+/// and pushes the batch again while a second connection of the same device races it with the
+/// same batch. The two answers, and the racing connection.
+async fn pushed_lost_and_raced(
+    srv: &TestServer,
+    s: &tests::Stage,
+    mut phone: SyncClient,
+    batch: &[Value],
+) -> (Value, Value, SyncClient) {
+    phone.send(push(&s.event, json!(batch))).await;
+    phone.disconnect().await;
+    let mut again = SyncClient::connect_device(srv, &s.vic.token, "phone-1").await;
+    let mut racer = SyncClient::connect_device(srv, &s.vic.token, "phone-1").await;
+    for c in [&mut again, &mut racer] {
+        c.subscribe(&s.event, None).await;
+        c.send(push(&s.event, json!(batch))).await;
+    }
+    let a = again.next_of("ack").await;
+    let b = racer.next_of("ack").await;
+    (a, b, racer)
+}
+
 #[tokio::test]
 async fn a_push_retried_after_a_dropped_connection_is_applied_once() {
     let srv = TestServer::start().await;
@@ -46,22 +68,12 @@ async fn a_push_retried_after_a_dropped_connection_is_applied_once() {
     let batch: Vec<Value> = (0..40)
         .map(|i| json!({ "id": format!("m{i}"), "kind": "task", "op": "create", "fields": { "title": format!("Offline {i}") } }))
         .collect();
-    // The connection drops right after the push: the device never learns what happened.
+    // The connection drops right after the push: the device never learns what happened. It
+    // reconnects and pushes the same batch again, with a second connection of the same device
+    // racing it with the same batch.
     let mut phone = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
     phone.subscribe(&s.event, None).await;
-    phone.send(push(&s.event, json!(batch))).await;
-    phone.disconnect().await;
-
-    // It reconnects and pushes the same batch again, with a second connection of the same
-    // device racing it with the same batch.
-    let mut again = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
-    let mut racer = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
-    for c in [&mut again, &mut racer] {
-        c.subscribe(&s.event, None).await;
-        c.send(push(&s.event, json!(batch))).await;
-    }
-    let a = again.next_of("ack").await;
-    let b = racer.next_of("ack").await;
+    let (a, b, mut racer) = pushed_lost_and_raced(&srv, &s, phone, &batch).await;
     assert_eq!(statuses(&a), vec!["accepted".to_string(); 40]);
     // Both answers name the same records at the same seqs: one application, answered twice.
     assert_eq!(a["results"], b["results"]);
@@ -121,16 +133,7 @@ async fn numbered_mutations_retried_are_answered_from_the_devices_mark() {
     let mut batch: Vec<Value> = (0..40).map(|i| create(i, Some(100 + i as u64))).collect();
     batch[20] = json!({ "id": "m20", "n": 120, "kind": "task", "op": "update", "record": uuid::Uuid::now_v7().to_string(),
                         "fields": { "title": "Ghost" } });
-    phone.send(push(&s.event, json!(batch))).await;
-    phone.disconnect().await;
-    let mut again = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
-    let mut racer = SyncClient::connect_device(&srv, &s.vic.token, "phone-1").await;
-    for c in [&mut again, &mut racer] {
-        c.subscribe(&s.event, None).await;
-        c.send(push(&s.event, json!(batch))).await;
-    }
-    let a = again.next_of("ack").await;
-    let b = racer.next_of("ack").await;
+    let (a, b, mut racer) = pushed_lost_and_raced(&srv, &s, phone, &batch).await;
     let (held, head) = fresh(&srv, &s.pm.token, &s.event).await;
     let mut expected = vec!["accepted".to_string(); 40];
     expected[20] = "rejected:not_found".into();

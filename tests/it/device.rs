@@ -54,18 +54,50 @@ async fn titles(d: &Device, event: &str) -> Vec<String> {
     t
 }
 
+/// A replica on disk (so it can be reopened), named `name` and signed in with `token`,
+/// subscribed to the stage's event and synced. The directory lives as long as the first value.
+async fn synced_on_disk(srv: &TestServer, s: &Stage, name: &str, token: &str) -> (tempfile::TempDir, String, Device) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("replica").display());
+    let mut d = Device::open(&url, name, token).await;
+    d.replica.subscribe(&s.event).await.unwrap();
+    d.connect(srv).await;
+    d.sync(&heads(srv, s).await).await;
+    (dir, url, d)
+}
+
+/// Creates `count` tasks through the server's engine as one seeding device's numbered push
+/// (counters from `first`); `fields(i)` gives the i-th task's fields.
+async fn seed_tasks(srv: &TestServer, s: &Stage, first: u64, count: u64, fields: impl Fn(u64) -> Value) {
+    let engine = srv.engine.clone().expect("embedded server");
+    let ms: Vec<engine::protocol::Mutation> = (0..count)
+        .map(|i| engine::protocol::Mutation {
+            id: format!("seed-{}", first + i),
+            n: Some(first + i),
+            kind: "task".into(),
+            op: MutationOp::Create,
+            record: None,
+            fields: fields(i),
+            hlc: None,
+        })
+        .collect();
+    let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
+    assert!(results.iter().all(|r| matches!(r, engine::protocol::MutationResult::Accepted { .. })));
+}
+
+/// How many documents of `table` the (closed) replica at `url` stores.
+async fn stored_count(url: &str, table: &str) -> i64 {
+    let store = engine::Store::connect(url, None).await.unwrap();
+    let sql = format!("RETURN count(SELECT 1 FROM {table})");
+    store.run(&sql, Value::Null).await.unwrap().value::<i64>(0).unwrap().unwrap_or(0)
+}
+
 #[tokio::test]
 async fn offline_writes_survive_a_restart_and_reconcile_once() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
     task(&s, &s.pm, &s.audio, "Line array").await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("surrealkv://{}", dir.path().join("replica").display());
-
-    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
-    phone.replica.subscribe(&s.event).await.unwrap();
-    phone.connect(&srv).await;
-    phone.sync(&heads(&srv, &s).await).await;
+    let (_dir, url, mut phone) = synced_on_disk(&srv, &s, "vic-phone", &s.vic.token).await;
     assert_eq!(titles(&phone, &s.event).await, vec!["Line array"]);
     assert!(phone.replica.status().online);
 
@@ -308,26 +340,15 @@ async fn lost_visibility_purges_the_device() {
 async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
-    let engine = srv.engine.clone().expect("embedded server");
-    let ms: Vec<engine::protocol::Mutation> = (0..600)
-        .map(|i| engine::protocol::Mutation {
-            id: format!("seed-{i}"),
-            n: Some(i + 1),
-            kind: "task".into(),
-            op: MutationOp::Create,
-            record: None,
-            fields: json!({ "title": format!("Cue {i}"), "collaborator": if i % 2 == 0 { &s.audio } else { &s.client } }),
-            hlc: None,
-        })
-        .collect();
-    let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
-    assert!(results.iter().all(|r| matches!(r, engine::protocol::MutationResult::Accepted { .. })));
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("surrealkv://{}", dir.path().join("replica").display());
-    let mut tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
-    tablet.replica.subscribe(&s.event).await.unwrap();
-    tablet.connect(&srv).await;
-    tablet.sync(&heads(&srv, &s).await).await;
+    seed_tasks(
+        &srv,
+        &s,
+        1,
+        600,
+        |i| json!({ "title": format!("Cue {i}"), "collaborator": if i % 2 == 0 { &s.audio } else { &s.client } }),
+    )
+    .await;
+    let (_dir, url, tablet) = synced_on_disk(&srv, &s, "pm-tablet", &s.pm.token).await;
     let before = device_view(&tablet, &s.event).await;
     assert!(before.len() > 600, "{} records", before.len());
     drop(tablet);
@@ -376,25 +397,9 @@ async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
     drop(tablet);
     let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
     assert_eq!(device_view(&tablet, &s.event).await, view, "the overlay's edit and delete survive a restart");
-    let store_rows = |sql: &'static str| {
-        let url = url.clone();
-        async move {
-            engine::Store::connect(&url, None)
-                .await
-                .unwrap()
-                .run(sql, Value::Null)
-                .await
-                .unwrap()
-                .value::<i64>(0)
-                .unwrap()
-        }
-    };
     drop(tablet);
-    assert!(store_rows("RETURN count(SELECT 1 FROM page)").await.unwrap_or(0) >= 2, "the rows were moved into pages");
-    assert!(
-        store_rows("RETURN count(SELECT 1 FROM rec)").await.unwrap_or(0) <= 3,
-        "only what changed since is in the overlay"
-    );
+    assert!(stored_count(&url, "page").await >= 2, "the rows were moved into pages");
+    assert!(stored_count(&url, "rec").await <= 3, "only what changed since is in the overlay");
 }
 
 /// A narrowing of access purges the replica's pages too, in the transaction that applies it:
@@ -410,12 +415,7 @@ async fn a_narrowing_survives_a_restart() {
     let import = format!("/v1/events/{ev}/credentials/import");
     assert_eq!(api.raw(reqwest::Method::POST, &import, "text/csv", csv.into()).await.ok()["created"], 3);
     api.put(&format!("/v1/events/{ev}/collaborators/{}/modules/gate", s.audio), json!({})).await.ok();
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("surrealkv://{}", dir.path().join("replica").display());
-    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
-    phone.replica.subscribe(ev).await.unwrap();
-    phone.connect(&srv).await;
-    phone.sync(&heads(&srv, &s).await).await;
+    let (_dir, url, mut phone) = synced_on_disk(&srv, &s, "vic-phone", &s.vic.token).await;
     let credentials = |view: &[(String, String, Value)]| view.iter().filter(|(k, _, _)| k == "credential").count();
     assert_eq!(credentials(&device_view(&phone, ev).await), 3, "the gate module brings the credentials");
 
@@ -485,27 +485,9 @@ async fn a_tab_is_read_a_page_at_a_time() {
 async fn a_grown_overlay_is_compacted_into_pages_at_a_heartbeat() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("surrealkv://{}", dir.path().join("replica").display());
-    let mut tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
-    tablet.replica.subscribe(&s.event).await.unwrap();
-    tablet.connect(&srv).await;
-    tablet.sync(&heads(&srv, &s).await).await;
-    let engine = srv.engine.clone().expect("embedded server");
+    let (_dir, url, mut tablet) = synced_on_disk(&srv, &s, "pm-tablet", &s.pm.token).await;
     for batch in 0..5u64 {
-        let ms: Vec<engine::protocol::Mutation> = (0..450u64)
-            .map(|i| engine::protocol::Mutation {
-                id: format!("seed-{batch}-{i}"),
-                n: Some(batch * 1000 + i + 1),
-                kind: "task".into(),
-                op: MutationOp::Create,
-                record: None,
-                fields: json!({ "title": format!("Cue {batch}-{i}") }),
-                hlc: None,
-            })
-            .collect();
-        let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
-        assert!(results.iter().all(|r| matches!(r, engine::protocol::MutationResult::Accepted { .. })));
+        seed_tasks(&srv, &s, batch * 1000 + 1, 450, |i| json!({ "title": format!("Cue {batch}-{i}") })).await;
     }
     tablet.sync(&heads(&srv, &s).await).await;
     let view = server_view(&srv, &s.pm.token, &s.event).await;
@@ -530,13 +512,6 @@ async fn a_grown_overlay_is_compacted_into_pages_at_a_heartbeat() {
     let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
     assert_eq!(device_view(&tablet, &s.event).await, view, "the replica reopens as it was");
     drop(tablet);
-    let count = |sql: &'static str| {
-        let url = url.clone();
-        async move {
-            let store = engine::Store::connect(&url, None).await.unwrap();
-            store.run(sql, Value::Null).await.unwrap().value::<i64>(0).unwrap().unwrap_or(0)
-        }
-    };
-    assert!(count("RETURN count(SELECT 1 FROM rec)").await < 100, "the overlay was emptied into pages");
-    assert!(count("RETURN count(SELECT 1 FROM page)").await >= 5, "2,250 rows in pages of 500");
+    assert!(stored_count(&url, "rec").await < 100, "the overlay was emptied into pages");
+    assert!(stored_count(&url, "page").await >= 5, "2,250 rows in pages of 500");
 }

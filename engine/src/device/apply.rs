@@ -402,7 +402,7 @@ impl Replica {
         // A narrowing rewrites the event's pages in the same transaction: nothing it purges
         // may survive in a page.
         let narrows = ops.iter().any(|o| o.get("narrow").is_some());
-        let generation = pages::fresh_gen(&st, event);
+        let generation = fresh_gen(&st, event);
         if narrows {
             vars["compact"] = pages::compaction(&pages::rows_after(&self.mirror(), event, &ops), generation)?;
         }

@@ -322,16 +322,7 @@ impl Replica {
         let subs: Vec<S> = rows.all(0)?;
         let outbox: Vec<Outgoing> = rows.all(1)?;
         let last_rejection: Option<u64> = rows.value(2)?;
-        #[derive(Deserialize)]
-        struct Page {
-            key: (String, i64, i64),
-            rows: String,
-        }
-        let mut read =
-            store.run("SELECT record::id(id) AS key, rows FROM page; SELECT * OMIT id FROM rec;", Value::Null).await?;
-        let pages: Vec<Page> = read.all(0)?;
-        let overlay: Vec<Value> = read.all(1)?;
-        drop(read);
+        let (pages, overlay) = pages::read(&store).await?;
         let replica = Replica {
             inner: Arc::new(Inner {
                 store,
@@ -344,67 +335,17 @@ impl Replica {
                 files,
             }),
         };
-        // The current pages first, then the overlay over them; pages of any other generation
-        // were left by a snapshot or compaction that never finished.
-        let current: HashMap<&str, i64> = subs.iter().filter_map(|s| Some((s.event.as_str(), s.pages?))).collect();
-        let mut unfinished: HashSet<(String, i64)> = HashSet::new();
-        let mut overlaid: HashMap<String, usize> = HashMap::new();
-        let mut superseded: HashSet<String> = HashSet::new();
-        {
-            let mut mirror = replica.mirror_mut();
-            for p in pages {
-                let (event, generation, _) = p.key;
-                if current.get(event.as_str()) != Some(&generation) {
-                    unfinished.insert((event, generation));
-                    continue;
-                }
-                let rows: Vec<Row> = serde_json::from_str(&p.rows)?;
-                for r in rows {
-                    mirror.put_row(&event, Arc::new(r));
-                }
-            }
-            for row in &overlay {
-                let event = row["event"].as_str().unwrap_or_default();
-                // Written over older pages than the current ones: superseded by them.
-                if row["pg"].as_i64().unwrap_or(0) != current.get(event).copied().unwrap_or(0) {
-                    superseded.insert(event.to_string());
-                    continue;
-                }
-                *overlaid.entry(event.to_string()).or_default() += 1;
-                match row["gone"].as_bool() {
-                    Some(true) => mirror.del(
-                        event,
-                        row["kind"].as_str().unwrap_or_default(),
-                        row["rid"].as_str().unwrap_or_default(),
-                    ),
-                    _ => mirror.put(event, row),
-                }
-            }
-        }
+        let current: HashMap<String, i64> = subs.iter().filter_map(|s| Some((s.event.clone(), s.pages?))).collect();
+        let loaded = pages::load(&mut replica.mirror_mut(), pages, &overlay, &current)?;
         drop(overlay);
-        for (event, generation) in unfinished {
-            let mut vars = pages::bounds(&event);
-            vars["gen"] = serde_json::json!(generation);
-            replica.inner.store.run("DELETE page:[$e, $gen, 0]..=[$e, $gen, $gen_top];", vars).await?;
-        }
         {
             let mut st = replica.inner.state.lock().await;
             st.account = account;
             st.next_n = next_counter(outbox.last().map(|o| o.n), last_n);
             st.next_rejection = last_rejection.map_or(1, |n| n + 1);
             st.outbox = outbox.into_iter().collect();
-            st.pages_gen = current.iter().map(|(e, g)| (e.to_string(), *g)).collect();
-            // Superseded overlay rows a sweep did not finish (the app stopped first).
-            for event in &superseded {
-                replica.sweep_overlay(event, pages::current(&st, event)).await?;
-            }
-            // A large overlay (all of a replica written before pages existed) becomes pages.
-            for (event, n) in overlaid {
-                match n > pages::OVERLAY_ROWS_ON_OPEN_MAX {
-                    true => replica.compact(&mut st, &event).await?,
-                    false => drop(st.overlay.insert(event, n)),
-                }
-            }
+            st.pages_gen = current;
+            replica.tidy_after_open(&mut st, loaded).await?;
             for s in subs {
                 let standing = replica.standing_from_records(&st, &s.event)?;
                 st.subs.insert(s.event, Sub { cursor: s.cursor, standing, ..Default::default() });

@@ -3,12 +3,17 @@
 //! written since. A first sync writes pages; so does a compaction, which rewrites an event's
 //! rows from the mirror once its overlay has grown, and every narrowing of access.
 
-use std::{borrow::Borrow, collections::HashMap, sync::Arc};
+use std::{
+    borrow::Borrow,
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Replica, Row, State, TOP, mirror::Mirror};
-use crate::Result;
+use crate::{Result, store::Store};
 
 /// Most rows one page holds.
 pub const PAGE_ROWS: usize = 500;
@@ -112,7 +117,92 @@ pub(super) fn overlay_vars(event: &str, ops: &[Value], pg: i64) -> Value {
     vars
 }
 
+/// A page as the replica reads it when it opens.
+#[derive(Deserialize)]
+pub(super) struct StoredPage {
+    /// [event, generation, n]
+    key: (String, i64, i64),
+    rows: String,
+}
+
+/// Every stored page and overlay row, as the replica opens.
+pub(super) async fn read(store: &Store) -> Result<(Vec<StoredPage>, Vec<Value>)> {
+    let mut read =
+        store.run("SELECT record::id(id) AS key, rows FROM page; SELECT * OMIT id FROM rec;", Value::Null).await?;
+    Ok((read.all(0)?, read.all(1)?))
+}
+
+/// What loading found besides the rows, for [`Replica::tidy_after_open`].
+pub(super) struct Loaded {
+    /// Pages of a generation that never became current (a snapshot or compaction that never
+    /// finished): (event, generation).
+    unfinished: HashSet<(String, i64)>,
+    /// Overlay rows in force, by event.
+    overlaid: HashMap<String, usize>,
+    /// Events with overlay rows written over older pages than the current ones.
+    superseded: HashSet<String>,
+}
+
+/// Loads each event's current pages into `mirror` (`current`: event → generation), then the
+/// overlay rows in force over them.
+pub(super) fn load(
+    mirror: &mut Mirror,
+    pages: Vec<StoredPage>,
+    overlay: &[Value],
+    current: &HashMap<String, i64>,
+) -> Result<Loaded> {
+    let mut loaded = Loaded { unfinished: HashSet::new(), overlaid: HashMap::new(), superseded: HashSet::new() };
+    for p in pages {
+        let (event, generation, _) = p.key;
+        if current.get(&event) != Some(&generation) {
+            loaded.unfinished.insert((event, generation));
+            continue;
+        }
+        let rows: Vec<Row> = serde_json::from_str(&p.rows)?;
+        for r in rows {
+            mirror.put_row(&event, Arc::new(r));
+        }
+    }
+    for row in overlay {
+        let event = row["event"].as_str().unwrap_or_default();
+        // Written over older pages than the current ones: superseded by them.
+        if row["pg"].as_i64().unwrap_or(0) != current.get(event).copied().unwrap_or(0) {
+            loaded.superseded.insert(event.to_string());
+            continue;
+        }
+        *loaded.overlaid.entry(event.to_string()).or_default() += 1;
+        match row["gone"].as_bool() {
+            Some(true) => {
+                mirror.del(event, row["kind"].as_str().unwrap_or_default(), row["rid"].as_str().unwrap_or_default())
+            }
+            _ => mirror.put(event, row),
+        }
+    }
+    Ok(loaded)
+}
+
 impl Replica {
+    /// After the replica loaded (its state's `pages_gen` set): deletes unfinished pages,
+    /// finishes sweeps of superseded overlay rows the app stopped before, and compacts a large
+    /// overlay (all of a replica written before pages existed).
+    pub(super) async fn tidy_after_open(&self, st: &mut State, loaded: Loaded) -> Result<()> {
+        for (event, generation) in loaded.unfinished {
+            let mut vars = bounds(&event);
+            vars["gen"] = json!(generation);
+            self.inner.store.run("DELETE page:[$e, $gen, 0]..=[$e, $gen, $gen_top];", vars).await?;
+        }
+        for event in &loaded.superseded {
+            self.sweep_overlay(event, current(st, event)).await?;
+        }
+        for (event, n) in loaded.overlaid {
+            match n > OVERLAY_ROWS_ON_OPEN_MAX {
+                true => self.compact(st, &event).await?,
+                false => drop(st.overlay.insert(event, n)),
+            }
+        }
+        Ok(())
+    }
+
     /// Rewrites `event`'s rows as pages of a new generation and empties its overlay, in one
     /// transaction.
     pub(super) async fn compact(&self, st: &mut State, event: &str) -> Result<()> {

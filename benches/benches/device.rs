@@ -74,11 +74,18 @@ async fn main() {
     assert_eq!(tablet.replica.status().pending, 0);
     assert_eq!(engine.head(&s.event).await.unwrap(), head0 + mutations as i64, "each mutation applied once");
     println!(
-        "reconcile: {mutations} offline mutations accepted and caught up in {:.2} s = {:.0} mutations/s (target ≤ 5 s for 10,000)",
+        "reconcile: {mutations} offline mutations accepted and caught up in {:.2} s = {:.0} mutations/s (target ≤ 2 s for 10,000)",
         reconcile.as_secs_f64(),
         mutations as f64 / reconcile.as_secs_f64()
     );
     println!("  of which the replica spent {:.2} s taking frames", tablet.handling.as_secs_f64());
+    // The housekeeping the sync left for a quiet moment (compacting the overlay, sweeping
+    // what that and the sync superseded): at the next heartbeat with nothing in flight, in the
+    // background.
+    let started = Instant::now();
+    tablet.round().await;
+    tablet.replica.settle().await;
+    println!("  housekeeping at the next quiet heartbeat, in the background: {:.2} s", started.elapsed().as_secs_f64());
 
     // 2. Initial sync. The server takes the records in batches, as devices push them.
     let catering =
@@ -122,7 +129,7 @@ async fn main() {
     fresh.sync(&heads(head)).await;
     let initial = started.elapsed();
     println!(
-        "initial sync: {total} records into an empty replica in {:.2} s = {:.0} records/s (target ≥ 20,000/s)",
+        "initial sync: {total} records into an empty replica in {:.2} s = {:.0} records/s (target ≥ 30,000/s)",
         initial.as_secs_f64(),
         total as f64 / initial.as_secs_f64()
     );
@@ -195,7 +202,7 @@ async fn main() {
         let released = started.elapsed();
         let started = Instant::now();
         let docs: Vec<serde_json::Value> = store
-            .run("SELECT * FROM page; SELECT * FROM rec", serde_json::Value::Null)
+            .run("SELECT * FROM page; SELECT * FROM delta", serde_json::Value::Null)
             .await
             .expect("read")
             .all(0)

@@ -332,10 +332,11 @@ async fn lost_visibility_purges_the_device() {
     assert!(!phone.frames.iter().any(|f| f.to_string().contains(&s.client) && f["type"] == "snapshot"));
 }
 
-/// The replica keeps most rows many to a document (pages) and later changes in an overlay. A
-/// replica written before pages existed — every row its own document — opens with the same
-/// records, moved into pages; changes after that (an edit, a delete) survive a restart
-/// exactly as the server has them.
+/// The replica keeps most rows many to a document (pages) and later changes in an overlay of
+/// deltas. A replica written before pages existed — every row its own document — opens with
+/// the same records, moved into pages; changes after that (an edit, a delete) survive a
+/// restart exactly as the server has them. So does the layout in between (pages, and an
+/// overlay of one document per row).
 #[tokio::test]
 async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
     let srv = TestServer::start().await;
@@ -374,8 +375,8 @@ async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
         }
         store
             .run(
-                "INSERT INTO rec $rows RETURN NONE; REMOVE TABLE page; UPDATE sub SET pages = NONE;
-                 DELETE schema_migration WHERE version >= 2;",
+                "INSERT INTO rec $rows RETURN NONE; REMOVE TABLE page; REMOVE TABLE delta;
+                 UPDATE sub SET pages = NONE; DELETE schema_migration WHERE version >= 2;",
                 json!({ "rows": rows }),
             )
             .await
@@ -398,8 +399,94 @@ async fn a_replica_of_the_earlier_layout_is_moved_into_pages_on_open() {
     let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
     assert_eq!(device_view(&tablet, &s.event).await, view, "the overlay's edit and delete survive a restart");
     drop(tablet);
-    assert!(stored_count(&url, "page").await >= 2, "the rows were moved into pages");
-    assert!(stored_count(&url, "rec").await <= 3, "only what changed since is in the overlay");
+
+    // The layout in between: pages, and an overlay of one `rec` document per row (each naming
+    // the generation of the pages it was written over), without deltas.
+    assert!(stored_count(&url, "delta").await > 0, "the edit and the delete are in deltas");
+    {
+        let store = engine::Store::connect(&url, None).await.unwrap();
+        #[derive(serde::Deserialize)]
+        struct Delta {
+            key: (String, i64),
+            pg: i64,
+            rows: String,
+        }
+        let mut deltas: Vec<Delta> =
+            store.run("SELECT record::id(id) AS key, pg, rows FROM delta", Value::Null).await.unwrap().all(0).unwrap();
+        deltas.sort_by_key(|d| d.key.1);
+        let mut rows: HashMap<Value, Value> = HashMap::new();
+        for d in deltas {
+            for mut r in serde_json::from_str::<Vec<Value>>(&d.rows).unwrap() {
+                let id = json!([d.key.0, r["kind"], r["rid"]]);
+                r["event"] = json!(d.key.0);
+                r["id"] = id.clone();
+                r["pg"] = json!(d.pg);
+                rows.insert(id, r);
+            }
+        }
+        store
+            .run(
+                "INSERT INTO rec $rows RETURN NONE; REMOVE TABLE delta; DELETE schema_migration WHERE version >= 3;",
+                json!({ "rows": rows.into_values().collect::<Vec<_>>() }),
+            )
+            .await
+            .unwrap();
+    }
+    let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    assert_eq!(device_view(&tablet, &s.event).await, view, "the overlay of the layout in between is read");
+    drop(tablet);
+    // Its rows were compacted into pages at that open, and are swept by the next at the latest.
+    let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
+    assert_eq!(device_view(&tablet, &s.event).await, view);
+    drop(tablet);
+    assert_eq!(stored_count(&url, "rec").await, 0, "no row is left in the earlier overlay");
+    assert!(stored_count(&url, "page").await >= 2, "the rows are in pages");
+}
+
+/// Mutations a sync has taken leave the outbox by a watermark stored with the changes, not by
+/// deleting their documents one by one in the sync. Documents the watermark covers are never
+/// read back — as after a crash before they were swept — and are swept.
+#[tokio::test]
+async fn a_synced_outbox_is_let_go_by_its_watermark() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let (_dir, url, mut phone) = synced_on_disk(&srv, &s, "vic-phone", &s.vic.token).await;
+    phone.drop_connection().await;
+    for i in 0..40 {
+        phone.replica.write(&s.event, create_task(&format!("Cue {i}"))).await.unwrap();
+    }
+    drop(phone);
+    let entries: Vec<Value> = {
+        let store = engine::Store::connect(&url, None).await.unwrap();
+        store.run("SELECT * OMIT id FROM outbox", Value::Null).await.unwrap().all(0).unwrap()
+    };
+    assert_eq!(entries.len(), 40);
+
+    let mut phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    assert_eq!(phone.replica.status().pending, 40);
+    phone.connect(&srv).await;
+    phone.sync(&heads(&srv, &s).await).await;
+    let view = server_view(&srv, &s.vic.token, &s.event).await;
+    assert_eq!(device_view(&phone, &s.event).await, view);
+    drop(phone);
+
+    // Every entry back in the store, as if the app had been killed before they were swept.
+    {
+        let store = engine::Store::connect(&url, None).await.unwrap();
+        store
+            .run(
+                "DELETE outbox; FOR $o IN $entries { CREATE type::record('outbox', $o.n) CONTENT $o RETURN NONE; };",
+                json!({ "entries": entries }),
+            )
+            .await
+            .unwrap();
+    }
+    let phone = Device::open(&url, "vic-phone", &s.vic.token).await;
+    assert_eq!(phone.replica.status().pending, 0, "done mutations are not read back");
+    assert_eq!(device_view(&phone, &s.event).await, view);
+    phone.replica.settle().await;
+    drop(phone);
+    assert_eq!(stored_count(&url, "outbox").await, 0, "the done entries were swept");
 }
 
 /// A narrowing of access purges the replica's pages too, in the transaction that applies it:
@@ -498,11 +585,12 @@ async fn a_grown_overlay_is_compacted_into_pages_at_a_heartbeat() {
     {
         let store = engine::Store::connect(&url, None).await.unwrap();
         let (kind, id, _) = view.iter().find(|(k, _, _)| k == "task").unwrap();
+        // Numbered after every delta, so only its generation can tell it is stale.
+        let rows = json!([{ "kind": kind, "rid": id, "data": { "id": id, "title": "Stale" }, "collaborators": [] }]);
         store
             .run(
-                "UPSERT type::record('rec', [$e, $k, $id]) CONTENT { event: $e, kind: $k, rid: $id, pg: 1,
-                     data: { id: $id, title: 'Stale' }, collaborators: [] }",
-                json!({ "e": s.event, "k": kind, "id": id }),
+                "CREATE type::record('delta', [$e, $k]) CONTENT { pg: 1, rows: $rows }",
+                json!({ "e": s.event, "k": 1_000_000_000, "rows": rows.to_string() }),
             )
             .await
             .unwrap();
@@ -512,6 +600,6 @@ async fn a_grown_overlay_is_compacted_into_pages_at_a_heartbeat() {
     let tablet = Device::open(&url, "pm-tablet", &s.pm.token).await;
     assert_eq!(device_view(&tablet, &s.event).await, view, "the replica reopens as it was");
     drop(tablet);
-    assert!(stored_count(&url, "rec").await < 100, "the overlay was emptied into pages");
+    assert_eq!(stored_count(&url, "delta").await, 0, "the overlay was emptied into pages");
     assert!(stored_count(&url, "page").await >= 5, "2,250 rows in pages of 500");
 }

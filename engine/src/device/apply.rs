@@ -25,22 +25,28 @@ use crate::{
 /// while the device takes the answer and changes of the other.
 pub const PUSHES_IN_FLIGHT: usize = 2;
 
-/// Row changes of one event in one transaction (see [`pages::overlay_vars`]): the overlay's
-/// rows under `$keys` are replaced by `$rows` — rows stored, and tombstones of rows removed
-/// (they may be in a page) — in two bulk statements; a narrowing rewrites the event's pages
-/// (`$compact`). With `$cursor`, the subscription's cursor moves to it in the same
-/// transaction; outbox entries `$drop` go.
+/// Row changes of one event in one transaction (see [`pages::overlay_vars`]): the rows
+/// stored, and tombstones of rows removed (they may be in a page), go to the overlay as one
+/// delta (`$delta`); a narrowing rewrites the event's pages (`$compact`). With `$cursor`, the
+/// subscription's cursor moves to it in the same transaction. Outbox entries leave: `$done`
+/// moves the watermark over most of them, and `$drop` deletes the others (see
+/// `Outbox::leaving`).
 const ROWS_SQL: &str = concat!(
-    "BEGIN TRANSACTION;
-DELETE ($keys ?? []).map(|$k| type::record('rec', $k));
-INSERT INTO rec ($rows ?? []) RETURN NONE;
-",
+    "BEGIN TRANSACTION;\n",
+    super::pages::delta_statement!(),
+    "\n",
     super::pages::compact_statements!(),
     "
 IF $cursor != NONE { UPSERT type::record('sub', $e) SET cursor = math::max([cursor ?? 0, $cursor]) };
+IF $done { UPDATE type::record('meta', 'device') SET outbox_done = math::max([outbox_done ?? 0, $done]) };
 DELETE ($drop ?? []).map(|$n| type::record('outbox', $n));
 COMMIT TRANSACTION;"
 );
+
+/// Housekeeping (compactions, and sweeps of what they and syncs leave behind) waits for a
+/// heartbeat's answer with nothing in flight and nothing unanswered — it competes with the sync
+/// for the same cores and the same store — unless this many rows (or done outbox entries) wait.
+pub const HOUSEKEEPING_BACKLOG: usize = 50_000;
 
 /// The code of a mutation the device could not send because the person lost the event.
 pub const ACCESS_REVOKED: &str = "access_revoked";
@@ -49,14 +55,20 @@ fn all_kinds() -> HashSet<String> {
     crate::kind::Kind::ALL.iter().map(|k| k.to_string()).collect()
 }
 
-/// Takes the accepted mutations of `event` out of the outbox (in memory); returns their
-/// numbers, for the caller to delete in its transaction.
-fn take_accepted(st: &mut State, event: &str) -> Vec<u64> {
-    let done: Vec<u64> = st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect();
-    for n in &done {
-        st.outbox.remove(n);
+/// The numbers of the accepted mutations of `event`, for the caller to take out of the outbox.
+fn accepted_of(st: &State, event: &str) -> Vec<u64> {
+    st.outbox.values().filter(|o| o.event == event && o.accepted.is_some()).map(|o| o.n).collect()
+}
+
+/// `ROWS_SQL`'s `$drop` and `$done` for outbox entries `done` leaving; returns the watermark to
+/// keep in memory once stored.
+fn leaving_vars(st: &State, vars: &mut Value, done: &[u64]) -> Option<u64> {
+    let (explicit, mark) = st.outbox.leaving(done, st.next_n);
+    vars["drop"] = json!(explicit);
+    if let Some(m) = mark {
+        vars["done"] = json!(m);
     }
-    done
+    mark
 }
 
 impl Replica {
@@ -135,7 +147,7 @@ impl Replica {
                 self.inner
                     .store
                     .run(
-                        "BEGIN TRANSACTION; DELETE rec; DELETE page; UPDATE sub SET cursor = NONE, pages = NONE; DELETE rejection; COMMIT TRANSACTION;",
+                        "BEGIN TRANSACTION; DELETE rec; DELETE delta; DELETE page; UPDATE sub SET cursor = NONE, pages = NONE; DELETE rejection; COMMIT TRANSACTION;",
                         Value::Null,
                     )
                     .await?;
@@ -292,7 +304,7 @@ impl Replica {
                 mirror.sweep(event, generation);
                 mirror.older(event, generation)
             };
-            let mut overlay = Vec::new();
+            let mut overlay: Vec<Value> = Vec::new();
             {
                 let mut mirror = self.mirror_mut();
                 for (kind, id) in stale {
@@ -306,30 +318,28 @@ impl Replica {
                 // Rows with unsent edits stay in the overlay, as the mirror has them now (made
                 // or restored since their page was written).
                 for r in mirror.event_rows(event).into_iter().filter(|r| r.pending) {
-                    let mut row = serde_json::to_value(&*r)?;
-                    row["event"] = json!(event);
-                    row["id"] = json!([event, r.kind, r.id]);
-                    row["pg"] = json!(generation);
-                    overlay.push(row);
+                    overlay.push(serde_json::to_value(&*r)?);
                 }
             }
             let mut vars = pages::bounds(event);
             vars["gen"] = json!(generation);
             vars["cursor"] = json!(cursor);
-            vars["keys"] = json!(overlay.iter().map(|r| r["id"].clone()).collect::<Vec<_>>());
-            vars["overlay"] = json!(overlay);
-            // The rows of earlier generations in the overlay are superseded by the new pages
-            // (and swept after); rows with unsent edits are written again over them.
+            if let Some(d) = pages::delta(&mut st, &overlay, generation)? {
+                vars["delta"] = d;
+            }
+            // The overlay of earlier generations is superseded by the new pages (and swept
+            // after); rows with unsent edits are written again over them, as a delta.
             self.inner
                 .store
                 .run(
-                    "BEGIN TRANSACTION;
-                     DELETE page:[$e, 0]..[$e, $gen];
-                     DELETE page:[$e, $gen + 1]..=[$e, $gen_top];
-                     DELETE $keys.map(|$k| type::record('rec', $k));
-                     INSERT INTO rec $overlay RETURN NONE;
-                     UPSERT type::record('sub', $e) SET cursor = $cursor, pages = $gen;
-                     COMMIT TRANSACTION;",
+                    concat!(
+                        "BEGIN TRANSACTION;
+                         DELETE page:[$e, 0]..[$e, $gen];
+                         DELETE page:[$e, $gen + 1]..=[$e, $gen_top];\n",
+                        pages::delta_statement!(),
+                        "\nUPSERT type::record('sub', $e) SET cursor = $cursor, pages = $gen;
+                         COMMIT TRANSACTION;"
+                    ),
                     vars,
                 )
                 .await?;
@@ -362,8 +372,7 @@ impl Replica {
         // The frame's last seq per record: a mutation accepted at or below it is reflected.
         let mut last: HashMap<(String, String), i64> = HashMap::new();
         {
-            let index = ops_index(&st, event);
-            let of = |kind: &str, id: &str| index.get(&(kind.to_string(), id.to_string())).cloned().unwrap_or_default();
+            let of = |kind: &str, id: &str| ops_of(&st, event, kind, id);
             for c in changes {
                 match c {
                     WireChange::Upsert { seq, kind, id, data } => {
@@ -396,9 +405,9 @@ impl Replica {
         // Mutations the stream now reflects leave the outbox in the same transaction. Memory
         // follows only once it is stored: a failed store leaves the cursor where it was.
         let (drop_ns, stale) = self.reflected(&st, event, moved, &last);
-        let mut vars = pages::overlay_vars(event, &ops, pages::current(&st, event));
+        let mut vars = pages::overlay_vars(&mut st, event, &ops)?;
         vars["cursor"] = json!(cursor);
-        vars["drop"] = json!(drop_ns);
+        let mark = leaving_vars(&st, &mut vars, &drop_ns);
         // A narrowing rewrites the event's pages in the same transaction: nothing it purges
         // may survive in a page.
         let narrows = ops.iter().any(|o| o.get("narrow").is_some());
@@ -410,13 +419,13 @@ impl Replica {
         if let Some(sub) = st.subs.get_mut(event) {
             sub.cursor = Some(moved);
         }
-        self.forget(&mut st, &drop_ns);
+        self.forget(&mut st, &drop_ns, mark);
         self.mirror_mut().apply(event, &ops);
         match narrows {
             true => self.pages_made(&mut st, event, generation),
             false => self.overlay_grew(&mut st, event, ops.len()),
         }
-        self.rebuild(&st, event, stale, Vec::new()).await?;
+        self.rebuild(&mut st, event, stale, Vec::new()).await?;
         self.after_cursor(&mut st, event, access).await?;
         drop(st);
         self.changed(event, kinds);
@@ -427,15 +436,16 @@ impl Replica {
         let mut st = self.inner.state.lock().await;
         // The answer is to the oldest push in flight for this event (a connection answers
         // its pushes in order).
-        if let Some(l) = st.link.as_mut()
-            && let Some(i) = l.in_flight.iter().position(|(e, _)| e == event)
-        {
-            l.in_flight.remove(i);
-        }
+        let pushed = match st.link.as_mut() {
+            Some(l) => l.in_flight.iter().position(|(e, _)| e == event).map(|i| l.in_flight.remove(i).1),
+            None => None,
+        };
         let now = time::now();
         let lost = st.subs.get(event).is_some_and(|s| s.lost);
-        let by_id: HashMap<String, u64> =
-            st.outbox.values().filter(|o| o.event == event).map(|o| (o.mutation.id.clone(), o.n)).collect();
+        let by_id: HashMap<String, u64> = match pushed {
+            Some(ns) => ns.iter().filter_map(|n| st.outbox.get(n)).map(|o| (o.mutation.id.clone(), o.n)).collect(),
+            None => st.outbox.values().filter(|o| o.event == event).map(|o| (o.mutation.id.clone(), o.n)).collect(),
+        };
         let mut rejected = Vec::new();
         for r in results {
             let id = match &r {
@@ -453,14 +463,14 @@ impl Replica {
                         code = ACCESS_REVOKED.into();
                         message = "your access to this event was removed while this device was offline".into();
                     }
-                    if let Some(o) = st.outbox.remove(&n) {
+                    if let Some(o) = st.outbox.get(&n) {
                         rejected.push((
                             n,
                             Rejection {
                                 event: event.into(),
-                                mutation: o.mutation.id,
-                                kind: o.kind,
-                                record: o.record,
+                                mutation: o.mutation.id.clone(),
+                                kind: o.kind.clone(),
+                                record: o.record.clone(),
                                 code,
                                 message,
                                 at: now.clone(),
@@ -473,8 +483,8 @@ impl Replica {
         self.record_answers(&mut st, &rejected).await?;
         if lost {
             // Nothing of the event is held: an accepted mutation is done at once.
-            let done = take_accepted(&mut st, event);
-            self.put_rows(event, Vec::new(), done, pages::current(&st, event)).await?;
+            let done = accepted_of(&st, event);
+            self.put_rows(&mut st, event, Vec::new(), &done).await?;
         }
         self.after_cursor(&mut st, event, false).await?;
         self.refresh_status(&st, |s| s.last_sync = Some(now));
@@ -483,8 +493,9 @@ impl Replica {
         Ok(())
     }
 
-    /// Persists rejections (the mutation leaves the outbox, the app's list gains it), and
-    /// rebuilds the rejected records from the server's version and what is still unsent.
+    /// Persists rejections (the mutation leaves the outbox, in memory once stored; the app's
+    /// list gains it), and rebuilds the rejected records from the server's version and what is
+    /// still unsent.
     pub(super) async fn record_answers(&self, st: &mut State, rejected: &[(u64, Rejection)]) -> Result<()> {
         if rejected.is_empty() {
             return Ok(());
@@ -510,6 +521,9 @@ impl Replica {
                 }),
             )
             .await?;
+        for (n, _) in rejected {
+            st.outbox.remove(n);
+        }
         let mut by_event: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for (_, r) in rejected {
             by_event.entry(r.event.clone()).or_default().push((r.kind.clone(), r.record.clone()));
@@ -534,7 +548,7 @@ impl Replica {
     /// Rebuilds the stored rows of `records` from the server's version and the outbox, as the
     /// person's standing allows: a server version it no longer allows is forgotten, and a
     /// record it does not allow is not kept.
-    async fn rebuild(&self, st: &State, event: &str, records: Vec<(String, String)>, done: Vec<u64>) -> Result<()> {
+    async fn rebuild(&self, st: &mut State, event: &str, records: Vec<(String, String)>, done: Vec<u64>) -> Result<()> {
         let standing = st.subs.get(event).map(|s| s.standing.clone()).unwrap_or_default();
         let mut restore = Vec::new();
         for (kind, id) in records {
@@ -543,22 +557,23 @@ impl Replica {
                 Some(r) => (r.server().cloned(), r.seq, r.generation),
                 None => (None, 0, 0),
             };
-            let ops = ops_of(st, event, &kind, &id);
+            // Without the mutations leaving in the same transaction.
+            let ops: Vec<_> = ops_of(st, event, &kind, &id).into_iter().filter(|o| !done.contains(&o.n)).collect();
             let held = Held { event, kind: &kind, id: &id, server: server.as_ref(), seq, generation };
             let stored = allowed_row(&standing, held, &ops);
             restore.push((kind.clone(), id.clone(), stored));
         }
-        self.put_rows(event, restore, done, pages::current(st, event)).await
+        self.put_rows(st, event, restore, &done).await
     }
 
-    /// Stores (or removes) rows, and removes outbox entries `done`, in one transaction.
-    /// `pg`: the generation of the event's current pages.
+    /// Stores (or removes) rows, and takes outbox entries `done` out of the outbox, in one
+    /// transaction.
     async fn put_rows(
         &self,
+        st: &mut State,
         event: &str,
         rows: Vec<(String, String, Option<Value>)>,
-        done: Vec<u64>,
-        pg: i64,
+        done: &[u64],
     ) -> Result<()> {
         if rows.is_empty() && done.is_empty() {
             return Ok(());
@@ -570,9 +585,10 @@ impl Replica {
                 None => json!({ "del": { "kind": kind, "id": id } }),
             })
             .collect();
-        let mut vars = pages::overlay_vars(event, &ops, pg);
-        vars["drop"] = json!(done);
+        let mut vars = pages::overlay_vars(st, event, &ops)?;
+        let mark = leaving_vars(st, &mut vars, done);
         self.inner.store.run(ROWS_SQL, vars).await?;
+        self.forget(st, done, mark);
         self.mirror_mut().apply(event, &ops);
         Ok(())
     }
@@ -591,9 +607,14 @@ impl Replica {
                 .await?;
             self.after_cursor(&mut st, &event, false).await?;
         }
-        // A heartbeat's answer is a quiet moment: overlays grown past their bound are
-        // compacted now rather than in the middle of a sync.
-        self.compact_due(&mut st).await?;
+        // A heartbeat's answer with nothing in flight is a quiet moment: overlays grown past
+        // their bound are compacted now rather than in the middle of a sync, and done outbox
+        // entries swept.
+        let quiet = st.link.as_ref().is_none_or(|l| l.in_flight.is_empty()) && st.outbox.unanswered() == 0;
+        self.compact_due(&mut st, quiet).await?;
+        if quiet || st.outbox.done.saturating_sub(st.outbox.swept) > HOUSEKEEPING_BACKLOG as u64 {
+            self.sweep_outbox(&mut st);
+        }
         self.refresh_status(&st, |s| s.last_sync = Some(time::now()));
         Ok(())
     }
@@ -613,12 +634,13 @@ impl Replica {
         // Unanswered mutations stay in the outbox and are still pushed: the server answers
         // those it applied before (their answers may have been lost with a connection) and
         // refuses the others, which are then reported as `access_revoked`.
-        let seen = take_accepted(&mut st, event);
+        let seen = accepted_of(&st, event);
         self.inner
             .store
             .run(
                 "BEGIN TRANSACTION;
                  DELETE rec:[$e, '']..[$e, $top];
+                 DELETE delta:[$e, 0]..=[$e, $gen_top];
                  DELETE page:[$e, 0]..=[$e, $gen_top];
                  FOR $n IN $seen { DELETE type::record('outbox', $n); };
                  UPSERT type::record('sub', $e) SET cursor = NONE, pages = NONE;
@@ -630,6 +652,7 @@ impl Replica {
                 },
             )
             .await?;
+        self.forget(&mut st, &seen, None);
         self.mirror_mut().clear(event);
         st.pages_gen.remove(event);
         st.overlay.remove(event);
@@ -665,10 +688,14 @@ impl Replica {
         (done.iter().map(|o| o.n).collect(), stale)
     }
 
-    /// Takes reflected mutations out of the outbox in memory (their stored entries are gone).
-    fn forget(&self, st: &mut State, done: &[u64]) {
+    /// Takes mutations out of the outbox in memory, once stored as gone (with the watermark
+    /// `mark`, if it moved).
+    fn forget(&self, st: &mut State, done: &[u64], mark: Option<u64>) {
         for n in done {
             st.outbox.remove(n);
+        }
+        if let Some(m) = mark {
+            st.outbox.done = m;
         }
         if !done.is_empty() {
             self.refresh_status(st, |_| {});
@@ -682,7 +709,6 @@ impl Replica {
     async fn after_cursor(&self, st: &mut State, event: &str, access: bool) -> Result<()> {
         let cursor = st.subs.get(event).and_then(|s| s.cursor).unwrap_or(0);
         let (done, stale) = self.reflected(st, event, cursor, &HashMap::new());
-        self.forget(st, &done);
         if !done.is_empty() {
             self.rebuild(st, event, stale, done).await?;
         }

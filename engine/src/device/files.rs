@@ -451,7 +451,7 @@ impl Replica {
             .values()
             .find(|o| o.event == event && o.record == file && o.kind == "file_meta" && o.accepted.is_none())
             .map(|o| o.n);
-        let Some(o) = n.and_then(|n| st.outbox.remove(&n)) else { return Ok(()) };
+        let Some(o) = n.and_then(|n| st.outbox.get(&n)).cloned() else { return Ok(()) };
         let r = super::Rejection {
             event: event.into(),
             mutation: o.mutation.id,

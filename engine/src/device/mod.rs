@@ -51,6 +51,7 @@ use crate::{
 pub const DEVICE_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "replica", sql: include_str!("../../../schemas/surreal/device/0001_replica.surql") },
     Migration { version: 2, name: "pages", sql: include_str!("../../../schemas/surreal/device/0002_pages.surql") },
+    Migration { version: 3, name: "deltas", sql: include_str!("../../../schemas/surreal/device/0003_deltas.surql") },
 ];
 
 /// Snapshot records a replica buffers before it stores them (one transaction).
@@ -130,6 +131,8 @@ struct Inner {
     notices: broadcast::Sender<Notice>,
     /// File bytes (see [`files`]), when the replica was opened with a file directory.
     files: Option<files::Blobs>,
+    /// Housekeeping running in the background (see [`Replica::settle`]).
+    background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -150,6 +153,8 @@ struct State {
     overlay: HashMap<String, usize>,
     /// The generation of each event's current pages (see `pages::current`).
     pages_gen: HashMap<String, i64>,
+    /// The number of the next delta (see `pages::delta`).
+    next_delta: i64,
     /// The current connection, if any.
     link: Option<Link>,
 }
@@ -246,6 +251,9 @@ struct Meta {
     /// The counter of the device's last mutation (see [`next_counter`]).
     #[serde(default)]
     last_n: Option<u64>,
+    /// Outbox entries at or below this are done (see [`Outbox::leaving`]).
+    #[serde(default)]
+    outbox_done: Option<u64>,
 }
 
 /// The counter of the device's next mutation. Counters only grow, across restarts and an
@@ -279,7 +287,7 @@ impl Replica {
         store.migrate_with(DEVICE_MIGRATIONS).await?;
         let meta: Option<Meta> =
             store.run("SELECT * FROM type::record('meta', 'device')", Value::Null).await?.first(0)?;
-        let (device, account, clock, last_n) = match meta {
+        let (device, account, clock, last_n, outbox_done) = match meta {
             Some(m) => {
                 if device.is_some_and(|d| d != m.device) {
                     return Err(Error::Config(format!(
@@ -287,7 +295,7 @@ impl Replica {
                         m.device
                     )));
                 }
-                (m.device, m.account, m.clock, m.last_n)
+                (m.device, m.account, m.clock, m.last_n, m.outbox_done.unwrap_or(0))
             }
             None => {
                 let d = device.map(String::from).unwrap_or_else(|| format!("d-{}", uuid::Uuid::now_v7().simple()));
@@ -295,7 +303,7 @@ impl Replica {
                     return Err(Error::invalid("a device name is 1 to 64 characters of A-Z a-z 0-9 _ . : -"));
                 }
                 store.run("CREATE type::record('meta', 'device') CONTENT { device: $d }", json!({ "d": d })).await?;
-                (d, None, None, None)
+                (d, None, None, None, 0)
             }
         };
         let clock_ = Clock::new(&device);
@@ -320,9 +328,12 @@ impl Replica {
             pages: Option<i64>,
         }
         let subs: Vec<S> = rows.all(0)?;
-        let outbox: Vec<Outgoing> = rows.all(1)?;
+        let mut outbox: Vec<Outgoing> = rows.all(1)?;
         let last_rejection: Option<u64> = rows.value(2)?;
-        let (pages, overlay) = pages::read(&store).await?;
+        let stored_done = outbox.iter().take_while(|o| o.n <= outbox_done).count();
+        let last_stored = outbox.last().map(|o| o.n);
+        outbox.drain(..stored_done);
+        let stored = pages::read(&store).await?;
         let replica = Replica {
             inner: Arc::new(Inner {
                 store,
@@ -333,19 +344,25 @@ impl Replica {
                 notices: broadcast::channel(NOTICES_MAX).0,
                 mirror: Default::default(),
                 files,
+                background: Default::default(),
             }),
         };
         let current: HashMap<String, i64> = subs.iter().filter_map(|s| Some((s.event.clone(), s.pages?))).collect();
-        let loaded = pages::load(&mut replica.mirror_mut(), pages, &overlay, &current)?;
-        drop(overlay);
+        let loaded = pages::load(&mut replica.mirror_mut(), stored, &current)?;
         {
             let mut st = replica.inner.state.lock().await;
             st.account = account;
-            st.next_n = next_counter(outbox.last().map(|o| o.n), last_n);
+            st.next_n = next_counter(last_stored, last_n);
             st.next_rejection = last_rejection.map_or(1, |n| n + 1);
             st.outbox = outbox.into_iter().collect();
+            st.outbox.done = outbox_done;
+            if stored_done == 0 {
+                st.outbox.swept = outbox_done;
+            }
             st.pages_gen = current;
+            st.next_delta = loaded.next_delta;
             replica.tidy_after_open(&mut st, loaded).await?;
+            replica.sweep_outbox(&mut st);
             for s in subs {
                 let standing = replica.standing_from_records(&st, &s.event)?;
                 st.subs.insert(s.event, Sub { cursor: s.cursor, standing, ..Default::default() });
@@ -355,6 +372,45 @@ impl Replica {
         // Bytes left by a write that never committed (the app was killed in between).
         replica.sweep_files();
         Ok(replica)
+    }
+
+    /// Deletes, in the background, the stored outbox entries its watermark covers (see
+    /// [`Outbox::leaving`]). A failure leaves them to the next open: they are never read again.
+    fn sweep_outbox(&self, st: &mut State) {
+        let (from, to) = (st.outbox.swept + 1, st.outbox.done);
+        if to < from {
+            return;
+        }
+        st.outbox.swept = to;
+        let store = self.inner.store.clone();
+        self.in_background("sweeping done outbox entries", async move {
+            // Numbers, so the range can be written into the statement.
+            store.run(&format!("DELETE outbox:{from}..={to} RETURN NONE;"), Value::Null).await.map(drop)
+        });
+    }
+
+    /// Runs housekeeping that nothing waits for (deleting superseded documents one by one is
+    /// slow) in the background. A failure is logged; every such sweep is finished by the next
+    /// open if not before.
+    fn in_background(&self, what: &'static str, work: impl Future<Output = Result<()>> + Send + 'static) {
+        let task = tokio::spawn(async move {
+            if let Err(e) = work.await {
+                tracing::warn!(error = ?e, "{what} failed; the next open retries");
+            }
+        });
+        let mut tasks = self.inner.background.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Waits for the housekeeping running in the background (sweeps of documents compactions
+    /// and syncs superseded) — before the app is suspended, say. Nothing else depends on it:
+    /// what a replica closed before leaves is swept when it opens again.
+    pub async fn settle(&self) {
+        let tasks = std::mem::take(&mut *self.inner.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     pub fn device(&self) -> &str {
@@ -407,6 +463,7 @@ impl Replica {
             .run(
                 "BEGIN TRANSACTION;
                  DELETE rec:[$e, '']..[$e, $top];
+                 DELETE delta:[$e, 0]..=[$e, $gen_top];
                  DELETE page:[$e, 0]..=[$e, $gen_top];
                  DELETE type::record('sub', $e);
                  DELETE outbox WHERE event = $e;
@@ -714,6 +771,11 @@ struct Outbox {
     /// (event, kind, record) → the ns of its mutations.
     by_record: HashMap<(String, String, String), std::collections::BTreeSet<u64>>,
     unanswered: usize,
+    /// The stored watermark: entries at or below it are done, whether or not their documents
+    /// are deleted yet (see [`Outbox::leaving`]).
+    done: u64,
+    /// Stored entries at or below this are deleted.
+    swept: u64,
 }
 
 impl std::ops::Deref for Outbox {
@@ -788,6 +850,20 @@ impl Outbox {
     fn unanswered(&self) -> usize {
         self.unanswered
     }
+
+    /// For entries `done` about to leave (`next_n`: the device's next counter): the watermark
+    /// to store with them, if it moves — below every entry that stays — and those of them
+    /// above it, whose documents are deleted one by one. Syncing a large outbox thus writes one
+    /// number per transaction instead of deleting thousands of documents (see
+    /// [`Replica::sweep_outbox`]). Sound because an entry leaves memory only once what its
+    /// answer changed is stored.
+    fn leaving(&self, done: &[u64], next_n: u64) -> (Vec<u64>, Option<u64>) {
+        let going: HashSet<u64> = done.iter().copied().collect();
+        let below = self.by_n.keys().find(|n| !going.contains(n)).map_or(next_n, |n| *n);
+        let mark = below.saturating_sub(1).max(self.done);
+        let explicit = done.iter().copied().filter(|n| *n > mark).collect();
+        (explicit, (mark > self.done).then_some(mark))
+    }
 }
 
 /// Pending mutations of one record, in order.
@@ -802,4 +878,52 @@ fn ops_index<'a>(st: &'a State, event: &str) -> HashMap<(String, String), Vec<&'
         m.entry((o.kind.clone(), o.record.clone())).or_default().push(o);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u64) -> Outgoing {
+        Outgoing {
+            n,
+            event: "e".into(),
+            kind: "task".into(),
+            record: format!("t{n}"),
+            mutation: Mutation {
+                id: format!("m{n}"),
+                n: Some(n),
+                kind: "task".into(),
+                op: crate::protocol::MutationOp::Create,
+                record: None,
+                fields: json!({}),
+                hlc: None,
+            },
+            created: None,
+            accepted: None,
+        }
+    }
+
+    /// The watermark only ever covers entries that are done: it stops below the first entry
+    /// that stays, whatever leaves above it.
+    #[test]
+    fn the_outbox_watermark_stops_below_the_first_entry_that_stays() {
+        let mut o: Outbox = (10..=15).map(entry).collect();
+        // A prefix leaves: the watermark moves over it, nothing is deleted one by one.
+        assert_eq!(o.leaving(&[10, 11, 12], 16), (vec![], Some(12)));
+        // Entries above one that stays are deleted one by one; the watermark stays below it.
+        assert_eq!(o.leaving(&[11, 12], 16), (vec![11, 12], Some(9)));
+        assert_eq!(o.leaving(&[10, 12], 16), (vec![12], Some(10)));
+        // Everything leaves: up to the last counter used.
+        assert_eq!(o.leaving(&[10, 11, 12, 13, 14, 15], 16), (vec![], Some(15)));
+        // Never backwards.
+        o.done = 12;
+        for n in 10..=12 {
+            o.remove(&n);
+        }
+        assert_eq!(o.leaving(&[14], 16), (vec![14], None));
+        assert_eq!(o.leaving(&[13], 16), (vec![], Some(13)));
+        let empty = Outbox { done: 20, ..Default::default() };
+        assert_eq!(empty.leaving(&[], 16), (vec![], None));
+    }
 }

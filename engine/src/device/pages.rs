@@ -1,7 +1,9 @@
-//! The replica's bulk layout (see `schemas/surreal/device/0002_pages.surql`): most rows are
-//! stored many to a document, as the JSON text of a page, and `rec` is an overlay of the rows
-//! written since. A first sync writes pages; so does a compaction, which rewrites an event's
-//! rows from the mirror once its overlay has grown, and every narrowing of access.
+//! The replica's bulk layout (see `schemas/surreal/device/0002_pages.surql` and
+//! `0003_deltas.surql`): most rows are stored many to a document, as the JSON text of a page,
+//! and the rows written since form an overlay of deltas, one document per transaction (the
+//! rows it wrote, as JSON text). A first sync writes pages; so does a compaction, which
+//! rewrites an event's rows from the mirror once its overlay has grown, and every narrowing of
+//! access.
 
 use std::{
     borrow::Borrow,
@@ -21,10 +23,11 @@ pub const PAGE_ROWS: usize = 500;
 /// more than half as many as the event (so the rows rewritten per row changed stay bounded);
 /// the compaction runs at the next quiet moment (a heartbeat's answer), not mid-sync.
 pub const OVERLAY_ROWS_MAX: usize = 2_000;
-/// When the replica opens, an event whose overlay holds more rows than this is compacted (a
-/// replica written before pages existed holds every row in the overlay).
+/// When the replica opens, an event whose overlay holds more rows than this is compacted. (An
+/// overlay stored before deltas existed is compacted whatever its size; a replica written
+/// before pages existed holds every row there.)
 pub const OVERLAY_ROWS_ON_OPEN_MAX: usize = 256;
-/// The largest generation, the upper end of an event's page keys.
+/// The largest generation (and delta number): the upper end of an event's page and delta keys.
 const GEN_TOP: i64 = i64::MAX;
 
 /// The statements that make `$compact.pages` (generation `$compact.gen`) the event's rows:
@@ -87,34 +90,55 @@ pub(super) fn bounds(event: &str) -> Value {
     json!({ "e": event, "top": TOP, "gen_top": GEN_TOP })
 }
 
-/// The parameters of `ROWS_SQL` for row operations `ops` (`{put: row}` stores a row,
-/// `{del: {kind, id}}` removes one, `{narrow: …}` is stored by a compaction): the overlay keys
-/// they touch and each key's last row — a tombstone for a removed row, which may be in a page.
-pub(super) fn overlay_vars(event: &str, ops: &[Value], pg: i64) -> Value {
+/// Stores `$delta` (made by [`delta`]), if set: part of a larger transaction.
+macro_rules! delta_statement {
+    () => {
+        "IF $delta { CREATE type::record('delta', [$e, $delta.k]) CONTENT { pg: $delta.pg, rows: $delta.rows } RETURN NONE };"
+    };
+}
+pub(super) use delta_statement;
+
+/// The overlay rows that row operations `ops` (`{put: row}` stores a row, `{del: {kind, id}}`
+/// removes one, `{narrow: …}` is stored by a compaction) leave: each touched row's last
+/// version, a tombstone for a removed row (it may be in a page).
+pub(super) fn overlay_rows(ops: &[Value]) -> Vec<Value> {
     let mut last: HashMap<(String, String), Value> = HashMap::new();
     let mut order = Vec::new();
     for o in ops {
-        let (kind, id, mut row) = if let Some(r) = o.get("put").filter(|r| r.is_object()) {
+        let (kind, id, row) = if let Some(r) = o.get("put").filter(|r| r.is_object()) {
             let (k, id) = (r["kind"].as_str().unwrap_or_default(), r["rid"].as_str().unwrap_or_default());
             (k.to_string(), id.to_string(), r.clone())
         } else if let Some(d) = o.get("del") {
             let (k, id) = (d["kind"].as_str().unwrap_or_default(), d["id"].as_str().unwrap_or_default());
-            (k.to_string(), id.to_string(), json!({ "event": event, "kind": k, "rid": id, "gone": true }))
+            (k.to_string(), id.to_string(), json!({ "kind": k, "rid": id, "gone": true }))
         } else {
             continue;
         };
-        row["id"] = json!([event, kind, id]);
-        row["pg"] = json!(pg);
         if last.insert((kind.clone(), id.clone()), row).is_none() {
             order.push((kind, id));
         }
     }
-    let keys: Vec<Value> = order.iter().map(|(k, id)| json!([event, k, id])).collect();
-    let rows: Vec<Value> = order.iter().filter_map(|key| last.remove(key)).collect();
+    order.iter().filter_map(|key| last.remove(key)).collect()
+}
+
+/// `$delta` for [`delta_statement`]: `rows` as one delta over pages of generation `pg`, numbered
+/// after every delta before it. None when there are no rows.
+pub(super) fn delta(st: &mut State, rows: &[Value], pg: i64) -> Result<Option<Value>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let k = st.next_delta;
+    st.next_delta += 1;
+    Ok(Some(json!({ "k": k, "pg": pg, "rows": serde_json::to_string(rows)? })))
+}
+
+/// The parameters of `ROWS_SQL` for row operations `ops` over the event's current pages.
+pub(super) fn overlay_vars(st: &mut State, event: &str, ops: &[Value]) -> Result<Value> {
     let mut vars = bounds(event);
-    vars["keys"] = json!(keys);
-    vars["rows"] = json!(rows);
-    vars
+    if let Some(d) = delta(st, &overlay_rows(ops), current(st, event))? {
+        vars["delta"] = d;
+    }
+    Ok(vars)
 }
 
 /// A page as the replica reads it when it opens.
@@ -125,11 +149,34 @@ pub(super) struct StoredPage {
     rows: String,
 }
 
-/// Every stored page and overlay row, as the replica opens.
-pub(super) async fn read(store: &Store) -> Result<(Vec<StoredPage>, Vec<Value>)> {
-    let mut read =
-        store.run("SELECT record::id(id) AS key, rows FROM page; SELECT * OMIT id FROM rec;", Value::Null).await?;
-    Ok((read.all(0)?, read.all(1)?))
+/// A delta as the replica reads it when it opens.
+#[derive(Deserialize)]
+pub(super) struct StoredDelta {
+    /// [event, k]
+    key: (String, i64),
+    pg: i64,
+    rows: String,
+}
+
+/// What the replica reads of its rows when it opens.
+pub(super) struct Stored {
+    pages: Vec<StoredPage>,
+    deltas: Vec<StoredDelta>,
+    /// Overlay rows as stored before deltas, one document each.
+    legacy: Vec<Value>,
+}
+
+/// Every stored page, delta and earlier overlay row, as the replica opens.
+pub(super) async fn read(store: &Store) -> Result<Stored> {
+    let mut read = store
+        .run(
+            "SELECT record::id(id) AS key, rows FROM page;
+             SELECT record::id(id) AS key, pg, rows FROM delta;
+             SELECT * OMIT id FROM rec;",
+            Value::Null,
+        )
+        .await?;
+    Ok(Stored { pages: read.all(0)?, deltas: read.all(1)?, legacy: read.all(2)? })
 }
 
 /// What loading found besides the rows, for [`Replica::tidy_after_open`].
@@ -141,18 +188,23 @@ pub(super) struct Loaded {
     overlaid: HashMap<String, usize>,
     /// Events with overlay rows written over older pages than the current ones.
     superseded: HashSet<String>,
+    /// Events with overlay rows in force stored as before deltas: compacted at once.
+    legacy: HashSet<String>,
+    /// The number the next delta takes.
+    pub next_delta: i64,
 }
 
 /// Loads each event's current pages into `mirror` (`current`: event → generation), then the
-/// overlay rows in force over them.
-pub(super) fn load(
-    mirror: &mut Mirror,
-    pages: Vec<StoredPage>,
-    overlay: &[Value],
-    current: &HashMap<String, i64>,
-) -> Result<Loaded> {
-    let mut loaded = Loaded { unfinished: HashSet::new(), overlaid: HashMap::new(), superseded: HashSet::new() };
-    for p in pages {
+/// overlay rows in force over them: the earlier layout's first, then the deltas in order.
+pub(super) fn load(mirror: &mut Mirror, stored: Stored, current: &HashMap<String, i64>) -> Result<Loaded> {
+    let mut loaded = Loaded {
+        unfinished: HashSet::new(),
+        overlaid: HashMap::new(),
+        superseded: HashSet::new(),
+        legacy: HashSet::new(),
+        next_delta: 1,
+    };
+    for p in stored.pages {
         let (event, generation, _) = p.key;
         if current.get(&event) != Some(&generation) {
             loaded.unfinished.insert((event, generation));
@@ -163,22 +215,45 @@ pub(super) fn load(
             mirror.put_row(&event, Arc::new(r));
         }
     }
-    for row in overlay {
-        let event = row["event"].as_str().unwrap_or_default();
+    let in_force = |event: &str, pg: i64, loaded: &mut Loaded| {
         // Written over older pages than the current ones: superseded by them.
-        if row["pg"].as_i64().unwrap_or(0) != current.get(event).copied().unwrap_or(0) {
+        let yes = pg == current.get(event).copied().unwrap_or(0);
+        if !yes {
             loaded.superseded.insert(event.to_string());
-            continue;
         }
-        *loaded.overlaid.entry(event.to_string()).or_default() += 1;
-        match row["gone"].as_bool() {
-            Some(true) => {
-                mirror.del(event, row["kind"].as_str().unwrap_or_default(), row["rid"].as_str().unwrap_or_default())
+        yes
+    };
+    for row in &stored.legacy {
+        let event = row["event"].as_str().unwrap_or_default();
+        if in_force(event, row["pg"].as_i64().unwrap_or(0), &mut loaded) {
+            loaded.legacy.insert(event.to_string());
+            overlay_row(mirror, event, row);
+        }
+    }
+    let mut deltas = stored.deltas;
+    deltas.sort_by_key(|d| d.key.1);
+    for d in deltas {
+        let (event, k) = d.key;
+        loaded.next_delta = loaded.next_delta.max(k.saturating_add(1));
+        if in_force(&event, d.pg, &mut loaded) {
+            let rows: Vec<Value> = serde_json::from_str(&d.rows)?;
+            *loaded.overlaid.entry(event.clone()).or_default() += rows.len();
+            for row in &rows {
+                overlay_row(mirror, &event, row);
             }
-            _ => mirror.put(event, row),
         }
     }
     Ok(loaded)
+}
+
+/// Applies one overlay row (or tombstone) to the mirror.
+fn overlay_row(mirror: &mut Mirror, event: &str, row: &Value) {
+    match row["gone"].as_bool() {
+        Some(true) => {
+            mirror.del(event, row["kind"].as_str().unwrap_or_default(), row["rid"].as_str().unwrap_or_default())
+        }
+        _ => mirror.put(event, row),
+    }
 }
 
 impl Replica {
@@ -194,7 +269,13 @@ impl Replica {
         for event in &loaded.superseded {
             self.sweep_overlay(event, current(st, event)).await?;
         }
+        for event in &loaded.legacy {
+            self.compact(st, event).await?;
+        }
         for (event, n) in loaded.overlaid {
+            if loaded.legacy.contains(&event) {
+                continue;
+            }
             match n > OVERLAY_ROWS_ON_OPEN_MAX {
                 true => self.compact(st, &event).await?,
                 false => drop(st.overlay.insert(event, n)),
@@ -224,19 +305,24 @@ impl Replica {
         st.overlay.remove(event);
         let replica = self.clone();
         let event = event.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = replica.sweep_overlay(&event, generation).await {
-                tracing::warn!(event, error = ?e, "sweeping a replica's superseded overlay failed; the next open retries");
-            }
+        self.in_background("sweeping a replica's superseded overlay", async move {
+            replica.sweep_overlay(&event, generation).await
         });
     }
 
-    /// Deletes `event`'s overlay rows written over pages older than `generation`. Safe beside
-    /// any write: rows written since carry `generation` or a later one.
+    /// Deletes `event`'s overlay rows and deltas written over pages older than `generation`.
+    /// Safe beside any write: what is written since carries `generation` or a later one.
     pub(super) async fn sweep_overlay(&self, event: &str, generation: i64) -> Result<()> {
         let mut vars = bounds(event);
         vars["gen"] = json!(generation);
-        self.inner.store.run("DELETE rec:[$e, '']..[$e, $top] WHERE (pg ?? 0) < $gen;", vars).await?;
+        self.inner
+            .store
+            .run(
+                "DELETE delta:[$e, 0]..=[$e, $gen_top] WHERE pg < $gen;
+                 DELETE rec:[$e, '']..[$e, $top] WHERE (pg ?? 0) < $gen;",
+                vars,
+            )
+            .await?;
         Ok(())
     }
 
@@ -246,12 +332,14 @@ impl Replica {
     }
 
     /// Compacts every event whose overlay has grown past [`OVERLAY_ROWS_MAX`] and half its
-    /// rows.
-    pub(super) async fn compact_due(&self, st: &mut State) -> Result<()> {
+    /// rows — unless the device is busy syncing (not `quiet`), when it waits for a quiet
+    /// moment up to [`HOUSEKEEPING_BACKLOG`](super::apply::HOUSEKEEPING_BACKLOG) rows.
+    pub(super) async fn compact_due(&self, st: &mut State, quiet: bool) -> Result<()> {
+        let bound = if quiet { OVERLAY_ROWS_MAX } else { super::apply::HOUSEKEEPING_BACKLOG };
         let due: Vec<String> = st
             .overlay
             .iter()
-            .filter(|(e, n)| **n > OVERLAY_ROWS_MAX && **n > self.mirror().held(e) / 2)
+            .filter(|(e, n)| **n > bound && **n > self.mirror().held(e) / 2)
             .map(|(e, _)| e.clone())
             .collect();
         for event in due {

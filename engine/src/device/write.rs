@@ -317,17 +317,25 @@ impl Replica {
         let (seq, generation) = row.as_ref().map_or((0, 0), |r| (r.seq, r.generation));
         let held = Held { event, kind: &w.kind, id: &id, server, seq, generation };
         let stored = stored_row(held, &ops);
-        let pg = super::pages::current(&st, event);
+        let op = match &stored {
+            Some(r) => json!({ "put": r }),
+            None => json!({ "del": { "kind": w.kind, "id": id } }),
+        };
+        let mut vars = super::pages::overlay_vars(&mut st, event, &[op])?;
+        vars["n"] = json!(n);
+        vars["out"] = json!(out);
+        vars["clock"] = json!(stamp);
         self.inner
             .store
             .run(
-                "BEGIN TRANSACTION;
-                 IF $row { UPSERT type::record('rec', [$e, $k, $id]) CONTENT object::extend($row, { pg: $pg }) }
-                 ELSE { UPSERT type::record('rec', [$e, $k, $id]) CONTENT { event: $e, kind: $k, rid: $id, gone: true, pg: $pg } };
-                 CREATE type::record('outbox', $n) CONTENT $out;
-                 UPDATE type::record('meta', 'device') SET clock = $clock, last_n = $n;
-                 COMMIT TRANSACTION;",
-                json!({ "e": event, "k": w.kind, "id": id, "row": stored, "n": n, "out": out, "clock": stamp, "pg": pg }),
+                concat!(
+                    "BEGIN TRANSACTION;\n",
+                    super::pages::delta_statement!(),
+                    "\nCREATE type::record('outbox', $n) CONTENT $out;
+                     UPDATE type::record('meta', 'device') SET clock = $clock, last_n = $n;
+                     COMMIT TRANSACTION;"
+                ),
+                vars,
             )
             .await?;
         let mutation = out.mutation.id.clone();

@@ -215,8 +215,14 @@ impl Engine {
                 }
             }
         }
-        if let (Some((lo, hi)), Some((_, last))) = (counted, taken.last_mut()) {
-            last.mark = Some(mark_of(event, actor, device, lo, hi, &refused));
+        if let Some((lo, hi)) = counted {
+            let mark = mark_of(event, actor, device, lo, hi, &refused);
+            match taken.last_mut() {
+                Some((_, last)) => last.mark = Some(mark),
+                // Nothing to commit: the refusals are recorded on their own.
+                None if !refused.is_empty() => self.record_refusals(event, mark).await,
+                None => {}
+            }
         }
         let (indexes, writes): (Vec<usize>, Vec<Write>) = taken.into_iter().unzip();
         let mut seqs = vec![0; ms.len()];
@@ -251,7 +257,8 @@ impl Engine {
     }
 
     /// The fallback of a batch that could not commit whole: each mutation in its own commit.
-    /// A numbered mutation refused here is recorded with the next one that commits.
+    /// A numbered mutation refused here is recorded with the next one that commits, or on its
+    /// own after the last.
     async fn apply_one_by_one(&self, actor: &str, event: &str, device: &str, ms: &[Mutation]) -> Vec<MutationResult> {
         let mut out = Vec::with_capacity(ms.len());
         let mut unrecorded: Vec<Refusal> = Vec::new();
@@ -264,7 +271,33 @@ impl Engine {
             }
             out.push(r);
         }
+        if let (Some(lo), Some(hi)) = (unrecorded.first().map(|r| r.n), unrecorded.last().map(|r| r.n)) {
+            self.record_refusals(event, mark_of(event, actor, device, lo, hi, &unrecorded)).await;
+        }
         out
+    }
+
+    /// Records the refusals of a device's numbered mutations that no commit carried (none of
+    /// them wrote anything): its mark moves over them, so a retry is answered as they were,
+    /// not judged again. A failure is logged and leaves a retry to be judged afresh, which
+    /// still applies nothing twice.
+    async fn record_refusals(&self, event: &str, mark: MarkSpec) {
+        const SQL: &str = "BEGIN TRANSACTION;
+            IF ((SELECT VALUE n FROM type::record('mark', $m.key))[0] ?? 0) >= $m.lo { THROW 'backops:already_applied' };
+            LET $head = (SELECT VALUE n FROM type::record('event_seq', $event))[0] ?? 0;
+            UPSERT type::record('mark', $m.key) SET n = $m.hi, seq = $head, at = $at RETURN NONE;
+            FOR $r IN $m.refused {
+                CREATE type::record('refused', $r.k) CONTENT { event: $event, code: $r.code, message: $r.message, seq: $head, at: $at } RETURN NONE;
+            };
+            COMMIT TRANSACTION;";
+        let vars = json!({
+            "event": event,
+            "at": crate::time::now(),
+            "m": { "key": mark.key, "lo": mark.lo, "hi": mark.hi, "refused": mark.refused },
+        });
+        if let Err(e) = self.store.run(SQL, vars).await {
+            tracing::info!(error = ?e, "refusals of a push could not be recorded; a retry is judged again");
+        }
     }
 
     /// Applies one mutation of `actor`'s device and answers it, at most once (see

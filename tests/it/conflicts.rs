@@ -167,6 +167,20 @@ async fn numbered_mutations_retried_are_answered_from_the_devices_mark() {
     let order = racer.next_of("ack").await;
     assert_eq!(statuses(&order), vec!["accepted", "rejected:invalid_input", "rejected:invalid_input"]);
     assert_eq!(fresh(&srv, &s.pm.token, &s.event).await.1, head + 1);
+
+    // A push refused whole writes nothing, yet its refusal is remembered: an update of a task
+    // not there yet, then (next push) the task created — a retry of the update is still
+    // refused, not applied now nor answered as accepted.
+    let later_task = uuid::Uuid::now_v7().to_string();
+    let update = json!({ "id": "u400", "n": 400, "kind": "task", "op": "update", "record": later_task, "fields": { "title": "Too early" } });
+    racer.send(push(&s.event, json!([update]))).await;
+    assert_eq!(statuses(&racer.next_of("ack").await), vec!["rejected:not_found"]);
+    let made = json!({ "id": "c401", "n": 401, "kind": "task", "op": "create", "record": later_task, "fields": { "title": "On time" } });
+    racer.send(push(&s.event, json!([made]))).await;
+    assert_eq!(statuses(&racer.next_of("ack").await), vec!["accepted"]);
+    racer.send(push(&s.event, json!([update]))).await;
+    assert_eq!(statuses(&racer.next_of("ack").await), vec!["rejected:not_found"], "the refusal, heard again");
+    assert_eq!(get_task(&s, &later_task).await["title"], "On time");
 }
 
 #[tokio::test]

@@ -231,28 +231,32 @@ async fn main() {
         let started_us = now_us();
         let batch = 500u64;
         let mut i = 0u64;
-        while i < burst {
-            let n = batch.min(burst - i);
-            let mutations: Vec<Value> = (i..i + n)
-                .map(|j| {
-                    json!({ "id": format!("b{j}"), "n": j + 1, "kind": "task", "op": "create",
-                            "fields": { "collaborator": collabs[(j as usize) % COLLABORATORS], "title": format!("b:{j}") } })
-                })
-                .collect();
-            let push = json!({ "type": "push", "event": event, "mutations": mutations });
-            pusher.send(Message::Text(push.to_string().into())).await.expect("push");
-            // Wait for the ack (the pusher also receives its own changes).
-            loop {
-                let Some(Ok(Message::Text(t))) = pusher.next().await else { panic!("pusher closed") };
-                let v: Value = serde_json::from_str(&t).expect("json");
-                if v["type"] == "ack" {
-                    let ok =
-                        v["results"].as_array().map_or(0, |r| r.iter().filter(|r| r["status"] == "accepted").count());
-                    assert_eq!(ok as u64, n, "every pushed mutation accepted: {v}");
-                    break;
-                }
+        // As the device engine does: up to PUSHES_IN_FLIGHT pushes wait for their acks, so
+        // the server applies one while the answer of the other travels.
+        let mut in_flight = std::collections::VecDeque::new();
+        while i < burst || !in_flight.is_empty() {
+            if i < burst && in_flight.len() < engine::device::PUSHES_IN_FLIGHT {
+                let n = batch.min(burst - i);
+                let mutations: Vec<Value> = (i..i + n)
+                    .map(|j| {
+                        json!({ "id": format!("b{j}"), "n": j + 1, "kind": "task", "op": "create",
+                                "fields": { "collaborator": collabs[(j as usize) % COLLABORATORS], "title": format!("b:{j}") } })
+                    })
+                    .collect();
+                let push = json!({ "type": "push", "event": event, "mutations": mutations });
+                pusher.send(Message::Text(push.to_string().into())).await.expect("push");
+                in_flight.push_back(n);
+                i += n;
+                continue;
             }
-            i += n;
+            // Wait for the oldest push's ack (the pusher also receives its own changes).
+            let Some(Ok(Message::Text(t))) = pusher.next().await else { panic!("pusher closed") };
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["type"] == "ack" {
+                let n = in_flight.pop_front().expect("an ack answers a push");
+                let ok = v["results"].as_array().map_or(0, |r| r.iter().filter(|r| r["status"] == "accepted").count());
+                assert_eq!(ok as u64, n, "every pushed mutation accepted: {v}");
+            }
         }
         let push_secs = started.elapsed().as_secs_f64();
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, broadcast};
 
+pub use apply::PUSHES_IN_FLIGHT;
 pub use frontgate::{GateStatus, ScanOutcome};
 pub use write::{LocalWrite, Written};
 

@@ -22,6 +22,7 @@ pub mod kind;
 pub mod labor;
 pub mod model;
 pub(crate) mod mutations;
+pub use mutations::MUTATION_ID_LEN_MAX;
 mod orgs;
 pub mod plan;
 pub mod protocol;

@@ -40,7 +40,7 @@ fn check(m: &Mutation) -> std::result::Result<Option<Hlc>, MutationResult> {
 }
 
 fn refuse_id(m: &Mutation) -> Option<MutationResult> {
-    let id = (m.id.is_empty() || m.id.len() > MUTATION_ID_LEN_MAX)
+    let id = (m.id.is_empty() || m.id.chars().count() > MUTATION_ID_LEN_MAX)
         .then(|| format!("a mutation id is 1 to {MUTATION_ID_LEN_MAX} characters"));
     let n = (m.n == Some(0) || m.n.is_some_and(|n| n > i64::MAX as u64))
         .then(|| "a mutation's n is a counter from 1 to 2^63 - 1".to_string());

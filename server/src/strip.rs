@@ -68,9 +68,10 @@ fn orientation_of(bytes: &[u8]) -> u8 {
 }
 
 fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
+    let start = b.get(..2)?;
     let orientation = orientation_of(b);
     let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(&b[..2]);
+    out.extend_from_slice(start);
     if orientation != 1 {
         let tiff = orientation_tiff(orientation);
         out.extend_from_slice(&[0xFF, 0xE1]);
@@ -103,7 +104,7 @@ fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn strip_png(b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = b[..8].to_vec();
+    let mut out = b.get(..8)?.to_vec();
     let mut i = 8;
     while i + 12 <= b.len() {
         let len = u32::from_be_bytes(b[i..i + 4].try_into().ok()?) as usize;

@@ -11,6 +11,7 @@ mod dashboard;
 mod device;
 mod files;
 mod frontgate;
+mod fuzz;
 mod getting_set_up;
 mod labor;
 mod layout;

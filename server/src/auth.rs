@@ -199,14 +199,21 @@ impl Tokens {
                 let Some(key) = &self.external else { return Err(TokenError::Invalid("the token is not valid")) };
                 let mut v = Validation::new(Algorithm::RS256);
                 v.leeway = LEEWAY_SECS;
-                v.set_required_spec_claims(&["exp", "sub"]);
+                // A configured issuer or audience must be present, not only match when
+                // present: a token without them could be meant for anything.
+                let mut required = vec!["exp", "sub"];
                 if let Some(iss) = &self.external_issuer {
                     v.set_issuer(&[iss]);
+                    required.push("iss");
                 }
                 match &self.external_audience {
-                    Some(aud) => v.set_audience(&[aud]),
+                    Some(aud) => {
+                        v.set_audience(&[aud]);
+                        required.push("aud");
+                    }
                     None => v.validate_aud = false,
                 }
+                v.set_required_spec_claims(&required);
                 let data = decode::<ExternalClaims>(token, key, &v).map_err(|e| Self::reject(&e))?;
                 let Some(email) = data.claims.email else {
                     return Err(TokenError::Invalid("the identity provider's token carries no email claim"));

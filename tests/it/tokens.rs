@@ -88,3 +88,113 @@ async fn external_identity_provider_tokens() {
     let plain = TestServer::start().await;
     plain.anonymous().with_token(&idp_token(good)).get("/v1/me").await.err(401, "invalid_token");
 }
+
+/// Tokens forged in the known ways are refused over HTTP and at the socket's hello, and the
+/// server never fetches a key a token points to. The deployment's own tokens are taken within
+/// five seconds of clock skew and not beyond.
+#[tokio::test]
+async fn forged_tokens_are_refused() {
+    // A listener a `jku` header points to: a server that follows it would connect here.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jku = format!("http://{}/keys.json", trap.local_addr().unwrap());
+    let srv = TestServer::start_with(|c| {
+        c.jwt_public_key_pem = Some(IDP_PUBLIC.into());
+        c.jwt_issuer = Some("https://idp.example.test".into());
+        c.jwt_audience = Some("backops".into());
+    })
+    .await;
+    let vic = srv.sign_up("Vic").await;
+    let ours = |claims: serde_json::Value| {
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(tests::TEST_SECRET.as_bytes()))
+            .unwrap()
+    };
+    let claims = |exp: u64| json!({ "sub": vic.id, "iss": server::auth::ISSUER, "iat": now(), "exp": exp });
+    let idp = json!({ "sub": "idp|7", "email": "eve@example.test", "iss": "https://idp.example.test",
+                      "aud": "backops", "iat": now(), "exp": now() + 600 });
+    let b64 = |v: serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+
+    let mut forged: Vec<(&str, String)> = Vec::new();
+    // `alg: none`, with and without a signature.
+    let unsigned = format!("{}.{}", b64(json!({ "alg": "none", "typ": "JWT" })), b64(claims(now() + 600)));
+    forged.push(("alg none", format!("{unsigned}.")));
+    forged.push(("alg none, signed", format!("{unsigned}.c2ln")));
+    // Algorithm confusion: HS256 keyed with the identity provider's public key.
+    forged.push((
+        "HS256 keyed with the RS256 public key",
+        encode(&Header::new(Algorithm::HS256), &idp, &EncodingKey::from_secret(IDP_PUBLIC.as_bytes())).unwrap(),
+    ));
+    // Another deployment's token for the same account.
+    forged.push((
+        "another deployment's secret",
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims(now() + 600),
+            &EncodingKey::from_secret(b"another-deployment-another-secret-0123456789"),
+        )
+        .unwrap(),
+    ));
+    // Signed with the attacker's own key, which the token names and links (`kid`, `jku`).
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("attacker".into());
+    header.jku = Some(jku.clone());
+    let attacker = EncodingKey::from_rsa_pem(include_bytes!("../fixtures/attacker-test-private.pem")).unwrap();
+    forged.push(("the attacker's key, named and linked", encode(&header, &idp, &attacker).unwrap()));
+    // Claims changed under the identity provider's real signature.
+    let signed = idp_token(idp.clone());
+    let parts: Vec<&str> = signed.split('.').collect();
+    let mut tampered = idp.clone();
+    tampered["email"] = json!("admin@example.test");
+    forged.push(("claims changed under a real signature", format!("{}.{}.{}", parts[0], b64(tampered), parts[2])));
+    // Other algorithms, even with a valid-looking body.
+    for alg in [Algorithm::HS384, Algorithm::HS512] {
+        forged.push((
+            "an algorithm not accepted",
+            encode(&Header::new(alg), &claims(now() + 600), &EncodingKey::from_secret(tests::TEST_SECRET.as_bytes()))
+                .unwrap(),
+        ));
+    }
+    // The deployment's own key, wrong in its claims.
+    let mut other_issuer = claims(now() + 600);
+    other_issuer["iss"] = json!("someone-else");
+    forged.push(("another issuer", ours(other_issuer)));
+    let mut no_sub = claims(now() + 600);
+    no_sub.as_object_mut().unwrap().remove("sub");
+    forged.push(("no subject", ours(no_sub)));
+    let mut ghost = claims(now() + 600);
+    ghost["sub"] = json!("account-that-does-not-exist");
+    forged.push(("an account that does not exist", ours(ghost)));
+    // The identity provider's tokens without the audience or issuer the deployment names.
+    for claim in ["aud", "iss"] {
+        let mut without = idp.clone();
+        without.as_object_mut().unwrap().remove(claim);
+        forged.push((claim, idp_token(without)));
+    }
+    // Oversized, and not a token at all.
+    forged.push(("oversized", format!("{}.{}.x", "a".repeat(9_000), "b")));
+    forged.push(("garbage", "not.a.token".into()));
+
+    for (what, token) in &forged {
+        let r = srv.anonymous().with_token(token).get("/v1/me").await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        r.err(401, "invalid_token");
+        let mut c = tests::SyncClient::raw(&srv).await;
+        c.send(json!({ "type": "hello", "protocol": 2, "token": token, "device": "forger" })).await;
+        assert_eq!(c.closed().await.0, 4003, "{what}: the socket's hello");
+    }
+
+    // Clock skew: a token that expired 2 s ago is taken (five seconds of leeway), one that
+    // expired 30 s ago is not.
+    let skewed = ours(claims(now() - 2));
+    srv.anonymous().with_token(&skewed).get("/v1/me").await.ok();
+    let expired = ours(claims(now() - 30));
+    srv.anonymous().with_token(&expired).get("/v1/me").await.err(401, "token_expired");
+    // And the real ones still work.
+    vic.api.get("/v1/me").await.ok();
+    srv.anonymous().with_token(&idp_token(idp)).get("/v1/me").await.ok();
+    // Nothing ever asked the linked key's address.
+    let asked = tokio::time::timeout(std::time::Duration::from_millis(50), trap.accept()).await;
+    assert!(asked.is_err(), "the server followed a token's jku");
+}

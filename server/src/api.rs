@@ -1,8 +1,10 @@
 //! Routes of the HTTP API under `/v1`: each handler is one engine call.
 
+use std::net::SocketAddr;
+
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
+    extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, patch, post, put},
@@ -161,7 +163,15 @@ struct SessionOut {
     account: engine::model::Account,
 }
 
-async fn sign_up(State(st): State<AppState>, Body(input): Body<NewAccount>) -> ApiResult<Response> {
+async fn sign_up(
+    State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Body(input): Body<NewAccount>,
+) -> ApiResult<Response> {
+    let limits = st.attempts.limits;
+    if let Err(wait) = st.attempts.take(&format!("up:{}", from.ip()), limits.sign_ups_per_address) {
+        return Ok(wait.into_response());
+    }
     let account = st.engine.sign_up(input).await?;
     let (token, expires_at) = st.tokens.issue(&account.id)?;
     Ok(created(SessionOut { token, expires_at, account }))
@@ -174,10 +184,33 @@ struct LogIn {
     password: String,
 }
 
-async fn log_in(State(st): State<AppState>, Body(input): Body<LogIn>) -> ApiResult<Json<SessionOut>> {
-    let account = st.engine.log_in(&input.email, &input.password).await?;
+/// Signs in. Every attempt counts against the caller's address; a failed one also against the
+/// account, so a password is never guessed faster than a few tries a minute from anywhere.
+async fn log_in(
+    State(st): State<AppState>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    Body(input): Body<LogIn>,
+) -> ApiResult<Response> {
+    let limits = st.attempts.limits;
+    let account_key = format!("fail:{}", input.email.trim().to_lowercase());
+    let allowed = st
+        .attempts
+        .take(&format!("in:{}", from.ip()), limits.sign_ins_per_address)
+        .and_then(|()| st.attempts.check(&account_key, limits.failures_per_account));
+    if let Err(wait) = allowed {
+        return Ok(wait.into_response());
+    }
+    let account = match st.engine.log_in(&input.email, &input.password).await {
+        Ok(a) => a,
+        Err(e) => {
+            if matches!(e, engine::Error::BadCredentials) {
+                let _ = st.attempts.take(&account_key, limits.failures_per_account);
+            }
+            return Err(e.into());
+        }
+    };
     let (token, expires_at) = st.tokens.issue(&account.id)?;
-    Ok(Json(SessionOut { token, expires_at, account }))
+    Ok(Json(SessionOut { token, expires_at, account }).into_response())
 }
 
 async fn me(State(st): State<AppState>, Caller(me): Caller) -> ApiResult<Json<engine::model::Account>> {

@@ -7,6 +7,7 @@
 
 mod api;
 mod assets;
+pub mod attempts;
 pub mod auth;
 pub mod blobs;
 mod dashboard;
@@ -48,6 +49,8 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// Lifetime of the tokens this server signs.
     pub token_ttl: Duration,
+    /// How often sign-ins and sign-ups may be tried (per address, per account).
+    pub attempts: attempts::AttemptLimits,
     /// Largest accepted request body, in bytes.
     pub body_limit_bytes: usize,
     /// Largest accepted credential import (CSV), in bytes.
@@ -86,6 +89,7 @@ impl Config {
             jwt_issuer: None,
             jwt_audience: None,
             token_ttl: Duration::from_secs(12 * 3600),
+            attempts: attempts::AttemptLimits::default(),
             body_limit_bytes: 256 * 1024,
             import_limit_bytes: 16 * 1024 * 1024,
             sync: Limits::default(),
@@ -130,6 +134,7 @@ pub struct AppState {
     pub tokens: Arc<auth::Tokens>,
     pub hub: Arc<sync::Hub>,
     pub files: Arc<files::Files>,
+    pub attempts: Arc<attempts::Attempts>,
 }
 
 /// Name of the generated secret inside the data directory.
@@ -188,7 +193,13 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         config.image_limits,
         config.chunk_idle_timeout,
     )?;
-    Ok(AppState { engine, tokens: Arc::new(tokens), hub, files: Arc::new(files) })
+    Ok(AppState {
+        engine,
+        tokens: Arc::new(tokens),
+        hub,
+        files: Arc::new(files),
+        attempts: Arc::new(attempts::Attempts::new(config.attempts)),
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then sync sessions are closed
@@ -232,6 +243,7 @@ pub async fn serve(
     let app = api::router(state, config.body_limit_bytes, config.import_limit_bytes);
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let mut stopping = stop.subscribe();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop.send(true);

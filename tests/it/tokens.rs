@@ -198,3 +198,71 @@ async fn forged_tokens_are_refused() {
     let asked = tokio::time::timeout(std::time::Duration::from_millis(50), trap.accept()).await;
     assert!(asked.is_err(), "the server followed a token's jku");
 }
+
+/// Sign-ins and sign-ups are rate limited: a password is not guessed faster than the limit
+/// from anywhere (failed sign-ins count against the account), and one address cannot spend the
+/// server's password hashing at will. Past a limit: 429 `too_many_attempts` with
+/// `Retry-After`, and nothing else is affected.
+#[tokio::test]
+async fn sign_ins_and_sign_ups_are_rate_limited() {
+    let srv = TestServer::start_with(|c| {
+        let plenty = server::attempts::Rate { burst: 1_000, per_minute: 1_000 };
+        c.attempts.sign_ins_per_address = plenty;
+        c.attempts.failures_per_account = server::attempts::Rate { burst: 3, per_minute: 1 };
+        c.attempts.sign_ups_per_address = server::attempts::Rate { burst: 4, per_minute: 1 };
+    })
+    .await;
+    let vic = srv.sign_up("Vic").await;
+    let rita = srv.sign_up("Rita").await;
+    let http = reqwest::Client::new();
+    let log_in = |email: &str, password: &str| {
+        http.post(format!("{}/v1/sessions", srv.base)).json(&json!({ "email": email, "password": password })).send()
+    };
+    // Three wrong guesses are answered as such; then the account is locked for a while, even
+    // for the right password.
+    for _ in 0..3 {
+        assert_eq!(log_in(&vic.email, "guess").await.unwrap().status(), 401);
+    }
+    let locked = log_in(&vic.email, "correct horse battery").await.unwrap();
+    assert_eq!(locked.status(), 429);
+    let wait: u64 = locked.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let body: serde_json::Value = locked.json().await.unwrap();
+    assert_eq!(body["code"], "too_many_attempts");
+    // The same email written differently is the same account.
+    assert_eq!(log_in(&vic.email.to_uppercase(), "guess").await.unwrap().status(), 429);
+    // Another account is not affected, nor are signed-in sessions.
+    assert_eq!(log_in(&rita.email, "correct horse battery").await.unwrap().status(), 200);
+    vic.api.get("/v1/me").await.ok();
+
+    // Sign-ups from one address: two more fit the burst of four, the next waits.
+    srv.sign_up("Sam").await;
+    srv.sign_up("Tess").await;
+    let r = srv
+        .anonymous()
+        .post(
+            "/v1/accounts",
+            json!({ "email": "uma@example.test", "name": "Uma", "password": "correct horse battery" }),
+        )
+        .await;
+    r.err(429, "too_many_attempts");
+
+    // Sign-ins from one address, whatever their outcome, on a server that allows two.
+    let tight = TestServer::start_with(|c| {
+        c.attempts.sign_ins_per_address = server::attempts::Rate { burst: 2, per_minute: 1 };
+    })
+    .await;
+    let ann = tight.sign_up("Ann").await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let r = http
+            .post(format!("{}/v1/sessions", tight.base))
+            .json(&json!({ "email": ann.email, "password": "correct horse battery" }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+}

@@ -86,6 +86,13 @@ pub fn test_config(data_dir: &std::path::Path) -> server::Config {
     c.jwt_secret = Some(TEST_SECRET.into());
     c.engine.license_activation_delay = TEST_ACTIVATION_DELAY;
     c.engine.password_hashing = engine::PasswordHashing::Fast;
+    // Tests sign many people up and in from one address; the limits have their own test.
+    let plenty = server::attempts::Rate { burst: 100_000, per_minute: 100_000 };
+    c.attempts = server::attempts::AttemptLimits {
+        sign_ins_per_address: plenty,
+        failures_per_account: plenty,
+        sign_ups_per_address: plenty,
+    };
     c
 }
 

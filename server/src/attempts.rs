@@ -1,0 +1,120 @@
+//! How often sign-ins and sign-ups may be tried: from one address (each attempt costs the
+//! server a password hash, a CPU cost an attacker could spend at will), and against one
+//! account (failed sign-ins only, so guessing a password stays slow). Token buckets kept in
+//! memory, per node; past the limit the answer is 429 `too_many_attempts` with `Retry-After`.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// Attempts allowed: `burst` at once, then `per_minute`.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub burst: u32,
+    pub per_minute: u32,
+}
+
+/// The limits of sign-ins and sign-ups.
+#[derive(Clone, Copy, Debug)]
+pub struct AttemptLimits {
+    /// Sign-ins from one address, whatever their outcome. A crew on a venue's Wi-Fi shares one
+    /// address: generous.
+    pub sign_ins_per_address: Rate,
+    /// Failed sign-ins to one account, from anywhere.
+    pub failures_per_account: Rate,
+    /// Sign-ups from one address.
+    pub sign_ups_per_address: Rate,
+}
+
+impl Default for AttemptLimits {
+    fn default() -> Self {
+        AttemptLimits {
+            sign_ins_per_address: Rate { burst: 60, per_minute: 60 },
+            failures_per_account: Rate { burst: 10, per_minute: 5 },
+            sign_ups_per_address: Rate { burst: 30, per_minute: 20 },
+        }
+    }
+}
+
+/// Buckets kept before full ones (nothing spent lately) are dropped.
+const BUCKETS_MAX: usize = 100_000;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The buckets, by key (`"in:" + address`, `"fail:" + email`, `"up:" + address`).
+#[derive(Default)]
+pub struct Attempts {
+    pub limits: AttemptLimits,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl std::fmt::Debug for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempts").field("limits", &self.limits).finish()
+    }
+}
+
+/// Too many attempts: try again after this long.
+#[derive(Debug)]
+pub struct TooMany(pub Duration);
+
+impl IntoResponse for TooMany {
+    fn into_response(self) -> Response {
+        let secs = self.0.as_secs().max(1);
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many attempts; try again in {secs} s"),
+        )
+        .into_response();
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        r
+    }
+}
+
+impl Attempts {
+    pub fn new(limits: AttemptLimits) -> Attempts {
+        Attempts { limits, buckets: Mutex::default() }
+    }
+
+    /// Spends one attempt of `key` at `rate`, or says when the next one is allowed.
+    pub fn take(&self, key: &str, rate: Rate) -> Result<(), TooMany> {
+        self.spend(key, rate, 1.0)
+    }
+
+    /// Whether `key` has an attempt left at `rate`, without spending it.
+    pub fn check(&self, key: &str, rate: Rate) -> Result<(), TooMany> {
+        self.spend(key, rate, 0.0)
+    }
+
+    fn spend(&self, key: &str, rate: Rate, cost: f64) -> Result<(), TooMany> {
+        let now = Instant::now();
+        let per_sec = f64::from(rate.per_minute.max(1)) / 60.0;
+        let burst = f64::from(rate.burst.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(key) {
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+            if buckets.len() >= BUCKETS_MAX {
+                buckets.clear();
+            }
+        }
+        let b = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= cost;
+            return Ok(());
+        }
+        Err(TooMany(Duration::from_secs_f64(((1.0 - b.tokens) / per_sec).ceil())))
+    }
+}

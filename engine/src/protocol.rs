@@ -39,6 +39,11 @@ pub struct Limits {
     /// Interval at which the client should send `ping`; after three silent intervals the
     /// server closes with [`close::IDLE`].
     pub heartbeat_ms: u64,
+    /// Messages a client may send at once; after that, `messages_per_minute`. Past it the
+    /// server closes with [`close::TOO_MANY_MESSAGES`] (a device reconnecting sends its
+    /// subscriptions and a few pushes: far below).
+    pub messages_burst: u32,
+    pub messages_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -52,6 +57,8 @@ impl Default for Limits {
             subscriptions_max: 64,
             push_mutations_max: 500,
             heartbeat_ms: 15_000,
+            messages_burst: 300,
+            messages_per_minute: 600,
         }
     }
 }
@@ -263,6 +270,8 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// No frame for three heartbeat intervals.
     pub const IDLE: u16 = 4009;
+    /// The client sent messages faster than `messages_burst` / `messages_per_minute` allow.
+    pub const TOO_MANY_MESSAGES: u16 = 4010;
     /// A frame exceeded `frame_bytes_max`.
     pub const FRAME_TOO_LARGE: u16 = 1009;
     /// The server is shutting down: reconnect (to it or another server) and resume.

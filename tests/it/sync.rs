@@ -365,6 +365,42 @@ async fn a_client_that_does_not_read_is_cut_off_with_its_cursor() {
     converged(&srv, &mut vic, &s.vic, &s.event).await;
 }
 
+/// A client that sends messages faster than the limits allow is closed with 4010; one that
+/// keeps to them, on the same server meanwhile, is served as usual.
+#[tokio::test]
+async fn a_flooding_client_is_closed_and_an_honest_one_is_served() {
+    let srv = TestServer::start_with(|c| {
+        c.sync.messages_burst = 40;
+        c.sync.messages_per_minute = 60;
+    })
+    .await;
+    let s = stage(&srv).await;
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    vic.subscribe(&s.event, None).await;
+    let mut flood = SyncClient::connect(&srv, &s.pm.token).await;
+    flood.subscribe(&s.event, None).await;
+    // Bounded: 200 pings as fast as the socket takes them, then the close.
+    for _ in 0..200 {
+        flood.send(json!({ "type": "ping" })).await;
+    }
+    let (code, reason) = flood.closed().await;
+    assert_eq!(code, 4010, "{reason}");
+    // Meanwhile the honest client gets the change and its pong.
+    task(&s, &s.pm, &s.audio, "During the flood").await;
+    let changes = vic.next_of("changes").await;
+    assert_eq!(changes["changes"][0]["data"]["title"], "During the flood");
+    vic.send(json!({ "type": "ping" })).await;
+    vic.next_of("pong").await;
+    // Within the burst, a client is not cut off.
+    let mut busy = SyncClient::connect(&srv, &s.pm.token).await;
+    for _ in 0..30 {
+        busy.send(json!({ "type": "ping" })).await;
+    }
+    for _ in 0..30 {
+        busy.next_of("pong").await;
+    }
+}
+
 #[tokio::test]
 async fn pushed_mutations_are_answered_one_by_one() {
     let srv = TestServer::start().await;

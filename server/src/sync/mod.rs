@@ -90,15 +90,26 @@ async fn connection(mut socket: WebSocket, st: AppState) {
     let span = tracing::info_span!("sync", session = id, account = %account, device = %device);
     async move {
         tracing::info!("session started");
-        let (sink, stream) = socket.split();
+        let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::channel::<Out>(hub.limits.queue_frames_max);
         let (kill, killed) = watch::channel::<Option<Closing>>(None);
         let writer = tokio::spawn(write_frames(sink, rx, killed));
         let mut session =
             Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, protocol, events: Vec::new() };
         session.send(&session.welcome()).await;
-        let ended = session.serve(stream, exp).await;
+        let ended = session.serve(&mut stream, exp).await;
         session.end(ended).await;
+        // The closing handshake: what the client still sends is read and dropped until its
+        // close arrives (at most CLOSE_TIMEOUT), so that unread bytes do not make the
+        // connection end in a reset that loses the close frame and its code.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
         let _ = writer.await;
         tracing::info!("session ended");
     }
@@ -187,13 +198,20 @@ impl Session {
 
     /// Reads and answers frames until the session must end; returns why (None: the client
     /// left, or a close was decided elsewhere).
-    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, exp: u64) -> Option<Closing> {
+    async fn serve(&mut self, stream: &mut SplitStream<WebSocket>, exp: u64) -> Option<Closing> {
         let mut shutdown = self.hub.shutdown.clone();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let expires = tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now));
         let idle_max = Duration::from_millis(self.hub.limits.heartbeat_ms.saturating_mul(3));
         let mut killed = self.out.kill.subscribe();
         let closing = |code, reason: &str| Some(Closing { code, reason: reason.into() });
+        // The client's message allowance: a token bucket of `messages_burst`, refilled at
+        // `messages_per_minute`.
+        let (burst, per_sec) = (
+            f64::from(self.hub.limits.messages_burst.max(1)),
+            f64::from(self.hub.limits.messages_per_minute.max(1)) / 60.0,
+        );
+        let (mut allowance, mut counted) = (burst, tokio::time::Instant::now());
         loop {
             let frame_in = tokio::select! {
                 biased;
@@ -210,6 +228,15 @@ impl Session {
                     Ok(Some(Ok(m))) => m,
                 },
             };
+            if matches!(frame_in, Message::Text(_) | Message::Binary(_)) {
+                let now = tokio::time::Instant::now();
+                allowance = (allowance + now.duration_since(counted).as_secs_f64() * per_sec).min(burst);
+                counted = now;
+                if allowance < 1.0 {
+                    return closing(close::TOO_MANY_MESSAGES, "the client sends more messages than the server accepts");
+                }
+                allowance -= 1.0;
+            }
             let text = match frame_in {
                 Message::Text(t) => t,
                 Message::Close(_) => return None,

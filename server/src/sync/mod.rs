@@ -44,6 +44,8 @@ const SOCKET_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 const WRITE_COALESCE_FRAMES_MAX: usize = 64;
 /// How long a closing frame may take to leave before the connection is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Frames a closing session reads (and drops) at most while it waits for the client's close.
+const CLOSE_DRAIN_FRAMES: usize = 256;
 
 pub async fn handler(ws: WebSocketUpgrade, State(st): State<AppState>) -> Response {
     let limit = st.hub.limits.frame_bytes_max;
@@ -100,11 +102,14 @@ async fn connection(mut socket: WebSocket, st: AppState) {
         let ended = session.serve(&mut stream, exp).await;
         session.end(ended).await;
         // The closing handshake: what the client still sends is read and dropped until its
-        // close arrives (at most CLOSE_TIMEOUT), so that unread bytes do not make the
-        // connection end in a reset that loses the close frame and its code.
+        // close arrives (at most CLOSE_TIMEOUT and CLOSE_DRAIN_FRAMES: a flooding client gets
+        // no more of the server's time), so that unread bytes do not make the connection end
+        // in a reset that loses the close frame and its code.
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let mut left = CLOSE_DRAIN_FRAMES;
             while let Some(Ok(m)) = stream.next().await {
-                if matches!(m, Message::Close(_)) {
+                left -= 1;
+                if matches!(m, Message::Close(_)) || left == 0 {
                     break;
                 }
             }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::{
     Json, Router,
     extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, patch, post, put},
 };
@@ -165,11 +165,13 @@ struct SessionOut {
 
 async fn sign_up(
     State(st): State<AppState>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Body(input): Body<NewAccount>,
 ) -> ApiResult<Response> {
-    let limits = st.attempts.limits;
-    if let Err(wait) = st.attempts.take(&format!("up:{}", from.ip()), limits.sign_ups_per_address) {
+    let from = st.attempts.client(peer, &headers);
+    let limits = &st.attempts.limits;
+    if let Err(wait) = st.attempts.take(&format!("up:{from}"), limits.sign_ups_per_address) {
         return Ok(wait.into_response());
     }
     let account = st.engine.sign_up(input).await?;
@@ -188,14 +190,16 @@ struct LogIn {
 /// account, so a password is never guessed faster than a few tries a minute from anywhere.
 async fn log_in(
     State(st): State<AppState>,
-    ConnectInfo(from): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Body(input): Body<LogIn>,
 ) -> ApiResult<Response> {
-    let limits = st.attempts.limits;
+    let from = st.attempts.client(peer, &headers);
+    let limits = &st.attempts.limits;
     let account_key = format!("fail:{}", input.email.trim().to_lowercase());
     let allowed = st
         .attempts
-        .take(&format!("in:{}", from.ip()), limits.sign_ins_per_address)
+        .take(&format!("in:{from}"), limits.sign_ins_per_address)
         .and_then(|()| st.attempts.check(&account_key, limits.failures_per_account));
     if let Err(wait) = allowed {
         return Ok(wait.into_response());

@@ -5,6 +5,7 @@
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -22,7 +23,7 @@ pub struct Rate {
 }
 
 /// The limits of sign-ins and sign-ups.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct AttemptLimits {
     /// Sign-ins from one address, whatever their outcome. A crew on a venue's Wi-Fi shares one
     /// address: generous.
@@ -31,6 +32,10 @@ pub struct AttemptLimits {
     pub failures_per_account: Rate,
     /// Sign-ups from one address.
     pub sign_ups_per_address: Rate,
+    /// Reverse proxies in front of the server: a request from one of them is counted against
+    /// the client its `X-Forwarded-For` names (the last address there that is not itself a
+    /// trusted proxy). From anyone else the header is ignored: it is the caller's to forge.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for AttemptLimits {
@@ -39,6 +44,7 @@ impl Default for AttemptLimits {
             sign_ins_per_address: Rate { burst: 60, per_minute: 60 },
             failures_per_account: Rate { burst: 10, per_minute: 5 },
             sign_ups_per_address: Rate { burst: 30, per_minute: 20 },
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -85,6 +91,23 @@ impl IntoResponse for TooMany {
 impl Attempts {
     pub fn new(limits: AttemptLimits) -> Attempts {
         Attempts { limits, buckets: Mutex::default() }
+    }
+
+    /// The address a request is counted against: its peer's, or behind a trusted proxy the
+    /// client's that `X-Forwarded-For` names.
+    pub fn client(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let trusted = &self.limits.trusted_proxies;
+        if !trusted.contains(&peer.ip()) {
+            return peer.ip();
+        }
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        hops.into_iter().rev().find(|a| !trusted.contains(a)).unwrap_or(peer.ip())
     }
 
     /// Spends one attempt of `key` at `rate`, or says when the next one is allowed.

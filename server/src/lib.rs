@@ -198,7 +198,7 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         tokens: Arc::new(tokens),
         hub,
         files: Arc::new(files),
-        attempts: Arc::new(attempts::Attempts::new(config.attempts)),
+        attempts: Arc::new(attempts::Attempts::new(config.attempts.clone())),
     })
 }
 

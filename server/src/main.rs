@@ -51,6 +51,11 @@ struct Serve {
     /// Required `aud` of external tokens.
     #[arg(long, env = "BACKOPS_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    /// Addresses of reverse proxies in front of this server (repeat, or comma-separated):
+    /// behind one, a client's address for the sign-in limits is taken from
+    /// `X-Forwarded-For`.
+    #[arg(long = "trusted-proxy", env = "BACKOPS_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, env = "BACKOPS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
     token_ttl_secs: u64,
@@ -124,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.jwt_issuer = args.jwt_issuer;
     config.jwt_audience = args.jwt_audience;
+    config.attempts.trusted_proxies = args.trusted_proxies;
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.body_limit_bytes = args.body_limit_bytes;
     config.import_limit_bytes = args.import_limit_bytes;

@@ -266,3 +266,44 @@ async fn sign_ins_and_sign_ups_are_rate_limited() {
     }
     assert_eq!(statuses, vec![200, 200, 429]);
 }
+
+/// Behind a trusted reverse proxy, each client is counted by the address the proxy forwards
+/// (`X-Forwarded-For`), so a crew behind one proxy is not one address; from anyone else the
+/// header is ignored, so it cannot be used to escape the limit.
+#[tokio::test]
+async fn the_address_limit_counts_clients_behind_a_trusted_proxy() {
+    let two = server::attempts::Rate { burst: 2, per_minute: 1 };
+    let attempt = |base: String, forwarded: &'static str| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/v1/sessions"))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({ "email": "nobody@example.test", "password": "wrong" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The test's requests come from 127.0.0.1: the proxy.
+    let proxied = TestServer::start_with(|c| {
+        c.attempts.sign_ins_per_address = two;
+        c.attempts.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let mut seen = Vec::new();
+    for forwarded in ["10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "203.0.113.9, 10.0.0.2", "127.0.0.1, 10.0.0.3"] {
+        seen.push(attempt(proxied.base.clone(), forwarded).await);
+    }
+    // 10.0.0.1 twice, then limited; 10.0.0.2 is another client (a spoofed entry before it
+    // changes nothing: the proxy appends the address it saw); 10.0.0.3 is yet another.
+    assert_eq!(seen, vec![401, 401, 429, 401, 401, 401]);
+    assert_eq!(attempt(proxied.base.clone(), "10.0.0.2").await, 429);
+
+    // Without a trusted proxy the header is ignored: every request is 127.0.0.1.
+    let direct = TestServer::start_with(|c| c.attempts.sign_ins_per_address = two).await;
+    let mut seen = Vec::new();
+    for forwarded in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
+        seen.push(attempt(direct.base.clone(), forwarded).await);
+    }
+    assert_eq!(seen, vec![401, 401, 429]);
+}

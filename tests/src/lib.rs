@@ -92,6 +92,7 @@ pub fn test_config(data_dir: &std::path::Path) -> server::Config {
         sign_ins_per_address: plenty,
         failures_per_account: plenty,
         sign_ups_per_address: plenty,
+        trusted_proxies: Vec::new(),
     };
     c
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod bridge;
 mod changes;
 mod conflicts;
+mod crash;
 mod dashboard;
 mod device;
 mod files;

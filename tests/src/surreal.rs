@@ -108,10 +108,25 @@ impl SurrealServer {
     /// Starts a sync node on this server in a process of its own (`bin`, the
     /// `backops-test-node` binary), so a test can kill it with SIGKILL.
     pub async fn spawn_node(&self, bin: &str) -> ChildNode {
-        let mut child = Command::new(bin)
-            .env(NODE_DATABASE_URL, &self.url)
-            .env(NODE_DATABASE_USER, &self.auth.username)
-            .env(NODE_DATABASE_PASSWORD, &self.auth.password)
+        ChildNode::spawn(bin, &self.url, Some(&self.auth)).await
+    }
+}
+
+impl ChildNode {
+    /// A server in a process of its own (`bin`, the `backops-test-node` binary) on its
+    /// embedded default, SurrealKV in `dir`: killed with SIGKILL, started again on the same
+    /// files.
+    pub async fn embedded(bin: &str, dir: &std::path::Path) -> ChildNode {
+        ChildNode::spawn(bin, &format!("surrealkv://{}", dir.join("db").display()), None).await
+    }
+
+    async fn spawn(bin: &str, url: &str, auth: Option<&RemoteAuth>) -> ChildNode {
+        let mut command = Command::new(bin);
+        command.env(NODE_DATABASE_URL, url);
+        if let Some(auth) = auth {
+            command.env(NODE_DATABASE_USER, &auth.username).env(NODE_DATABASE_PASSWORD, &auth.password);
+        }
+        let mut child = command
             .env("BACKOPS_LOG", "warn")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -196,7 +211,15 @@ impl Drop for ChildNode {
 pub async fn serve_node_process() {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let auth = RemoteAuth { username: var(NODE_DATABASE_USER), password: var(NODE_DATABASE_PASSWORD) };
-    let config = node_config(dir.path(), &var(NODE_DATABASE_URL), &auth);
+    let url = var(NODE_DATABASE_URL);
+    let config = match std::env::var(NODE_DATABASE_USER) {
+        Ok(username) => node_config(dir.path(), &url, &RemoteAuth { username, password: var(NODE_DATABASE_PASSWORD) }),
+        // Embedded (SurrealKV): the test configuration on that store.
+        Err(_) => {
+            let mut c = crate::test_config(dir.path());
+            c.database_url = url;
+            c
+        }
+    };
     crate::bench::serve_until_stdin_closes(config).await;
 }

@@ -1,11 +1,9 @@
 //! Routes of the HTTP API under `/v1`: each handler is one engine call.
 
-use std::net::SocketAddr;
-
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
-    http::{HeaderMap, StatusCode},
+    extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, patch, post, put},
 };
@@ -23,6 +21,7 @@ use tower_http::{
 
 use crate::{
     AppState,
+    attempts::ClientAddr,
     auth::Caller,
     error::{ApiError, ApiResult},
 };
@@ -165,13 +164,10 @@ struct SessionOut {
 
 async fn sign_up(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(from): ClientAddr,
     Body(input): Body<NewAccount>,
 ) -> ApiResult<Response> {
-    let from = st.attempts.client(peer, &headers);
-    let limits = &st.attempts.limits;
-    if let Err(wait) = st.attempts.take(&format!("up:{from}"), limits.sign_ups_per_address) {
+    if let Err(wait) = st.attempts.sign_up(from) {
         return Ok(wait.into_response());
     }
     let account = st.engine.sign_up(input).await?;
@@ -190,25 +186,17 @@ struct LogIn {
 /// account, so a password is never guessed faster than a few tries a minute from anywhere.
 async fn log_in(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(from): ClientAddr,
     Body(input): Body<LogIn>,
 ) -> ApiResult<Response> {
-    let from = st.attempts.client(peer, &headers);
-    let limits = &st.attempts.limits;
-    let account_key = format!("fail:{}", input.email.trim().to_lowercase());
-    let allowed = st
-        .attempts
-        .take(&format!("in:{from}"), limits.sign_ins_per_address)
-        .and_then(|()| st.attempts.check(&account_key, limits.failures_per_account));
-    if let Err(wait) = allowed {
+    if let Err(wait) = st.attempts.sign_in(from, &input.email) {
         return Ok(wait.into_response());
     }
     let account = match st.engine.log_in(&input.email, &input.password).await {
         Ok(a) => a,
         Err(e) => {
             if matches!(e, engine::Error::BadCredentials) {
-                let _ = st.attempts.take(&account_key, limits.failures_per_account);
+                st.attempts.sign_in_failed(&input.email);
             }
             return Err(e.into());
         }

@@ -55,6 +55,16 @@ const BUCKETS_MAX: usize = 100_000;
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Its rate: attempts at most, and attempts regained a second.
+    burst: f64,
+    per_sec: f64,
+}
+
+impl Bucket {
+    /// Its attempts at `now`.
+    fn at(&self, now: Instant) -> f64 {
+        (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec).min(self.burst)
+    }
 }
 
 /// The buckets, by key (`"in:" + address`, `"fail:" + email`, `"up:" + address`).
@@ -93,9 +103,30 @@ impl Attempts {
         Attempts { limits, buckets: Mutex::default() }
     }
 
+    /// A sign-up from `from`.
+    pub fn sign_up(&self, from: IpAddr) -> Result<(), TooMany> {
+        self.spend(&format!("up:{from}"), self.limits.sign_ups_per_address, 1.0)
+    }
+
+    /// A sign-in from `from` to the account of `email`: counted against the address, and
+    /// refused while the account has no failure left to spend.
+    pub fn sign_in(&self, from: IpAddr, email: &str) -> Result<(), TooMany> {
+        self.spend(&format!("in:{from}"), self.limits.sign_ins_per_address, 1.0)?;
+        self.spend(&Self::account_key(email), self.limits.failures_per_account, 0.0)
+    }
+
+    /// A sign-in to the account of `email` failed: one failure spent.
+    pub fn sign_in_failed(&self, email: &str) {
+        let _ = self.spend(&Self::account_key(email), self.limits.failures_per_account, 1.0);
+    }
+
+    fn account_key(email: &str) -> String {
+        format!("fail:{}", email.trim().to_lowercase())
+    }
+
     /// The address a request is counted against: its peer's, or behind a trusted proxy the
     /// client's that `X-Forwarded-For` names.
-    pub fn client(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+    fn client(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
         let trusted = &self.limits.trusted_proxies;
         if !trusted.contains(&peer.ip()) {
             return peer.ip();
@@ -110,34 +141,46 @@ impl Attempts {
         hops.into_iter().rev().find(|a| !trusted.contains(a)).unwrap_or(peer.ip())
     }
 
-    /// Spends one attempt of `key` at `rate`, or says when the next one is allowed.
-    pub fn take(&self, key: &str, rate: Rate) -> Result<(), TooMany> {
-        self.spend(key, rate, 1.0)
-    }
-
-    /// Whether `key` has an attempt left at `rate`, without spending it.
-    pub fn check(&self, key: &str, rate: Rate) -> Result<(), TooMany> {
-        self.spend(key, rate, 0.0)
-    }
-
+    /// Spends `cost` (1, or 0 to only look) of `key`'s attempts at `rate`, or says when the
+    /// next one is allowed.
     fn spend(&self, key: &str, rate: Rate, cost: f64) -> Result<(), TooMany> {
         let now = Instant::now();
         let per_sec = f64::from(rate.per_minute.max(1)) / 60.0;
         let burst = f64::from(rate.burst.max(1));
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(key) {
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec < burst);
+            buckets.retain(|_, b| b.at(now) < b.burst);
             if buckets.len() >= BUCKETS_MAX {
                 buckets.clear();
             }
         }
-        let b = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_sec).min(burst);
+        let b = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now, burst, per_sec });
+        b.tokens = b.at(now);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= cost;
             return Ok(());
         }
         Err(TooMany(Duration::from_secs_f64(((1.0 - b.tokens) / per_sec).ceil())))
+    }
+}
+
+/// The address a request counts against for the limits above (see [`Attempts`]): the TCP
+/// peer's, or behind a trusted proxy the client's it forwards.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
+
+impl axum::extract::FromRequestParts<crate::AppState> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0).ok_or_else(|| {
+            tracing::error!("a request without its peer address: serve with connect info");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the request could not be handled")
+        })?;
+        Ok(ClientAddr(state.attempts.client(peer, &parts.headers)))
     }
 }

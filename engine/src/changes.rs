@@ -101,13 +101,28 @@ const JUDGED_MEANWHILE: &str = "backops:judged_meanwhile";
 /// Most entries one page of the log holds: a larger commit writes several pages.
 pub const LOG_PAGE_ENTRIES_MAX: usize = 500;
 
+/// Moves a device's mark `$m` (a [`crate::plan::MarkSpec`]) to `$m.hi`, noting the head
+/// `$mark_seq`, and records the refusals among its mutations; throws `already_applied` if the
+/// mark had reached `$m.lo`. In a commit, and alone for pushes of which nothing commits.
+macro_rules! mark_statements {
+    () => {
+        "IF ((SELECT VALUE n FROM type::record('mark', $m.key))[0] ?? 0) >= $m.lo { THROW 'backops:already_applied' };
+    UPSERT type::record('mark', $m.key) SET n = $m.hi, seq = $mark_seq, at = $at RETURN NONE;
+    FOR $r IN $m.refused {
+        CREATE type::record('refused', $r.k) CONTENT { event: $event, code: $r.code, message: $r.message, seq: $mark_seq, at: $at } RETURN NONE;
+    };"
+    };
+}
+pub(crate) use mark_statements;
+
 /// The one statement text of every commit: the counter (and the access version, checked
 /// against the version the writer's decisions were based on); the judgements the writes were
 /// decided on, checked and counted; the record writes — creates of records nothing else in
 /// the commit touches in one `INSERT` per table, the rest one by one in order; the log's
 /// page(s) of this commit's entries; and what remembers the client mutations applied.
 /// Values come as parameters, so the text never changes.
-const COMMIT_SQL: &str = "BEGIN TRANSACTION;
+const COMMIT_SQL: &str = concat!(
+    "BEGIN TRANSACTION;
 LET $row = (UPSERT type::record('event_seq', $event) SET n = (n ?? 0) + $count, access = (access ?? 0) + $bump RETURN n, access)[0];
 IF $basis_min != NONE AND ($basis_min != $row.access - $bump OR $basis_max != $row.access - $bump) { THROW 'backops:stale_access' };
 LET $base = $row.n - $count;
@@ -144,14 +159,14 @@ FOR $a IN $applied {
     CREATE type::record('applied', $a.k) CONTENT { event: $event, seq: $base + $a.i, record: $a.id, at: $at } RETURN NONE;
 };
 FOR $m IN $marks {
-    IF ((SELECT VALUE n FROM type::record('mark', $m.key))[0] ?? 0) >= $m.lo { THROW 'backops:already_applied' };
-    UPSERT type::record('mark', $m.key) SET n = $m.hi, seq = $row.n, at = $at RETURN NONE;
-    FOR $r IN $m.refused {
-        CREATE type::record('refused', $r.k) CONTENT { event: $event, code: $r.code, message: $r.message, seq: $row.n, at: $at } RETURN NONE;
-    };
+    LET $mark_seq = $row.n;
+    ",
+    mark_statements!(),
+    "
 };
 RETURN $row;
-COMMIT TRANSACTION;";
+COMMIT TRANSACTION;"
+);
 
 /// Which pages a read of the log takes (see [`Engine::log_pages`]).
 enum Pages {
@@ -362,7 +377,7 @@ impl Engine {
                 applied.push(json!({ "k": a, "i": i + 1, "id": w.id }));
             }
             if let Some(m) = w.mark {
-                marks.push(json!({ "key": m.key, "lo": m.lo, "hi": m.hi, "refused": m.refused }));
+                marks.push(json!(m));
             }
             let (op, data) = match w.op {
                 WriteOp::Create(content) => {

@@ -282,18 +282,18 @@ impl Engine {
     /// not judged again. A failure is logged and leaves a retry to be judged afresh, which
     /// still applies nothing twice.
     async fn record_refusals(&self, event: &str, mark: MarkSpec) {
-        const SQL: &str = "BEGIN TRANSACTION;
-            IF ((SELECT VALUE n FROM type::record('mark', $m.key))[0] ?? 0) >= $m.lo { THROW 'backops:already_applied' };
-            LET $head = (SELECT VALUE n FROM type::record('event_seq', $event))[0] ?? 0;
-            UPSERT type::record('mark', $m.key) SET n = $m.hi, seq = $head, at = $at RETURN NONE;
-            FOR $r IN $m.refused {
-                CREATE type::record('refused', $r.k) CONTENT { event: $event, code: $r.code, message: $r.message, seq: $head, at: $at } RETURN NONE;
-            };
-            COMMIT TRANSACTION;";
+        const SQL: &str = concat!(
+            "BEGIN TRANSACTION;
+            LET $mark_seq = (SELECT VALUE n FROM type::record('event_seq', $event))[0] ?? 0;
+            ",
+            crate::changes::mark_statements!(),
+            "
+            COMMIT TRANSACTION;"
+        );
         let vars = json!({
             "event": event,
             "at": crate::time::now(),
-            "m": { "key": mark.key, "lo": mark.lo, "hi": mark.hi, "refused": mark.refused },
+            "m": mark,
         });
         if let Err(e) = self.store.run(SQL, vars).await {
             tracing::info!(error = ?e, "refusals of a push could not be recorded; a retry is judged again");

@@ -152,7 +152,7 @@ pub struct Write {
 /// `[event, account, device]`) moves to `hi` — the commit fails with `already_applied` if
 /// the mark had reached `lo` — and the refusals among them are recorded (`refused`, each
 /// `{ k: [event, account, device, n], code, message }`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub(crate) struct MarkSpec {
     pub key: Value,
     pub lo: u64,

@@ -12,6 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Set in the child: the store it serves on (`mem` or `surrealkv`).
 pub const SERVE_ENV: &str = "BACKOPS_BENCH_SERVE";
+/// Set in the child when the parent chose its data directory (to measure it on disk).
+const DIR_ENV: &str = "BACKOPS_BENCH_DIR";
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS:`, `VmHWM:`); `pid` may be `self`.
 pub fn status_kib(pid: &str, field: &str) -> u64 {
@@ -28,7 +30,20 @@ pub fn status_kib(pid: &str, field: &str) -> u64 {
 /// Starts this very benchmark again as a server on `store`; returns it and its base URL.
 /// The child stops when its stdin closes (when the returned `Child` is dropped or killed).
 pub fn spawn_server(store: &str) -> (Child, String) {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
+    spawn(store, None)
+}
+
+/// [`spawn_server`] with its data (database and files) in `dir`.
+pub fn spawn_server_in(store: &str, dir: &std::path::Path) -> (Child, String) {
+    spawn(store, Some(dir))
+}
+
+fn spawn(store: &str, dir: Option<&std::path::Path>) -> (Child, String) {
+    let mut command = Command::new(std::env::current_exe().expect("exe"));
+    if let Some(dir) = dir {
+        command.env(DIR_ENV, dir);
+    }
+    let mut child = command
         .env(SERVE_ENV, store)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
@@ -44,10 +59,11 @@ pub fn spawn_server(store: &str) -> (Child, String) {
 /// `adjust`) until stdin closes, printing the base URL first, and returns true.
 pub async fn serve_if_child(adjust: impl FnOnce(&mut server::Config)) -> bool {
     let Ok(store) = std::env::var(SERVE_ENV) else { return false };
-    let dir = tempfile::tempdir().expect("dir");
-    let mut config = crate::test_config(dir.path());
+    let temp = tempfile::tempdir().expect("dir");
+    let dir = std::env::var_os(DIR_ENV).map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().to_path_buf());
+    let mut config = crate::test_config(&dir);
     if store == "surrealkv" {
-        config.database_url = format!("surrealkv://{}", dir.path().join("db").display());
+        config.database_url = format!("surrealkv://{}", dir.join("db").display());
     }
     adjust(&mut config);
     serve_until_stdin_closes(config).await;

@@ -115,7 +115,7 @@ async fn main() {
                 hlc: None,
             })
             .collect();
-        let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
+        let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await.results;
         assert!(results.iter().all(|r| matches!(r, MutationResult::Accepted { .. })));
         made += n;
     }

@@ -46,7 +46,7 @@ async fn round(total: usize, batch: usize) -> Round {
     let single = (total / 10).max(1);
     let started = Instant::now();
     for i in 0..single {
-        let r = f.engine.apply_mutation(&f.owner, &f.event, "bench", &task(i)).await;
+        let r = f.engine.apply_mutation(&f.owner, &f.event, "bench", &task(i)).await.expect("stored");
         assert!(matches!(r, MutationResult::Accepted { .. }), "{r:?}");
     }
     let one_by_one = single as f64 / started.elapsed().as_secs_f64();
@@ -55,7 +55,7 @@ async fn round(total: usize, batch: usize) -> Round {
     let mut accepted = 0;
     for chunk in (0..total).collect::<Vec<_>>().chunks(batch) {
         let ms: Vec<Mutation> = chunk.iter().map(|i| task(single + i)).collect();
-        let results = f.engine.apply_mutations(&f.owner, &f.event, "bench", &ms).await;
+        let results = f.engine.apply_mutations(&f.owner, &f.event, "bench", &ms).await.results;
         accepted += results.iter().filter(|r| matches!(r, MutationResult::Accepted { .. })).count();
     }
     let batched = accepted as f64 / started.elapsed().as_secs_f64();

@@ -432,7 +432,11 @@ async fn main() {
     let w: Shared = Arc::default();
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(owner_follower(follow(&url, &crowd.owner.token, &crowd.event).await, w.clone(), stopped.clone())));
+    tasks.push(tokio::spawn(owner_follower(
+        follow(&url, &crowd.owner.token, &crowd.event).await,
+        w.clone(),
+        stopped.clone(),
+    )));
     // The slow consumers are the first clients: the seat holders among them see every change.
     let mut slow = Vec::new();
     for t in crowd.tokens.iter().take(SLOW) {
@@ -447,7 +451,15 @@ async fn main() {
     for i in 0..DEVICES {
         let token = crowd.owner.token.clone();
         let collab = crowd.collaborators[i % crowd.collaborators.len()].clone();
-        tasks.push(tokio::spawn(device(url.clone(), token, crowd.event.clone(), collab, i, w.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(device(
+            url.clone(),
+            token,
+            crowd.event.clone(),
+            collab,
+            i,
+            w.clone(),
+            stopped.clone(),
+        )));
     }
     tasks.push(tokio::spawn(http_writes(crowd.clone(), w.clone(), stopped.clone(), 20, 10)));
     tasks.push(tokio::spawn(reads(crowd.clone(), w.clone(), stopped.clone())));

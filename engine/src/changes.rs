@@ -268,6 +268,8 @@ impl Engine {
         basis: Option<i64>,
         writes: Vec<Write>,
     ) -> Result<Vec<Change>> {
+        // Nothing is begun while the disk is within its reserve (see `crate::disk`).
+        self.store.guard().check()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let queue = self.committer(event);
         if let Err(tokio::sync::mpsc::error::SendError(req)) = queue.send(CommitRequest { writes, basis, reply }).await

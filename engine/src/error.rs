@@ -38,6 +38,11 @@ pub enum Error {
     /// retries or turns this into a [`Error::Conflict`], so callers outside it never see it.
     #[error("access changed while the request ran")]
     StaleAccess,
+    /// The storage cannot take writes now: its disk is full (or within the reserve the node
+    /// keeps free), or failing. Nothing of the request was written, and the same request may
+    /// succeed later (HTTP 507). The detail is for logs only.
+    #[error("storage is full: nothing was saved; try again later")]
+    Unavailable(String),
     /// A storage failure or broken invariant. The detail is for logs only.
     #[error("internal error")]
     Internal(String),
@@ -74,14 +79,44 @@ impl Error {
             Error::SchemaTooNew { .. } => "schema_too_new",
             Error::Config(_) => "config",
             Error::StaleAccess => "access_changed",
+            Error::Unavailable(_) => "storage_unavailable",
             Error::Internal(_) => "internal",
         }
+    }
+
+    /// Whether this is the server's own failure rather than an answer to the request: the
+    /// request was not judged, and may be made again.
+    pub fn is_server_side(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::Unavailable(_))
+    }
+}
+
+/// Whether a storage error's text says the disk is full (ENOSPC, EDQUOT) or a file reached
+/// the size the system allows (EFBIG).
+pub(crate) fn says_disk_full(message: &str) -> bool {
+    const MARKS: [&str; 6] = [
+        "No space left on device",
+        "os error 28)",
+        "Disk quota exceeded",
+        "os error 122)",
+        "File too large",
+        "os error 27)",
+    ];
+    MARKS.iter().any(|m| message.contains(m))
+}
+
+/// A storage error: [`Error::Unavailable`] when it says the disk is full, otherwise
+/// [`Error::Internal`].
+pub(crate) fn storage(detail: String) -> Error {
+    match says_disk_full(&detail) {
+        true => Error::Unavailable(detail),
+        false => Error::Internal(detail),
     }
 }
 
 impl From<surrealdb::Error> for Error {
     fn from(e: surrealdb::Error) -> Self {
-        Error::Internal(format!("surrealdb: {e}"))
+        storage(format!("surrealdb: {e}"))
     }
 }
 

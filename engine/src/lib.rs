@@ -12,6 +12,7 @@ pub mod assets;
 mod cache;
 pub mod changes;
 pub mod device;
+pub mod disk;
 mod error;
 mod events;
 pub mod feed;
@@ -22,7 +23,7 @@ pub mod kind;
 pub mod labor;
 pub mod model;
 pub(crate) mod mutations;
-pub use mutations::MUTATION_ID_LEN_MAX;
+pub use mutations::{MUTATION_ID_LEN_MAX, Pushed};
 mod orgs;
 pub mod plan;
 pub mod protocol;
@@ -60,6 +61,12 @@ pub struct EngineConfig {
     pub file_limit_bytes: u64,
     /// Most bytes of files one organization may hold; no limit when absent.
     pub org_storage_limit_bytes: Option<u64>,
+    /// Free space the node keeps on the file systems it writes to: below it, writes are
+    /// refused with `storage_unavailable` (see [`disk`]). 0: never refused.
+    pub disk_reserve_bytes: u64,
+    /// Paths besides an embedded store's files whose file systems the reserve is kept on
+    /// (the server's file storage).
+    pub disk_paths: Vec<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +85,8 @@ impl Default for EngineConfig {
             log_retention: 500_000,
             file_limit_bytes: files::FILE_LIMIT_DEFAULT,
             org_storage_limit_bytes: None,
+            disk_reserve_bytes: disk::RESERVE_DEFAULT,
+            disk_paths: Vec::new(),
         }
     }
 }
@@ -140,6 +149,10 @@ impl Engine {
     /// were still pending when the process last stopped.
     pub async fn open(url: &str, auth: Option<&RemoteAuth>, config: EngineConfig) -> Result<Engine> {
         let store = Store::connect(url, auth).await?;
+        for p in &config.disk_paths {
+            store.guard().watch(p);
+        }
+        store.guard().set_reserve(config.disk_reserve_bytes);
         let version = store.migrate().await?;
         tracing::info!(url, schema_version = version, "database ready");
         let (commits, _) = tokio::sync::broadcast::channel(COMMIT_NOTICES_MAX);

@@ -119,6 +119,19 @@ fn attribute(writes: &mut [Write], event: &str, actor: &str, m: &Mutation, origi
     }
 }
 
+/// What a push came to.
+#[derive(Debug)]
+pub struct Pushed {
+    /// The answers, in order, to the push's first mutations: to all of them, unless the
+    /// server failed.
+    pub results: Vec<MutationResult>,
+    /// The server's own failure that stopped the push (its storage full or failing): the
+    /// mutations after `results` were not judged, nothing of them was applied or recorded,
+    /// and the device pushes them again later. Such a failure is never an answer: a device
+    /// takes a rejection as final and lets the edit go.
+    pub failed: Option<Error>,
+}
+
 /// A device's mark for one event: the highest counter applied and the head its commit left.
 #[derive(Clone, Copy, Debug, Deserialize)]
 struct Mark {
@@ -136,17 +149,15 @@ impl Engine {
     /// Each mutation is applied at most once (see the module's documentation): a mutation
     /// the server has seen (a retry after a lost answer) is answered as it was the first
     /// time, changing nothing.
-    pub async fn apply_mutations(
-        &self,
-        actor: &str,
-        event: &str,
-        device: &str,
-        ms: &[Mutation],
-    ) -> Vec<MutationResult> {
+    pub async fn apply_mutations(&self, actor: &str, event: &str, device: &str, ms: &[Mutation]) -> Pushed {
         let origin = |m: &Mutation| Origin { device: device.into(), mutation: m.id.clone() };
+        let stopped = |e: Error| {
+            tracing::warn!(error = ?e, "a push stopped on the server's own failure; the device pushes it again");
+            Pushed { results: Vec::new(), failed: Some(e) }
+        };
         let (mark, done) = match self.answered(event, actor, device, ms).await {
             Ok(found) => found,
-            Err(e) => return ms.iter().map(|m| rejected(m, e.clone())).collect(),
+            Err(e) => return stopped(e),
         };
         // Field records are judged one at a time per event (see `Engine::judging`): the lock is
         // held from planning to commit, and let go before a fallback applies one by one.
@@ -156,7 +167,10 @@ impl Engine {
         };
         // The writer's standing, read once: nothing a device pushes changes seats or memberships.
         let standing = match ms.iter().any(|m| !done.contains_key(&m.id)) {
-            true => Some(self.standing(actor, event).await),
+            true => match self.standing(actor, event).await {
+                Err(e) if e.is_server_side() => return stopped(e),
+                found => Some(found),
+            },
             false => None,
         };
         let overlay = Overlay::default();
@@ -167,6 +181,7 @@ impl Engine {
         let mut counted: Option<(u64, u64)> = None;
         let mut refused = Vec::new();
         let mut last_n = mark.map(|k| k.n);
+        let mut failed = None;
         for (index, m) in ms.iter().enumerate() {
             if let Some(answer) = done.get(&m.id) {
                 planned.push(Err(answer.clone()));
@@ -179,6 +194,7 @@ impl Engine {
                     continue;
                 }
             };
+            let counted_before = counted;
             if let Some(n) = m.n {
                 if last_n.is_some_and(|last| n <= last) {
                     let message = "a push lists a device's mutations in increasing n, each above the last";
@@ -207,6 +223,12 @@ impl Engine {
                     taken.extend(writes.into_iter().map(|w| (index, w)));
                     effects.extend(p.effects);
                     planned.push(Ok(p.record.0));
+                }
+                // The server's own failure: this mutation and the rest are not judged now.
+                Err(err) if err.is_server_side() => {
+                    counted = counted_before;
+                    failed = Some(err);
+                    break;
                 }
                 Err(err) => {
                     let r = rejected(m, err);
@@ -237,7 +259,7 @@ impl Engine {
                 Err(e) => {
                     drop(judging);
                     tracing::info!(error = ?e, "a batch could not commit whole; applying its mutations one by one");
-                    return self.apply_one_by_one(actor, event, device, ms).await;
+                    return self.apply_one_by_one(actor, event, device, &ms[..planned.len()], failed).await;
                 }
             }
         }
@@ -245,7 +267,7 @@ impl Engine {
         if let Err(e) = self.after_commit(effects).await {
             tracing::warn!(error = ?e, "a committed batch's follow-up failed");
         }
-        planned
+        let results = planned
             .into_iter()
             .zip(ms)
             .zip(seqs)
@@ -253,17 +275,33 @@ impl Engine {
                 Ok(record) => MutationResult::Accepted { mutation: m.id.clone(), record, seq },
                 Err(r) => r,
             })
-            .collect()
+            .collect();
+        Pushed { results, failed }
     }
 
     /// The fallback of a batch that could not commit whole: each mutation in its own commit.
     /// A numbered mutation refused here is recorded with the next one that commits, or on its
-    /// own after the last.
-    async fn apply_one_by_one(&self, actor: &str, event: &str, device: &str, ms: &[Mutation]) -> Vec<MutationResult> {
+    /// own after the last. The server's own failure stops it there (`failed` is the one that
+    /// stopped the batch's planning after `ms`, if any).
+    async fn apply_one_by_one(
+        &self,
+        actor: &str,
+        event: &str,
+        device: &str,
+        ms: &[Mutation],
+        mut failed: Option<Error>,
+    ) -> Pushed {
         let mut out = Vec::with_capacity(ms.len());
         let mut unrecorded: Vec<Refusal> = Vec::new();
         for m in ms {
-            let (r, fresh) = self.apply_one(actor, event, device, m, &unrecorded).await;
+            let (r, fresh) = match self.apply_one(actor, event, device, m, &unrecorded).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "a push stopped on the server's own failure; the device pushes it again");
+                    failed = Some(e);
+                    break;
+                }
+            };
             match &r {
                 MutationResult::Accepted { .. } if fresh && m.n.is_some() => unrecorded.clear(),
                 MutationResult::Rejected { .. } if fresh => unrecorded.extend(Refusal::of(m, &r)),
@@ -274,7 +312,7 @@ impl Engine {
         if let (Some(lo), Some(hi)) = (unrecorded.first().map(|r| r.n), unrecorded.last().map(|r| r.n)) {
             self.record_refusals(event, mark_of(event, actor, device, lo, hi, &unrecorded)).await;
         }
-        out
+        Pushed { results: out, failed }
     }
 
     /// Records the refusals of a device's numbered mutations that no commit carried (none of
@@ -303,8 +341,9 @@ impl Engine {
     /// Applies one mutation of `actor`'s device and answers it, at most once (see
     /// [`Engine::apply_mutations`]). A refusal carries the engine's code and sentence, which
     /// never reveal what the actor may not see.
-    pub async fn apply_mutation(&self, actor: &str, event: &str, device: &str, m: &Mutation) -> MutationResult {
-        self.apply_one(actor, event, device, m, &[]).await.0
+    /// The server's own failure is an error, not an answer (see [`Pushed::failed`]).
+    pub async fn apply_mutation(&self, actor: &str, event: &str, device: &str, m: &Mutation) -> Result<MutationResult> {
+        Ok(self.apply_one(actor, event, device, m, &[]).await?.0)
     }
 
     /// [`Engine::apply_mutation`], recording `unrecorded` refusals of the device's earlier
@@ -317,14 +356,14 @@ impl Engine {
         device: &str,
         m: &Mutation,
         unrecorded: &[Refusal],
-    ) -> (MutationResult, bool) {
+    ) -> Result<(MutationResult, bool)> {
         let hlc = match check(m) {
             Ok(hlc) => hlc,
-            Err(refusal) => return (refusal, true),
+            Err(refusal) => return Ok((refusal, true)),
         };
         // A failed lookup is not fatal: the commit itself refuses a second application.
         if let Ok(Some(a)) = self.answered_one(event, actor, device, m).await {
-            return (a, false);
+            return Ok((a, false));
         }
         let origin = Origin { device: device.into(), mutation: m.id.clone() };
         let applied = async {
@@ -358,16 +397,16 @@ impl Engine {
             }
         };
         match applied.await {
-            Ok((record, seq)) => (MutationResult::Accepted { mutation: m.id.clone(), record, seq }, true),
+            Ok((record, seq)) => Ok((MutationResult::Accepted { mutation: m.id.clone(), record, seq }, true)),
             // Applied meanwhile through another connection of the device.
             Err(err @ Error::Conflict { code: "already_applied", .. }) => {
-                match self.answered_one(event, actor, device, m).await {
-                    Ok(Some(a)) => (a, false),
-                    Ok(None) => (rejected(m, err), true),
-                    Err(lookup) => (rejected(m, lookup), true),
+                match self.answered_one(event, actor, device, m).await? {
+                    Some(a) => Ok((a, false)),
+                    None => Ok((rejected(m, err), true)),
                 }
             }
-            Err(err) => (rejected(m, err), true),
+            Err(err) if err.is_server_side() => Err(err),
+            Err(err) => Ok((rejected(m, err), true)),
         }
     }
 

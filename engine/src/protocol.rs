@@ -274,6 +274,10 @@ pub mod close {
     pub const TOO_MANY_MESSAGES: u16 = 4010;
     /// A frame exceeded `frame_bytes_max`.
     pub const FRAME_TOO_LARGE: u16 = 1009;
+    /// The server could not store a push (its storage is full or failing): the mutations
+    /// after those its last `ack` answered were not applied. Reconnect after a pause and push
+    /// them again; nothing is applied twice.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The server is shutting down: reconnect (to it or another server) and resume.
     pub const GOING_AWAY: u16 = 1001;
 }

@@ -58,6 +58,8 @@ pub struct RemoteAuth {
 #[derive(Clone)]
 pub struct Store {
     db: std::sync::Arc<Surreal<Any>>,
+    /// The free space under an embedded store's files (and whatever else the node writes).
+    guard: crate::disk::DiskGuard,
 }
 
 impl std::fmt::Debug for Store {
@@ -71,6 +73,7 @@ impl Store {
     /// namespace and database. Does not migrate; see [`Store::migrate`].
     pub async fn connect(url: &str, auth: Option<&RemoteAuth>) -> Result<Store> {
         let remote = url.starts_with("ws://") || url.starts_with("wss://");
+        let guard = crate::disk::DiskGuard::default();
         if !(remote || url == "mem://" || url.starts_with("surrealkv://")) {
             return Err(Error::Config(format!(
                 "unsupported database URL {url:?}: use mem://, surrealkv://PATH or ws://HOST:PORT"
@@ -80,6 +83,7 @@ impl Store {
             if path.is_empty() {
                 return Err(Error::Config("surrealkv:// needs a path, e.g. surrealkv://./data/db".into()));
             }
+            guard.watch(std::path::Path::new(path));
             if let Some(parent) = std::path::Path::new(path).parent()
                 && !parent.as_os_str().is_empty()
             {
@@ -105,7 +109,13 @@ impl Store {
             .check()?;
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        Ok(Store { db: std::sync::Arc::new(db) })
+        Ok(Store { db: std::sync::Arc::new(db), guard })
+    }
+
+    /// The disk guard of this store (see [`crate::disk`]): its reserve is 0, never refusing,
+    /// until set.
+    pub fn guard(&self) -> &crate::disk::DiskGuard {
+        &self.guard
     }
 
     /// Opens the datastore. An embedded store's files are locked while open; a process
@@ -174,6 +184,9 @@ impl Store {
     /// parameters. Every statement's result is checked. A transaction that lost a write
     /// conflict is retried; any other failure is returned.
     pub async fn run(&self, sql: &str, vars: Value) -> Result<Rows> {
+        if self.guard.broken() && crate::disk::may_write(sql) {
+            return Err(crate::disk::broken());
+        }
         let mut attempt = 0;
         loop {
             let mut q = self.db.query(sql);
@@ -182,7 +195,7 @@ impl Store {
                     q = q.bind((k.clone(), v.clone()));
                 }
             }
-            let mut response = q.await?;
+            let mut response = q.await.map_err(|e| self.failed(e.into()))?;
             let errors = response.take_errors();
             if errors.is_empty() {
                 return Ok(Rows(response));
@@ -202,8 +215,18 @@ impl Store {
                 tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
                 continue;
             }
-            return Err(classify(cause));
+            return Err(self.failed(classify(cause)));
         }
+    }
+
+    /// Passes `e` on; a write the store failed for lack of space breaks the guard (see
+    /// [`crate::disk`]): nothing more is written to this store until the process restarts.
+    fn failed(&self, e: Error) -> Error {
+        if let Error::Unavailable(detail) = &e {
+            tracing::error!(%detail, "the store is out of space");
+            self.guard.break_down();
+        }
+        e
     }
 }
 
@@ -272,7 +295,7 @@ fn classify(e: &surrealdb::Error) -> Error {
     if e.is_already_exists() || m.contains("already exists") || m.contains("already contains") {
         Error::Conflict { code: "already_exists", message: "that already exists".into() }
     } else {
-        Error::Internal(format!("surrealdb: {m}"))
+        crate::error::storage(format!("surrealdb: {m}"))
     }
 }
 

@@ -22,7 +22,8 @@ pub enum BackOpsError {
     /// The call needs something done first (`sign_in`, `shut_down`, `wrong_thread`).
     #[error("{message}")]
     NotReady { code: String, message: String },
-    /// The device's storage failed or cannot be used (`storage`, `schema_too_new`, `config`).
+    /// The device's storage failed or cannot be used (`storage`, `storage_unavailable` when
+    /// the device is out of space, `schema_too_new`, `config`).
     #[error("{message}")]
     Storage { code: String, message: String },
 }
@@ -84,6 +85,13 @@ impl From<engine::Error> for BackOpsError {
             }
             E::StaleAccess => {
                 BackOpsError::Conflict { code, message: "access changed while the call ran; try again".into() }
+            }
+            E::Unavailable(detail) => {
+                tracing::error!(error = %detail, "device storage is full");
+                BackOpsError::Storage {
+                    code,
+                    message: "this device is out of storage: nothing was saved; free some space and try again".into(),
+                }
             }
             E::Internal(detail) => BackOpsError::storage(detail),
         }

@@ -288,6 +288,9 @@ fn closed(frame: Option<CloseFrame>) -> Ended {
     match code {
         close::TOKEN_EXPIRED => Ended::Token("the sign-in expired; sign in again".into()),
         close::TOKEN_INVALID => Ended::Token("the sign-in is not valid; sign in again".into()),
+        close::TRY_AGAIN_LATER => {
+            Ended::Retry("the server cannot store changes now; they stay on this device and are sent later".into())
+        }
         close::UNSUPPORTED_VERSION => {
             Ended::Refused(format!("this app and the server speak different protocol versions: {reason}"))
         }

@@ -133,6 +133,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here")
         })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), writes_need_room))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &axum::http::Request<_>| {
@@ -150,9 +151,30 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .with_state(state)
 }
 
-async fn health(State(st): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+/// While the disk guard holds the storage full (see `engine::disk`), a request that would
+/// write (every method but GET, HEAD and OPTIONS; signing in is let through) is refused with
+/// 507 `storage_unavailable` before its body is read. Reads go on.
+async fn writes_need_room(State(st): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    use axum::http::Method;
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !reads && req.uri().path() != "/v1/sessions" && st.engine.store().guard().check().is_err() {
+        return ApiError::storage_unavailable().into_response();
+    }
+    next.run(req).await
+}
+
+/// 200 while the node serves; 503 `storage_failed` once its store failed a write for want of
+/// space (see `engine::disk`): it serves reads, and writes again only after a restart.
+async fn health(State(st): State<AppState>) -> ApiResult<Response> {
+    if st.engine.store().guard().broken() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_failed",
+            "the database failed a write for want of space: this node serves reads only; free space and restart it",
+        ));
+    }
     let version = st.engine.store().schema_version().await?;
-    Ok(Json(json!({ "status": "ok", "schema_version": version })))
+    Ok(Json(json!({ "status": "ok", "schema_version": version })).into_response())
 }
 
 #[derive(Serialize)]

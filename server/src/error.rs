@@ -39,22 +39,46 @@ impl ApiError {
     }
 }
 
+/// How long a client is told to wait before writing again to a server whose storage is full.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 30;
+
+impl ApiError {
+    /// 507: the server's storage cannot take the request now; nothing of it was kept.
+    pub fn storage_unavailable() -> Self {
+        ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "storage_unavailable",
+            "the server's storage is full: nothing of this request was saved; try again later",
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { code: self.code, message: &self.message })).into_response()
+        let mut r = (self.status, Json(Body { code: self.code, message: &self.message })).into_response();
+        if self.status == StatusCode::INSUFFICIENT_STORAGE {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, STORAGE_RETRY_AFTER_SECS.into());
+        }
+        r
     }
 }
 
 impl From<engine::Error> for ApiError {
     fn from(e: engine::Error) -> Self {
         use engine::Error as E;
+        if let E::Unavailable(detail) = &e {
+            tracing::error!(%detail, "a write was refused: storage full");
+            return ApiError::storage_unavailable();
+        }
         let status = match &e {
             E::Rule { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             E::Conflict { .. } | E::StaleAccess => StatusCode::CONFLICT,
             E::Forbidden { .. } => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::BadCredentials => StatusCode::UNAUTHORIZED,
-            E::SchemaTooNew { .. } | E::Config(_) | E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::SchemaTooNew { .. } | E::Config(_) | E::Internal(_) | E::Unavailable(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = ?e, "request failed");

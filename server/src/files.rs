@@ -206,7 +206,25 @@ async fn remove_if_present(path: &FsPath) -> io::Result<bool> {
 
 fn io_error(e: io::Error) -> ApiError {
     tracing::error!(error = %e, "file storage failed");
+    if disk_full(&e) {
+        return ApiError::storage_unavailable();
+    }
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on the server; try again")
+}
+
+/// Whether a file write failed for lack of space (or a file size limit).
+fn disk_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge)
+}
+
+/// A chunk's bytes could not be written: the partial file is removed (a full disk gets its
+/// space back), and the upload keeps the offset it had.
+async fn chunk_failed(st: &AppState, path: &FsPath, e: io::Error) -> ApiError {
+    if disk_full(&e) {
+        st.engine.store().guard().failed();
+    }
+    let _ = remove_if_present(path).await;
+    io_error(e)
 }
 
 fn with_offset(mut r: Response, offset: u64, size: i64) -> Response {
@@ -345,7 +363,9 @@ async fn upload_chunk(
         };
         let room = (size - written) as usize;
         let take = chunk.len().min(room);
-        out.write_all(&chunk[..take]).await.map_err(io_error)?;
+        if let Err(e) = out.write_all(&chunk[..take]).await {
+            return Err(chunk_failed(&st, &path, e).await);
+        }
         part.update(&chunk[..take]);
         written += take as u64;
         if take < chunk.len() {
@@ -353,7 +373,10 @@ async fn upload_chunk(
             break;
         }
     }
-    out.flush().await.map_err(io_error)?;
+    if let Err(e) = out.flush().await {
+        drop(out);
+        return Err(chunk_failed(&st, &path, e).await);
+    }
     drop(out);
     if too_long || written < size {
         let kept = keep_part(&st, &me, &up, held, &path, written, part).await?;

@@ -178,7 +178,14 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         config.token_ttl,
     )
     .map_err(Error::Config)?;
-    let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), config.engine.clone()).await?;
+    // The disk guard keeps its reserve on the file systems of the data directory (uploads
+    // arriving, blobs) and of a shared file store, besides the database's.
+    let mut engine_config = config.engine.clone();
+    engine_config.disk_paths.push(config.data_dir.clone());
+    if let FileStore::SharedDirectory(dir) = &config.file_store {
+        engine_config.disk_paths.push(dir.clone());
+    }
+    let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), engine_config).await?;
     let hub = sync::Hub::new(engine.clone(), config.sync.clone(), config.node_timing, shutdown);
     let blobs: Arc<dyn blobs::BlobStore> = match &config.file_store {
         FileStore::Directory => Arc::new(blobs::DirBlobs::new(config.data_dir.join("blobs"))?),

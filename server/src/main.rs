@@ -74,6 +74,10 @@ struct Serve {
     /// Most bytes of files one organization may hold [default: no limit].
     #[arg(long, env = "BACKOPS_ORG_STORAGE_LIMIT_BYTES")]
     org_storage_limit_bytes: Option<u64>,
+    /// Free space (MiB) kept on the file systems the server writes to: below it, writes are
+    /// refused with 507 `storage_unavailable` until space is freed (0: never refused).
+    #[arg(long, env = "BACKOPS_DISK_RESERVE_MIB", default_value_t = engine::disk::RESERVE_DEFAULT / (1024 * 1024))]
+    disk_reserve_mib: u64,
     /// Images processed at once (thumbnails).
     #[arg(long, env = "BACKOPS_IMAGE_WORKERS", default_value_t = 2)]
     image_workers: usize,
@@ -137,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
     config.engine.log_retention = args.log_retention;
     config.engine.file_limit_bytes = args.file_limit_bytes;
     config.engine.org_storage_limit_bytes = args.org_storage_limit_bytes;
+    config.engine.disk_reserve_bytes = args.disk_reserve_mib.saturating_mul(1024 * 1024);
     config.image_workers = args.image_workers;
     config.upload_expiry = Duration::from_secs(args.upload_expiry_hours.saturating_mul(3600));
     if let Some(dir) = args.blob_dir {

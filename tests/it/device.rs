@@ -81,7 +81,7 @@ async fn seed_tasks(srv: &TestServer, s: &Stage, first: u64, count: u64, fields:
             hlc: None,
         })
         .collect();
-    let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await;
+    let results = engine.apply_mutations(&s.pm.id, &s.event, "seeder", &ms).await.results;
     assert!(results.iter().all(|r| matches!(r, engine::protocol::MutationResult::Accepted { .. })));
 }
 

@@ -293,7 +293,9 @@ fn pushed_mutations_of_any_shape_are_answered_and_leave_the_log_whole() {
                     m
                 })
                 .collect();
-            let results = rt.block_on(f.engine.apply_mutations(&f.owner, &f.event, "fuzz", &ms));
+            let answer = rt.block_on(f.engine.apply_mutations(&f.owner, &f.event, "fuzz", &ms));
+            prop_assert!(answer.failed.is_none(), "no input is the server's own failure: {:?}", answer.failed);
+            let results = answer.results;
             prop_assert_eq!(results.len(), ms.len());
             pushed.fetch_add(ms.len() as u64, Ordering::Relaxed);
             let taken = results.iter().filter(|r| matches!(r, MutationResult::Accepted { .. })).count();

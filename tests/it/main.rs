@@ -10,6 +10,7 @@ mod conflicts;
 mod crash;
 mod dashboard;
 mod device;
+mod disk;
 mod files;
 mod frontgate;
 mod fuzz;

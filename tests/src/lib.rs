@@ -10,6 +10,7 @@ pub fn owners(kind: &str, id: &str, data: &Value) -> Vec<String> {
 
 pub mod bench;
 pub mod device;
+pub mod disk;
 pub mod files;
 pub mod surreal;
 

@@ -120,8 +120,19 @@ impl ChildNode {
         ChildNode::spawn(bin, &format!("surrealkv://{}", dir.join("db").display()), None).await
     }
 
+    /// [`ChildNode::embedded`] on a small disk: its database and files in `dir` there, keeping
+    /// `reserve` bytes free (the disk guard's reserve; 0: none).
+    pub async fn on_disk(bin: &str, disk: &crate::disk::SmallDisk, dir: &std::path::Path, reserve: u64) -> ChildNode {
+        let mut command = disk.command(bin);
+        command.env(NODE_DATA_DIR, dir).env(NODE_DISK_RESERVE, reserve.to_string());
+        ChildNode::start(command, &format!("surrealkv://{}", dir.join("db").display()), None).await
+    }
+
     async fn spawn(bin: &str, url: &str, auth: Option<&RemoteAuth>) -> ChildNode {
-        let mut command = Command::new(bin);
+        ChildNode::start(Command::new(bin), url, auth).await
+    }
+
+    async fn start(mut command: Command, url: &str, auth: Option<&RemoteAuth>) -> ChildNode {
         command.env(NODE_DATABASE_URL, url);
         if let Some(auth) = auth {
             command.env(NODE_DATABASE_USER, &auth.username).env(NODE_DATABASE_PASSWORD, &auth.password);
@@ -132,7 +143,7 @@ impl ChildNode {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the node binary {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start the node binary ({command:?}): {e}"));
         let out = child.stdout.take().expect("stdout");
         let line = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -177,6 +188,10 @@ fn node_config(data_dir: &std::path::Path, url: &str, auth: &RemoteAuth) -> serv
 /// The database of a node in a child process ([`serve_node_process`]); set in the child.
 pub const NODE_DATABASE_URL: &str = "BACKOPS_TEST_NODE_DATABASE_URL";
 const NODE_DATABASE_USER: &str = "BACKOPS_TEST_NODE_DATABASE_USER";
+/// The node's data directory (files), when not a directory of its own.
+const NODE_DATA_DIR: &str = "BACKOPS_TEST_NODE_DATA_DIR";
+/// The disk guard's reserve in bytes, when not the test configuration's.
+const NODE_DISK_RESERVE: &str = "BACKOPS_TEST_NODE_DISK_RESERVE";
 const NODE_DATABASE_PASSWORD: &str = "BACKOPS_TEST_NODE_DATABASE_PASSWORD";
 
 /// A sync node in a child process; killed (SIGKILL) when dropped.
@@ -210,16 +225,20 @@ impl Drop for ChildNode {
 /// URL), serving until its stdin closes or it is killed.
 pub async fn serve_node_process() {
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set"));
-    let dir = tempfile::tempdir().expect("temp dir");
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = std::env::var_os(NODE_DATA_DIR).map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().into());
     let url = var(NODE_DATABASE_URL);
-    let config = match std::env::var(NODE_DATABASE_USER) {
-        Ok(username) => node_config(dir.path(), &url, &RemoteAuth { username, password: var(NODE_DATABASE_PASSWORD) }),
+    let mut config = match std::env::var(NODE_DATABASE_USER) {
+        Ok(username) => node_config(&dir, &url, &RemoteAuth { username, password: var(NODE_DATABASE_PASSWORD) }),
         // Embedded (SurrealKV): the test configuration on that store.
         Err(_) => {
-            let mut c = crate::test_config(dir.path());
+            let mut c = crate::test_config(&dir);
             c.database_url = url;
             c
         }
     };
+    if let Some(reserve) = std::env::var(NODE_DISK_RESERVE).ok().and_then(|r| r.parse().ok()) {
+        config.engine.disk_reserve_bytes = reserve;
+    }
     crate::bench::serve_until_stdin_closes(config).await;
 }

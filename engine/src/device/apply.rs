@@ -80,6 +80,13 @@ impl Replica {
     /// Takes frames that arrived together, in order: consecutive `changes` of one event are
     /// stored as one (one transaction instead of one per frame). Returns the frames to send.
     pub async fn handle_all(&self, msgs: Vec<ServerMessage>) -> Result<Vec<ClientMessage>> {
+        // On a full disk, frames that would be stored are not taken at all: the server keeps
+        // them, and the link asks again later from the same cursor.
+        if msgs.iter().any(|m| {
+            matches!(m, ServerMessage::Snapshot { .. } | ServerMessage::Changes { .. } | ServerMessage::Ack { .. })
+        }) {
+            self.inner.store.guard().check()?;
+        }
         let mut out = Vec::new();
         let mut pending: Option<(String, Vec<WireChange>, i64)> = None;
         for m in msgs {

@@ -344,6 +344,7 @@ impl Replica {
     /// and its record is written like any local write (shown at once, kept in the outbox). The
     /// record is pushed once the link has uploaded the bytes.
     pub async fn attach_file(&self, event: &str, source: &Path, a: Attach) -> Result<Written> {
+        self.inner.store.guard().check()?;
         let blobs = self.blobs()?;
         let tmp = blobs.temp_path();
         let (hash, size, head) = {

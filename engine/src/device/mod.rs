@@ -57,6 +57,10 @@ pub const DEVICE_MIGRATIONS: &[Migration] = &[
 
 /// Snapshot records a replica buffers before it stores them (one transaction).
 pub const SNAPSHOT_BATCH_RECORDS: usize = 2_000;
+/// Free space a device keeps on the file systems of its replica and files (see
+/// [`crate::disk`]): below it, local edits are refused with `storage_unavailable` and frames
+/// from the server wait on the server, so what the outbox holds is never squeezed.
+pub const DISK_RESERVE: u64 = 16 * 1024 * 1024;
 /// Rejections kept for the app to show.
 pub const REJECTIONS_KEPT: usize = 100;
 /// Most records one local read returns (like the server's lists).
@@ -283,8 +287,12 @@ impl Replica {
         device: Option<&str>,
         files: Option<files::FilesConfig>,
     ) -> Result<Replica> {
-        let files = files.as_ref().map(files::Blobs::open).transpose()?;
         let store = Store::connect(url, None).await?;
+        if let Some(f) = &files {
+            store.guard().watch(&f.dir);
+        }
+        store.guard().set_reserve(DISK_RESERVE);
+        let files = files.as_ref().map(files::Blobs::open).transpose()?;
         store.migrate_with(DEVICE_MIGRATIONS).await?;
         let meta: Option<Meta> =
             store.run("SELECT * FROM type::record('meta', 'device')", Value::Null).await?.first(0)?;

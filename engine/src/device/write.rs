@@ -242,6 +242,8 @@ impl Replica {
     /// answers — the record and the outbox entry in one transaction, so a crash loses
     /// neither.
     pub async fn write(&self, event: &str, w: LocalWrite) -> Result<Written> {
+        // A full disk refuses the edit whole, before anything is shown or kept.
+        self.inner.store.guard().check()?;
         let mut st = self.inner.state.lock().await;
         let me = st.account.clone().ok_or_else(|| {
             Error::forbidden("not_signed_in", "this device has not synced with an account yet; connect once first")

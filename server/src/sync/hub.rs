@@ -49,6 +49,8 @@ pub(super) enum Out {
 pub(super) struct Closing {
     pub(super) code: u16,
     pub(super) reason: String,
+    /// Frames already queued are sent before the close (a slow consumer's are not).
+    pub(super) after_queued: bool,
 }
 
 /// A session's side of the fan-out: its bounded queue of frames and its kill switch.
@@ -66,7 +68,7 @@ impl SessionQueue {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 let reason = serde_json::json!({ "resume": resume }).to_string();
-                let _ = self.kill.send(Some(Closing { code: close::SLOW_CONSUMER, reason }));
+                let _ = self.kill.send(Some(Closing { code: close::SLOW_CONSUMER, reason, after_queued: false }));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -350,6 +352,7 @@ impl Hub {
                 // resync, never skip them silently. Its resume cursor is below the floor.
                 let _ = sub.out.kill.send(Some(Closing {
                     code: close::SLOW_CONSUMER,
+                    after_queued: false,
                     reason: serde_json::json!({ "resume": { event: sub.cursor } }).to_string(),
                 }));
                 dropped.push(*id);

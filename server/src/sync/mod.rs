@@ -136,7 +136,15 @@ async fn write_frames(
                 let closing = killed.borrow().clone();
                 if let Some(c) = closing {
                     let msg = Message::Close(Some(CloseFrame { code: c.code, reason: Utf8Bytes::from(c.reason) }));
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(msg)).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        if c.after_queued {
+                            while let Ok(Out::Frame(f)) = rx.try_recv() {
+                                sink.feed(Message::Text(f)).await?;
+                            }
+                        }
+                        sink.send(msg).await
+                    })
+                    .await;
                 }
                 return;
             }
@@ -209,7 +217,7 @@ impl Session {
         let expires = tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now));
         let idle_max = Duration::from_millis(self.hub.limits.heartbeat_ms.saturating_mul(3));
         let mut killed = self.out.kill.subscribe();
-        let closing = |code, reason: &str| Some(Closing { code, reason: reason.into() });
+        let closing = |code, reason: &str| Some(Closing { code, reason: reason.into(), after_queued: false });
         // The client's message allowance: a token bucket of `messages_burst`, refilled at
         // `messages_per_minute`.
         let (burst, per_sec) = (
@@ -305,8 +313,20 @@ impl Session {
         if self.events.contains(&event) {
             self.hub.device_seen(&event, &self.account, &self.device, Seen::Heard, None).await;
         }
-        let results = self.hub.engine.apply_mutations(&self.account, &event, &self.device, &mutations).await;
-        self.send(&ServerMessage::Ack { event, results }).await;
+        let pushed = self.hub.engine.apply_mutations(&self.account, &event, &self.device, &mutations).await;
+        if pushed.failed.is_none() || !pushed.results.is_empty() {
+            self.send(&ServerMessage::Ack { event, results: pushed.results }).await;
+        }
+        // The server's own failure is no answer: the connection closes after the answers it
+        // has, and the device pushes the rest again after a pause.
+        if let Some(e) = pushed.failed {
+            let reason = match e {
+                Error::Unavailable(_) => "storage_unavailable: the server's storage is full; push the rest again later",
+                _ => "the server could not store the push; push the rest again later",
+            };
+            let closing = Closing { code: close::TRY_AGAIN_LATER, reason: reason.into(), after_queued: true };
+            let _ = self.out.kill.send(Some(closing));
+        }
     }
 
     async fn subscribe(&mut self, event: String, cursor: Option<i64>) {
@@ -417,7 +437,7 @@ impl Session {
                 }
                 c
             }
-            None => Closing { code: 1000, reason: String::new() },
+            None => Closing { code: 1000, reason: String::new(), after_queued: false },
         };
         let _ = self.out.kill.send(Some(c));
     }

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use serde_json::{Value, json};
-use tests::{Received, SyncClient, stage, surreal::ChildNode};
+use tests::{Received, SyncClient, phone::Phone, stage, surreal::ChildNode};
 
 fn push(event: &str, mutations: &[Value]) -> Value {
     json!({ "type": "push", "event": event, "mutations": mutations })
@@ -127,4 +127,279 @@ async fn a_server_killed_mid_write_loses_nothing_acknowledged_and_applies_nothin
     }
     assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "a gap-free log after three kills");
     assert!(head as u64 >= n, "every device mutation has its seq");
+}
+
+/// How many of its writes the phone has not heard back about.
+async fn pending(phone: &mut Phone) -> u64 {
+    let status: Value = serde_json::from_str(&phone.run("status").await[0]).unwrap();
+    status["pending"].as_u64().unwrap()
+}
+
+/// The titles `dev K` among `titles`, as numbers, counted.
+fn dev_numbers(titles: &[String]) -> HashMap<u64, usize> {
+    let mut count = HashMap::new();
+    for t in titles {
+        if let Some(k) = t.strip_prefix("dev ").and_then(|k| k.parse().ok()) {
+            *count.entry(k).or_default() += 1;
+        }
+    }
+    count
+}
+
+/// Reads `wrote K` lines until `confirmed` more writes were confirmed to the app.
+async fn confirmations(phone: &mut Phone, count: usize, into: &mut std::collections::BTreeSet<u64>) {
+    for _ in 0..count {
+        let line = phone.line().await.expect("the phone writes");
+        let k = line.strip_prefix("wrote ").unwrap_or_else(|| panic!("a write was refused: {line}"));
+        into.insert(k.parse().unwrap());
+    }
+}
+
+/// A phone (the mobile bridge's client, in a process of its own) is killed with SIGKILL
+/// four times while it writes offline, each time right after the app was told of a write,
+/// as the next one is being kept; then three more times while it syncs what it made, with
+/// the server's own writes coming in: before the first answer, as the first answers are
+/// taken, and with about half of them taken. Every write the app was told of is held after each
+/// restart; once synced, the server holds each exactly once and the phone holds what the
+/// server shows its person.
+#[tokio::test]
+async fn a_phone_killed_mid_write_and_mid_sync_keeps_every_confirmed_edit_and_sends_each_once() {
+    let bin = env!("CARGO_BIN_EXE_backops-test-device");
+    let srv = tests::TestServer::start().await;
+    let s = stage(&srv).await;
+    let data = tempfile::tempdir().unwrap();
+    let mut phone = Phone::start(bin, data.path()).await;
+    let online =
+        [format!("sign_in {}", s.vic.token), format!("connect {}", srv.base), format!("subscribe {}", s.event)];
+    for c in &online {
+        phone.run(c).await;
+    }
+    assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
+    phone.run("disconnect").await;
+
+    // Offline: killed while writing.
+    let mut confirmed = std::collections::BTreeSet::new();
+    let mut next = 1u64;
+    for stop_after in [1usize, 7, 40, 800] {
+        phone.send(&format!("write {} {} {next} {}", s.event, s.audio, next + 999));
+        confirmations(&mut phone, stop_after, &mut confirmed).await;
+        phone.kill();
+        // The app opens again and signs in with the token it kept; it stays offline.
+        phone = Phone::start(bin, data.path()).await;
+        phone.run(&online[0]).await;
+        let held = dev_numbers(&phone.titles(&s.event).await);
+        for k in &confirmed {
+            assert_eq!(held.get(k), Some(&1), "confirmed write {k} held once after the kill");
+        }
+        // The write in flight at the kill is kept whole or not at all.
+        let in_flight = next + stop_after as u64;
+        assert!(held.keys().all(|k| confirmed.contains(k) || *k == in_flight), "{held:?}");
+        if held.contains_key(&in_flight) {
+            confirmed.insert(in_flight);
+        }
+        next = in_flight + 1;
+    }
+    // Killed while syncing, with the server's own writes coming in: before the first answer,
+    // as the first answers are taken, and with about half of them taken.
+    let mut unanswered = Vec::new();
+    for round in 0..3 {
+        let writes: Vec<_> = (0..10)
+            .map(|i| {
+                let (api, path) = (s.pm.api.clone(), format!("/v1/events/{}/tasks", s.event));
+                let body = json!({ "title": format!("server {round}-{i}"), "collaborator": s.audio });
+                tokio::spawn(async move { api.post(&path, body).await.ok() })
+            })
+            .collect();
+        let before = pending(&mut phone).await;
+        for c in &online {
+            phone.run(c).await;
+        }
+        match round {
+            0 => tokio::time::sleep(Duration::from_millis(5)).await,
+            _ => {
+                let below = if round == 1 { before } else { before / 2 + 1 };
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while pending(&mut phone).await >= below {
+                    assert!(tokio::time::Instant::now() < deadline, "the phone syncs");
+                }
+            }
+        }
+        phone.kill();
+        for w in writes {
+            w.await.unwrap();
+        }
+        phone = Phone::start(bin, data.path()).await;
+        let held = dev_numbers(&phone.titles(&s.event).await);
+        for k in &confirmed {
+            assert_eq!(held.get(k), Some(&1), "confirmed write {k} held once after a kill mid-sync");
+        }
+        unanswered.push((before, pending(&mut phone).await));
+    }
+    for c in &online {
+        phone.run(c).await;
+    }
+    assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
+
+    let on_server: Vec<String> =
+        s.pm.api
+            .get(&format!("/v1/events/{}/tasks?collaborator={}", s.event, s.audio))
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_string())
+            .collect();
+    let applied = dev_numbers(&on_server);
+    for k in &confirmed {
+        assert_eq!(applied.get(k), Some(&1), "write {k} applied exactly once");
+    }
+    assert_eq!(applied.len(), confirmed.len(), "nothing applied that the phone did not keep");
+    let mut mine = phone.titles(&s.event).await;
+    let mut theirs = on_server.clone();
+    mine.sort();
+    theirs.sort();
+    assert_eq!(mine, theirs, "the phone holds what the server shows its person");
+    eprintln!(
+        "7 kills of the phone: {} writes kept and applied once, {} tasks in all; unanswered before and after each kill mid-sync: {unanswered:?}",
+        confirmed.len(),
+        theirs.len()
+    );
+}
+
+/// Four phones (two of one person, two of others, each the mobile bridge's client in a
+/// process of its own, all four set up with the same device name) write 500 tasks each while
+/// connected, and the server (SurrealKV, a
+/// process of its own) is killed with SIGKILL three times as they sync, each time once a
+/// phone is back online, and started again on the same files and address. The phones
+/// reconnect by themselves. Then: every write the apps were told of is applied exactly
+/// once, each phone holds exactly what the server shows its person, and the log is gap-free.
+#[tokio::test]
+async fn a_server_killed_while_four_phones_sync_loses_nothing_and_every_phone_ends_as_the_server() {
+    let node_bin = env!("CARGO_BIN_EXE_backops-test-node");
+    let bin = env!("CARGO_BIN_EXE_backops-test-device");
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = ChildNode::embedded(node_bin, dir.path()).await;
+    let port = node.port();
+    let s = stage(&node.server).await;
+    let people = [(&s.vic, &s.audio), (&s.vic, &s.audio), (&s.cara, &s.client), (&s.pm, &s.audio)];
+    let data: Vec<_> = people.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut phones = Vec::new();
+    for ((who, _), d) in people.iter().zip(&data) {
+        let mut phone = Phone::start(bin, d.path()).await;
+        for c in [
+            format!("sign_in {}", who.token),
+            format!("connect {}", node.server.base),
+            format!("subscribe {}", s.event),
+        ] {
+            phone.run(&c).await;
+        }
+        assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
+        phones.push(phone);
+    }
+    const EACH: u64 = 500;
+    for (i, (phone, (_, collab))) in phones.iter_mut().zip(&people).enumerate() {
+        let from = i as u64 * 10_000 + 1;
+        phone.send(&format!("write {} {collab} {from} {}", s.event, from + EACH - 1));
+    }
+    // The first kill lands while the phones write and push; the next ones once the phones,
+    // reconnected by themselves, have pushed more through the restarted server.
+    let tasks = format!("/v1/events/{}/tasks", s.event);
+    let mut applied_at_kill = Vec::new();
+    for round in 0..3u64 {
+        let pm = node.server.anonymous().with_token(&s.pm.token);
+        let count = || async { pm.get(&tasks).await.ok().as_array().unwrap().len() };
+        match round {
+            0 => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => {
+                let before = *applied_at_kill.last().unwrap();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while count().await <= before {
+                    assert!(tokio::time::Instant::now() < deadline, "the phones push again");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let at = count().await;
+        node.kill();
+        applied_at_kill.push(at);
+        node = ChildNode::embedded_at(node_bin, dir.path(), port).await;
+    }
+    // Every phone finished writing (each `wrote K` is a write the app was told of).
+    let mut confirmed = Vec::new();
+    for p in phones.iter_mut() {
+        let mut mine = std::collections::BTreeSet::new();
+        confirmations(p, EACH as usize, &mut mine).await;
+        assert_eq!(p.line().await.as_deref(), Some("done"));
+        confirmed.push(mine);
+    }
+    for p in phones.iter_mut() {
+        assert_eq!(p.run(&format!("synced {}", s.event)).await, ["synced"]);
+    }
+
+    let pm = node.server.anonymous().with_token(&s.pm.token);
+    let all: Vec<String> = pm
+        .get(&format!("/v1/events/{}/tasks", s.event))
+        .await
+        .ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_string())
+        .collect();
+    let applied = dev_numbers(&all);
+    for p in phones.iter_mut() {
+        let refused = p.run("rejections").await;
+        assert!(refused.is_empty(), "{refused:?}");
+    }
+    let missing: Vec<u64> = confirmed.iter().flatten().filter(|k| applied.get(k) != Some(&1)).copied().collect();
+    if !missing.is_empty() {
+        let held = dev_numbers(&phones[0].titles(&s.event).await);
+        let st = phones[0].run("status").await;
+        panic!(
+            "{} of {} writes not applied exactly once: {:?}…; the server holds {} of them; phone 0 holds {} ({st:?}); kills at {applied_at_kill:?}",
+            missing.len(),
+            4 * EACH,
+            &missing[..missing.len().min(20)],
+            applied.len(),
+            held.len()
+        );
+    }
+    assert_eq!(applied.len(), 4 * EACH as usize);
+    for (p, (who, _)) in phones.iter_mut().zip(&people) {
+        let api = node.server.anonymous().with_token(&who.token);
+        let mut theirs: Vec<String> = api
+            .get(&format!("/v1/events/{}/tasks", s.event))
+            .await
+            .ok()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["title"].as_str().unwrap().to_string())
+            .collect();
+        let mut mine = p.titles(&s.event).await;
+        theirs.sort();
+        mine.sort();
+        assert_eq!(mine.len(), theirs.len(), "{} holds what the server shows them", who.email);
+        assert_eq!(mine, theirs);
+    }
+    drop(phones);
+    node.kill();
+    let engine =
+        engine::Engine::open(&format!("surrealkv://{}", dir.path().join("db").display()), None, Default::default())
+            .await
+            .unwrap();
+    let head = engine.head(&s.event).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.last().is_none_or(|last| *last < head) {
+        let read = engine.changes_since(&s.event, seqs.last().copied().unwrap_or(0), 1_000).await.unwrap();
+        assert!(!read.is_empty(), "the log ends below the head {head}");
+        seqs.extend(read.iter().map(|c| c.seq));
+    }
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "a gap-free log after three kills");
+    eprintln!(
+        "3 kills of the server with 4 phones syncing; tasks held at each kill: {applied_at_kill:?} of {}",
+        4 * EACH
+    );
 }

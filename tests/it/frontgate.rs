@@ -241,7 +241,9 @@ async fn lanes_decide_offline_and_the_server_flags_what_they_could_not_know() {
     let scans = s.pm.api.get(&format!("/v1/events/{ev}/scans")).await.ok();
     assert_eq!(scans.as_array().unwrap().len(), 8, "every scan, admitted or not, once");
     let device_of = |id: &str| scans.as_array().unwrap().iter().find(|x| x["id"] == id).unwrap()["device"].clone();
-    assert_eq!(device_of(&at_b.scan.id), "lane-b1", "the device is the one that pushed");
+    let device = device_of(&at_b.scan.id);
+    assert_eq!(device.as_str(), Some(b.replica.device()), "the device is the one that pushed");
+    assert!(b.replica.device().starts_with("lane-b1:"), "the lane's name and a mark of its installation");
 
     // The flags reach the lanes through the feed; resent pushes change nothing.
     a.sync(&heads(&srv, &s).await).await;

@@ -73,7 +73,12 @@ pub async fn serve_if_child(adjust: impl FnOnce(&mut server::Config)) -> bool {
 /// Serves `config` on a free loopback port, printing the base URL first, until stdin closes
 /// (the parent holds it: its end, or death, stops this server).
 pub async fn serve_until_stdin_closes(config: server::Config) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_on_until_stdin_closes(0, config).await
+}
+
+/// [`serve_until_stdin_closes`] on `port` of 127.0.0.1 (0: a free one).
+pub async fn serve_on_until_stdin_closes(port: u16, config: server::Config) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
     println!("http://{}", listener.local_addr().expect("addr"));
     let stdin_closed = async {
         let _ = tokio::task::spawn_blocking(|| {

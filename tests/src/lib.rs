@@ -12,6 +12,7 @@ pub mod bench;
 pub mod device;
 pub mod disk;
 pub mod files;
+pub mod phone;
 pub mod surreal;
 
 use engine::{Engine, EngineConfig, NewAccount, NewEvent, PasswordHashing, PurchaseInput, model::*};

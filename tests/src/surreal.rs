@@ -120,6 +120,14 @@ impl ChildNode {
         ChildNode::spawn(bin, &format!("surrealkv://{}", dir.join("db").display()), None).await
     }
 
+    /// [`ChildNode::embedded`] listening on `port` of 127.0.0.1 (a restart on the address the
+    /// devices know).
+    pub async fn embedded_at(bin: &str, dir: &std::path::Path, port: u16) -> ChildNode {
+        let mut command = Command::new(bin);
+        command.env(NODE_PORT, port.to_string());
+        ChildNode::start(command, &format!("surrealkv://{}", dir.join("db").display()), None).await
+    }
+
     /// [`ChildNode::embedded`] on a small disk: its database and files in `dir` there, keeping
     /// `reserve` bytes free (the disk guard's reserve; 0: none).
     pub async fn on_disk(bin: &str, disk: &crate::disk::SmallDisk, dir: &std::path::Path, reserve: u64) -> ChildNode {
@@ -188,6 +196,8 @@ fn node_config(data_dir: &std::path::Path, url: &str, auth: &RemoteAuth) -> serv
 /// The database of a node in a child process ([`serve_node_process`]); set in the child.
 pub const NODE_DATABASE_URL: &str = "BACKOPS_TEST_NODE_DATABASE_URL";
 const NODE_DATABASE_USER: &str = "BACKOPS_TEST_NODE_DATABASE_USER";
+/// The loopback port the node listens on, when not a free one.
+const NODE_PORT: &str = "BACKOPS_TEST_NODE_PORT";
 /// The node's data directory (files), when not a directory of its own.
 const NODE_DATA_DIR: &str = "BACKOPS_TEST_NODE_DATA_DIR";
 /// The disk guard's reserve in bytes, when not the test configuration's.
@@ -205,6 +215,11 @@ impl ChildNode {
     /// Its process id (for its CPU time).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.server.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port in the base URL")
     }
 
     /// Kills the node at once (SIGKILL): no drain, no goodbye, whatever it was doing.
@@ -240,5 +255,6 @@ pub async fn serve_node_process() {
     if let Some(reserve) = std::env::var(NODE_DISK_RESERVE).ok().and_then(|r| r.parse().ok()) {
         config.engine.disk_reserve_bytes = reserve;
     }
-    crate::bench::serve_until_stdin_closes(config).await;
+    let port = std::env::var(NODE_PORT).ok().and_then(|p| p.parse().ok()).unwrap_or(0);
+    crate::bench::serve_on_until_stdin_closes(port, config).await;
 }

@@ -271,6 +271,34 @@ fn next_counter(outbox_last: Option<u64>, last_n: Option<u64>) -> u64 {
     outbox_last.map_or(start, |n| start.max(n + 1))
 }
 
+/// Characters of the installation mark a named device's id ends with (`:` and 8 hex digits).
+const INSTALL_MARK_LEN: usize = 9;
+
+/// The id a new replica takes: its name and a mark of this installation (`gate-b-3:1f0c9a2e`),
+/// or a fresh UUID when unnamed. The server records which of a device's numbered mutations it
+/// applied by this id, and every replica numbers its own from 1: two replicas given one name
+/// (a tablet replaced at its lane while the old one still holds scans, two phones set up
+/// alike) would otherwise have each other's mutations answered as retries and never applied.
+/// It is also the device's clock's node, which breaks ties between equal stamps.
+fn device_id(name: Option<&str>) -> Result<String> {
+    let Some(name) = name else { return Ok(format!("d-{}", uuid::Uuid::now_v7().simple())) };
+    let max = crate::hlc::NODE_LEN_MAX - INSTALL_MARK_LEN;
+    if name.is_empty() || name.len() > max || !crate::hlc::valid_node(name) {
+        return Err(Error::invalid(format!("a device name is 1 to {max} characters of A-Z a-z 0-9 _ . : -")));
+    }
+    Ok(format!("{name}:{}", &uuid::Uuid::new_v4().simple().to_string()[..INSTALL_MARK_LEN - 1]))
+}
+
+/// Whether the stored device id `id` is the device named `name` (replicas made before ids
+/// carried an installation mark are their name alone).
+fn named(id: &str, name: &str) -> bool {
+    id == name
+        || id
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|mark| mark.len() == INSTALL_MARK_LEN - 1 && mark.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 impl Replica {
     /// Opens (or creates) the replica at `url` (`surrealkv://PATH` on devices, `mem://` in
     /// tests). `device` names the device the first time; later opens keep the stored name,
@@ -298,7 +326,7 @@ impl Replica {
             store.run("SELECT * FROM type::record('meta', 'device')", Value::Null).await?.first(0)?;
         let (device, account, clock, last_n, outbox_done) = match meta {
             Some(m) => {
-                if device.is_some_and(|d| d != m.device) {
+                if device.is_some_and(|d| !named(&m.device, d)) {
                     return Err(Error::Config(format!(
                         "this replica belongs to device {}; open it without another device name",
                         m.device
@@ -307,10 +335,7 @@ impl Replica {
                 (m.device, m.account, m.clock, m.last_n, m.outbox_done.unwrap_or(0))
             }
             None => {
-                let d = device.map(String::from).unwrap_or_else(|| format!("d-{}", uuid::Uuid::now_v7().simple()));
-                if !crate::hlc::valid_node(&d) {
-                    return Err(Error::invalid("a device name is 1 to 64 characters of A-Z a-z 0-9 _ . : -"));
-                }
+                let d = device_id(device)?;
                 store.run("CREATE type::record('meta', 'device') CONTENT { device: $d }", json!({ "d": d })).await?;
                 (d, None, None, None, 0)
             }
@@ -422,6 +447,8 @@ impl Replica {
         }
     }
 
+    /// This replica's device id: the name it was first opened with and a mark of this
+    /// installation (see [`device_id`]).
     pub fn device(&self) -> &str {
         &self.inner.device
     }
@@ -934,5 +961,23 @@ mod tests {
         assert_eq!(o.leaving(&[13], 16), (vec![], Some(13)));
         let empty = Outbox { done: 20, ..Default::default() };
         assert_eq!(empty.leaving(&[], 16), (vec![], None));
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn a_named_device_gets_a_mark_of_its_installation() {
+        let (a, b) = (device_id(Some("gate-b-3")).unwrap(), device_id(Some("gate-b-3")).unwrap());
+        assert_ne!(a, b, "two installations given one name");
+        assert!(a.starts_with("gate-b-3:") && a.len() == "gate-b-3".len() + INSTALL_MARK_LEN, "{a}");
+        assert!(crate::hlc::valid_node(&a));
+        assert!(named(&a, "gate-b-3") && named("gate-b-3", "gate-b-3"), "this one, or one made before marks");
+        assert!(!named(&a, "gate-b") && !named("gate-b-3:x", "gate-b-3"));
+        assert!(device_id(Some(&"x".repeat(56))).is_err() && device_id(Some("")).is_err());
+        assert!(device_id(Some(&"x".repeat(55))).is_ok());
+        assert!(device_id(None).unwrap().starts_with("d-"));
     }
 }

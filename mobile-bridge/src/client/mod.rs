@@ -101,7 +101,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[uniffi::export]
 impl BackOpsClient {
     /// Opens the device's replica in `data_dir` (created if missing). `device_name` names the
-    /// device the first time (e.g. `gate-b-lane-3`); later opens keep the stored name.
+    /// device the first time (e.g. `gate-b-lane-3`, up to 55 characters); its id is that name
+    /// and a mark of this installation (`gate-b-lane-3:1f0c9a2e`), so two devices given one
+    /// name never mix up their changes. Later opens keep the stored id.
     #[uniffi::constructor]
     pub fn open(data_dir: String, device_name: Option<String>) -> Result<Arc<Self>, BackOpsError> {
         if data_dir.trim().is_empty() {

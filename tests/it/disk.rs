@@ -8,7 +8,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::{Api, Stage, SyncClient, disk::SmallDisk, files, stage, surreal::ChildNode};
+use tests::{Api, Stage, SyncClient, disk::SmallDisk, files, phone::Phone, stage, surreal::ChildNode};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -241,4 +241,69 @@ async fn a_disk_full_to_the_last_byte_loses_nothing_acknowledged() {
     );
     drop(node);
     assert_gap_free(&disk.outside(&dir.join("db")), &s.event).await;
+}
+
+/// A phone (the mobile bridge's client in a process of its own) whose replica is on a small
+/// disk that fills up below its reserve: a new edit is refused with `storage_unavailable`
+/// and nothing it kept is touched; it takes nothing more from the server meanwhile (the
+/// server keeps it); once space is freed it catches up, its edits are applied exactly once,
+/// and it holds what the server shows its person.
+#[tokio::test]
+async fn a_phone_on_a_full_disk_refuses_new_edits_and_keeps_its_outbox() {
+    let bin = env!("CARGO_BIN_EXE_backops-test-device");
+    let srv = tests::TestServer::start().await;
+    let s = stage(&srv).await;
+    let disk = SmallDisk::mount(64 * MIB);
+    let dir = disk.mount.join("phone");
+    let mut phone = Phone::start_on(bin, &disk, &dir).await;
+    let online =
+        [format!("sign_in {}", s.vic.token), format!("connect {}", srv.base), format!("subscribe {}", s.event)];
+    for c in &online {
+        phone.run(c).await;
+    }
+    assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
+    phone.run("disconnect").await;
+    let wrote = phone.run(&format!("write {} {} 1 20", s.event, s.audio)).await;
+    assert!(wrote.iter().all(|l| l.starts_with("wrote")), "{wrote:?}");
+
+    // The phone's disk fills up to below its reserve.
+    let ballast = disk.fill(engine::device::DISK_RESERVE / 2);
+    tokio::time::sleep(engine::disk::RECHECK + Duration::from_millis(50)).await;
+    let refused = phone.run(&format!("write {} {} 21 22", s.event, s.audio)).await;
+    assert_eq!(refused, ["refused 21 storage_unavailable", "refused 22 storage_unavailable"]);
+    let held = phone.titles(&s.event).await;
+    assert_eq!(held.len(), 20, "what it kept is all there: {held:?}");
+    // Online, with the server's own writes coming: it takes none of them while full.
+    for i in 0..5 {
+        s.pm.api
+            .post(
+                &format!("/v1/events/{}/tasks", s.event),
+                json!({ "title": format!("server {i}"), "collaborator": s.audio }),
+            )
+            .await
+            .ok();
+    }
+    for c in &online {
+        phone.run(c).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(phone.titles(&s.event).await.len(), 20, "nothing taken while the disk is full");
+    let status: Value = serde_json::from_str(&phone.run("status").await[0]).unwrap();
+    assert_eq!(status["pending"], 20, "the outbox is kept: {status}");
+
+    // Space is freed: it catches up and sends its edits, each applied once.
+    std::fs::remove_file(&ballast).unwrap();
+    assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
+    let again = phone.run(&format!("write {} {} 21 22", s.event, s.audio)).await;
+    assert_eq!(again, ["wrote 21", "wrote 22"]);
+    assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
+    let on_server = titles(&s.pm.api, &s.event).await;
+    for k in 1..=22 {
+        assert_eq!(on_server.get(&format!("dev {k}")), Some(&1), "dev {k} applied once");
+    }
+    let mut mine = phone.titles(&s.event).await;
+    let mut theirs: Vec<String> = on_server.keys().cloned().collect();
+    mine.sort();
+    theirs.sort();
+    assert_eq!(mine, theirs, "the phone holds what the server shows its person");
 }

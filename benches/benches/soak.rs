@@ -14,8 +14,9 @@
 //!   see every change): slow consumers, to be closed at the queue limit (4008) once the
 //!   kernel's socket buffers are full.
 //!
-//! Every 10 s it prints the server's RSS, its CPU in the window, the latencies, what was done
-//! and every error; at the end a summary comparing the first and last five minutes.
+//! Every 10 s it prints the server's RSS, its CPU in the window, the latencies (the slowest
+//! dashboard read and the new phone's snapshot too), what was done and every error; at the
+//! end a summary comparing the first and last five minutes.
 //!
 //! Run: `cargo bench -p benches --bench soak -- [MINUTES]` (default 30). All traffic stays on
 //! 127.0.0.1; every loop is bounded by the run's end.
@@ -57,6 +58,7 @@ struct Window {
     http_writes: u64,
     mutations: u64,
     reads: u64,
+    read_ms: Vec<u64>,
     uploads: u64,
     upload_ms: Vec<u64>,
     returns: u64,
@@ -125,9 +127,14 @@ async fn reads(crowd: Arc<Crowd>, w: Shared, stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     while !*stop.borrow() {
         tick.tick().await;
+        let started = Instant::now();
         let reply = crowd.owner.api.get(&path).await;
+        let ms = started.elapsed().as_millis() as u64;
         match reply.status {
-            200 => record(&w, |w| w.reads += 1),
+            200 => record(&w, |w| {
+                w.reads += 1;
+                w.read_ms.push(ms)
+            }),
             s => error(&w, format!("dashboard read {s}")),
         }
     }
@@ -467,7 +474,7 @@ async fn main() {
     tasks.push(tokio::spawn(uploads(crowd.clone(), w.clone(), stopped.clone())));
 
     println!(
-        "{:>6} {:>8} {:>6} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>5} {:>7} {:>7} {:>8} errors",
+        "{:>6} {:>8} {:>6} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>5} {:>7} {:>7} {:>7} {:>8} errors",
         "t (s)",
         "RSS MiB",
         "CPU %",
@@ -478,6 +485,7 @@ async fn main() {
         "writes",
         "muts",
         "reads",
+        "read ms",
         "uploads",
         "join ms",
         "disk MiB"
@@ -486,7 +494,7 @@ async fn main() {
     let end = started + Duration::from_secs(minutes * 60);
     let mut rows: Vec<(f64, u64, f64, f64)> = Vec::new();
     let mut cpu = tests::bench::cpu_secs(pid);
-    let mut errors_total = 0;
+    let (mut errors_total, mut writes_total, mut mutations_total) = (0, 0, 0);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SAMPLE, SAMPLE);
     while Instant::now() < end {
         tick.tick().await;
@@ -500,11 +508,14 @@ async fn main() {
         let (a50, a99) = (pct(&mut win.acked, 0.5), pct(&mut win.acked, 0.99));
         let t = started.elapsed().as_secs_f64();
         errors_total += win.errors.len();
+        writes_total += win.http_writes;
+        mutations_total += win.mutations;
         println!(
-            "{t:>6.0} {rss:>8} {cpu_pct:>6.0} {d50:>9.1} {d99:>9.1} {a50:>8.1} {a99:>8.1} {:>6} {:>6} {:>5} {:>7} {:>7} {disk:>8} {}",
+            "{t:>6.0} {rss:>8} {cpu_pct:>6.0} {d50:>9.1} {d99:>9.1} {a50:>8.1} {a99:>8.1} {:>6} {:>6} {:>5} {:>7} {:>7} {:>7} {disk:>8} {}",
             win.http_writes,
             win.mutations,
             win.reads,
+            win.read_ms.iter().max().map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             win.uploads,
             win.join_ms.first().map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             win.errors.join("; ")
@@ -516,25 +527,38 @@ async fn main() {
         let _ = t.await;
     }
 
-    // How each slow consumer was closed.
-    let mut closed_slow = 0;
+    // How each slow consumer ended: its socket read to the end of what it holds. A server
+    // that gave up on a client whose buffers are full cannot always get the close frame
+    // through: it then cuts the connection (ended without a close frame).
+    let (mut closed_slow, mut closed_other, mut cut, mut open) = (0, 0, 0, 0);
     for ws in slow {
         let Ok(mut ws) = ws.await else { continue };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
             match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
-                Ok(Some(Ok(Message::Close(Some(f))))) => {
-                    closed_slow += usize::from(u16::from(f.code) == engine::protocol::close::SLOW_CONSUMER);
+                Ok(Some(Ok(Message::Close(Some(f)))))
+                    if u16::from(f.code) == engine::protocol::close::SLOW_CONSUMER =>
+                {
+                    closed_slow += 1;
                     break;
                 }
-                Ok(Some(Ok(_))) => continue,
-                _ => break,
+                Ok(Some(Ok(Message::Close(_)))) => {
+                    closed_other += 1;
+                    break;
+                }
+                Ok(Some(Ok(_))) if Instant::now() < deadline => continue,
+                Ok(None) | Ok(Some(Err(_))) => {
+                    cut += 1;
+                    break;
+                }
+                _ => {
+                    open += 1;
+                    break;
+                }
             }
         }
     }
 
-    let held = crowd.owner.api.get(&format!("/v1/events/{}/tasks", crowd.event)).await;
-    let tasks_held = held.body.as_array().map(|a| a.len()).unwrap_or(0);
     let span = |from: f64, to: f64| rows.iter().filter(move |r| r.0 > from && r.0 <= to);
     let last = rows.last().map(|r| r.0).unwrap_or(0.0);
     let median = |mut v: Vec<f64>| {
@@ -547,7 +571,8 @@ async fn main() {
     println!(
         "summary: {} samples; RSS min {} / max {} MiB, median of minutes 1–6 {} MiB, of the last 5 {} MiB; \
          delivery p99 median per window {:.1} ms (minutes 1–6) → {:.1} ms (last 5); ack p99 {:.1} → {:.1} ms; \
-         {errors_total} errors; {closed_slow} of {SLOW} slow consumers closed with 4008; {tasks_held} tasks held",
+         {errors_total} errors; {writes_total} writes and {mutations_total} pushed mutations; of {SLOW} slow consumers, \
+         {closed_slow} closed with 4008, {closed_other} closed otherwise, {cut} cut without a close frame, {open} still open",
         rows.len(),
         rows.iter().map(|r| r.1).min().unwrap_or(0),
         rows.iter().map(|r| r.1).max().unwrap_or(0),

@@ -60,6 +60,8 @@ pub struct Store {
     db: std::sync::Arc<Surreal<Any>>,
     /// The free space under an embedded store's files (and whatever else the node writes).
     guard: crate::disk::DiskGuard,
+    /// SurrealKV in this process (not a SurrealDB server reached over the network).
+    embedded: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -109,7 +111,7 @@ impl Store {
             .check()?;
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        Ok(Store { db: std::sync::Arc::new(db), guard })
+        Ok(Store { db: std::sync::Arc::new(db), guard, embedded: url.starts_with("surrealkv://") })
     }
 
     /// The disk guard of this store (see [`crate::disk`]): its reserve is 0, never refusing,
@@ -219,12 +221,17 @@ impl Store {
         }
     }
 
-    /// Passes `e` on; a write the store failed for lack of space breaks the guard (see
-    /// [`crate::disk`]): nothing more is written to this store until the process restarts.
+    /// Passes `e` on; a write an embedded store failed for lack of space breaks the guard
+    /// (see [`crate::disk`]): nothing more is written to it until the process restarts. (A
+    /// SurrealDB server that ran out of space is the database operator's to restart; this
+    /// node refuses the request and goes on.)
     fn failed(&self, e: Error) -> Error {
         if let Error::Unavailable(detail) = &e {
             tracing::error!(%detail, "the store is out of space");
-            self.guard.break_down();
+            match self.embedded {
+                true => self.guard.break_down(),
+                false => self.guard.failed(),
+            }
         }
         e
     }

@@ -218,7 +218,8 @@ fn disk_full(e: &io::Error) -> bool {
 }
 
 /// A chunk's bytes could not be written: the partial file is removed (a full disk gets its
-/// space back), and the upload keeps the offset it had.
+/// space back), and the upload keeps the offset it had (answered with the error, so the
+/// client resumes from there).
 async fn chunk_failed(st: &AppState, path: &FsPath, e: io::Error) -> ApiError {
     if disk_full(&e) {
         st.engine.store().guard().failed();
@@ -364,7 +365,7 @@ async fn upload_chunk(
         let room = (size - written) as usize;
         let take = chunk.len().min(room);
         if let Err(e) = out.write_all(&chunk[..take]).await {
-            return Err(chunk_failed(&st, &path, e).await);
+            return Ok(with_offset(chunk_failed(&st, &path, e).await.into_response(), held, up.size));
         }
         part.update(&chunk[..take]);
         written += take as u64;
@@ -375,7 +376,7 @@ async fn upload_chunk(
     }
     if let Err(e) = out.flush().await {
         drop(out);
-        return Err(chunk_failed(&st, &path, e).await);
+        return Ok(with_offset(chunk_failed(&st, &path, e).await.into_response(), held, up.size));
     }
     drop(out);
     if too_long || written < size {

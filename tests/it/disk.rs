@@ -178,7 +178,15 @@ async fn a_disk_full_to_the_last_byte_loses_nothing_acknowledged() {
     phone.send(push(&s.event, &batch(&s, 1, 20))).await;
     phone.next_of("ack").await;
 
+    // An upload opened before the disk fills: its bytes find no room.
+    let photo = files::jpeg(640, 480, 200);
+    let up = files::open_upload(&pm, &s.event, &s.audio, "late.jpg", &photo).await.ok();
+    let upload = up["id"].as_str().unwrap().to_string();
+
     let ballast = disk.fill(0);
+    let (status, offset, body) = files::chunk(&pm, &upload, 0, &photo).await;
+    assert_eq!((status, body["code"].as_str()), (507, Some("storage_unavailable")), "{body}");
+    assert_eq!(offset, Some(0), "the offset to resume from: {body}");
     // Writes until the store refuses (the last bytes may still take a few).
     let (mut acked, mut refused) = (Vec::new(), Vec::new());
     for i in 0..200 {
@@ -221,6 +229,10 @@ async fn a_disk_full_to_the_last_byte_loses_nothing_acknowledged() {
     phone.send(push(&s.event, &batch(&s, 21, 30))).await;
     let ack = phone.next_of("ack").await;
     assert!(ack["results"].as_array().unwrap().iter().all(|r| r["status"] == "accepted"), "{ack}");
+    // The upload resumes from what it held, nothing, and finishes.
+    assert_eq!(files::held(&pm, &upload).await, 0);
+    let (status, _, body) = files::chunk(&pm, &upload, 0, &photo).await;
+    assert_eq!(status, 200, "{body}");
     let held = titles(&pm, &s.event).await;
     let wrong: Vec<String> = acked
         .iter()

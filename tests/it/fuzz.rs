@@ -330,6 +330,32 @@ fn pushed_mutations_of_any_shape_are_answered_and_leave_the_log_whole() {
     assert!(accepted > 0, "none of {pushed} fuzzed mutations was accepted");
 }
 
+/// Found by the push property: a mutation naming the empty record (`"record": ""`) made the
+/// store fail ("not a valid id"), which is the server's own failure, never an answer, so a
+/// device would have pushed it forever. It is refused as bad input.
+#[tokio::test]
+async fn a_push_naming_an_empty_record_is_refused_as_bad_input() {
+    let f = tests::fixture("mem://").await;
+    for op in [MutationOp::Update, MutationOp::Delete] {
+        let m = Mutation {
+            id: "m1".into(),
+            n: None,
+            kind: "task".into(),
+            op,
+            record: Some(String::new()),
+            fields: json!({ "title": "x" }),
+            hlc: None,
+        };
+        let answer = f.engine.apply_mutations(&f.owner, &f.event, "fuzz", &[m]).await;
+        assert!(answer.failed.is_none(), "{:?}", answer.failed);
+        assert!(
+            matches!(&answer.results[..], [MutationResult::Rejected { code, .. }] if code == "invalid_input"),
+            "{:?}",
+            answer.results
+        );
+    }
+}
+
 /// Found by the stripper's property: a photo cut to its first few bytes (shorter than the
 /// format's signature) crashed the stripper. Every prefix is now answered — as `Unknown`, or
 /// `Clean` for a bare signature, which holds nothing.

@@ -530,7 +530,7 @@ async fn main() {
     // How each slow consumer ended: its socket read to the end of what it holds. A server
     // that gave up on a client whose buffers are full cannot always get the close frame
     // through: it then cuts the connection (ended without a close frame).
-    let (mut closed_slow, mut closed_other, mut cut, mut open) = (0, 0, 0, 0);
+    let (mut closed_slow, mut closed_other, mut cut, mut open) = (0, Vec::new(), 0, 0);
     for ws in slow {
         let Ok(mut ws) = ws.await else { continue };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -542,8 +542,8 @@ async fn main() {
                     closed_slow += 1;
                     break;
                 }
-                Ok(Some(Ok(Message::Close(_)))) => {
-                    closed_other += 1;
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    closed_other.push(f.map_or(1005, |f| u16::from(f.code)));
                     break;
                 }
                 Ok(Some(Ok(_))) if Instant::now() < deadline => continue,
@@ -572,7 +572,7 @@ async fn main() {
         "summary: {} samples; RSS min {} / max {} MiB, median of minutes 1–6 {} MiB, of the last 5 {} MiB; \
          delivery p99 median per window {:.1} ms (minutes 1–6) → {:.1} ms (last 5); ack p99 {:.1} → {:.1} ms; \
          {errors_total} errors; {writes_total} writes and {mutations_total} pushed mutations; of {SLOW} slow consumers, \
-         {closed_slow} closed with 4008, {closed_other} closed otherwise, {cut} cut without a close frame, {open} still open",
+         {closed_slow} closed with 4008, {} closed otherwise (codes {closed_other:?}), {cut} cut without a close frame, {open} still open",
         rows.len(),
         rows.iter().map(|r| r.1).min().unwrap_or(0),
         rows.iter().map(|r| r.1).max().unwrap_or(0),
@@ -582,6 +582,7 @@ async fn main() {
         median(span(last5.0, last5.1).map(|r| r.2).collect()),
         median(span(first5.0, first5.1).map(|r| r.3).collect()),
         median(span(last5.0, last5.1).map(|r| r.3).collect()),
+        closed_other.len(),
     );
     drop(child);
 }

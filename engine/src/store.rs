@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "judged", sql: include_str!("../../schemas/surreal/0010_judged.surql") },
     Migration { version: 11, name: "nodes", sql: include_str!("../../schemas/surreal/0011_nodes.surql") },
     Migration { version: 12, name: "throughput", sql: include_str!("../../schemas/surreal/0012_throughput.surql") },
+    Migration { version: 13, name: "node_commits", sql: include_str!("../../schemas/surreal/0013_node_commits.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

@@ -62,6 +62,7 @@ impl Engine {
                  IF array::len($silent) > 0 {
                      DELETE device_session WHERE node IN $silent RETURN NONE;
                      DELETE sync_node WHERE alive_at < $since RETURN NONE;
+                     FOR $s IN $silent { DELETE type::record('node_commits', $s) RETURN NONE; };
                  };",
                 json!({ "n": node, "started": started_at, "now": now_ms, "since": silent_since_ms }),
             )
@@ -74,7 +75,8 @@ impl Engine {
         self.store
             .run(
                 "DELETE device_session WHERE node = $n RETURN NONE;
-                 DELETE type::record('sync_node', $n) RETURN NONE;",
+                 DELETE type::record('sync_node', $n) RETURN NONE;
+                 DELETE type::record('node_commits', $n) RETURN NONE;",
                 json!({ "n": node }),
             )
             .await?;
@@ -121,27 +123,49 @@ impl Engine {
     }
 
     /// Tells the other sync nodes that `node` has made `commits` commits so far (see
-    /// [`Engine::node_commit_counts`]); notes it alive too.
-    pub async fn node_committed(&self, node: &str, started_at: &str, commits: i64, now_ms: i64) -> Result<()> {
+    /// [`Engine::node_commit_counts`]).
+    pub async fn node_committed(&self, node: &str, commits: i64) -> Result<()> {
         self.store
             .run(
-                "UPSERT type::record('sync_node', $n) SET started_at = $started, alive_at = $now, commits = $c RETURN NONE;",
-                json!({ "n": node, "started": started_at, "now": now_ms, "c": commits }),
+                "UPSERT type::record('node_commits', $n) SET commits = $c RETURN NONE;",
+                json!({ "n": node, "c": commits }),
             )
             .await?;
         Ok(())
     }
 
-    /// Every sync node's commit count: a node whose count moved has committed since, and the
-    /// heads of the events followed are worth reading.
-    pub async fn node_commit_counts(&self) -> Result<Vec<(String, i64)>> {
+    /// The sync nodes heard from at or after `alive_since_ms` (their heartbeats).
+    pub async fn nodes_alive(&self, alive_since_ms: i64) -> Result<Vec<String>> {
+        self.store
+            .run(
+                "SELECT VALUE record::id(id) FROM sync_node WHERE alive_at >= $since;",
+                json!({ "since": alive_since_ms }),
+            )
+            .await?
+            .all(0)
+    }
+
+    /// The commit counts of `nodes`, each read by its key (see migration 0013): a node whose
+    /// count moved has committed since, and the heads of the events followed are worth
+    /// reading. A node that never told of a commit is left out.
+    pub async fn node_commit_counts(&self, nodes: &[String]) -> Result<Vec<(String, i64)>> {
         #[derive(serde::Deserialize)]
         struct Row {
             node: String,
             commits: i64,
         }
-        let rows: Vec<Row> =
-            self.store.run("SELECT record::id(id) AS node, commits FROM sync_node", json!({})).await?.all(0)?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = self
+            .store
+            .run(
+                "LET $ids = $nodes.map(|$n| type::record('node_commits', $n));
+                 SELECT record::id(id) AS node, commits FROM $ids WHERE commits != NONE;",
+                json!({ "nodes": nodes }),
+            )
+            .await?
+            .all(1)?;
         Ok(rows.into_iter().map(|r| (r.node, r.commits)).collect())
     }
 }

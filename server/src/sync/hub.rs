@@ -198,26 +198,28 @@ impl Hub {
                     _ = told.commits_to_tell.notified() => {}
                     _ = shutdown.changed() => return,
                 }
-                let d = &told.devices;
                 let commits = told.committed.load(Ordering::Relaxed) as i64;
-                if let Err(e) = told.engine.node_committed(&d.node, &d.started_at, commits, unix_ms()).await {
+                if let Err(e) = told.engine.node_committed(&told.devices.node, commits).await {
                     tracing::warn!(error = ?e, "telling the other nodes of this node's commits failed");
                 }
                 drop(told);
                 tokio::time::sleep(TELL_INTERVAL).await;
             }
         });
-        // Wake the feed of every event another node committed to: every tick, read the nodes'
-        // commit counts (one small read); when another node's moved, read the heads of every
-        // followed event (one query) and wake the feeds behind them. Every second the heads
-        // are read whatever the counts say.
+        // Wake the feed of every event another node committed to: every tick, read the other
+        // nodes' commit counts, each by its key (one small read; none on a node alone); when
+        // one moved, read the heads of every followed event (one query) and wake the feeds
+        // behind them. Every second the heads are read whatever the counts say, and the nodes
+        // alive are read again from their heartbeats.
         let weak = Arc::downgrade(&hub);
         let mut shutdown = hub.shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEADS_POLL_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut counts: HashMap<String, i64> = HashMap::new();
-            let mut last_full = tokio::time::Instant::now();
+            let mut others: Vec<String> = Vec::new();
+            let mut last_full =
+                tokio::time::Instant::now().checked_sub(HEADS_FULL_INTERVAL).unwrap_or_else(tokio::time::Instant::now);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -227,10 +229,16 @@ impl Hub {
                 if !hub.follows_any() {
                     continue;
                 }
-                let moved = match hub.engine.node_commit_counts().await {
+                let full = last_full.elapsed() >= HEADS_FULL_INTERVAL;
+                if full {
+                    match hub.engine.nodes_alive(hub.nodes_alive_since()).await {
+                        Ok(alive) => others = alive.into_iter().filter(|n| *n != hub.devices.node).collect(),
+                        Err(e) => tracing::warn!(error = ?e, "reading the nodes alive failed"),
+                    }
+                }
+                let moved = match hub.engine.node_commit_counts(&others).await {
                     Ok(now) => {
-                        let me = &hub.devices.node;
-                        let moved = now.iter().any(|(n, c)| n != me && counts.get(n) != Some(c));
+                        let moved = now.iter().any(|(n, c)| counts.get(n) != Some(c));
                         counts = now.into_iter().collect();
                         moved
                     }
@@ -239,7 +247,7 @@ impl Hub {
                         true
                     }
                 };
-                if moved || last_full.elapsed() >= HEADS_FULL_INTERVAL {
+                if moved || full {
                     last_full = tokio::time::Instant::now();
                     hub.wake_moved_feeds().await;
                 }

@@ -365,6 +365,47 @@ async fn a_client_that_does_not_read_is_cut_off_with_its_cursor() {
     converged(&srv, &mut vic, &s.vic, &s.event).await;
 }
 
+/// A client that stops reading for good but keeps its connection open (and keeps pinging,
+/// so it is not idle) is let go once its socket has taken nothing for three heartbeats,
+/// before its queue fills: the server does not hold its connection for as long as it stays.
+#[tokio::test]
+async fn a_client_that_never_reads_again_is_let_go_though_it_keeps_pinging() {
+    let srv = TestServer::start_with(|c| c.sync.heartbeat_ms = 200).await;
+    let s = stage(&srv).await;
+    let ev = &s.event;
+    let mut stuck = SyncClient::connect_device(&srv, &s.pm.token, "stuck-phone").await;
+    stuck.subscribe(ev, None).await;
+    let connected = |api: tests::Api| async move {
+        let d = api.get(&format!("/v1/events/{ev}/devices")).await.ok();
+        d.as_array().unwrap().iter().find(|d| d["device"] == "stuck-phone").map(|d| d["connected"] == true)
+    };
+    assert_eq!(connected(s.pm.api.clone()).await, Some(true));
+    // Fewer frames than the queue holds (256), but far more bytes than the sockets' buffers.
+    let big = json!({ "notes": "x".repeat(60_000) });
+    for i in 0..150 {
+        s.pm.api
+            .post(
+                &format!("/v1/events/{ev}/advances"),
+                json!({ "collaborator": s.prod, "title": format!("A{i}"), "answers": big }),
+            )
+            .await
+            .ok();
+        if i % 10 == 0 {
+            stuck.send(json!({ "type": "ping" })).await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + tests::WAIT_MAX;
+    while connected(s.pm.api.clone()).await != Some(false) {
+        assert!(tokio::time::Instant::now() < deadline, "the server still holds a client that does not read");
+        stuck.send(json!({ "type": "ping" })).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // When it reads at last, it gets what had left the server, then the end of the
+    // connection (a connection still held would go quiet instead, and fail the wait).
+    let (code, reason) = stuck.closed().await;
+    assert!(code == 4008 || code == 1006, "{code} {reason}");
+}
+
 /// A client that sends messages faster than the limits allow is closed with 4010; one that
 /// keeps to them, on the same server meanwhile, is served as usual.
 #[tokio::test]

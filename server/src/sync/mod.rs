@@ -95,7 +95,8 @@ async fn connection(mut socket: WebSocket, st: AppState) {
         let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::channel::<Out>(hub.limits.queue_frames_max);
         let (kill, killed) = watch::channel::<Option<Closing>>(None);
-        let writer = tokio::spawn(write_frames(sink, rx, killed));
+        let stall_max = Duration::from_millis(hub.limits.heartbeat_ms.saturating_mul(3));
+        let writer = tokio::spawn(write_frames(sink, rx, killed, kill.clone(), stall_max));
         let mut session =
             Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, protocol, events: Vec::new() };
         session.send(&session.welcome()).await;
@@ -124,46 +125,96 @@ async fn connection(mut socket: WebSocket, st: AppState) {
 
 /// The session's writer: owns the socket's sending half and sends what is queued, several
 /// frames per socket write; a kill sends the close frame and stops it.
+///
+/// A socket that takes nothing for `stall_max` (the client stopped reading, and the kernel's
+/// buffers on both sides are full) ends the session as a slow consumer, whether or not its
+/// queue has filled: otherwise the writer would wait on it, and hold the connection, for as
+/// long as the client keeps it open. A kill that comes while a write is blocked is heard at
+/// once too.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<Out>,
     mut killed: watch::Receiver<Option<Closing>>,
+    kill: watch::Sender<Option<Closing>>,
+    stall_max: Duration,
 ) {
     loop {
-        tokio::select! {
+        let first = tokio::select! {
             biased;
-            _ = killed.changed() => {
-                let closing = killed.borrow().clone();
-                if let Some(c) = closing {
-                    let msg = Message::Close(Some(CloseFrame { code: c.code, reason: Utf8Bytes::from(c.reason) }));
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                        if c.after_queued {
-                            while let Ok(Out::Frame(f)) = rx.try_recv() {
-                                sink.feed(Message::Text(f)).await?;
-                            }
-                        }
-                        sink.send(msg).await
-                    })
-                    .await;
-                }
-                return;
-            }
-            next = rx.recv() => {
-                let Some(Out::Frame(f)) = next else { return };
-                // Frames already queued leave together: one socket write, not one each.
-                let mut ok = sink.feed(Message::Text(f)).await.is_ok();
-                let mut more = 0;
-                while ok && more < WRITE_COALESCE_FRAMES_MAX {
-                    let Ok(Out::Frame(f)) = rx.try_recv() else { break };
-                    ok = sink.feed(Message::Text(f)).await.is_ok();
-                    more += 1;
-                }
-                if !ok || sink.flush().await.is_err() {
-                    return;
-                }
+            _ = killed.changed() => break,
+            next = rx.recv() => match next {
+                Some(Out::Frame(f)) => f,
+                None => return,
+            },
+        };
+        let written = tokio::select! {
+            biased;
+            _ = killed.changed() => break,
+            w = write_queued(&mut sink, &mut rx, first, stall_max) => w,
+        };
+        match written {
+            Written::Sent => {}
+            Written::Failed => return,
+            Written::Stalled => {
+                let reason = serde_json::json!({
+                    "message": format!("the client read nothing for {} ms", stall_max.as_millis()),
+                    "resume": {},
+                });
+                let closing = Closing { code: close::SLOW_CONSUMER, reason: reason.to_string(), after_queued: false };
+                // The session hears it and ends; the close frame is tried, but a client that
+                // does not read rarely gets it.
+                let _ = kill.send(Some(closing));
+                break;
             }
         }
     }
+    let closing = killed.borrow().clone();
+    if let Some(c) = closing {
+        let msg = Message::Close(Some(CloseFrame { code: c.code, reason: Utf8Bytes::from(c.reason) }));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            if c.after_queued {
+                while let Ok(Out::Frame(f)) = rx.try_recv() {
+                    sink.feed(Message::Text(f)).await?;
+                }
+            }
+            sink.send(msg).await
+        })
+        .await;
+    }
+}
+
+/// How a socket write ended.
+enum Written {
+    Sent,
+    /// The connection is gone.
+    Failed,
+    /// One step of it took no bytes for the whole allowance.
+    Stalled,
+}
+
+/// Sends `first` and what else is queued (frames already queued leave together: one socket
+/// write, not one each), each step within `stall_max`.
+async fn write_queued(
+    sink: &mut SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Out>,
+    first: Utf8Bytes,
+    stall_max: Duration,
+) -> Written {
+    let step = |r: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>| match r {
+        Ok(Ok(())) => None,
+        Ok(Err(_)) => Some(Written::Failed),
+        Err(_) => Some(Written::Stalled),
+    };
+    if let Some(w) = step(tokio::time::timeout(stall_max, sink.feed(Message::Text(first))).await) {
+        return w;
+    }
+    for _ in 0..WRITE_COALESCE_FRAMES_MAX {
+        let Ok(Out::Frame(f)) = rx.try_recv() else { break };
+        if let Some(w) = step(tokio::time::timeout(stall_max, sink.feed(Message::Text(f))).await) {
+            return w;
+        }
+    }
+    step(tokio::time::timeout(stall_max, sink.flush()).await).unwrap_or(Written::Sent)
 }
 
 /// Whether a socket read failed on a frame past the size limit (rather than a lost

@@ -95,10 +95,9 @@ async fn a_server_killed_mid_write_loses_nothing_acknowledged_and_applies_nothin
     }
 
     let pm = node.server.anonymous().with_token(&s.pm.token);
-    let held = pm.get(&tasks).await.ok();
     let mut count: HashMap<String, usize> = HashMap::new();
-    for t in held.as_array().unwrap() {
-        *count.entry(t["title"].as_str().unwrap().to_string()).or_default() += 1;
+    for t in pm.strings(&tasks, "title").await {
+        *count.entry(t).or_default() += 1;
     }
     for k in 1..=n {
         assert_eq!(count.get(&format!("device {k}")), Some(&1), "device mutation {k} applied exactly once");
@@ -113,19 +112,7 @@ async fn a_server_killed_mid_write_loses_nothing_acknowledged_and_applies_nothin
     // The log, read from the files once the server is gone: every seq from 1 to the head,
     // once, in order.
     node.kill();
-    let engine =
-        engine::Engine::open(&format!("surrealkv://{}", dir.path().join("db").display()), None, Default::default())
-            .await
-            .unwrap();
-    let head = engine.head(&s.event).await.unwrap();
-    let mut seqs = Vec::new();
-    while seqs.last().is_none_or(|last| *last < head) {
-        let after = seqs.last().copied().unwrap_or(0);
-        let read = engine.changes_since(&s.event, after, 1_000).await.unwrap();
-        assert!(!read.is_empty(), "the log ends at {after}, below the head {head}");
-        seqs.extend(read.iter().map(|c| c.seq));
-    }
-    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "a gap-free log after three kills");
+    let head = tests::assert_gap_free(&dir.path().join("db"), &s.event).await;
     assert!(head as u64 >= n, "every device mutation has its seq");
 }
 
@@ -169,11 +156,7 @@ async fn a_phone_killed_mid_write_and_mid_sync_keeps_every_confirmed_edit_and_se
     let s = stage(&srv).await;
     let data = tempfile::tempdir().unwrap();
     let mut phone = Phone::start(bin, data.path()).await;
-    let online =
-        [format!("sign_in {}", s.vic.token), format!("connect {}", srv.base), format!("subscribe {}", s.event)];
-    for c in &online {
-        phone.run(c).await;
-    }
+    phone.go_online(&s.vic.token, &srv.base, &s.event).await;
     assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
     phone.run("disconnect").await;
 
@@ -186,7 +169,7 @@ async fn a_phone_killed_mid_write_and_mid_sync_keeps_every_confirmed_edit_and_se
         phone.kill();
         // The app opens again and signs in with the token it kept; it stays offline.
         phone = Phone::start(bin, data.path()).await;
-        phone.run(&online[0]).await;
+        phone.run(&format!("sign_in {}", s.vic.token)).await;
         let held = dev_numbers(&phone.titles(&s.event).await);
         for k in &confirmed {
             assert_eq!(held.get(k), Some(&1), "confirmed write {k} held once after the kill");
@@ -211,9 +194,7 @@ async fn a_phone_killed_mid_write_and_mid_sync_keeps_every_confirmed_edit_and_se
             })
             .collect();
         let before = pending(&mut phone).await;
-        for c in &online {
-            phone.run(c).await;
-        }
+        phone.go_online(&s.vic.token, &srv.base, &s.event).await;
         match round {
             0 => tokio::time::sleep(Duration::from_millis(5)).await,
             _ => {
@@ -235,21 +216,10 @@ async fn a_phone_killed_mid_write_and_mid_sync_keeps_every_confirmed_edit_and_se
         }
         unanswered.push((before, pending(&mut phone).await));
     }
-    for c in &online {
-        phone.run(c).await;
-    }
+    phone.go_online(&s.vic.token, &srv.base, &s.event).await;
     assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
 
-    let on_server: Vec<String> =
-        s.pm.api
-            .get(&format!("/v1/events/{}/tasks?collaborator={}", s.event, s.audio))
-            .await
-            .ok()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["title"].as_str().unwrap().to_string())
-            .collect();
+    let on_server = s.pm.api.strings(&format!("/v1/events/{}/tasks?collaborator={}", s.event, s.audio), "title").await;
     let applied = dev_numbers(&on_server);
     for k in &confirmed {
         assert_eq!(applied.get(k), Some(&1), "write {k} applied exactly once");
@@ -287,13 +257,7 @@ async fn a_server_killed_while_four_phones_sync_loses_nothing_and_every_phone_en
     let mut phones = Vec::new();
     for ((who, _), d) in people.iter().zip(&data) {
         let mut phone = Phone::start(bin, d.path()).await;
-        for c in [
-            format!("sign_in {}", who.token),
-            format!("connect {}", node.server.base),
-            format!("subscribe {}", s.event),
-        ] {
-            phone.run(&c).await;
-        }
+        phone.go_online(&who.token, &node.server.base, &s.event).await;
         assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
         phones.push(phone);
     }
@@ -339,15 +303,7 @@ async fn a_server_killed_while_four_phones_sync_loses_nothing_and_every_phone_en
     }
 
     let pm = node.server.anonymous().with_token(&s.pm.token);
-    let all: Vec<String> = pm
-        .get(&format!("/v1/events/{}/tasks", s.event))
-        .await
-        .ok()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["title"].as_str().unwrap().to_string())
-        .collect();
+    let all = pm.strings(&format!("/v1/events/{}/tasks", s.event), "title").await;
     let applied = dev_numbers(&all);
     for p in phones.iter_mut() {
         let refused = p.run("rejections").await;
@@ -369,15 +325,7 @@ async fn a_server_killed_while_four_phones_sync_loses_nothing_and_every_phone_en
     assert_eq!(applied.len(), 4 * EACH as usize);
     for (p, (who, _)) in phones.iter_mut().zip(&people) {
         let api = node.server.anonymous().with_token(&who.token);
-        let mut theirs: Vec<String> = api
-            .get(&format!("/v1/events/{}/tasks", s.event))
-            .await
-            .ok()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["title"].as_str().unwrap().to_string())
-            .collect();
+        let mut theirs = api.strings(&format!("/v1/events/{}/tasks", s.event), "title").await;
         let mut mine = p.titles(&s.event).await;
         theirs.sort();
         mine.sort();
@@ -386,18 +334,7 @@ async fn a_server_killed_while_four_phones_sync_loses_nothing_and_every_phone_en
     }
     drop(phones);
     node.kill();
-    let engine =
-        engine::Engine::open(&format!("surrealkv://{}", dir.path().join("db").display()), None, Default::default())
-            .await
-            .unwrap();
-    let head = engine.head(&s.event).await.unwrap();
-    let mut seqs = Vec::new();
-    while seqs.last().is_none_or(|last| *last < head) {
-        let read = engine.changes_since(&s.event, seqs.last().copied().unwrap_or(0), 1_000).await.unwrap();
-        assert!(!read.is_empty(), "the log ends below the head {head}");
-        seqs.extend(read.iter().map(|c| c.seq));
-    }
-    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "a gap-free log after three kills");
+    tests::assert_gap_free(&dir.path().join("db"), &s.event).await;
     eprintln!(
         "3 kills of the server with 4 phones syncing; tasks held at each kill: {applied_at_kill:?} of {}",
         4 * EACH

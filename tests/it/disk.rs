@@ -4,7 +4,7 @@
 //! when pushed again, reads go on, and after a restart on the same files everything
 //! acknowledged is there exactly once, in a gap-free log.
 
-use std::{collections::HashMap, path::Path, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -30,8 +30,8 @@ fn batch(s: &Stage, from: u64, to: u64) -> Vec<Value> {
 /// Every task title the event holds, counted.
 async fn titles(api: &Api, event: &str) -> HashMap<String, usize> {
     let mut count = HashMap::new();
-    for t in api.get(&format!("/v1/events/{event}/tasks")).await.ok().as_array().unwrap() {
-        *count.entry(t["title"].as_str().unwrap().to_string()).or_default() += 1;
+    for t in api.strings(&format!("/v1/events/{event}/tasks"), "title").await {
+        *count.entry(t).or_default() += 1;
     }
     count
 }
@@ -44,23 +44,6 @@ async fn refused_for_space(api: &Api, method: Method, path: &str, body: Value) {
     let body: Value = r.json().await.expect("JSON");
     assert_eq!(body["code"], "storage_unavailable", "{body}");
     assert!(!body["message"].as_str().unwrap().contains('/'), "no path leaks: {body}");
-}
-
-/// The log read from the node's files by an engine in this process once the node is gone:
-/// every seq from 1 to the head, once, in order.
-async fn assert_gap_free(db: &Path, event: &str) {
-    let engine = engine::Engine::open(&format!("surrealkv://{}", db.display()), None, Default::default())
-        .await
-        .expect("the node's files open");
-    let head = engine.head(event).await.unwrap();
-    let mut seqs = Vec::new();
-    while seqs.last().is_none_or(|last| *last < head) {
-        let after = seqs.last().copied().unwrap_or(0);
-        let read = engine.changes_since(event, after, 1_000).await.unwrap();
-        assert!(!read.is_empty(), "the log ends at {after}, below the head {head}");
-        seqs.extend(read.iter().map(|c| c.seq));
-    }
-    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "a gap-free log");
 }
 
 /// Writes before, while and after the disk is full, with the disk guard's reserve (16 MiB of
@@ -142,18 +125,10 @@ async fn a_full_disk_refuses_writes_clearly_and_takes_them_again_once_space_is_f
         assert_eq!(held.get(&t), Some(&1), "{t} once");
     }
     assert_eq!(held.len(), 41, "nothing refused was kept: {held:?}");
-    let names: Vec<String> = pm
-        .get(&format!("/v1/events/{}/files", s.event))
-        .await
-        .ok()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap().to_string())
-        .collect();
+    let names = pm.strings(&format!("/v1/events/{}/files", s.event), "name").await;
     assert_eq!(names.len(), 2, "{names:?}");
     drop(node);
-    assert_gap_free(&disk.outside(&dir.join("db")), &s.event).await;
+    tests::assert_gap_free(&disk.outside(&dir.join("db")), &s.event).await;
 }
 
 /// No reserve: the disk fills to its last byte under the database itself. The writes that
@@ -252,7 +227,7 @@ async fn a_disk_full_to_the_last_byte_loses_nothing_acknowledged() {
         refused.iter().filter(|t| held.contains_key(*t)).count()
     );
     drop(node);
-    assert_gap_free(&disk.outside(&dir.join("db")), &s.event).await;
+    tests::assert_gap_free(&disk.outside(&dir.join("db")), &s.event).await;
 }
 
 /// A phone (the mobile bridge's client in a process of its own) whose replica is on a small
@@ -268,11 +243,7 @@ async fn a_phone_on_a_full_disk_refuses_new_edits_and_keeps_its_outbox() {
     let disk = SmallDisk::mount(64 * MIB);
     let dir = disk.mount.join("phone");
     let mut phone = Phone::start_on(bin, &disk, &dir).await;
-    let online =
-        [format!("sign_in {}", s.vic.token), format!("connect {}", srv.base), format!("subscribe {}", s.event)];
-    for c in &online {
-        phone.run(c).await;
-    }
+    phone.go_online(&s.vic.token, &srv.base, &s.event).await;
     assert_eq!(phone.run(&format!("synced {}", s.event)).await, ["synced"]);
     phone.run("disconnect").await;
     let wrote = phone.run(&format!("write {} {} 1 20", s.event, s.audio)).await;
@@ -295,9 +266,7 @@ async fn a_phone_on_a_full_disk_refuses_new_edits_and_keeps_its_outbox() {
             .await
             .ok();
     }
-    for c in &online {
-        phone.run(c).await;
-    }
+    phone.go_online(&s.vic.token, &srv.base, &s.event).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(phone.titles(&s.event).await.len(), 20, "nothing taken while the disk is full");
     let status: Value = serde_json::from_str(&phone.run("status").await[0]).unwrap();

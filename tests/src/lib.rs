@@ -34,6 +34,25 @@ pub fn signed_token(sub: &str, secret: &str, exp: u64) -> String {
 /// How long a test waits for something asynchronous before it fails.
 pub const WAIT_MAX: Duration = Duration::from_secs(10);
 
+/// The change log of `event` read from a stopped node's SurrealKV files at `db`, by an
+/// engine in this process: asserts every seq from 1 to the head, once, in order; returns the
+/// head.
+pub async fn assert_gap_free(db: &std::path::Path, event: &str) -> i64 {
+    let engine = Engine::open(&format!("surrealkv://{}", db.display()), None, Default::default())
+        .await
+        .expect("the node's files open");
+    let head = engine.head(event).await.unwrap();
+    let mut seqs = Vec::new();
+    while seqs.last().is_none_or(|last| *last < head) {
+        let after = seqs.last().copied().unwrap_or(0);
+        let read = engine.changes_since(event, after, 1_000).await.unwrap();
+        assert!(!read.is_empty(), "the log ends at {after}, below the head {head}");
+        seqs.extend(read.iter().map(|c| c.seq));
+    }
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "a gap-free log");
+    head
+}
+
 /// Where a benchmark keeps its databases: SurrealKV files in a directory of its own, or
 /// memory.
 pub struct BenchStore {
@@ -336,6 +355,13 @@ impl Api {
             req = req.json(&b);
         }
         Self::reply(req.send().await?).await
+    }
+
+    /// `GET path` (a JSON list, which must succeed), each item's text `field`.
+    pub async fn strings(&self, path: &str, field: &str) -> Vec<String> {
+        let list = self.get(path).await.ok();
+        let items = list.as_array().unwrap_or_else(|| panic!("GET {path} is not a list: {list}"));
+        items.iter().map(|v| v[field].as_str().unwrap_or_else(|| panic!("no {field} in {v}")).to_string()).collect()
     }
 
     /// Sends raw bytes with a content type: for malformed and oversized bodies.

@@ -82,6 +82,14 @@ impl Phone {
         }
     }
 
+    /// Signs in with `token` (the app keeps it), connects to the server at `base` and follows
+    /// `event` from what it holds.
+    pub async fn go_online(&mut self, token: &str, base: &str, event: &str) {
+        for c in [format!("sign_in {token}"), format!("connect {base}"), format!("subscribe {event}")] {
+            self.run(&c).await;
+        }
+    }
+
     /// The task titles the phone holds of `event`.
     pub async fn titles(&mut self, event: &str) -> Vec<String> {
         let out = self.run(&format!("titles {event}")).await;

@@ -95,8 +95,7 @@ async fn connection(mut socket: WebSocket, st: AppState) {
         let (sink, mut stream) = socket.split();
         let (tx, rx) = mpsc::channel::<Out>(hub.limits.queue_frames_max);
         let (kill, killed) = watch::channel::<Option<Closing>>(None);
-        let stall_max = Duration::from_millis(hub.limits.heartbeat_ms.saturating_mul(3));
-        let writer = tokio::spawn(write_frames(sink, rx, killed, kill.clone(), stall_max));
+        let writer = tokio::spawn(write_frames(sink, rx, killed, kill.clone(), silence_max(&hub.limits)));
         let mut session =
             Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, protocol, events: Vec::new() };
         session.send(&session.welcome()).await;
@@ -121,6 +120,13 @@ async fn connection(mut socket: WebSocket, st: AppState) {
     }
     .instrument(span)
     .await;
+}
+
+/// How long either side of a session may go without the other hearing from it: three
+/// heartbeats. A client that sends nothing for this long is idle (4009); a socket that takes
+/// none of the server's bytes for this long is a slow consumer's (4008).
+fn silence_max(limits: &engine::protocol::Limits) -> Duration {
+    Duration::from_millis(limits.heartbeat_ms.saturating_mul(3))
 }
 
 /// The session's writer: owns the socket's sending half and sends what is queued, several
@@ -266,7 +272,7 @@ impl Session {
         let mut shutdown = self.hub.shutdown.clone();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let expires = tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now));
-        let idle_max = Duration::from_millis(self.hub.limits.heartbeat_ms.saturating_mul(3));
+        let idle_max = silence_max(&self.hub.limits);
         let mut killed = self.out.kill.subscribe();
         let closing = |code, reason: &str| Some(Closing { code, reason: reason.into(), after_queued: false });
         // The client's message allowance: a token bucket of `messages_burst`, refilled at

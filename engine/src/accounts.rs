@@ -94,9 +94,22 @@ struct StoredAccount {
     account: Account,
     #[serde(default)]
     password_hash: Option<String>,
+    #[serde(default)]
+    identity: Option<String>,
 }
 
-const ACCOUNT_FIELDS: &str = "record::id(id) AS id, email, name, created_at, password_hash";
+const ACCOUNT_FIELDS: &str = "record::id(id) AS id, email, name, created_at, password_hash, identity";
+
+/// Longest accepted identity (an identity provider's issuer and subject).
+const IDENTITY_LEN_MAX: usize = 512;
+
+/// How an account signs in.
+enum Credential {
+    /// Its password, hashed.
+    Password(String),
+    /// An identity provider's tokens for this issuer and subject.
+    Identity(String),
+}
 
 impl Engine {
     /// Creates an account and, in the same transaction, its personal organization. Pending
@@ -111,16 +124,17 @@ impl Engine {
             )));
         }
         let hash = hash_password(self.config.password_hashing, input.password).await?;
-        self.create_account(email, name, Some(hash)).await
+        self.create_account(email, name, Credential::Password(hash)).await
     }
 
-    async fn create_account(&self, email: String, name: String, hash: Option<String>) -> Result<Account> {
+    async fn create_account(&self, email: String, name: String, credential: Credential) -> Result<Account> {
         let account = Account { id: new_id(), email, name, created_at: time::now() };
         let org_id = new_id();
         // An account without a password (external identity) has no password_hash field.
         let mut stored = json!({ "email": account.email, "name": account.name, "created_at": account.created_at });
-        if let Some(h) = hash {
-            stored["password_hash"] = json!(h);
+        match credential {
+            Credential::Password(h) => stored["password_hash"] = json!(h),
+            Credential::Identity(i) => stored["identity"] = json!(i),
         }
         self.store
             .run(
@@ -130,6 +144,9 @@ impl Engine {
                      name: $name, kind: 'personal', created_by: $id, created_at: $now };
                  CREATE type::record('org_member', $org + '|' + $id) CONTENT {
                      org: $org, person: $id, role: 'owner', created_at: $now };
+                 IF $account.identity != NONE {
+                     CREATE type::record('account_identity', $account.identity) CONTENT { account: $id };
+                 };
                  COMMIT TRANSACTION;",
                 json!({
                     "id": account.id, "email": account.email, "name": account.name,
@@ -182,22 +199,52 @@ impl Engine {
         Ok(self.stored_account_by_email(&email.trim().to_lowercase()).await?.map(|s| s.account))
     }
 
-    /// The account for a person vouched for by an external identity provider, created (with
-    /// its personal organization) the first time they arrive. Such an account has no
-    /// password: it can only be reached through the provider's tokens.
-    pub async fn external_account(&self, email: &str, name: Option<&str>) -> Result<Account> {
+    /// The account for a person vouched for by an external identity provider (`identity`:
+    /// its issuer and subject), created (with its personal organization) the first time they
+    /// arrive. Such an account has no password: it can only be reached through the provider's
+    /// tokens. An email alone never links a provider's person to an account: an account of
+    /// that email made another way (a password, another provider's subject) is refused with
+    /// `Conflict`; only one the provider made before identities were kept, with no password
+    /// and no identity, is linked.
+    pub async fn external_account(&self, identity: &str, email: &str, name: Option<&str>) -> Result<Account> {
         let email = validate_email(email)?;
-        if let Some(a) = self.account_by_email(&email).await? {
-            return Ok(a);
+        if identity.is_empty() || identity.len() > IDENTITY_LEN_MAX {
+            return Err(Error::invalid("the identity provider's subject is empty or too long"));
+        }
+        let found: Option<String> = self
+            .store
+            .run("SELECT VALUE account FROM type::record('account_identity', $i)", json!({ "i": identity }))
+            .await?
+            .value(0)?;
+        if let Some(id) = found {
+            return self.account(&id).await?.ok_or_else(|| Error::Internal("an identity names no account".into()));
+        }
+        if let Some(a) = self.stored_account_by_email(&email).await? {
+            if a.password_hash.is_some() || a.identity.is_some() {
+                return Err(Error::conflict(
+                    "identity_not_linked",
+                    "an account with this email signs in another way; it is not linked to this identity",
+                ));
+            }
+            self.store
+                .run(
+                    "BEGIN TRANSACTION;
+                     UPDATE type::record('account', $id) SET identity = $i;
+                     CREATE type::record('account_identity', $i) CONTENT { account: $id };
+                     COMMIT TRANSACTION;",
+                    json!({ "id": a.account.id, "i": identity }),
+                )
+                .await?;
+            return Ok(a.account);
         }
         let name = match name {
             Some(n) => validate_name("name", n)?,
             None => email.split('@').next().unwrap_or("member").to_string(),
         };
-        match self.create_account(email.clone(), name, None).await {
+        match self.create_account(email.clone(), name, Credential::Identity(identity.to_string())).await {
             Err(Error::Conflict { .. }) => {
                 // Two first requests raced; the other one created it.
-                self.account_by_email(&email).await?.ok_or_else(|| Error::Internal("account vanished".into()))
+                Box::pin(self.external_account(identity, &email, None)).await
             }
             other => other,
         }

@@ -33,6 +33,11 @@ pub enum Op {
     Upsert,
     /// The record is gone.
     Delete,
+    /// The `subject`'s role in the organization that owns the event changed: `data` is
+    /// `{before, after}` (`owner`, `admin`, `member` or null). Writes no record of the event;
+    /// the entry is there so that every feed of the event, on every node, hears of it at its
+    /// point in the stream (see [`crate::feed::View::step`]).
+    Role,
 }
 
 pub use crate::plan::Origin;

@@ -96,8 +96,8 @@ impl View {
         }
     }
 
-    /// Whether `c` can change what this view may see: its person's seat or membership, or a
-    /// module grant (a collaborator's access).
+    /// Whether `c` can change what this view may see: its person's seat, membership or
+    /// role in the owning organization, or a module grant (a collaborator's access).
     pub fn touched_by(&self, c: &Change) -> bool {
         c.subject.as_deref() == Some(self.account.as_str()) || c.kind == Kind::ModuleGrant
     }
@@ -109,11 +109,8 @@ impl View {
         }
     }
 
-    /// Judges one change. A change whose subject is this view's person (or a module grant)
-    /// first updates the standing, then the record itself is judged with the standing before
-    /// (for what the client may hold) and after (for what it may receive).
-    pub fn step(&mut self, c: &Change) -> Vec<Step> {
-        let before = self.standing.clone();
+    /// Follows the access `c` changes (if any): the standing after it.
+    fn follow(&mut self, c: &Change) {
         if c.kind == Kind::ModuleGrant
             && let Some((collaborator, module)) = grant_of(c)
         {
@@ -121,45 +118,60 @@ impl View {
             *m = if c.op == Op::Upsert { m.with(module) } else { m.without(module) };
             self.sync_modules();
         }
-        if c.subject.as_deref() == Some(self.account.as_str()) {
-            match (c.kind, c.op) {
-                (Kind::Seat, Op::Upsert) => self.standing.seat = true,
-                (Kind::Seat, Op::Delete) => self.standing.seat = false,
-                (Kind::CollabMember, Op::Upsert) => {
-                    self.standing.membership = c.data.as_ref().and_then(|d| {
-                        Some(Membership {
-                            collaborator: d.get("collaborator")?.as_str()?.to_string(),
-                            read_only: d.get("read_only").and_then(Value::as_bool).unwrap_or(false),
-                            modules: Modules::default(),
-                        })
-                    });
-                    self.sync_modules();
+        if c.subject.as_deref() != Some(self.account.as_str()) {
+            return;
+        }
+        match (c.kind, c.op) {
+            (_, Op::Role) => self.standing.org_role = role_of(c, "after"),
+            (Kind::Seat, Op::Upsert) => self.standing.seat = true,
+            (Kind::Seat, Op::Delete) => self.standing.seat = false,
+            (Kind::CollabMember, Op::Upsert) => {
+                self.standing.membership = c.data.as_ref().and_then(|d| {
+                    Some(Membership {
+                        collaborator: d.get("collaborator")?.as_str()?.to_string(),
+                        read_only: d.get("read_only").and_then(Value::as_bool).unwrap_or(false),
+                        modules: Modules::default(),
+                    })
+                });
+                self.sync_modules();
+            }
+            (Kind::CollabMember, Op::Delete) => self.standing.membership = None,
+            _ => {}
+        }
+    }
+
+    /// Judges one change. A change whose subject is this view's person (or a module grant)
+    /// first updates the standing, then the record itself is judged with the standing before
+    /// (for what the client may hold) and after (for what it may receive).
+    pub fn step(&mut self, c: &Change) -> Vec<Step> {
+        let before = self.standing.clone();
+        self.follow(c);
+        let after = &self.standing;
+        let mut out = Vec::new();
+        if c.op != Op::Role {
+            let was = visible(&before, c.kind, &c.collaborators_before);
+            let is = visible(after, c.kind, &c.collaborators_after);
+            let (seq, kind, id) = (c.seq, c.kind.as_str().to_string(), c.record.clone());
+            match (c.op, is, was) {
+                (Op::Upsert, true, _) => {
+                    let data = shape(after, c.kind, c.data.clone().unwrap_or(Value::Null));
+                    out.push(Step::Send(WireChange::Upsert { seq, kind, id, data }))
                 }
-                (Kind::CollabMember, Op::Delete) => self.standing.membership = None,
+                (Op::Upsert, false, true) => out.push(Step::Send(WireChange::Remove { seq, kind, id })),
+                (Op::Delete, _, true) => out.push(Step::Send(WireChange::Delete { seq, kind, id })),
                 _ => {}
             }
         }
-        let after = &self.standing;
-        let was = visible(&before, c.kind, &c.collaborators_before);
-        let is = visible(after, c.kind, &c.collaborators_after);
-        let mut out = Vec::new();
-        let (seq, kind, id) = (c.seq, c.kind.as_str().to_string(), c.record.clone());
-        match (c.op, is, was) {
-            (Op::Upsert, true, _) => {
-                let data = shape(after, c.kind, c.data.clone().unwrap_or(Value::Null));
-                out.push(Step::Send(WireChange::Upsert { seq, kind, id, data }))
-            }
-            (Op::Upsert, false, true) => out.push(Step::Send(WireChange::Remove { seq, kind, id })),
-            (Op::Delete, _, true) => out.push(Step::Send(WireChange::Delete { seq, kind, id })),
-            _ => {}
-        }
         let own = |s: &Standing| s.membership.as_ref().map(|m| m.collaborator.clone());
         let modules = |s: &Standing| s.membership.as_ref().map(|m| m.modules).unwrap_or_default();
-        // A seat lost, or (without a seat) a membership lost or moved, or a module lost.
+        let manages = |s: &Standing| s.org_role.is_some_and(crate::access::OrgRole::manages);
+        // A seat lost, or (without a seat) a membership lost or moved, a module lost, or the
+        // organization's management lost.
         let narrowed = !after.seat
             && (before.seat
                 || own(&before).is_some() && own(&before) != own(after)
-                || modules(&before).lost_in(modules(after)));
+                || modules(&before).lost_in(modules(after))
+                || manages(&before) && !manages(after));
         if narrowed {
             // Kinds that belong to no collaborator and are still visible (the event, a
             // module's data) are kept whole — unless they now come with fewer fields: those
@@ -183,11 +195,13 @@ impl View {
             }
         }
         // Losing a seat while keeping a membership widens nothing: those records are held.
-        // A seat granted, or (without a seat) a membership granted or moved, or a module granted.
+        // A seat granted, or (without a seat) a membership granted or moved, a module granted,
+        // or the organization's management granted.
         let widened = !before.seat
             && (after.seat
                 || own(after).is_some() && own(after) != own(&before)
-                || modules(after).lost_in(modules(&before)));
+                || modules(after).lost_in(modules(&before))
+                || manages(after) && !manages(&before));
         if widened {
             out.push(Step::Widen { seq: c.seq, before, after: after.clone() });
         }
@@ -218,6 +232,7 @@ impl View {
             }
             if c.subject.as_deref() == Some(self.account.as_str()) {
                 match (c.kind, c.op) {
+                    (_, Op::Role) => self.standing.org_role = role_of(c, "before"),
                     (Kind::Seat, Op::Upsert) => self.standing.seat = false,
                     (Kind::Seat, Op::Delete) => self.standing.seat = true,
                     (Kind::CollabMember, _) => {
@@ -232,6 +247,62 @@ impl View {
             self.sync_modules();
         }
     }
+}
+
+/// The role a [`Op::Role`] entry names (`which`: "before" or "after").
+fn role_of(c: &Change, which: &str) -> Option<crate::access::OrgRole> {
+    serde_json::from_value(c.data.as_ref()?.get(which)?.clone()).ok()
+}
+
+/// Whether everything `a` may receive, `b` may receive too, with at least the same fields.
+///
+/// Asked of every owner a record can have that tells two standings of one person apart:
+/// none, each one's collaborator, a collaborator neither belongs to, and the person's own
+/// scope; `access::decide` answers each.
+pub fn within(a: &Standing, b: &Standing) -> bool {
+    let mut scopes: Vec<Vec<String>> = vec![Vec::new(), vec!["\u{0}another collaborator".to_string()]];
+    for s in [a, b] {
+        scopes.extend(s.membership.as_ref().map(|m| vec![m.collaborator.clone()]));
+        scopes.push(vec![crate::kind::person_scope(&s.person)]);
+    }
+    Kind::ALL
+        .into_iter()
+        .all(|k| scopes.iter().all(|o| !visible(a, k, o) || visible(b, k, o) && !(k.shaped() && a.seat && !b.seat)))
+}
+
+/// How a subscription from a cursor starts (see [`resume`]).
+#[derive(Clone, Debug)]
+pub enum Resume {
+    /// Replay the log from the cursor with this view: its standing at the cursor.
+    Replay(View),
+    /// The person could see something after the cursor that they may not see now: a replay
+    /// would send it. The client gets `resync` and a fresh snapshot.
+    Narrowed,
+}
+
+/// Whether a client of `current` (the person's view at the event's head) may resume from a
+/// cursor, given `about`: the entries between the cursor and that head that
+/// [touch](View::touched_by) the view, in seq order.
+///
+/// A replay judges each entry with the standing the person had at its point in the stream,
+/// and a widening sends the records as they are now. Both are safe exactly when no standing
+/// the replay passes through allows more than the current one: then everything it sends is
+/// allowed now. Otherwise the person lost access after the cursor, and what they could see
+/// in between is not theirs to receive any more.
+pub fn resume(current: &View, about: &[Change]) -> Resume {
+    let mut view = current.clone();
+    view.rewind(about);
+    let start = view.clone();
+    if !within(&view.standing, &current.standing) {
+        return Resume::Narrowed;
+    }
+    for c in about {
+        view.follow(c);
+        if !within(&view.standing, &current.standing) {
+            return Resume::Narrowed;
+        }
+    }
+    Resume::Replay(start)
 }
 
 /// A consistent starting point for one subscriber.
@@ -506,5 +577,108 @@ mod tests {
         let keep_kinds = keep_kinds.expect("a module lost narrows");
         assert!(!keep_kinds.contains(&"credential".to_string()), "credentials go with the module: {keep_kinds:?}");
         assert!(keep_kinds.contains(&"event".to_string()), "the event itself stays: {keep_kinds:?}");
+    }
+
+    fn about(mut c: Change, person: &str) -> Change {
+        c.subject = Some(person.into());
+        c
+    }
+
+    fn role(seq: i64, person: &str, before: Option<&str>, after: Option<&str>) -> Change {
+        let mut c = change(seq, Kind::Event, "o|p", Op::Role, &[], &[]);
+        c.subject = Some(person.into());
+        c.data = Some(json!({ "before": before, "after": after }));
+        c
+    }
+
+    #[test]
+    fn an_org_role_lost_narrows_to_what_is_left_and_a_role_granted_widens() {
+        let mut v = member("p", "c1");
+        v.standing.org_role = Some(crate::access::OrgRole::Admin);
+        let seat = change(2, Kind::Seat, "e|1", Op::Upsert, &[], &[]);
+        assert!(!v.clone().step(&seat).is_empty(), "an admin receives the seats");
+        let steps = v.step(&role(3, "p", Some("admin"), Some("member")));
+        assert_eq!(v.standing.org_role, Some(crate::access::OrgRole::Member));
+        let narrow = steps.iter().find_map(|s| match s {
+            Step::Send(WireChange::Narrow { keep, keep_kinds, .. }) => Some((keep.clone(), keep_kinds.clone())),
+            _ => None,
+        });
+        let (keep, keep_kinds) = narrow.expect("a demotion narrows");
+        assert_eq!(keep, ["c1"]);
+        assert!(!keep_kinds.contains(&"seat".to_string()) && keep_kinds.contains(&"event".to_string()));
+        assert!(v.clone().step(&seat).is_empty(), "seats stop");
+        assert!(
+            steps.iter().all(|s| matches!(s, Step::Send(WireChange::Narrow { .. }))),
+            "the note itself is not sent"
+        );
+
+        let steps = v.step(&role(4, "p", Some("member"), Some("owner")));
+        assert!(steps.iter().any(|s| matches!(s, Step::Widen { seq: 4, .. })), "{steps:?}");
+        assert!(v.step(&role(5, "q", Some("owner"), None)).is_empty(), "another person's role");
+    }
+
+    #[test]
+    fn a_resume_replays_only_when_nothing_was_lost_since_the_cursor() {
+        // Now: a member of c1 with no seat.
+        let now = member("p", "c1");
+        let seat = |seq, op| about(change(seq, Kind::Seat, "e|1", op, &[], &[]), "p");
+        // Granted and released after the cursor: a replay would pass through the seat.
+        assert!(matches!(resume(&now, &[seat(5, Op::Upsert), seat(9, Op::Delete)]), Resume::Narrowed));
+        // Released after the cursor: the cursor's standing had the seat.
+        assert!(matches!(resume(&now, &[seat(9, Op::Delete)]), Resume::Narrowed));
+        // Nothing about the person: replay from the same standing.
+        let Resume::Replay(v) = resume(&now, &[]) else { panic!() };
+        assert_eq!(v.standing, now.standing);
+        // Only widened since the cursor: replayed from the narrower standing.
+        let mut seated = now.clone();
+        seated.standing.seat = true;
+        let Resume::Replay(v) = resume(&seated, &[seat(5, Op::Upsert)]) else { panic!() };
+        assert!(!v.standing.seat);
+
+        // A module revoked after the cursor.
+        let grant =
+            |seq, op, before: &[&str], after: &[&str]| change(seq, Kind::ModuleGrant, "e|c1|gate", op, before, after);
+        assert!(matches!(
+            resume(&now, &[grant(4, Op::Upsert, &[], &["c1"]), grant(6, Op::Delete, &["c1"], &[])]),
+            Resume::Narrowed
+        ));
+        // Another collaborator's module granted and revoked: nothing of the person's.
+        let other =
+            |seq, op, before: &[&str], after: &[&str]| change(seq, Kind::ModuleGrant, "e|c2|gate", op, before, after);
+        assert!(matches!(
+            resume(&now, &[other(4, Op::Upsert, &[], &["c2"]), other(6, Op::Delete, &["c2"], &[])]),
+            Resume::Replay(_)
+        ));
+
+        // Moved from c0 to c1 after the cursor: the cursor's standing saw c0.
+        let mut moved = change(7, Kind::CollabMember, "e|p", Op::Upsert, &["c0"], &["c1"]);
+        moved.subject = Some("p".into());
+        moved.data = Some(json!({ "collaborator": "c1" }));
+        assert!(matches!(resume(&now, &[moved]), Resume::Narrowed));
+
+        // An admin role lost after the cursor.
+        assert!(matches!(resume(&now, &[role(8, "p", Some("admin"), Some("member"))]), Resume::Narrowed));
+        let Resume::Replay(v) = resume(&now, &[role(8, "p", None, Some("member"))]) else { panic!() };
+        assert_eq!(v.standing.org_role, None);
+    }
+
+    #[test]
+    fn within_compares_what_two_standings_receive() {
+        let m1 = member("p", "c1").standing;
+        let m2 = member("p", "c2").standing;
+        let seat = Standing { seat: true, ..m1.clone() };
+        assert!(within(&m1, &m1) && within(&m1, &seat));
+        assert!(!within(&seat, &m1) && !within(&m1, &m2));
+        let gate = Standing {
+            membership: Some(Membership {
+                modules: Modules::default().with(Module::Gate),
+                ..m1.membership.clone().unwrap()
+            }),
+            ..m1.clone()
+        };
+        assert!(within(&m1, &gate) && !within(&gate, &m1) && within(&gate, &seat));
+        let admin = Standing { org_role: Some(crate::access::OrgRole::Admin), ..m1.clone() };
+        assert!(within(&m1, &admin) && !within(&admin, &m1));
+        assert!(within(&Standing { person: "p".into(), ..Default::default() }, &m1));
     }
 }

@@ -50,14 +50,82 @@ pub(crate) fn org_gate(decision: Decision) -> Result<()> {
     }
 }
 
-/// A change of an organization's members changes standings in each of its events: the
-/// statement that bumps their access versions, in the same transaction as the change (see
-/// `crate::cache`). `$org` is the organization.
-const BUMP_ORG_EVENTS: &str = "FOR $e IN (SELECT VALUE record::id(id) FROM event WHERE org = $org) {
-         UPDATE type::record('event_seq', $e) SET access = (access ?? 0) + 1 RETURN NONE;
+/// A change of a person's role in an organization changes their standing in each of its
+/// events. In the same transaction as the change, every event of the organization gets one
+/// entry in its change log (`Op::Role`, `$note`: the entry's JSON text, the same for every
+/// event) at the next seq, and its access version is bumped (see `crate::cache`). The feeds of
+/// every node read the entry in order with the rest, so a session narrows or widens at that
+/// point, and a resume from before it knows the role changed. `$org` is the organization;
+/// returns the events.
+const ROLE_NOTES: &str = "LET $events = (SELECT VALUE record::id(id) FROM event WHERE org = $org);
+     FOR $e IN $events {
+         LET $n = (UPSERT type::record('event_seq', $e) SET n = (n ?? 0) + 1, access = (access ?? 0) + 1 RETURN VALUE n)[0];
+         CREATE type::record('change', [$e, $n]) CONTENT { first: $n, entries: $note, about: [0] } RETURN NONE;
      };";
 
+/// The log entry of `person`'s role in `org` going from `before` to `after`, as a page's
+/// entries text (see [`ROLE_NOTES`]).
+fn role_note(org: &str, person: &str, before: Option<OrgRole>, after: Option<OrgRole>) -> Result<String> {
+    let entry = crate::changes::Change {
+        event: String::new(),
+        seq: 0,
+        kind: crate::kind::Kind::Event,
+        record: format!("{org}|{person}"),
+        op: crate::changes::Op::Role,
+        collaborators_before: Vec::new(),
+        collaborators_after: Vec::new(),
+        subject: Some(person.to_string()),
+        data: Some(json!({ "before": before, "after": after })),
+        origin: None,
+        at: time::now(),
+    };
+    let mut v = serde_json::to_value(&entry)?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("seq");
+        m.remove("event");
+    }
+    Ok(serde_json::to_string(&[v])?)
+}
+
+/// A member removed or changed by someone else meanwhile is "not found".
+fn gone_member(e: Error) -> Error {
+    match e {
+        Error::Internal(m) if m.contains("backops:record_missing") => Error::not_found("member"),
+        other => other,
+    }
+}
+
 impl Engine {
+    /// Runs `statement` (which changes `person`'s role in `org` from `before` to `after`) in
+    /// one transaction with the role's entries in the logs of the organization's events, then
+    /// wakes those events' feeds. `vars` are the statement's parameters.
+    async fn change_org_role(
+        &self,
+        org: &str,
+        person: &str,
+        (before, after): (Option<OrgRole>, Option<OrgRole>),
+        statement: &str,
+        mut vars: serde_json::Value,
+    ) -> Result<()> {
+        vars["org"] = json!(org);
+        vars["note"] = json!(role_note(org, person, before, after)?);
+        let sql = format!(
+            "BEGIN TRANSACTION;\n{statement};\n{ROLE_NOTES}\nRETURN {{ events: $events }};\nCOMMIT TRANSACTION;"
+        );
+        #[derive(Deserialize)]
+        struct Noted {
+            events: Vec<String>,
+        }
+        let noted: Option<Noted> = self.store.run(&sql, vars).await?.last_value()?;
+        let events = noted.map(|n| n.events).unwrap_or_default();
+        self.shared.access.forget_all();
+        for e in events {
+            // Nobody listening is fine: the feeds also poll.
+            let _ = self.commits.send((e, 0));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn org_role(&self, person: &str, org: &str) -> Result<Option<OrgRole>> {
         self.store
             .run(
@@ -170,20 +238,15 @@ impl Engine {
         let person = self.account_by_email(&email).await?.ok_or_else(|| {
             Error::rule("no_account", "no BackOps account uses that email; ask the person to sign up first")
         })?;
-        self.store
-            .run(
-                &format!(
-                    "BEGIN TRANSACTION;
-                     CREATE type::record('org_member', $org + '|' + $p) CONTENT {{ org: $org, person: $p, role: $role, created_at: $now }};
-                     {BUMP_ORG_EVENTS}
-                     COMMIT TRANSACTION;"
-                ),
-                json!({ "org": org, "p": person.id, "role": role, "now": time::now() }),
-            )
-            .await
-            .map_err(|e| on_duplicate(e, "already_member", "that person is already in this organization"))?
-            .written::<serde_json::Value>(0)?;
-        self.shared.access.forget_all();
+        self.change_org_role(
+            org,
+            &person.id,
+            (None, Some(role)),
+            "CREATE type::record('org_member', $org + '|' + $p) CONTENT { org: $org, person: $p, role: $role, created_at: $now }",
+            json!({ "p": person.id, "role": role, "now": time::now() }),
+        )
+        .await
+        .map_err(|e| on_duplicate(e, "already_member", "that person is already in this organization"))?;
         Ok(OrgMember { person: person.id, email: person.email, name: person.name, role })
     }
 
@@ -198,20 +261,17 @@ impl Engine {
         if current == OrgRole::Owner && role != OrgRole::Owner {
             self.ensure_another_owner(org).await?;
         }
-        self.store
-            .run(
-                &format!(
-                    "BEGIN TRANSACTION;
-                     UPDATE type::record('org_member', $org + '|' + $p) SET role = $role;
-                     {BUMP_ORG_EVENTS}
-                     COMMIT TRANSACTION;"
-                ),
-                json!({ "org": org, "p": person, "role": role }),
-            )
-            .await?
-            .written::<serde_json::Value>(0)?;
-        self.shared.access.forget_all();
-        Ok(())
+        self.change_org_role(
+            org,
+            person,
+            (Some(current), Some(role)),
+            "IF array::len(UPDATE type::record('org_member', $org + '|' + $p) SET role = $role RETURN VALUE id) = 0 {
+                 THROW 'backops:record_missing'
+             }",
+            json!({ "p": person, "role": role }),
+        )
+        .await
+        .map_err(gone_member)
     }
 
     pub async fn remove_org_member(&self, actor: &str, org: &str, person: &str) -> Result<()> {
@@ -227,19 +287,17 @@ impl Engine {
         if current == OrgRole::Owner {
             self.ensure_another_owner(org).await?;
         }
-        self.store
-            .run(
-                &format!(
-                    "BEGIN TRANSACTION;
-                     DELETE type::record('org_member', $org + '|' + $p);
-                     {BUMP_ORG_EVENTS}
-                     COMMIT TRANSACTION;"
-                ),
-                json!({ "org": org, "p": person }),
-            )
-            .await?;
-        self.shared.access.forget_all();
-        Ok(())
+        self.change_org_role(
+            org,
+            person,
+            (Some(current), None),
+            "IF array::len(DELETE type::record('org_member', $org + '|' + $p) RETURN BEFORE) = 0 {
+                 THROW 'backops:record_missing'
+             }",
+            json!({ "p": person }),
+        )
+        .await
+        .map_err(gone_member)
     }
 
     async fn ensure_another_owner(&self, org: &str) -> Result<()> {

@@ -42,10 +42,15 @@ pub struct LinkClaims {
     pub variant: String,
 }
 
-/// Claims of a token from an external identity provider: the person is known by email.
+/// Claims of a token from an external identity provider: the person is the provider's
+/// subject (`iss` and `sub`), with an email the provider says it verified.
 #[derive(Debug, Deserialize)]
 struct ExternalClaims {
+    sub: String,
+    iss: String,
     email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<serde_json::Value>,
     name: Option<String>,
     exp: u64,
 }
@@ -85,6 +90,13 @@ impl Tokens {
         external_audience: Option<String>,
         ttl: Duration,
     ) -> Result<Tokens, String> {
+        // A provider's key alone would take any token that key ever signed, for any
+        // application and from any of its tenants: its issuer and audience are required.
+        if external_public_key_pem.is_some() && (external_issuer.is_none() || external_audience.is_none()) {
+            return Err("an identity provider's public key needs its issuer and audience too \
+                        (--jwt-issuer and --jwt-audience, or BACKOPS_JWT_ISSUER and BACKOPS_JWT_AUDIENCE)"
+                .into());
+        }
         let external = external_public_key_pem
             .map(|pem| {
                 DecodingKey::from_rsa_pem(pem).map_err(|e| format!("the JWT public key is not an RSA PEM key: {e}"))
@@ -197,33 +209,36 @@ impl Tokens {
             }
             Algorithm::RS256 => {
                 let Some(key) = &self.external else { return Err(TokenError::Invalid("the token is not valid")) };
+                let (Some(iss), Some(aud)) = (&self.external_issuer, &self.external_audience) else {
+                    return Err(TokenError::Invalid("the token is not valid"));
+                };
                 let mut v = Validation::new(Algorithm::RS256);
                 v.leeway = LEEWAY_SECS;
-                // A configured issuer or audience must be present, not only match when
-                // present: a token without them could be meant for anything.
-                let mut required = vec!["exp", "sub"];
-                if let Some(iss) = &self.external_issuer {
-                    v.set_issuer(&[iss]);
-                    required.push("iss");
-                }
-                match &self.external_audience {
-                    Some(aud) => {
-                        v.set_audience(&[aud]);
-                        required.push("aud");
-                    }
-                    None => v.validate_aud = false,
-                }
-                v.set_required_spec_claims(&required);
+                v.set_issuer(&[iss]);
+                v.set_audience(&[aud]);
+                v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
                 let data = decode::<ExternalClaims>(token, key, &v).map_err(|e| Self::reject(&e))?;
-                let Some(email) = data.claims.email else {
+                let c = data.claims;
+                let Some(email) = c.email else {
                     return Err(TokenError::Invalid("the identity provider's token carries no email claim"));
                 };
-                let account = state
-                    .engine
-                    .external_account(&email, data.claims.name.as_deref())
-                    .await
-                    .map_err(|e| TokenError::Unavailable(e.into()))?;
-                Ok((account.id, data.claims.exp))
+                // Some providers send the flag as a string.
+                let verified = matches!(&c.email_verified, Some(serde_json::Value::Bool(true)))
+                    || matches!(&c.email_verified, Some(serde_json::Value::String(s)) if s == "true");
+                if !verified {
+                    return Err(TokenError::Invalid(
+                        "the identity provider has not verified this email (email_verified)",
+                    ));
+                }
+                let identity = format!("{}|{}", c.iss, c.sub);
+                let account =
+                    state.engine.external_account(&identity, &email, c.name.as_deref()).await.map_err(|e| match e {
+                        engine::Error::Conflict { .. } => TokenError::Invalid(
+                            "an account with this email signs in another way; the identity provider's token is not linked to it",
+                        ),
+                        e => TokenError::Unavailable(e.into()),
+                    })?;
+                Ok((account.id, c.exp))
             }
             _ => Err(TokenError::Invalid("the token's algorithm is not accepted")),
         }

@@ -42,7 +42,8 @@ struct Serve {
     /// HS256 signing secret (32+ characters); generated into DATA_DIR when absent.
     #[arg(long, env = "BACKOPS_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
-    /// PEM file with an external identity provider's RSA public key (accepts its RS256 tokens).
+    /// PEM file with an external identity provider's RSA public key (accepts its RS256 tokens;
+    /// needs --jwt-issuer and --jwt-audience).
     #[arg(long, env = "BACKOPS_JWT_PUBLIC_KEY_FILE")]
     jwt_public_key_file: Option<PathBuf>,
     /// Required `iss` of external tokens.

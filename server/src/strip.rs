@@ -48,7 +48,8 @@ pub fn without_metadata(bytes: &[u8], kind: Kind) -> Stripped {
         Kind::Heif => heif::strip(bytes),
         // TIFF (and camera raw files built on it) carries EXIF in its own structure.
         Kind::OtherImage if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") => None,
-        // GIF and BMP have no place for a location.
+        Kind::OtherImage if bytes.starts_with(b"GIF8") => strip_gif(bytes),
+        // BMP has no place for a location.
         Kind::OtherImage => return Stripped::Clean,
     };
     match out {
@@ -68,10 +69,15 @@ fn orientation_of(bytes: &[u8]) -> u8 {
 }
 
 fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
-    let start = b.get(..2)?;
+    let (keep, end) = jpeg_image(b)?;
+    // What follows the image's end is never passed on; a trailer not understood may hold
+    // anything (a second image's EXIF, a video with its own location), so it fails closed.
+    if !trailer_understood(&b[end..]) {
+        return None;
+    }
     let orientation = orientation_of(b);
-    let mut out = Vec::with_capacity(b.len());
-    out.extend_from_slice(start);
+    let mut out = Vec::with_capacity(end);
+    out.extend_from_slice(&b[..2]);
     if orientation != 1 {
         let tiff = orientation_tiff(orientation);
         out.extend_from_slice(&[0xFF, 0xE1]);
@@ -79,28 +85,181 @@ fn strip_jpeg(b: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(b"Exif\0\0");
         out.extend_from_slice(&tiff);
     }
+    for r in keep {
+        out.extend_from_slice(&b[r]);
+    }
+    Some(out)
+}
+
+/// Walks the JPEG image that starts at `b[0]` (its SOI) to its end of image: the byte ranges
+/// to keep after the SOI — every segment but the metadata ones, the entropy-coded data, the
+/// EOI — and the offset just past the EOI. None: not a JPEG as understood here.
+fn jpeg_image(b: &[u8]) -> Option<(Vec<std::ops::Range<usize>>, usize)> {
+    if b.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut keep = Vec::new();
     let mut i = 2;
     loop {
-        if i + 4 > b.len() || b[i] != 0xFF {
+        if *b.get(i)? != 0xFF {
             return None;
         }
-        let marker = b[i + 1];
-        if marker == 0xDA {
-            // Start of scan: the entropy-coded data and the rest are copied as they are.
-            out.extend_from_slice(&b[i..]);
-            return Some(out);
+        // Fill bytes may stand before a marker.
+        while *b.get(i + 1)? == 0xFF {
+            i += 1;
         }
-        let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        let marker = b[i + 1];
+        match marker {
+            0xD9 => {
+                keep.push(i..i + 2);
+                return Some((keep, i + 2));
+            }
+            0x00 | 0xD8 => return None,
+            0x01 | 0xD0..=0xD7 => {
+                keep.push(i..i + 2);
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]));
         let end = i + 2 + len;
         if len < 2 || end > b.len() {
             return None;
         }
-        // APP1 (EXIF, XMP), APP12, APP13 (IPTC), comments go; JFIF, ICC (APP2), Adobe stay.
-        if !matches!(marker, 0xE1 | 0xEC | 0xED | 0xFE) {
-            out.extend_from_slice(&b[i..end]);
+        // APP1 (EXIF, XMP), APP12, APP13 (IPTC), comments go, and the MPF index (APP2) of
+        // images that are not passed on; JFIF, ICC (APP2), Adobe and the coding stay.
+        let mpf = marker == 0xE2 && b[i + 4..end].starts_with(b"MPF\0");
+        if !matches!(marker, 0xE1 | 0xEC | 0xED | 0xFE) && !mpf {
+            keep.push(i..end);
         }
         i = end;
+        if marker == 0xDA {
+            // Entropy-coded data, up to the next marker (stuffed bytes and restarts are data).
+            let start = i;
+            loop {
+                i += b.get(i..)?.iter().position(|&x| x == 0xFF)?;
+                match *b.get(i + 1)? {
+                    0x00 | 0xD0..=0xD7 => i += 2,
+                    _ => break,
+                }
+            }
+            keep.push(start..i);
+        }
     }
+}
+
+/// Whether what follows a JPEG's end of image is made only of what phones write there:
+/// further JPEG images (the MPF's second image, a depth map), a motion photo's video (an MP4,
+/// after Samsung's `MotionPhoto_Data` mark, with Samsung's `SEFH`…`SEFT` index at the end),
+/// and padding.
+fn trailer_understood(mut t: &[u8]) -> bool {
+    // Samsung's index at the very end: `SEFH` … then its length (LE) and `SEFT`.
+    if t.len() >= 8 && t.ends_with(b"SEFT") {
+        let len = u32::from_le_bytes([t[t.len() - 8], t[t.len() - 7], t[t.len() - 6], t[t.len() - 5]]) as usize;
+        let Some(start) = t.len().checked_sub(8 + len) else { return false };
+        if !t[start..].starts_with(b"SEFH") {
+            return false;
+        }
+        t = &t[..start];
+    }
+    loop {
+        if t.iter().all(|&x| x == 0) {
+            return true;
+        }
+        if t.starts_with(&[0xFF, 0xD8]) {
+            match jpeg_image(t) {
+                Some((_, end)) => t = &t[end..],
+                None => return false,
+            }
+        } else if let Some(rest) = t.strip_prefix(b"MotionPhoto_Data") {
+            t = rest;
+        } else if t.get(4..8) == Some(b"ftyp") {
+            // An MP4: boxes to the end.
+            while t.len() >= 8 {
+                let size = u32::from_be_bytes([t[0], t[1], t[2], t[3]]) as u64;
+                let size = match size {
+                    0 => t.len() as u64,
+                    1 if t.len() >= 16 => u64::from_be_bytes(t[8..16].try_into().unwrap_or_default()),
+                    _ => size,
+                };
+                if size < 8 || size > t.len() as u64 {
+                    return false;
+                }
+                t = &t[size as usize..];
+            }
+            if !t.is_empty() {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+}
+
+/// A GIF without its comments and application extensions (XMP rides in one), keeping the
+/// loop count of an animation; anything after its trailer is dropped.
+fn strip_gif(b: &[u8]) -> Option<Vec<u8>> {
+    if !(b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a")) {
+        return None;
+    }
+    let table = |flags: u8| if flags & 0x80 != 0 { 3usize << ((flags & 7) + 1) } else { 0 };
+    let mut i = 13 + table(*b.get(10)?);
+    let mut out = b.get(..i)?.to_vec();
+    loop {
+        match *b.get(i)? {
+            0x3B => {
+                out.push(0x3B);
+                return Some(out);
+            }
+            0x21 => {
+                let label = *b.get(i + 1)?;
+                let end = gif_blocks_end(b, i + 2)?;
+                let keep = match label {
+                    // Graphic control (timing, transparency) and plain text (drawn).
+                    0xF9 | 0x01 => true,
+                    0xFF => gif_loop_count(&b[i + 2..end]),
+                    _ => false,
+                };
+                if keep {
+                    out.extend_from_slice(&b[i..end]);
+                }
+                i = end;
+            }
+            0x2C => {
+                // Image descriptor, local colour table, LZW code size, data.
+                let data = i + 10 + table(*b.get(i + 9)?) + 1;
+                let end = gif_blocks_end(b, data)?;
+                out.extend_from_slice(&b[i..end]);
+                i = end;
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The offset past a run of GIF data sub-blocks starting at `i` (ending with an empty one).
+fn gif_blocks_end(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let n = usize::from(*b.get(i)?);
+        i += 1 + n;
+        if n == 0 {
+            return Some(i);
+        }
+        if i > b.len() {
+            return None;
+        }
+    }
+}
+
+/// Whether an application extension's blocks are an animation's loop count and nothing else.
+fn gif_loop_count(blocks: &[u8]) -> bool {
+    blocks.len() == 17
+        && blocks[0] == 11
+        && (&blocks[1..12] == b"NETSCAPE2.0" || &blocks[1..12] == b"ANIMEXTS1.0")
+        && blocks[12] == 3
+        && blocks[13] == 1
+        && blocks[16] == 0
 }
 
 fn strip_png(b: &[u8]) -> Option<Vec<u8>> {
@@ -357,7 +516,73 @@ mod tests {
         let junk = [&b"\0\0\0\x18ftypheic\0\0\0\0mif1heic"[..], &[7u8; 100]].concat();
         assert_eq!(without_metadata(&junk, Kind::Heif), Stripped::Unknown);
         assert_eq!(without_metadata(b"II*\0 a tiff with GPS", Kind::OtherImage), Stripped::Unknown);
-        assert_eq!(without_metadata(b"GIF89a....", Kind::OtherImage), Stripped::Clean);
+        assert_eq!(without_metadata(b"GIF89a....", Kind::OtherImage), Stripped::Unknown);
         assert_eq!(without_metadata(&[0xFF, 0xD8, 0xFF, 0xE1, 0xFF, 0xFF, 1, 2], Kind::Jpeg), Stripped::Unknown);
+    }
+
+    fn segment(marker: u8, body: &[u8]) -> Vec<u8> {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(body);
+        s
+    }
+
+    /// A small real JPEG with a GPS-naming EXIF block and an MPF index.
+    fn photo() -> Vec<u8> {
+        let img = image::RgbImage::from_fn(16, 8, |x, _| image::Rgb([if x < 8 { 200 } else { 0 }, 0, 90]));
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut plain).encode_image(&img).unwrap();
+        [&plain[..2], &segment(0xE1, b"Exif\0\0MM\0* GPS 51.5N"), &segment(0xE2, b"MPF\0II*\0 index"), &plain[2..]]
+            .concat()
+    }
+
+    fn has(b: &[u8], s: &[u8]) -> bool {
+        b.windows(s.len()).any(|w| w == s)
+    }
+
+    #[test]
+    fn a_jpeg_is_cut_at_its_end_of_image_and_known_trailers_go_with_it() {
+        let primary = photo();
+        let Stripped::Copy(alone) = without_metadata(&primary, Kind::Jpeg) else { panic!() };
+        assert!(!has(&alone, b"GPS") && !has(&alone, b"MPF\0") && alone.ends_with(&[0xFF, 0xD9]));
+        assert!(image::load_from_memory(&alone).is_ok(), "the same picture");
+        // The MPF's second image (its own EXIF, location and all), then a depth map.
+        let mpf = [&primary[..], &photo(), &photo()].concat();
+        // Google's motion photo: an MP4 appended; Samsung's: a mark, the MP4, an index.
+        let mp4 = [&b"\0\0\0\x10ftypmp42\0\0\0\0"[..], b"\0\0\0\x17mdatGPS 51.5N video"].concat();
+        let google = [&primary[..], &mp4].concat();
+        let sef = [&b"SEFH"[..], b"\x01\0\0\0 GPS in the index"].concat();
+        let samsung =
+            [&primary[..], b"MotionPhoto_Data", &mp4, &sef, &(sef.len() as u32).to_le_bytes(), b"SEFT"].concat();
+        let padded = [&primary[..], &[0u8; 64]].concat();
+        for (name, file) in [("mpf", mpf), ("google", google), ("samsung", samsung), ("padded", padded)] {
+            assert_eq!(without_metadata(&file, Kind::Jpeg), Stripped::Copy(alone.clone()), "{name}");
+        }
+        // A trailer nobody documented may hold anything: the original is withheld.
+        for trailer in [&b"GPS 51.5N 0.12W by an unknown app"[..], b"\0\0\0\x10ftypmp42 cut short", &[0xFF, 0xD8, 0xFF]]
+        {
+            let file = [&primary[..], trailer].concat();
+            assert_eq!(without_metadata(&file, Kind::Jpeg), Stripped::Unknown, "{trailer:?}");
+        }
+        // No end of image at all.
+        assert_eq!(without_metadata(&primary[..primary.len() - 2], Kind::Jpeg), Stripped::Unknown);
+    }
+
+    #[test]
+    fn a_gif_loses_its_comments_and_application_extensions_but_not_its_loop() {
+        let mut gif = b"GIF89a\x01\0\x01\0\x80\0\0\0\0\0\xff\xff\xff".to_vec();
+        let looped = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\0\0\0";
+        gif.extend_from_slice(looped);
+        gif.extend_from_slice(b"\x21\xfe\x0eGPS 51.5N here\0");
+        gif.extend_from_slice(b"\x21\xff\x0bXMP DataXMP\x0b<gps>51</x>\0");
+        gif.extend_from_slice(b"\x21\xf9\x04\x01\0\0\0\0");
+        gif.extend_from_slice(b"\x2c\0\0\0\0\x01\0\x01\0\0\x02\x02\x44\x01\0");
+        gif.extend_from_slice(b"\x3b trailing GPS 51.5N");
+        let Stripped::Copy(out) = without_metadata(&gif, Kind::OtherImage) else { panic!() };
+        assert!(!has(&out, b"GPS") && !has(&out, b"XMP") && !has(&out, b"<gps>"));
+        assert!(has(&out, looped) && has(&out, b"\x21\xf9\x04") && out.ends_with(b"\x02\x02\x44\x01\0\x3b"));
+        let plain = b"GIF89a\x01\0\x01\0\0\0\0\x2c\0\0\0\0\x01\0\x01\0\0\x02\x02\x44\x01\0\x3b".to_vec();
+        assert_eq!(without_metadata(&plain, Kind::OtherImage), Stripped::Clean);
+        assert_eq!(without_metadata(&gif[..40], Kind::OtherImage), Stripped::Unknown, "cut short");
     }
 }

@@ -421,6 +421,58 @@ async fn corrupt_bomb_and_heic_images_are_kept_with_a_note_and_their_metadata_ne
     assert_eq!((f["width"].as_i64(), f["thumbnails"]["256"].is_string()), (Some(300), true), "{f}");
 }
 
+/// What phones put after a JPEG's end of image — the MPF's second image (with its own EXIF
+/// and location), a motion photo's video (Google's appended MP4; Samsung's marked MP4 and
+/// index) — never reaches others: the copy ends at the photo's end of image. A trailer of an
+/// unknown kind withholds the original; a GIF loses its comments and application extensions.
+#[tokio::test]
+async fn what_follows_a_photo_and_a_gifs_extensions_never_reach_others() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let has = |b: &[u8], s: &[u8]| b.windows(s.len()).any(|w| w == s);
+    let photo = jpeg_with_metadata(64, 32, 1);
+    let second = jpeg_with_metadata(16, 8, 1);
+    let mp4 = [&b"\0\0\0\x10ftypmp42\0\0\0\0"[..], b"\0\0\0\x1dmdatGPS 51.5007N 0.1246W!"].concat();
+    let sef = b"SEFH\x01\0\0\0 MotionPhoto_Data GPS".to_vec();
+    let samsung = [&photo[..], b"MotionPhoto_Data", &mp4, &sef, &(sef.len() as u32).to_le_bytes(), b"SEFT"].concat();
+    let served_of = async |name: &str, bytes: &[u8]| {
+        let f = upload_file(&s.vic.api, &s.event, &s.audio, name, bytes).await;
+        let path = format!("/v1/events/{}/files/{}/content", s.event, f["id"].as_str().unwrap());
+        let (status, _, served) = fetch(&s.pm.api, &path, None).await;
+        (f, status, served)
+    };
+    let mut copies = Vec::new();
+    for (name, bytes) in [
+        ("mpf.jpg", [&photo[..], &second].concat()),
+        ("google-motion.jpg", [&photo[..], &mp4].concat()),
+        ("samsung-motion.jpg", samsung),
+    ] {
+        assert!(has(&bytes, b"GPS"));
+        let (f, status, served) = served_of(name, &bytes).await;
+        assert_eq!((status, f["original_withheld"].as_bool()), (200, None), "{name}: {f}");
+        assert!(!has(&served, b"GPS") && !has(&served, b"ftyp") && !has(&served, b"PhoneCo"), "{name}");
+        assert!(served.ends_with(&[0xFF, 0xD9]) && served.len() < photo.len(), "{name}: cut at the end of image");
+        assert_eq!(image::load_from_memory(&served).unwrap().dimensions(), (64, 32), "{name}");
+        copies.push(served);
+    }
+    assert!(copies.windows(2).all(|w| w[0] == w[1]), "each is the same photo, alone");
+    // Bytes after the end of image that no phone documents: fail closed.
+    let odd = [&photo[..], b"vendor-blob lat=51.5007 lon=-0.1246"].concat();
+    let (f, status, _) = served_of("odd-trailer.jpg", &odd).await;
+    assert_eq!((status, f["original_withheld"].as_bool()), (403, Some(true)), "{f}");
+    assert!(f["thumbnails"]["256"].is_string(), "the pixels are still previewed: {f}");
+    // A GIF: its comment and XMP go; the animation's loop stays.
+    let mut gif = b"GIF89a\x01\0\x01\0\x80\0\0\0\0\0\xff\xff\xff".to_vec();
+    gif.extend_from_slice(b"\x21\xff\x0bNETSCAPE2.0\x03\x01\0\0\0");
+    gif.extend_from_slice(b"\x21\xfe\x0eGPS 51.5N here\0");
+    gif.extend_from_slice(b"\x21\xff\x0bXMP DataXMP\x0b<gps>51</x>\0");
+    gif.extend_from_slice(b"\x2c\0\0\0\0\x01\0\x01\0\0\x02\x02\x44\x01\0\x3b");
+    let (f, status, served) = served_of("wave.gif", &gif).await;
+    assert_eq!((status, f["original_withheld"].as_bool()), (200, None), "{f}");
+    assert!(!has(&served, b"GPS") && !has(&served, b"XMP") && has(&served, b"NETSCAPE2.0"));
+    assert_eq!(f["served_hash"].as_str(), Some(tests::files::sha256(&served).as_str()));
+}
+
 fn proxy_sync_url(proxy: &CutProxy) -> String {
     format!("{}/v1/sync", proxy.base.replacen("http://", "ws://", 1))
 }

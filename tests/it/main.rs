@@ -1,6 +1,7 @@
 //! The one integration-test binary: scenarios against the real server, and engine-level
 //! checks of the store and the change log.
 
+mod access;
 mod access_cache;
 mod assets;
 mod bad_input;

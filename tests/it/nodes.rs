@@ -134,6 +134,50 @@ async fn a_membership_removed_on_one_node_narrows_a_session_on_another() {
     assert!(narrowed, "the narrow came through node B's feed");
 }
 
+/// An organization admin whose role is taken away through node A stops receiving the event on
+/// a session held by node B: the role's change is an entry of the event's log, which node B's
+/// feed reads like any other (the time it took is printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_role_removed_on_one_node_narrows_a_session_on_another() {
+    let db = SurrealServer::start().await;
+    let (a, b) = (db.node().await, db.node().await);
+    let pm = a.sign_up("Pm").await;
+    let org = pm.api.post("/v1/orgs", json!({ "name": "Touring Co" })).await.ok()["id"].as_str().unwrap().to_string();
+    let license = pm.ready_org(&org, 2).await;
+    let (event, _) = pm.create_event(&org, &license, "Arena run").await;
+    let ada = a.sign_up("Ada").await;
+    let rita = a.sign_up("Rita").await;
+    for who in [&ada, &rita] {
+        pm.api.post(&format!("/v1/orgs/{org}/members"), json!({ "email": who.email, "role": "admin" })).await.ok();
+    }
+    let seats = |c: &SyncClient| c.held(&event).iter().filter(|(k, _)| k == "seat").count();
+    for (who, change) in [(&ada, Some("member")), (&rita, None)] {
+        let mut c = SyncClient::connect(&b, &who.token).await;
+        c.subscribe(&event, None).await;
+        assert!(seats(&c) > 0, "an admin receives the seats");
+        let path = format!("/v1/orgs/{org}/members/{}", who.id);
+        let asked = std::time::Instant::now();
+        match change {
+            Some(role) => pm.api.patch(&path, json!({ "role": role })).await.ok(),
+            None => pm.api.delete(&path).await.ok(),
+        };
+        let answered = asked.elapsed();
+        loop {
+            let m = c.next_of("changes").await;
+            if m["changes"].as_array().is_some_and(|cs| cs.iter().any(|c| c["op"] == "narrow")) {
+                break;
+            }
+        }
+        println!("{}: narrowed on node B {:?} after node A's answer", who.email, asked.elapsed() - answered);
+        assert_eq!(seats(&c), 0, "the seats are purged");
+        pm.api.patch(&format!("/v1/events/{event}"), json!({ "name": format!("Arena run {}", who.email) })).await.ok();
+        let head = a.engine.as_ref().unwrap().head(&event).await.unwrap();
+        c.sync_to(&event, head).await;
+        assert!(c.held(&event).is_empty(), "nothing of the event is held");
+        assert!(!c.log.iter().any(|m| m.to_string().contains(&format!("Arena run {}", who.email))));
+    }
+}
+
 /// Two lanes, their devices connected to two different nodes, admit the same credentials at
 /// the same moment: each credential gets exactly one duplicate-entry flag, as if one node had
 /// judged both scans — the judgement is checked in the commit, not by a lock of one process.

@@ -137,22 +137,35 @@ async fn a_dropped_connection_resumes_from_its_cursor() {
     converged(&srv, &mut vic, &s.vic, &s.event).await;
     let seen_before = vic.log.len();
 
-    // While vic is away: new work, a move out, and a seat granted then released (the
-    // resume must replay access as it happened).
+    // While vic is away: new work, a move out, and a seat granted (the resume replays access
+    // as it happened).
     vic.disconnect().await;
     let ev = format!("/v1/events/{}", s.event);
     let gone = task(&s, &s.pm, &s.audio, "Will move").await;
     task(&s, &s.pm, &s.audio, "After").await;
-    task(&s, &s.pm, &s.client, "Not for vic").await;
+    let other = task(&s, &s.pm, &s.client, "Client's").await;
     s.pm.api.patch(&format!("{ev}/tasks/{gone}"), json!({ "collaborator": s.client })).await.ok();
     s.pm.api.post(&format!("{ev}/seats"), json!({ "email": s.vic.email })).await.ok();
-    s.pm.api.delete(&format!("{ev}/seats/{}", s.vic.id)).await.ok();
 
     vic.reconnect(&srv, &s.vic.token).await;
     let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
-    assert_eq!(ids(&held, "task").len(), 2);
+    assert_eq!(ids(&held, "task").len(), 4, "the seat brings every collaborator's tasks");
     assert!(vic.log[seen_before..].iter().all(|m| m["type"] != "snapshot"), "resumed, not re-snapshotted");
     no_duplicates(&vic.log);
+
+    // Away again: the seat released, then more of Client's work. Access was lost since the
+    // cursor, so the resume is a fresh snapshot of what Vic may see now, never a replay of
+    // the time with the seat.
+    vic.disconnect().await;
+    s.pm.api.delete(&format!("{ev}/seats/{}", s.vic.id)).await.ok();
+    s.pm.api.patch(&format!("{ev}/tasks/{other}"), json!({ "title": "Client's, renamed" })).await.ok();
+    let seen_before = vic.log.len();
+    vic.reconnect(&srv, &s.vic.token).await;
+    let held = converged(&srv, &mut vic, &s.vic, &s.event).await;
+    assert_eq!(ids(&held, "task").len(), 2);
+    let resumed = &vic.log[seen_before..];
+    assert!(resumed.iter().any(|m| m["type"] == "resync" && m["reason"] == "access_narrowed"), "{resumed:?}");
+    assert!(!mentions(resumed, &other), "nothing of Client's after the seat was lost");
 }
 
 /// No change was delivered twice: every (seq, kind, id, op) appears once.

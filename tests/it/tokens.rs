@@ -55,8 +55,8 @@ async fn external_identity_provider_tokens() {
     })
     .await;
     let anon = srv.anonymous();
-    let good = json!({ "sub": "idp|42", "email": "Rita@Example.test", "name": "Rita", "iss": "https://idp.example.test",
-                       "aud": "backops", "iat": now(), "exp": now() + 600 });
+    let good = json!({ "sub": "idp|42", "email": "Rita@Example.test", "email_verified": true, "name": "Rita",
+                       "iss": "https://idp.example.test", "aud": "backops", "iat": now(), "exp": now() + 600 });
 
     // First arrival creates the account and its personal organization.
     let rita = anon.with_token(&idp_token(good.clone()));
@@ -84,9 +84,50 @@ async fn external_identity_provider_tokens() {
     no_email.as_object_mut().unwrap().remove("email");
     anon.with_token(&idp_token(no_email)).get("/v1/me").await.err(401, "invalid_token");
 
+    // The provider must say it verified the email.
+    for verified in [json!(false), json!("false"), json!(null)] {
+        let mut unverified = good.clone();
+        unverified["sub"] = json!("idp|43");
+        unverified["email"] = json!("sam@example.test");
+        unverified["email_verified"] = verified;
+        anon.with_token(&idp_token(unverified)).get("/v1/me").await.err(401, "invalid_token");
+    }
+    let mut unverified = good.clone();
+    unverified.as_object_mut().unwrap().remove("email_verified");
+    unverified["sub"] = json!("idp|44");
+    anon.with_token(&idp_token(unverified)).get("/v1/me").await.err(401, "invalid_token");
+
+    // An email alone never hands a provider's person an account made another way: not a
+    // password account's, and not another subject's of the same address.
+    let vic = srv.sign_up("Vic").await;
+    let mut claims_vic = good.clone();
+    claims_vic["sub"] = json!("idp|45");
+    claims_vic["email"] = json!(vic.email);
+    anon.with_token(&idp_token(claims_vic)).get("/v1/me").await.err(401, "invalid_token");
+    vic.api.get("/v1/me").await.ok();
+    let mut other_subject = good.clone();
+    other_subject["sub"] = json!("idp|46");
+    anon.with_token(&idp_token(other_subject)).get("/v1/me").await.err(401, "invalid_token");
+    // The subject is the person: a changed email at the provider keeps the account.
+    let mut new_email = good.clone();
+    new_email["email"] = json!("rita.new@example.test");
+    assert_eq!(anon.with_token(&idp_token(new_email)).get("/v1/me").await.ok()["id"], me["id"]);
+
     // Without a configured key, the same RS256 token is refused.
     let plain = TestServer::start().await;
     plain.anonymous().with_token(&idp_token(good)).get("/v1/me").await.err(401, "invalid_token");
+
+    // A key without its issuer and audience refuses to start.
+    for (iss, aud) in [(None, Some("backops")), (Some("https://idp.example.test"), None), (None, None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        config.jwt_public_key_pem = Some(IDP_PUBLIC.into());
+        config.jwt_issuer = iss.map(String::from);
+        config.jwt_audience = aud.map(String::from);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let err = server::prepare(&config, rx).await.err().expect("refused to start");
+        assert!(err.to_string().contains("issuer and audience"), "{err}");
+    }
 }
 
 /// Tokens forged in the known ways are refused over HTTP and at the socket's hello, and the
@@ -109,7 +150,7 @@ async fn forged_tokens_are_refused() {
             .unwrap()
     };
     let claims = |exp: u64| json!({ "sub": vic.id, "iss": server::auth::ISSUER, "iat": now(), "exp": exp });
-    let idp = json!({ "sub": "idp|7", "email": "eve@example.test", "iss": "https://idp.example.test",
+    let idp = json!({ "sub": "idp|7", "email": "eve@example.test", "email_verified": true, "iss": "https://idp.example.test",
                       "aud": "backops", "iat": now(), "exp": now() + 600 });
     let b64 = |v: serde_json::Value| {
         use base64::Engine as _;

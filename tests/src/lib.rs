@@ -637,6 +637,14 @@ impl SyncClient {
         }
     }
 
+    /// A new connection that keeps this client's replica and cursors, saying hello only (the
+    /// caller subscribes from the cursor it chooses).
+    pub async fn reconnect_without_subscribing(&mut self, srv: &TestServer, token: &str) {
+        let (ws, _) = tokio_tungstenite::connect_async(srv.sync_url()).await.expect("connect");
+        self.ws = ws;
+        self.hello(token).await;
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
     }
@@ -747,6 +755,10 @@ impl SyncClient {
                 }
                 self.cursors.insert(event, m["cursor"].as_i64().unwrap_or(0));
             }
+            // A fresh snapshot follows: it replaces what is held.
+            Some("resync") => {
+                self.replica.remove(&event);
+            }
             Some("changes") => {
                 let r = self.replica.entry(event.clone()).or_default();
                 for c in m["changes"].as_array().into_iter().flatten() {
@@ -787,6 +799,41 @@ fn server_schema() -> &'static jsonschema::Validator {
 
 fn key(v: &Value) -> (String, String) {
     (v["kind"].as_str().unwrap_or_default().to_string(), v["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// The records `frames` carry (snapshot records, upserts), each as (kind, id, data).
+pub fn carried(frames: &[Value]) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for m in frames {
+        let items = m["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(m["changes"].as_array().into_iter().flatten().filter(|c| c["op"] == "upsert"));
+        for r in items {
+            let (kind, id) = key(r);
+            out.push((kind, id, r["data"].clone()));
+        }
+    }
+    out
+}
+
+/// Asserts that every record `frames` carry is one `account` may receive now, with no field
+/// more than they may receive: judged by the engine's access function on the person's
+/// standing in `event` as the database has it (none: nothing may reach them).
+pub async fn assert_allowed_now(engine: &Engine, account: &str, event: &str, frames: &[Value]) {
+    let standing = match engine.view(account, event).await {
+        Ok((view, _)) => Some(view.standing),
+        Err(engine::Error::NotFound { .. }) => None,
+        Err(e) => panic!("reading {account}'s standing: {e:?}"),
+    };
+    for (kind, id, data) in carried(frames) {
+        let k = engine::Kind::parse(&kind).unwrap_or_else(|| panic!("unknown kind {kind}"));
+        let allowed = standing.as_ref().is_some_and(|s| {
+            engine::feed::visible(s, k, &k.owners(&id, &data)) && engine::feed::shape(s, k, data.clone()) == data
+        });
+        assert!(allowed, "{account} was sent {kind} {id} ({data}), which their standing {standing:?} does not allow");
+    }
 }
 
 /// What `token`'s holder gets of `event` from a fresh snapshot, and the snapshot's cursor.

@@ -403,13 +403,14 @@ impl Hub {
             for step in view.step(c) {
                 match step {
                     Step::Send(w) => wire.push(w),
+                    // The record that widened it (a seat) was sent by its own step already.
                     Step::Widen { seq, before, after } => match self.engine.widened(event, &before, &after).await {
-                        Ok(records) => wire.extend(records.into_iter().map(|r| WireChange::Upsert {
-                            seq,
-                            kind: r.kind,
-                            id: r.id,
-                            data: r.data,
-                        })),
+                        Ok(records) => wire.extend(
+                            records
+                                .into_iter()
+                                .filter(|r| !(r.kind == c.kind.as_str() && r.id == c.record))
+                                .map(|r| WireChange::Upsert { seq, kind: r.kind, id: r.id, data: r.data }),
+                        ),
                         Err(e) => tracing::warn!(event, error = ?e, "widening a view failed"),
                     },
                     Step::Reshape { seq, kinds, standing } => {

@@ -18,6 +18,7 @@ use axum::{
 };
 use engine::{
     Error,
+    feed::Resume,
     protocol::{
         ClientMessage, ErrorCode, PROTOCOL_OLDEST, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, close,
     },
@@ -425,10 +426,21 @@ impl Session {
                 self.send(&resync("cursor_expired")).await;
                 None
             }
+            // Replayed only if the person lost no access since the cursor (see
+            // `engine::feed::resume`): what they could see in between is not theirs now.
             Some(c) if c >= 0 && c <= head => match hub.engine.changes_about(event, c, account).await {
-                Ok(about) => {
-                    view.rewind(&about);
-                    Some(c)
+                Ok(mut about) => {
+                    about.retain(|x| x.seq <= head);
+                    match engine::feed::resume(&view, &about) {
+                        Resume::Replay(at_cursor) => {
+                            view = at_cursor;
+                            Some(c)
+                        }
+                        Resume::Narrowed => {
+                            self.send(&resync("access_narrowed")).await;
+                            None
+                        }
+                    }
                 }
                 Err(_) => None,
             },

@@ -98,7 +98,8 @@ struct StoredAccount {
     identity: Option<String>,
 }
 
-const ACCOUNT_FIELDS: &str = "record::id(id) AS id, email, name, created_at, password_hash, identity";
+const ACCOUNT_FIELDS: &str =
+    "record::id(id) AS id, email, name, created_at, email_proven_at != NONE AS email_proven, password_hash, identity";
 
 /// Longest accepted identity (an identity provider's issuer and subject).
 const IDENTITY_LEN_MAX: usize = 512;
@@ -128,13 +129,18 @@ impl Engine {
     }
 
     async fn create_account(&self, email: String, name: String, credential: Credential) -> Result<Account> {
-        let account = Account { id: new_id(), email, name, created_at: time::now() };
+        // An identity provider's account arrives with the email verified by the provider.
+        let email_proven = matches!(credential, Credential::Identity(_));
+        let account = Account { id: new_id(), email, name, created_at: time::now(), email_proven };
         let org_id = new_id();
         // An account without a password (external identity) has no password_hash field.
         let mut stored = json!({ "email": account.email, "name": account.name, "created_at": account.created_at });
         match credential {
             Credential::Password(h) => stored["password_hash"] = json!(h),
-            Credential::Identity(i) => stored["identity"] = json!(i),
+            Credential::Identity(i) => {
+                stored["identity"] = json!(i);
+                stored["email_proven_at"] = json!(account.created_at);
+            }
         }
         self.store
             .run(
@@ -156,7 +162,7 @@ impl Engine {
             .await
             .map_err(|e| on_duplicate(e, "email_taken", "an account with that email already exists"))?;
         tracing::info!(account = %account.id, "account created");
-        self.accept_invitations(&account.id, &account.email).await?;
+        self.grant_waiting(&account).await?;
         Ok(account)
     }
 
@@ -172,7 +178,7 @@ impl Engine {
         let ok = verify_password(self.config.password_hashing, hash, password.to_string()).await;
         match stored {
             Some(s) if ok => {
-                self.accept_invitations(&s.account.id, &s.account.email).await?;
+                self.grant_waiting(&s.account).await?;
                 Ok(s.account)
             }
             _ => Err(Error::BadCredentials),

@@ -26,6 +26,7 @@ pub(crate) mod mutations;
 pub use mutations::{MUTATION_ID_LEN_MAX, Pushed};
 mod orgs;
 pub mod plan;
+pub mod proof;
 pub mod protocol;
 pub mod rules;
 pub mod store;

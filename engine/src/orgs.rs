@@ -213,15 +213,21 @@ impl Engine {
 
     pub async fn list_org_members(&self, actor: &str, org: &str) -> Result<Vec<OrgMember>> {
         self.org_for(actor, org, OrgAction::View).await?;
-        self.store
+        // Members, then the roles still waiting for their person's email.
+        let mut rows = self
+            .store
             .run(
                 "SELECT person, role, type::record('account', person).email AS email,
                         type::record('account', person).name AS name, created_at
-                 FROM org_member WHERE org = $org ORDER BY created_at",
+                 FROM org_member WHERE org = $org ORDER BY created_at;
+                 SELECT person, role, email, type::record('account', person).name AS name, created_at, true AS pending
+                 FROM org_pending WHERE org = $org ORDER BY created_at;",
                 json!({ "org": org }),
             )
-            .await?
-            .all(0)
+            .await?;
+        let mut members: Vec<OrgMember> = rows.all(0)?;
+        members.extend(rows.all::<OrgMember>(1)?);
+        Ok(members)
     }
 
     /// Adds an existing account to a team organization.
@@ -235,9 +241,25 @@ impl Engine {
             ));
         }
         let email = validate_email(email)?;
-        let person = self.account_by_email(&email).await?.ok_or_else(|| {
+        let (person, proven) = self.proven_account(&email).await?;
+        let person = person.ok_or_else(|| {
             Error::rule("no_account", "no BackOps account uses that email; ask the person to sign up first")
         })?;
+        if self.org_role(&person.id, org).await?.is_some() {
+            return Err(Error::conflict("already_member", "that person is already in this organization"));
+        }
+        if !proven {
+            // The role waits for the person to prove the address (see `crate::proof`).
+            self.store
+                .run(
+                    "CREATE type::record('org_pending', $org + '|' + $p) CONTENT {
+                         org: $org, person: $p, email: $email, role: $role, added_by: $by, created_at: $now }",
+                    json!({ "org": org, "p": person.id, "email": email, "role": role, "by": actor, "now": time::now() }),
+                )
+                .await
+                .map_err(|e| on_duplicate(e, "already_member", "that person's role already waits for their email"))?;
+            return Ok(OrgMember { person: person.id, email: person.email, name: person.name, role, pending: true });
+        }
         self.change_org_role(
             org,
             &person.id,
@@ -247,7 +269,26 @@ impl Engine {
         )
         .await
         .map_err(|e| on_duplicate(e, "already_member", "that person is already in this organization"))?;
-        Ok(OrgMember { person: person.id, email: person.email, name: person.name, role })
+        Ok(OrgMember { person: person.id, email: person.email, name: person.name, role, pending: false })
+    }
+
+    /// Adds a role that waited for its person's email, now proven.
+    pub(crate) async fn grant_waiting_role(&self, r: &crate::proof::WaitingRole) -> Result<()> {
+        let key = format!("{}|{}", r.org, r.person);
+        if self.org_role(&r.person, &r.org).await?.is_none() {
+            self.change_org_role(
+                &r.org,
+                &r.person,
+                (None, Some(r.role)),
+                "CREATE type::record('org_member', $org + '|' + $p) CONTENT { org: $org, person: $p, role: $role, created_at: $now };
+                 DELETE type::record('org_pending', $k)",
+                json!({ "p": r.person, "role": r.role, "now": time::now(), "k": key }),
+            )
+            .await?;
+        } else {
+            self.store.run("DELETE type::record('org_pending', $k)", json!({ "k": key })).await?;
+        }
+        Ok(())
     }
 
     /// Changes a member's role. Only owners grant or take the owner role, and an
@@ -283,7 +324,18 @@ impl Engine {
         } else {
             self.org_for(actor, org, OrgAction::View).await?;
         }
-        let Some(current) = current else { return Err(Error::not_found("member")) };
+        let Some(current) = current else {
+            // A role still waiting for the person's email is withdrawn.
+            let gone: Vec<serde_json::Value> = self
+                .store
+                .run(
+                    "DELETE type::record('org_pending', $org + '|' + $p) RETURN BEFORE",
+                    json!({ "org": org, "p": person }),
+                )
+                .await?
+                .all(0)?;
+            return if gone.is_empty() { Err(Error::not_found("member")) } else { Ok(()) };
+        };
         if current == OrgRole::Owner {
             self.ensure_another_owner(org).await?;
         }

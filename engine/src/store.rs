@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 12, name: "throughput", sql: include_str!("../../schemas/surreal/0012_throughput.surql") },
     Migration { version: 13, name: "node_commits", sql: include_str!("../../schemas/surreal/0013_node_commits.surql") },
     Migration { version: 14, name: "identity", sql: include_str!("../../schemas/surreal/0014_identity.surql") },
+    Migration { version: 15, name: "email_proof", sql: include_str!("../../schemas/surreal/0015_email_proof.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

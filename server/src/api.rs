@@ -94,6 +94,8 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .route("/accounts", post(sign_up))
         .route("/sessions", post(log_in))
         .route("/me", get(me))
+        .route("/me/email/code", post(send_email_code))
+        .route("/me/email/proof", post(prove_email))
         .route("/orgs", get(list_orgs).post(create_org))
         .route("/orgs/{org}", get(get_org).patch(rename_org))
         .route("/orgs/{org}/members", get(list_org_members).post(add_org_member))
@@ -194,7 +196,50 @@ async fn sign_up(
     }
     let account = st.engine.sign_up(input).await?;
     let (token, expires_at) = st.tokens.issue(&account.id)?;
+    // The code that proves the email goes out at once, without holding the answer up.
+    let (engine, mailer, id) = (st.engine.clone(), st.mailer.clone(), account.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = mail_code(&engine, &mailer, &id).await {
+            tracing::warn!(account = %id, error = %e.message, "the code that proves the email was not sent");
+        }
+    });
     Ok(created(SessionOut { token, expires_at, account }))
+}
+
+/// Makes a code for `account` and mails it.
+async fn mail_code(
+    engine: &engine::Engine,
+    mailer: &crate::mail::Mailer,
+    account: &str,
+) -> ApiResult<serde_json::Value> {
+    let code = engine.new_email_code(account).await?;
+    if let Err(e) = mailer.send_code(&code).await {
+        tracing::error!(account, error = %e, "sending mail failed");
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "mail_unavailable",
+            "the code could not be sent just now; try again in a minute",
+        ));
+    }
+    Ok(serde_json::json!({ "sent_to": code.email, "expires_at": code.expires_at }))
+}
+
+/// Sends a new code that proves the caller's email (at most one every 30 seconds).
+async fn send_email_code(State(st): State<AppState>, Caller(me): Caller) -> ApiResult<Response> {
+    let sent = mail_code(&st.engine, &st.mailer, &me).await?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(sent)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeIn {
+    code: String,
+}
+
+/// Proves the caller's email with the code sent to it; what waited for the address is
+/// theirs from now on.
+async fn prove_email(State(st): State<AppState>, Caller(me): Caller, Body(b): Body<CodeIn>) -> ApiResult<Response> {
+    Ok(Json(st.engine.prove_email(&me, &b.code).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -279,7 +324,11 @@ async fn add_org_member(
     Path(org): Path<String>,
     Body(b): Body<AddMember>,
 ) -> ApiResult<Response> {
-    Ok(created(st.engine.add_org_member(&me, &org, &b.email, b.role).await?))
+    let member = st.engine.add_org_member(&me, &org, &b.email, b.role).await?;
+    if member.pending {
+        return Ok((axum::http::StatusCode::ACCEPTED, Json(member)).into_response());
+    }
+    Ok(created(member))
 }
 
 async fn set_org_role(
@@ -387,7 +436,10 @@ async fn assign_seat(
     Path(ev): Path<String>,
     Body(b): Body<EmailIn>,
 ) -> ApiResult<Response> {
-    Ok(created(st.engine.assign_seat(&me, &ev, &b.email).await?))
+    match st.engine.assign_seat(&me, &ev, &b.email).await? {
+        a @ engine::model::Assigned::Pending(_) => Ok((axum::http::StatusCode::ACCEPTED, Json(a)).into_response()),
+        a => Ok(created(a)),
+    }
 }
 
 async fn release_seat(

@@ -17,6 +17,7 @@ pub mod files;
 mod frontgate;
 pub mod images;
 mod labor;
+pub mod mail;
 pub mod strip;
 pub mod sync;
 
@@ -73,6 +74,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// This node's heartbeat, and how long a silent node still counts (the devices panel).
     pub node_timing: devices::NodeTiming,
+    /// Where the mail the server sends goes (the codes that prove an email).
+    pub mail: mail::MailConfig,
     pub engine: EngineConfig,
 }
 
@@ -101,6 +104,7 @@ impl Config {
             chunk_idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             node_timing: devices::NodeTiming::default(),
+            mail: mail::MailConfig::default(),
             engine: EngineConfig::default(),
         }
     }
@@ -135,6 +139,7 @@ pub struct AppState {
     pub hub: Arc<sync::Hub>,
     pub files: Arc<files::Files>,
     pub attempts: Arc<attempts::Attempts>,
+    pub mailer: Arc<mail::Mailer>,
 }
 
 /// Name of the generated secret inside the data directory.
@@ -170,6 +175,7 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         Some(_) => return Err(Error::Config("the JWT secret must be at least 32 characters".into())),
         None => load_or_create_secret(&config.data_dir)?,
     };
+    let mailer = mail::Mailer::new(&config.mail).map_err(Error::Config)?;
     let tokens = auth::Tokens::new(
         secret.as_bytes(),
         config.jwt_public_key_pem.as_deref().map(str::as_bytes),
@@ -206,6 +212,7 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         hub,
         files: Arc::new(files),
         attempts: Arc::new(attempts::Attempts::new(config.attempts.clone())),
+        mailer: Arc::new(mailer),
     })
 }
 

@@ -57,6 +57,17 @@ struct Serve {
     /// `X-Forwarded-For`.
     #[arg(long = "trusted-proxy", env = "BACKOPS_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<std::net::IpAddr>,
+    /// The SMTP server the codes that prove an email go through:
+    /// `smtp://[user:password@]host[:port]` (`?tls=required` for STARTTLS) or `smtps://…`.
+    #[arg(long, env = "BACKOPS_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// A directory the server writes its mail into, one `.eml` file each, for a local mail
+    /// agent to pick up (instead of --smtp-url). With neither, codes go to the log.
+    #[arg(long, env = "BACKOPS_MAIL_DIR")]
+    mail_dir: Option<PathBuf>,
+    /// The sender of the server's mail.
+    #[arg(long, env = "BACKOPS_MAIL_FROM")]
+    mail_from: Option<String>,
     /// Lifetime of issued tokens, in seconds.
     #[arg(long, env = "BACKOPS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
     token_ttl_secs: u64,
@@ -134,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
     }
     config.jwt_issuer = args.jwt_issuer;
     config.jwt_audience = args.jwt_audience;
+    config.mail = server::mail::MailConfig { smtp_url: args.smtp_url, dir: args.mail_dir, from: args.mail_from };
     config.attempts.trusted_proxies = args.trusted_proxies;
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.body_limit_bytes = args.body_limit_bytes;

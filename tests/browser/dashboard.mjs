@@ -6,7 +6,7 @@
 // the event and collaborators, and where to write screenshots.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import fs, { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -98,6 +98,22 @@ function recordsIn(frames) {
   return out;
 }
 
+/** The code in the newest message delivered to `email` (the SMTP server's maildir), if any. */
+function mailedCode(email) {
+  let found = null;
+  for (const f of fs.readdirSync(setup.maildir)) {
+    const p = `${setup.maildir}/${f}`;
+    const text = fs.readFileSync(p, "utf8");
+    if (!text.split(/\r?\n/).some((l) => l.startsWith("To:") && l.includes(email))) continue;
+    const m = /^Subject: (\d{8}) /m.exec(text);
+    const at = fs.statSync(p).mtimeMs;
+    if (m && (!found || at > found.at)) found = { at, code: m[1] };
+  }
+  return found?.code ?? null;
+}
+
+let newcomer = null;
+
 // ---- the scenarios ----
 
 await step("a newcomer creates an account on the page and lands on their (empty) events", async () => {
@@ -113,6 +129,29 @@ await step("a newcomer creates an account on the page and lands on their (empty)
   await w.page.getByTestId("no-events").waitFor({ timeout: WAIT_MS });
   assert.equal(await w.page.getByTestId("who").textContent(), "Noor");
   await w.page.locator("[data-testid=connection][data-state=live]").waitFor({ timeout: WAIT_MS });
+  // The page asks for the code mailed to the address.
+  await w.page.getByTestId("prove-email").waitFor({ timeout: WAIT_MS });
+  w.account = await w.page.evaluate(() => JSON.parse(localStorage.getItem("backops.session")).account.id);
+  newcomer = w;
+});
+
+await step("the newcomer proves their email with the mailed code, and the event waiting for it opens", async () => {
+  const w = newcomer;
+  // An invitation to the unproven address waits.
+  const invited = await http(pm, "POST", `/v1/events/${event}/collaborators/${audio}/members`, { email: "noor@example.test" });
+  assert.equal(invited.body.status, "pending", JSON.stringify(invited.body));
+  await w.page.getByLabel("Code").fill("00000000");
+  await w.page.getByRole("button", { name: "Confirm" }).click();
+  assert.match(await w.page.getByTestId("prove-message").textContent({ timeout: WAIT_MS }), /not the code/);
+  const code = await until("the mailed code", () => mailedCode("noor@example.test"));
+  await w.page.getByLabel("Code").fill(code);
+  await w.page.getByRole("button", { name: "Confirm" }).click();
+  await w.page.getByTestId("prove-email").waitFor({ state: "detached", timeout: WAIT_MS });
+  // The membership that waited is theirs now: the event is listed, without a reload.
+  await w.page.getByTestId("event-link").first().waitFor({ timeout: WAIT_MS });
+  const members = (await http(pm, "GET", `/v1/events/${event}/collaborators/${audio}/members`)).body;
+  assert.ok(members.some((m) => m.person === w.account), JSON.stringify(members));
+  await w.page.screenshot({ path: `${artifacts}/email-proven.png` });
   await w.context.close();
 });
 

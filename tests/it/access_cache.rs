@@ -11,15 +11,12 @@ fn task(title: &str) -> NewTask {
 
 async fn member_of_default_collaborator(engine: &Engine, owner: &str, event: &str) -> (String, String) {
     let collab = engine.get_event(owner, event).await.unwrap().event.default_collaborator;
-    let member = engine
-        .sign_up(NewAccount {
-            email: "crew@example.test".into(),
-            name: "Crew".into(),
-            password: "crew password 1".into(),
-        })
-        .await
-        .unwrap()
-        .id;
+    let member = tests::proven(
+        engine,
+        NewAccount { email: "crew@example.test".into(), name: "Crew".into(), password: "crew password 1".into() },
+    )
+    .await
+    .id;
     engine
         .invite(owner, event, &collab, InviteInput { email: "crew@example.test".into(), read_only: false })
         .await

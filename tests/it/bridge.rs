@@ -66,7 +66,15 @@ fn kotlin_and_swift_bindings_come_from_the_built_library() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_drives_the_compiled_library_against_a_real_server() {
-    let srv = TestServer::start().await;
+    // The server mails through a real SMTP server; the Python crew member reads the code
+    // that proves their email from its maildir.
+    let smtp = tests::mail::SmtpSink::start().await;
+    let mut srv = TestServer::start_with(|c| {
+        c.mail.dir = None;
+        c.mail.smtp_url = Some(smtp.url());
+    })
+    .await;
+    srv.mailbox = Some(smtp.delivered());
     let s = stage(&srv).await;
     task(&s, &s.pm, &s.audio, "Line array").await;
 
@@ -94,6 +102,7 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
         "data_dir": data.path(),
         "photo": photo,
         "proxy": proxy.base,
+        "maildir": smtp.delivered(),
     });
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
     let python_path = std::env::join_paths([bindings.path(), script_dir.as_path()]).unwrap();

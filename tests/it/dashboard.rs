@@ -234,9 +234,18 @@ async fn the_dashboard_in_a_real_browser() {
         "the browser test needs Chromium at {chromium}: `apt-get install chromium` (.ci/run does), or set BACKOPS_CHROMIUM"
     );
 
-    let srv = TestServer::start().await;
+    // Codes that prove an email go through a real SMTP server; the page's newcomer reads
+    // theirs from its maildir.
+    let smtp = tests::mail::SmtpSink::start().await;
+    let mut srv = TestServer::start_with(|c| {
+        c.mail.dir = None;
+        c.mail.smtp_url = Some(smtp.url());
+    })
+    .await;
+    srv.mailbox = Some(smtp.delivered());
     let s = stage(&srv).await;
     let mut setup = staffed(&srv, &s).await;
+    setup["maildir"] = json!(smtp.delivered());
 
     // The vendor's photo, larger than a chunk so that it goes up in several.
     let photos = tempfile::tempdir().unwrap();
@@ -281,7 +290,7 @@ async fn the_dashboard_in_a_real_browser() {
     let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
     println!("{said}");
     assert!(run.status.success(), "the browser scenarios failed:\n{said}");
-    assert_eq!(said.matches("ok - ").count(), 11, "every scenario ran:\n{said}");
+    assert_eq!(said.matches("ok - ").count(), 12, "every scenario ran:\n{said}");
     for shot in ["seat-holder-overview.png", "seat-holder-field.png", "free-member.png"] {
         assert!(std::fs::metadata(artifacts.join(shot)).map(|m| m.len() > 10_000).unwrap_or(false), "{shot}");
     }

@@ -12,6 +12,7 @@ mod crash;
 mod dashboard;
 mod device;
 mod disk;
+mod email;
 mod files;
 mod frontgate;
 mod fuzz;

@@ -110,6 +110,49 @@ class MobileBridge(unittest.TestCase):
         client.disconnect()
         return client
 
+    def test_a_new_crew_member_proves_their_email_and_the_waiting_invitation_syncs(self):
+        # A crew member signs up in the app (its HTTP call), unproven.
+        req = urllib.request.Request(
+            SETUP["base"] + "/v1/accounts", method="POST",
+            data=json.dumps({"email": "omar@example.test", "name": "Omar", "password": "crew password 1"}).encode(),
+            headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=WAIT_MAX) as r:
+            session = json.loads(r.read())
+        token = session["token"]
+        self.assertFalse(session["account"]["email_proven"])
+        # The office invites the address: it waits for the proof.
+        invited = api("POST", "/v1/events/%s/collaborators/%s/members" % (EVENT, SETUP["audio"]),
+                      SETUP["pm_token"], {"email": "omar@example.test"})
+        self.assertEqual(invited["status"], "pending")
+        phone = self.open("omar", "omar-phone")
+        phone.sign_in(token)
+        phone.subscribe(EVENT)
+        phone.connect(SETUP["base"])
+        time.sleep(0.3)
+        try:
+            self.assertEqual(titles(phone), [], "nothing before the proof")
+        except BackOpsError.NotFound:
+            pass
+        # The code arrives by mail (delivered over SMTP into the maildir).
+        code = None
+        deadline = time.monotonic() + WAIT_MAX
+        while code is None and time.monotonic() < deadline:
+            for name in os.listdir(SETUP["maildir"]):
+                with open(os.path.join(SETUP["maildir"], name)) as f:
+                    text = f.read()
+                if "To: omar@example.test" in text:
+                    code = text.split("Subject: ", 1)[1][:8]
+            time.sleep(0.05)
+        self.assertIsNotNone(code, "the code was mailed")
+        me = api("POST", "/v1/me/email/proof", token, {"code": code})
+        self.assertTrue(me["email_proven"])
+        # The invitation became a membership: the phone, subscribed all along, receives
+        # Audio's tasks (it asks again with its heartbeat; a reconnect makes it at once).
+        phone.disconnect()
+        phone.connect(SETUP["base"])
+        eventually("Audio's tasks arrive", lambda: "Line array" in titles(phone))
+        phone.disconnect()
+
     def test_offline_gate_scans_reconcile_and_a_duplicate_is_flagged(self):
         # The production office sets up a front gate and gives Audio (Vic) the gate module.
         pm = SETUP["pm_token"]

@@ -12,12 +12,20 @@ pub mod bench;
 pub mod device;
 pub mod disk;
 pub mod files;
+pub mod mail;
 pub mod phone;
 pub mod surreal;
 
 use engine::{Engine, EngineConfig, NewAccount, NewEvent, PasswordHashing, PurchaseInput, model::*};
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The code a message from the server carries: the 8 digits its subject starts with.
+pub fn code_in(message: &str) -> Option<String> {
+    let subject = message.lines().find(|l| l.starts_with("Subject:"))?;
+    let code: String = subject["Subject:".len()..].trim().chars().take_while(char::is_ascii_digit).collect();
+    (code.len() == 8).then_some(code)
+}
 
 /// The HS256 secret test servers sign with, so tests can forge and expire tokens.
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
@@ -94,6 +102,9 @@ pub struct TestServer {
     pub engine: Option<Engine>,
     /// The server's file storage, for its upkeep ([`server::files::Files::collect`]).
     pub files: Option<std::sync::Arc<server::files::Files>>,
+    /// Where the harness reads the mail the server sent (its mail directory, or the maildir
+    /// of the SMTP server it sends to).
+    pub mailbox: Option<std::path::PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), server::Error>>>,
     _dir: Option<tempfile::TempDir>,
@@ -107,6 +118,8 @@ pub fn test_config(data_dir: &std::path::Path) -> server::Config {
     c.jwt_secret = Some(TEST_SECRET.into());
     c.engine.license_activation_delay = TEST_ACTIVATION_DELAY;
     c.engine.password_hashing = engine::PasswordHashing::Fast;
+    // The mail the server sends (codes that prove an email) as files the harness reads.
+    c.mail.dir = Some(data_dir.join("mail"));
     // Tests sign many people up and in from one address; the limits have their own test.
     let plenty = server::attempts::Rate { burst: 100_000, per_minute: 100_000 };
     c.attempts = server::attempts::AttemptLimits {
@@ -146,8 +159,16 @@ impl TestServer {
             })
             .await
         });
-        let mut server =
-            TestServer { base, config, engine, files, shutdown: Some(tx), handle: Some(handle), _dir: dir };
+        let mut server = TestServer {
+            base,
+            mailbox: config.mail.dir.clone(),
+            config,
+            engine,
+            files,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _dir: dir,
+        };
         let api = server.anonymous();
         let deadline = tokio::time::Instant::now() + WAIT_MAX;
         loop {
@@ -176,6 +197,7 @@ impl TestServer {
             config,
             engine: None,
             files: None,
+            mailbox: None,
             shutdown: None,
             handle: None,
             _dir: None,
@@ -199,8 +221,44 @@ impl TestServer {
         Api { http: reqwest::Client::new(), base: self.base.clone(), token: None }
     }
 
-    /// Signs up a new person named `name` (email `<name>@example.test`).
+    /// Signs up a new person named `name` (email `<name>@example.test`) and proves the email
+    /// with the code the server mailed, as a newcomer does.
     pub async fn sign_up(&self, name: &str) -> User {
+        let user = self.sign_up_unproven(name).await;
+        let code = self.mailed_code(&user.email).await;
+        let me = user.api.post("/v1/me/email/proof", json!({ "code": code })).await.ok();
+        assert_eq!(me["email_proven"], true, "{me}");
+        user
+    }
+
+    /// The code in the newest message the server mailed to `email` (from its mail directory),
+    /// waiting for it; the message is taken out.
+    pub async fn mailed_code(&self, email: &str) -> String {
+        let dir = self.mailbox.clone().expect("a server whose mail the harness can read");
+        let deadline = tokio::time::Instant::now() + WAIT_MAX;
+        loop {
+            let mut found: Vec<(std::time::SystemTime, std::path::PathBuf, String)> = Vec::new();
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let Ok(text) = std::fs::read_to_string(&path) else { continue };
+                let to_them = text.lines().any(|l| l.starts_with("To:") && l.contains(email));
+                if to_them {
+                    let at = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    found.push((at, path, text));
+                }
+            }
+            found.sort();
+            if let Some((_, path, text)) = found.pop() {
+                let _ = std::fs::remove_file(path);
+                return code_in(&text).unwrap_or_else(|| panic!("no code in the message to {email}:\n{text}"));
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no mail to {email} in {}", dir.display());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Signs up a new person named `name` without proving the email.
+    pub async fn sign_up_unproven(&self, name: &str) -> User {
         let email = format!("{}@example.test", name.to_lowercase());
         let r = self
             .anonymous()
@@ -470,6 +528,14 @@ pub async fn task(s: &Stage, who: &User, collab: &str, title: &str) -> String {
 
 // ---- engine-level fixture (no server) ----
 
+/// Signs `a` up through the engine and proves its email with the code the engine made for
+/// it (what the server mails).
+pub async fn proven(engine: &Engine, a: NewAccount) -> Account {
+    let id = engine.sign_up(a).await.expect("sign up").id;
+    let code = engine.new_email_code(&id).await.expect("a code").code;
+    engine.prove_email(&id, &code).await.expect("the email proven")
+}
+
 /// An engine with one account owning an event, ready for work: for engine-level tests and
 /// the benchmarks.
 pub struct Fixture {
@@ -492,15 +558,12 @@ pub async fn fixture_with(url: &str, adjust: impl FnOnce(&mut EngineConfig)) -> 
     };
     adjust(&mut config);
     let engine = Engine::open(url, None, config).await.expect("open");
-    let owner = engine
-        .sign_up(NewAccount {
-            email: "bench@example.test".into(),
-            name: "Bench".into(),
-            password: "benchmark pass".into(),
-        })
-        .await
-        .expect("sign up")
-        .id;
+    let owner = proven(
+        &engine,
+        NewAccount { email: "bench@example.test".into(), name: "Bench".into(), password: "benchmark pass".into() },
+    )
+    .await
+    .id;
     let org = engine.list_orgs(&owner).await.expect("orgs")[0].org.id.clone();
     engine
         .set_payment_method(

@@ -141,7 +141,8 @@ impl ChildNode {
     }
 
     async fn start(mut command: Command, url: &str, auth: Option<&RemoteAuth>) -> ChildNode {
-        command.env(NODE_DATABASE_URL, url);
+        let mail = tempfile::tempdir().expect("mail dir");
+        command.env(NODE_DATABASE_URL, url).env(NODE_MAIL_DIR, mail.path());
         if let Some(auth) = auth {
             command.env(NODE_DATABASE_USER, &auth.username).env(NODE_DATABASE_PASSWORD, &auth.password);
         }
@@ -160,7 +161,10 @@ impl ChildNode {
         .await
         .expect("reading the node's address")
         .expect("the node's address");
-        let node = ChildNode { child, server: crate::TestServer::attach(line.trim()) };
+        let mut server = crate::TestServer::attach(line.trim());
+        server.config.mail.dir = Some(mail.path().to_path_buf());
+        server.mailbox = Some(mail.path().to_path_buf());
+        let node = ChildNode { child, server, _mail: mail };
         let api = node.server.anonymous();
         let deadline = tokio::time::Instant::now() + READY_MAX;
         loop {
@@ -200,6 +204,8 @@ const NODE_DATABASE_USER: &str = "BACKOPS_TEST_NODE_DATABASE_USER";
 const NODE_PORT: &str = "BACKOPS_TEST_NODE_PORT";
 /// The node's data directory (files), when not a directory of its own.
 const NODE_DATA_DIR: &str = "BACKOPS_TEST_NODE_DATA_DIR";
+/// Where a child node writes its mail.
+const NODE_MAIL_DIR: &str = "BACKOPS_TEST_NODE_MAIL_DIR";
 /// The disk guard's reserve in bytes, when not the test configuration's.
 const NODE_DISK_RESERVE: &str = "BACKOPS_TEST_NODE_DISK_RESERVE";
 const NODE_DATABASE_PASSWORD: &str = "BACKOPS_TEST_NODE_DATABASE_PASSWORD";
@@ -209,6 +215,8 @@ pub struct ChildNode {
     child: Child,
     /// A handle on it (its engine is in the other process).
     pub server: crate::TestServer,
+    /// Where it writes its mail (the codes that prove an email), read by the harness.
+    _mail: tempfile::TempDir,
 }
 
 impl ChildNode {
@@ -252,6 +260,9 @@ pub async fn serve_node_process() {
             c
         }
     };
+    if let Some(mail) = std::env::var_os(NODE_MAIL_DIR) {
+        config.mail.dir = Some(mail.into());
+    }
     if let Some(reserve) = std::env::var(NODE_DISK_RESERVE).ok().and_then(|r| r.parse().ok()) {
         config.engine.disk_reserve_bytes = reserve;
     }

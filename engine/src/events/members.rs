@@ -25,13 +25,15 @@ pub struct InviteInput {
 }
 
 impl Engine {
-    /// Invites a person into a collaborator (free access). With an account they are a
-    /// member at once; otherwise the invitation waits for an account with that email.
+    /// Invites a person into a collaborator (free access). With an account that proved the
+    /// email they are a member at once; otherwise the invitation waits until an account with
+    /// that email proves it (see `crate::proof`).
     pub async fn invite(&self, actor: &str, event: &str, collab: &str, input: InviteInput) -> Result<Invitation> {
         let (c, _) = self.collaborator_for(actor, event, collab, Action::Write, true).await?;
         let email = validate_email(&input.email)?;
         let now = time::now();
-        let Some(person) = self.account_by_email(&email).await? else {
+        let (account, proven) = self.proven_account(&email).await?;
+        let Some(person) = account.filter(|_| proven) else {
             let key = format!("{event}|{email}");
             let pending = PendingInvitation {
                 event: event.into(),
@@ -153,8 +155,8 @@ impl Engine {
             .first(0)
     }
 
-    /// Turns the invitations waiting for `person`'s email into memberships, one event at a
-    /// time. Runs at sign-up and again at every login, so an interrupted run finishes later.
+    /// Turns the invitations waiting for `person`'s (proven) email into memberships, one
+    /// event at a time (see [`Engine::grant_waiting`]).
     pub(crate) async fn accept_invitations(&self, person: &str, email: &str) -> Result<()> {
         let pending: Vec<PendingInvitation> = self
             .store

@@ -26,6 +26,15 @@ pub use members::InviteInput;
 pub(crate) const EVENT_FIELDS: &str = "record::id(id) AS id, org, name, license, default_collaborator, created_by, created_at, (keep_photo_location ?? false) AS keep_photo_location";
 
 impl Engine {
+    /// An event's record, for work done on behalf of a grant already given (no standing).
+    pub(crate) async fn event_by_id(&self, event: &str) -> Result<Event> {
+        self.store
+            .run(&format!("SELECT {EVENT_FIELDS} FROM type::record('event', $e)"), json!({ "e": event }))
+            .await?
+            .first(0)?
+            .ok_or_else(|| Error::not_found("event"))
+    }
+
     /// Loads an event and `actor`'s standing in it. A missing event and an event the actor
     /// has no standing in are both "not found".
     pub(crate) async fn standing(&self, actor: &str, event: &str) -> Result<(Event, Standing)> {

@@ -8,8 +8,9 @@ use crate::{
     access::{Action, Target, decide, require},
     accounts::validate_email,
     kind::Kind,
-    model::{Event, Seat, Seats},
+    model::{Assigned, Event, PendingSeat, Seat, Seats},
     plan::{Write, judged_key},
+    store::on_duplicate,
     time,
 };
 
@@ -29,28 +30,62 @@ impl Engine {
             .run(&format!("SELECT {SEAT_FIELDS} FROM seat WHERE event = $e ORDER BY slot"), json!({ "e": ev.id }))
             .await?
             .all(0)?;
-        Ok(Seats { limit, used: seats.len() as i64, seats })
+        let pending: Vec<PendingSeat> = self
+            .store
+            .run(
+                "SELECT event, person, email, assigned_by, created_at FROM seat_pending WHERE event = $e ORDER BY created_at",
+                json!({ "e": ev.id }),
+            )
+            .await?
+            .all(0)?;
+        Ok(Seats { limit, used: seats.len() as i64, seats, pending })
     }
 
     /// Gives `email`'s account one of the event's Event Pro seats. Anyone with an account
     /// may hold a seat, inside the organization or not. The seats are the organization's
-    /// active Event Pro quantity; past it the assignment is refused.
-    pub async fn assign_seat(&self, actor: &str, event: &str, email: &str) -> Result<Seat> {
+    /// active Event Pro quantity; past it the assignment is refused. A person who has not
+    /// proven the email yet gets the seat when they do: until then it waits, listed as
+    /// pending, and takes no slot.
+    pub async fn assign_seat(&self, actor: &str, event: &str, email: &str) -> Result<Assigned> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Write, Target::Seats), "event")?;
         let email = validate_email(email)?;
-        let person = self.account_by_email(&email).await?.ok_or_else(|| {
+        let (person, proven) = self.proven_account(&email).await?;
+        let person = person.ok_or_else(|| {
             Error::rule("no_account", "no BackOps account uses that email; ask the person to sign up first")
         })?;
+        if proven {
+            return Ok(Assigned::Seat(self.seat_person(&ev, &person.id, actor).await?));
+        }
+        let waiting = PendingSeat {
+            event: ev.id.clone(),
+            person: person.id.clone(),
+            email,
+            assigned_by: actor.into(),
+            created_at: time::now(),
+        };
+        self.store
+            .run(
+                "CREATE type::record('seat_pending', $k) CONTENT $w",
+                json!({ "k": format!("{}|{}", ev.id, person.id), "w": waiting }),
+            )
+            .await
+            .map_err(|e| on_duplicate(e, "already_pending", "that person's seat already waits for their email"))?;
+        Ok(Assigned::Pending(waiting))
+    }
+
+    /// Seats `person` on `event` in its first free slot (`by`: who assigned it). Access was
+    /// checked by the caller.
+    pub(crate) async fn seat_person(&self, ev: &Event, person: &str, by: &str) -> Result<Seat> {
         // Slots are keys: if two assignments race for the last free slot, one CREATE fails
         // and that request tries again, finding no free slot. Two assignments of one person
         // to two slots (on two nodes at once) are judged on the person's seats: the later
         // commit fails and tries again, finding the person seated.
-        let key = judged_key(Kind::Seat, &person.id);
+        let key = judged_key(Kind::Seat, person);
         for _ in 0..4 {
             let seen = self.judgement(&ev.id, &key).await?;
-            let current = self.load_seats(&ev).await?;
-            if current.seats.iter().any(|x| x.person == person.id) {
+            let current = self.load_seats(ev).await?;
+            if current.seats.iter().any(|x| x.person == person) {
                 return Err(Error::conflict("already_seated", "that person already holds a seat on this event"));
             }
             let Some(slot) = (0..current.limit).find(|n| !current.seats.iter().any(|x| x.slot == *n)) else {
@@ -65,8 +100,8 @@ impl Engine {
             let seat = Seat {
                 event: ev.id.clone(),
                 slot,
-                person: person.id.clone(),
-                assigned_by: actor.into(),
+                person: person.into(),
+                assigned_by: by.into(),
                 created_at: time::now(),
             };
             match self
@@ -74,7 +109,7 @@ impl Engine {
                     &ev.id,
                     vec![
                         Write::create(Kind::Seat, &seat_key(&ev.id, slot), &seat, Vec::new())?
-                            .about(&person.id)
+                            .about(person)
                             .judged_on(&key, seen),
                     ],
                 )
@@ -95,7 +130,16 @@ impl Engine {
         let seen = self.judgement(&ev.id, &key).await?;
         let seats = self.load_seats(&ev).await?;
         let Some(seat) = seats.seats.iter().find(|x| x.person == person) else {
-            return Err(Error::not_found("seat"));
+            // A seat still waiting for the person's email is withdrawn.
+            let gone: Vec<serde_json::Value> = self
+                .store
+                .run(
+                    "DELETE type::record('seat_pending', $k) RETURN BEFORE",
+                    json!({ "k": format!("{}|{person}", ev.id) }),
+                )
+                .await?
+                .all(0)?;
+            return if gone.is_empty() { Err(Error::not_found("seat")) } else { Ok(()) };
         };
         let w = Write::delete(Kind::Seat, &seat_key(&ev.id, seat.slot), Vec::new()).about(person).judged_on(&key, seen);
         self.commit(&ev.id, vec![w]).await?;

@@ -10,6 +10,10 @@ pub struct Account {
     pub email: String,
     pub name: String,
     pub created_at: String,
+    /// Whether the person proved they own the email (a code sent to it, or an identity
+    /// provider that verified it). Grants to the address wait until it is.
+    #[serde(default)]
+    pub email_proven: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -42,6 +46,9 @@ pub struct OrgMember {
     pub email: String,
     pub name: String,
     pub role: OrgRole,
+    /// The role waits for the person to prove their email.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

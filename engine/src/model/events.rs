@@ -55,6 +55,28 @@ pub struct Seats {
     pub limit: i64,
     pub used: i64,
     pub seats: Vec<Seat>,
+    /// Seats given to people who have not proven their email yet: they take no slot until
+    /// then.
+    #[serde(default)]
+    pub pending: Vec<PendingSeat>,
+}
+
+/// A seat waiting for its person to prove their email.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingSeat {
+    pub event: String,
+    pub person: String,
+    pub email: String,
+    pub assigned_by: String,
+    pub created_at: String,
+}
+
+/// What assigning a seat did: a seat taken, or one waiting for the person's email.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Assigned {
+    Seat(Seat),
+    Pending(PendingSeat),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

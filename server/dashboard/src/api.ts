@@ -15,6 +15,8 @@ export interface Account {
   id: string;
   email: string;
   name: string;
+  /** Proved by a code mailed to the address; grants to it wait until then. */
+  email_proven?: boolean;
 }
 
 export interface Session {
@@ -94,6 +96,9 @@ export const api = {
   signIn: (email: string, password: string) => call<Session>("POST", "/sessions", null, { email, password }),
   signUp: (email: string, name: string, password: string) =>
     call<Session>("POST", "/accounts", null, { email, name, password }),
+  me: (token: string) => call<Account>("GET", "/me", token),
+  sendCode: (token: string) => call<{ sent_to: string; expires_at: string }>("POST", "/me/email/code", token, {}),
+  proveEmail: (token: string, code: string) => call<Account>("POST", "/me/email/proof", token, { code }),
   orgs: (token: string) => call<Org[]>("GET", "/orgs", token),
   events: (token: string) => call<EventView[]>("GET", "/events", token),
   event: (token: string, event: string) => call<EventView>("GET", `/events/${encodeURIComponent(event)}`, token),

@@ -83,6 +83,8 @@ function useHash(): string {
 function App() {
   const [ctx, setCtx] = useState<Ctx | null>(null);
   const [notice, setNotice] = useState("");
+  // Bumped when the email is proven: what waited for it (events) is loaded again.
+  const [proven, setProven] = useState(0);
   const hash = useHash();
 
   const signOut = (why: string) => {
@@ -133,7 +135,12 @@ function App() {
           Sign out
         </button>
       </header>
-      {m ? <EventPage key={m[1]} ctx={ctx} event={decodeURIComponent(m[1])} tab={m[2] ?? ""} /> : <Picker ctx={ctx} />}
+      <ProveEmail ctx={ctx} proven={() => setProven((n) => n + 1)} />
+      {m ? (
+        <EventPage key={m[1]} ctx={ctx} event={decodeURIComponent(m[1])} tab={m[2] ?? ""} />
+      ) : (
+        <Picker key={proven} ctx={ctx} />
+      )}
       <Toasts />
     </div>
   );
@@ -256,6 +263,77 @@ function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }
         </button>
       </form>
     </main>
+  );
+}
+
+/** Until the account proves its email, a banner asks for the code mailed to it. */
+function ProveEmail({ ctx, proven }: { ctx: Ctx; proven: () => void }) {
+  const account = ctx.session.account;
+  const [needed, setNeeded] = useState(account.email_proven === false);
+  const [code, setCode] = useState("");
+  const [message, setMessage] = useState("");
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    // A session kept from before the server said: ask.
+    if (account.email_proven === undefined)
+      api.me(ctx.session.token).then((a) => setNeeded(a.email_proven === false), () => undefined);
+  }, []);
+  if (!needed) return null;
+  const done = () => {
+    account.email_proven = true;
+    localStorage.setItem(STORE_SESSION, JSON.stringify(ctx.session));
+    setNeeded(false);
+    proven();
+  };
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    try {
+      await api.proveEmail(ctx.session.token, code);
+      done();
+    } catch (err) {
+      setMessage(err instanceof ApiError ? err.message : "Confirming failed; try again.");
+    } finally {
+      setBusy(false);
+    }
+  };
+  const resend = async () => {
+    try {
+      const r = await api.sendCode(ctx.session.token);
+      setMessage(`A new code is on its way to ${r.sent_to}.`);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === "already_proven") return done();
+      setMessage(err instanceof ApiError ? err.message : "Sending failed; try again.");
+    }
+  };
+  return (
+    <form class="prove" data-testid="prove-email" onSubmit={submit} aria-label="Confirm your email">
+      <p>
+        We sent a code to <strong>{account.email}</strong>. Enter it to confirm the address is yours: invitations,
+        seats and roles given to it wait until you do.
+      </p>
+      <label>
+        Code
+        <input
+          value={code}
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          onInput={(e) => setCode((e.target as HTMLInputElement).value)}
+          required
+        />
+      </label>
+      <button type="submit" disabled={busy}>
+        {busy ? "One moment…" : "Confirm"}
+      </button>
+      <button type="button" class="link" onClick={resend}>
+        Send a new code
+      </button>
+      {message && (
+        <p class="muted" data-testid="prove-message" role="status">
+          {message}
+        </p>
+      )}
+    </form>
   );
 }
 

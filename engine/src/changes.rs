@@ -36,7 +36,7 @@ pub enum Op {
     /// The `subject`'s role in the organization that owns the event changed: `data` is
     /// `{before, after}` (`owner`, `admin`, `member` or null). Writes no record of the event;
     /// the entry is there so that every feed of the event, on every node, hears of it at its
-    /// point in the stream (see [`crate::feed::View::step`]).
+    /// point in the stream (the feed's `View::step`).
     Role,
 }
 

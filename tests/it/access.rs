@@ -312,8 +312,8 @@ impl<'a> World<'a> {
         World { nodes, pm, org, event, collabs, people }
     }
 
-    fn head(&self) -> impl std::future::Future<Output = i64> + '_ {
-        async move { self.nodes[0].engine.as_ref().unwrap().head(&self.event).await.unwrap() }
+    async fn head(&self) -> i64 {
+        self.nodes[0].engine.as_ref().unwrap().head(&self.event).await.unwrap()
     }
 
     /// The standing the model gives person `p`.
@@ -476,12 +476,12 @@ impl<'a> World<'a> {
             }
             _ => return,
         }
-        for p in 0..PEOPLE {
+        for (p, before) in before.iter().enumerate() {
             let after = self.standing(m, p);
-            if !engine::feed::within(&after, &before[p]) {
+            if !engine::feed::within(&after, before) {
                 m.widened[p].push(head);
             }
-            if !engine::feed::within(&before[p], &after) {
+            if !engine::feed::within(before, &after) {
                 m.narrowed[p].push(head);
             }
         }

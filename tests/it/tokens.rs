@@ -125,7 +125,7 @@ async fn external_identity_provider_tokens() {
         config.jwt_issuer = iss.map(String::from);
         config.jwt_audience = aud.map(String::from);
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let err = server::prepare(&config, rx).await.err().expect("refused to start");
+        let err = server::prepare(&config, rx).await.expect_err("refused to start");
         assert!(err.to_string().contains("issuer and audience"), "{err}");
     }
 }

@@ -143,6 +143,7 @@ await step("the newcomer proves their email with the mailed code, and the event 
   await w.page.getByLabel("Code").fill("00000000");
   await w.page.getByRole("button", { name: "Confirm" }).click();
   assert.match(await w.page.getByTestId("prove-message").textContent({ timeout: WAIT_MS }), /not the code/);
+  await w.page.screenshot({ path: `${artifacts}/email-code.png` });
   const code = await until("the mailed code", () => mailedCode("noor@example.test"));
   await w.page.getByLabel("Code").fill(code);
   await w.page.getByRole("button", { name: "Confirm" }).click();

@@ -61,6 +61,17 @@ pub(crate) struct WaitingRole {
 }
 
 impl Engine {
+    /// The code sent to `account` and not used yet, if any.
+    async fn open_code(&self, account: &str) -> Result<Option<Stored>> {
+        self.store
+            .run(
+                "SELECT email, hash, sent_at, expires_at, tries FROM type::record('email_code', $a)",
+                json!({ "a": account }),
+            )
+            .await?
+            .first(0)
+    }
+
     /// A new code for `account`'s email, replacing any open one. Refused when the email is
     /// proven already (`already_proven`), or when a code went out less than
     /// [`CODE_RESEND_MIN`] ago (`too_soon`).
@@ -70,14 +81,7 @@ impl Engine {
             return Err(Error::conflict("already_proven", "this email is proven already"));
         }
         let now = chrono::Utc::now();
-        let open: Option<Stored> = self
-            .store
-            .run(
-                "SELECT email, hash, sent_at, expires_at, tries FROM type::record('email_code', $a)",
-                json!({ "a": account }),
-            )
-            .await?
-            .first(0)?;
+        let open = self.open_code(account).await?;
         if let Some(o) = open
             && o.sent_at > time::format(now - CODE_RESEND_MIN)
         {
@@ -110,14 +114,7 @@ impl Engine {
             return Ok(a);
         }
         let expired = || Error::rule("code_expired", "this code can no longer be used; ask for a new one");
-        let stored: Option<Stored> = self
-            .store
-            .run(
-                "SELECT email, hash, sent_at, expires_at, tries FROM type::record('email_code', $a)",
-                json!({ "a": account }),
-            )
-            .await?
-            .first(0)?;
+        let stored = self.open_code(account).await?;
         let Some(s) = stored else { return Err(expired()) };
         if s.expires_at < time::now() || s.tries >= CODE_TRIES_MAX || s.email != a.email {
             return Err(expired());

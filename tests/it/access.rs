@@ -563,7 +563,7 @@ fn histories(nodes: usize, cases: u32, steps: std::ops::Range<usize>) {
         }
         v
     });
-    let config = ProptestConfig { cases, ..ProptestConfig::default() };
+    let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
     let mut runner = TestRunner::new(config);
     let started = std::time::Instant::now();
     let case = std::sync::atomic::AtomicU64::new(0);

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use tests::{TestServer, stage, task};
+use tests::{stage, task};
 
 /// The library Python loads: the one cargo built beside this test binary, or the one
 /// `BACKOPS_BRIDGE_LIBRARY` names (e.g. the `mobile` profile's, as an app ships it; the
@@ -69,12 +69,7 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
     // The server mails through a real SMTP server; the Python crew member reads the code
     // that proves their email from its maildir.
     let smtp = tests::mail::SmtpSink::start().await;
-    let mut srv = TestServer::start_with(|c| {
-        c.mail.dir = None;
-        c.mail.smtp_url = Some(smtp.url());
-    })
-    .await;
-    srv.mailbox = Some(smtp.delivered());
+    let srv = smtp.server().await;
     let s = stage(&srv).await;
     task(&s, &s.pm, &s.audio, "Line array").await;
 

@@ -237,12 +237,7 @@ async fn the_dashboard_in_a_real_browser() {
     // Codes that prove an email go through a real SMTP server; the page's newcomer reads
     // theirs from its maildir.
     let smtp = tests::mail::SmtpSink::start().await;
-    let mut srv = TestServer::start_with(|c| {
-        c.mail.dir = None;
-        c.mail.smtp_url = Some(smtp.url());
-    })
-    .await;
-    srv.mailbox = Some(smtp.delivered());
+    let srv = smtp.server().await;
     let s = stage(&srv).await;
     let mut setup = staffed(&srv, &s).await;
     setup["maildir"] = json!(smtp.delivered());

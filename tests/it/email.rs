@@ -4,18 +4,12 @@
 //! nothing without its mail.
 
 use serde_json::json;
-use tests::{SyncClient, TestServer, mail::SmtpSink, stage};
+use tests::{SyncClient, mail::SmtpSink, stage};
 
 #[tokio::test]
 async fn grants_wait_until_the_account_proves_its_email_by_a_mailed_code() {
     let smtp = SmtpSink::start().await;
-    let mut srv = TestServer::start_with(|c| {
-        c.mail.dir = None;
-        c.mail.smtp_url = Some(smtp.url());
-        c.mail.from = Some("BackOps <codes@backops.test>".into());
-    })
-    .await;
-    srv.mailbox = Some(smtp.delivered());
+    let srv = smtp.server_with(|c| c.mail.from = Some("BackOps <codes@backops.test>".into())).await;
     let s = stage(&srv).await;
     let ev = format!("/v1/events/{}", s.event);
     let org = s.pm.api.post("/v1/orgs", json!({ "name": "Touring Co" })).await.ok()["id"].as_str().unwrap().to_string();
@@ -64,12 +58,7 @@ async fn grants_wait_until_the_account_proves_its_email_by_a_mailed_code() {
 #[tokio::test]
 async fn a_proven_email_receives_what_waited_for_it_at_once_and_live() {
     let smtp = SmtpSink::start().await;
-    let mut srv = TestServer::start_with(|c| {
-        c.mail.dir = None;
-        c.mail.smtp_url = Some(smtp.url());
-    })
-    .await;
-    srv.mailbox = Some(smtp.delivered());
+    let srv = smtp.server().await;
     let s = stage(&srv).await;
     let ev = format!("/v1/events/{}", s.event);
     let org = s.pm.api.post("/v1/orgs", json!({ "name": "Touring Co" })).await.ok()["id"].as_str().unwrap().to_string();

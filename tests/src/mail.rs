@@ -40,6 +40,24 @@ impl SmtpSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    /// A test server that mails through this SMTP server (its harness reads the codes from
+    /// the maildir), its configuration adjusted by `adjust`.
+    pub async fn server_with(&self, adjust: impl FnOnce(&mut server::Config)) -> crate::TestServer {
+        let mut srv = crate::TestServer::start_with(|c| {
+            c.mail.dir = None;
+            c.mail.smtp_url = Some(self.url());
+            adjust(c);
+        })
+        .await;
+        srv.mailbox = Some(self.delivered());
+        srv
+    }
+
+    /// [`SmtpSink::server_with`] as the tests configure it.
+    pub async fn server(&self) -> crate::TestServer {
+        self.server_with(|_| {}).await
+    }
+
     /// Where delivered messages land (the maildir's `new`).
     pub fn delivered(&self) -> PathBuf {
         self.maildir.path().join("box").join("new")

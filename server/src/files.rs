@@ -283,6 +283,10 @@ fn offset_mismatch(held: u64, size: i64) -> Response {
     with_offset(e.into_response(), held, size)
 }
 
+/// How much of a refused chunk is read (and dropped) before the refusal, and for how long.
+const REFUSED_DRAIN_BYTES_MAX: usize = 8 * 1024 * 1024;
+const REFUSED_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Appends one chunk at `Upload-Offset`. The body is written as it arrives; when the request
 /// ends (or its connection is cut) what arrived becomes a part in the blob store and the
 /// upload's offset moves past it, so the client resumes from the offset `HEAD` answers — on
@@ -326,6 +330,20 @@ async fn upload_chunk(
     }
     let held = offset(&up);
     if asked != held {
+        // The chunk is read and dropped (within bounds) before the answer: a server that
+        // answers and closes while the client still sends its bytes makes the client lose the
+        // answer to a reset, and with it the offset to resume from.
+        let _ = tokio::time::timeout(REFUSED_DRAIN_MAX, async {
+            let mut stream = body.into_data_stream();
+            let mut read = 0;
+            while let Some(Ok(c)) = stream.next().await {
+                read += c.len();
+                if read > REFUSED_DRAIN_BYTES_MAX {
+                    break;
+                }
+            }
+        })
+        .await;
         return Ok(offset_mismatch(held, up.size));
     }
     let path = files.receiving(&up.id, held);

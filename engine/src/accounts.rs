@@ -53,39 +53,88 @@ fn hasher(mode: PasswordHashing) -> Argon2<'static> {
     }
 }
 
-async fn hash_password(mode: PasswordHashing, password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        hasher(mode)
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(format!("password hashing: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
+/// Password hashing's bound: `running` hashes at once on blocking threads, and at most
+/// `admitted` requests holding or awaiting one; past it the request is refused at once.
+pub(crate) struct Hashing {
+    running: tokio::sync::Semaphore,
+    admitted: std::sync::atomic::AtomicUsize,
+    admitted_max: usize,
 }
 
-/// Verifies `password` against `hash`; with no hash (unknown email, or an account without a
-/// password), a stand-in hash is verified instead so the answer takes about as long.
-async fn verify_password(mode: PasswordHashing, hash: Option<String>, password: String) -> bool {
-    static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    tokio::task::spawn_blocking(move || {
-        let real = hash.is_some();
-        let hash = hash.unwrap_or_else(|| {
-            STAND_IN
-                .get_or_init(|| {
-                    let salt = SaltString::generate(&mut OsRng);
-                    hasher(mode).hash_password(b"stand-in", &salt).map(|h| h.to_string()).unwrap_or_default()
-                })
-                .clone()
-        });
-        let ok = PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-            .unwrap_or(false);
-        ok && real
-    })
-    .await
-    .unwrap_or(false)
+/// One admitted request; leaving gives its place back.
+struct Admitted<'a>(&'a Hashing);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Hashing {
+    fn new(limits: crate::HashingLimits) -> Hashing {
+        let running = limits.running.max(1);
+        Hashing {
+            running: tokio::sync::Semaphore::new(running),
+            admitted: std::sync::atomic::AtomicUsize::new(0),
+            admitted_max: running + limits.waiting,
+        }
+    }
+
+    /// Runs `work` on a blocking thread when a place is free, or refuses with `Busy`.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::sync::atomic::Ordering;
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.admitted_max {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Busy);
+        }
+        let _admitted = Admitted(self);
+        let _permit = self.running.acquire().await.map_err(|_| Error::Busy)?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("password hashing task: {e}")))
+    }
+}
+
+impl Engine {
+    fn hashing(&self) -> &Hashing {
+        self.shared.hashing.get_or_init(|| Hashing::new(self.config.hashing))
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String> {
+        let mode = self.config.password_hashing;
+        self.hashing()
+            .run(move || {
+                let salt = SaltString::generate(&mut OsRng);
+                hasher(mode)
+                    .hash_password(password.as_bytes(), &salt)
+                    .map(|h| h.to_string())
+                    .map_err(|e| Error::Internal(format!("password hashing: {e}")))
+            })
+            .await?
+    }
+
+    /// Verifies `password` against `hash`; with no hash (unknown email, or an account
+    /// without a password), a stand-in hash is verified instead so the answer takes about
+    /// as long.
+    async fn verify_password(&self, hash: Option<String>, password: String) -> Result<bool> {
+        static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let mode = self.config.password_hashing;
+        self.hashing()
+            .run(move || {
+                let real = hash.is_some();
+                let hash = hash.unwrap_or_else(|| {
+                    STAND_IN
+                        .get_or_init(|| {
+                            let salt = SaltString::generate(&mut OsRng);
+                            hasher(mode).hash_password(b"stand-in", &salt).map(|h| h.to_string()).unwrap_or_default()
+                        })
+                        .clone()
+                });
+                let ok = PasswordHash::new(&hash)
+                    .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                    .unwrap_or(false);
+                ok && real
+            })
+            .await
+    }
 }
 
 #[derive(Deserialize)]
@@ -124,7 +173,7 @@ impl Engine {
                 "password must be {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"
             )));
         }
-        let hash = hash_password(self.config.password_hashing, input.password).await?;
+        let hash = self.hash_password(input.password).await?;
         self.create_account(email, name, Credential::Password(hash)).await
     }
 
@@ -175,7 +224,7 @@ impl Engine {
         let email = email.trim().to_lowercase();
         let stored = self.stored_account_by_email(&email).await?;
         let hash = stored.as_ref().and_then(|s| s.password_hash.clone());
-        let ok = verify_password(self.config.password_hashing, hash, password.to_string()).await;
+        let ok = self.verify_password(hash, password.to_string()).await?;
         match stored {
             Some(s) if ok => {
                 self.grant_waiting(&s.account).await?;
@@ -183,6 +232,55 @@ impl Engine {
             }
             _ => Err(Error::BadCredentials),
         }
+    }
+
+    /// Changes `account`'s password after checking the current one, and ends every other
+    /// sign-in of the account (`keep` stays signed in). Returns the sign-ins ended. A wrong
+    /// current password is `BadCredentials`; an account without a password (an identity
+    /// provider's) has none to change.
+    pub async fn change_password(
+        &self,
+        account: &str,
+        current: &str,
+        new: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let len = new.chars().count();
+        if !(PASSWORD_LEN_MIN..=PASSWORD_LEN_MAX).contains(&len) {
+            return Err(Error::invalid(format!(
+                "password must be {PASSWORD_LEN_MIN} to {PASSWORD_LEN_MAX} characters"
+            )));
+        }
+        if current.chars().count() > PASSWORD_LEN_MAX {
+            return Err(Error::BadCredentials);
+        }
+        let stored: Option<StoredAccount> = self
+            .store
+            .run(&format!("SELECT {ACCOUNT_FIELDS} FROM type::record('account', $id)"), json!({ "id": account }))
+            .await?
+            .first(0)?;
+        let Some(stored) = stored else { return Err(Error::not_found("account")) };
+        let Some(hash) = stored.password_hash else {
+            return Err(Error::rule("no_password", "this account signs in through its identity provider"));
+        };
+        if !self.verify_password(Some(hash.clone()), current.to_string()).await? {
+            return Err(Error::BadCredentials);
+        }
+        let new_hash = self.hash_password(new.to_string()).await?;
+        let changed: Vec<serde_json::Value> = self
+            .store
+            .run(
+                "UPDATE type::record('account', $id) SET password_hash = $new WHERE password_hash = $was
+                     RETURN VALUE record::id(id);",
+                json!({ "id": account, "new": new_hash, "was": hash }),
+            )
+            .await?
+            .all(0)?;
+        if changed.is_empty() {
+            return Err(Error::conflict("password_changed", "the password was changed meanwhile; sign in again"));
+        }
+        tracing::info!(account, "password changed");
+        self.end_sign_ins(account, keep, "password_changed").await
     }
 
     async fn stored_account_by_email(&self, email: &str) -> Result<Option<StoredAccount>> {

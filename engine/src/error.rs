@@ -43,6 +43,10 @@ pub enum Error {
     /// succeed later (HTTP 507). The detail is for logs only.
     #[error("storage is full: nothing was saved; try again later")]
     Unavailable(String),
+    /// The server is at its bound for this kind of work (password hashing): nothing was
+    /// done; try again after a moment (HTTP 503 with `Retry-After`).
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// A storage failure or broken invariant. The detail is for logs only.
     #[error("internal error")]
     Internal(String),
@@ -80,6 +84,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::StaleAccess => "access_changed",
             Error::Unavailable(_) => "storage_unavailable",
+            Error::Busy => "busy",
             Error::Internal(_) => "internal",
         }
     }
@@ -87,7 +92,7 @@ impl Error {
     /// Whether this is the server's own failure rather than an answer to the request: the
     /// request was not judged, and may be made again.
     pub fn is_server_side(&self) -> bool {
-        matches!(self, Error::Internal(_) | Error::Unavailable(_))
+        matches!(self, Error::Internal(_) | Error::Unavailable(_) | Error::Busy)
     }
 }
 

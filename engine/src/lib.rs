@@ -29,6 +29,7 @@ pub mod plan;
 pub mod proof;
 pub mod protocol;
 pub mod rules;
+pub mod signins;
 pub mod store;
 mod tabs;
 pub mod time;
@@ -68,6 +69,28 @@ pub struct EngineConfig {
     /// Paths besides an embedded store's files whose file systems the reserve is kept on
     /// (the server's file storage).
     pub disk_paths: Vec<std::path::PathBuf>,
+    /// How long a sign-in lives without being renewed (a device offline longer signs in
+    /// again); every renewal starts it over.
+    pub sign_in_idle: Duration,
+    /// Passwords hashed or checked at once, and waiting, at most: past it a sign-in, sign-up
+    /// or password change is refused with `busy` (HTTP 503, retry after a second) rather
+    /// than queued, so a flood of sign-ins cannot spend the server's memory (each hash
+    /// takes argon2's 19 MiB while it runs).
+    pub hashing: HashingLimits,
+}
+
+/// The bounds of password hashing: `running` at once, `waiting` more queued.
+#[derive(Clone, Copy, Debug)]
+pub struct HashingLimits {
+    pub running: usize,
+    pub waiting: usize,
+}
+
+impl Default for HashingLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        HashingLimits { running: cores, waiting: cores }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +111,8 @@ impl Default for EngineConfig {
             org_storage_limit_bytes: None,
             disk_reserve_bytes: disk::RESERVE_DEFAULT,
             disk_paths: Vec::new(),
+            sign_in_idle: Duration::from_secs(30 * 24 * 3600),
+            hashing: HashingLimits::default(),
         }
     }
 }
@@ -109,6 +134,8 @@ pub struct Engine {
 
 /// What all handles of one engine share.
 struct Shared {
+    /// Password hashing's bound (see [`EngineConfig::hashing`]), made at first use.
+    hashing: std::sync::OnceLock<accounts::Hashing>,
     /// The write path's access facts (see [`cache`]).
     access: cache::AccessCache,
     /// Each event's log floor as this process last knew it.
@@ -123,6 +150,7 @@ struct Shared {
 impl Default for Shared {
     fn default() -> Self {
         Shared {
+            hashing: Default::default(),
             access: Default::default(),
             floors: Default::default(),
             clock: hlc::Clock::new("server"),

@@ -90,6 +90,13 @@ pub enum ClientMessage {
     },
     /// Keeps the connection alive; answered by `pong`.
     Ping,
+    /// A fresh access token of the same sign-in (renewed over HTTP before the current one
+    /// expires): the connection stays open until the new token's expiry instead. Answered
+    /// by `renewed`; a token that is not valid, or of another sign-in, closes the connection
+    /// with [`close::TOKEN_INVALID`].
+    Renew {
+        token: String,
+    },
 }
 
 /// One write a client asks for. `fields` are those of the HTTP API's create and update bodies.
@@ -176,6 +183,10 @@ pub enum ServerMessage {
         session: String,
         account: String,
         limits: Limits,
+    },
+    /// The answer to `renew`: the connection now lasts until `expires_at` (Unix seconds).
+    Renewed {
+        expires_at: u64,
     },
     /// One chunk of a snapshot. Chunks of one snapshot share `cursor`; the last has
     /// `last: true`, and live changes continue after `cursor`.
@@ -266,6 +277,10 @@ pub mod close {
     pub const TOKEN_EXPIRED: u16 = 4002;
     /// The token is not valid.
     pub const TOKEN_INVALID: u16 = 4003;
+    /// The token's sign-in has ended (signed out, ended from another device or by the event
+    /// team, the password changed): sign in again. What the device holds, its outbox
+    /// included, stays; it is pushed after the next sign-in.
+    pub const SIGN_IN_ENDED: u16 = 4004;
     /// The client did not keep up; the reason carries its resume cursors as JSON.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// No frame for three heartbeat intervals.

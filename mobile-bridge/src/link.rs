@@ -1,13 +1,16 @@
 //! The device's connection to a sync server: one background task that keeps a replica
 //! connected while the app runs — it connects, says hello, resumes every subscription from
 //! its cursor, pushes the outbox (two pushes in flight), takes what arrives, pings at the
-//! server's heartbeat, and after any loss reconnects with backoff. Nothing here decides
+//! server's heartbeat, and after any loss reconnects with backoff. With a refresh token it
+//! keeps its sign-in alive by itself: it renews the access token before it expires (and
+//! hands the connection the new one), and before connecting with one that expired while
+//! the device was offline; each renewal is kept on the device at once. Nothing here decides
 //! anything about data: that is the replica's ([`engine::device::Replica`]).
 
 use std::{sync::Arc, time::Duration};
 
 use engine::{
-    device::Replica,
+    device::{Replica, SignInTokens},
     protocol::{ClientMessage, Limits, ServerMessage, close},
 };
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -30,6 +33,11 @@ const SILENT_BEATS_MAX: u32 = 3;
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// Frames that already arrived, taken together (a run of changes is one transaction).
 const FRAMES_TOGETHER_MAX: usize = 64;
+/// An access token is renewed when this much of its life is left (a quarter of it for
+/// tokens shorter than four times this).
+const RENEW_AHEAD: Duration = Duration::from_secs(120);
+/// After a renewal that failed for the network, the next try.
+const RENEW_RETRY: Duration = Duration::from_secs(5);
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -79,7 +87,7 @@ impl Trust {
 
 /// A running link; stop it with [`Link::stop`] (dropping it stops it too).
 pub struct Link {
-    token: watch::Sender<String>,
+    tokens: Arc<watch::Sender<SignInTokens>>,
     stop: watch::Sender<bool>,
     wake: Arc<Notify>,
     reconnect: Arc<Notify>,
@@ -93,6 +101,11 @@ enum Ended {
     Retry(String),
     /// The token is no good: wait for a new one.
     Token(String),
+    /// The access token expired: renew it (with a refresh token) and connect again.
+    Expired,
+    /// The sign-in has ended (signed out elsewhere, ended by the event team, a password
+    /// change): the kept tokens are forgotten and the link waits for a new sign-in.
+    SignInEnded,
     /// The replica refused the connection (another account's changes are pending).
     Refused(String),
     Stopped,
@@ -110,12 +123,15 @@ impl Link {
     /// (`ws://host:port/v1/sync` or `wss://…`), signing in with `token`. Runs on the current
     /// Tokio runtime.
     pub fn start(replica: Replica, url: &str, token: &str) -> Link {
-        Self::start_with(replica, url, token, Trust::default())
+        let tokens = SignInTokens { token: token.into(), refresh_token: None };
+        Self::start_with(replica, url, tokens, Trust::default())
     }
 
-    /// [`Link::start`], trusting `trust`'s certificate authorities on `wss://`.
-    pub fn start_with(replica: Replica, url: &str, token: &str, trust: Trust) -> Link {
-        let (token_tx, token_rx) = watch::channel(token.to_string());
+    /// [`Link::start`] with `tokens` (a refresh token keeps the sign-in alive), trusting
+    /// `trust`'s certificate authorities on `wss://`.
+    pub fn start_with(replica: Replica, url: &str, tokens: SignInTokens, trust: Trust) -> Link {
+        let token_tx = Arc::new(watch::Sender::new(tokens));
+        let token_rx = token_tx.subscribe();
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let reconnect = Arc::new(Notify::new());
@@ -123,12 +139,13 @@ impl Link {
             replica.clone(),
             url.to_string(),
             trust,
+            token_tx.clone(),
             token_rx,
             stop_rx,
             wake.clone(),
             reconnect.clone(),
         ));
-        Link { token: token_tx, stop, wake, reconnect, task: Some(task), replica }
+        Link { tokens: token_tx, stop, wake, reconnect, task: Some(task), replica }
     }
 
     /// Something is ready to send (a local write, a new subscription): send it now rather
@@ -140,7 +157,17 @@ impl Link {
     /// A fresh token (after the old one expired, or before it does); the next connection
     /// uses it, and a link waiting for one reconnects at once.
     pub fn set_token(&self, token: &str) {
-        self.token.send_replace(token.to_string());
+        self.set_tokens(SignInTokens { token: token.into(), refresh_token: None });
+    }
+
+    /// A new sign-in's tokens (see [`Link::set_token`]).
+    pub fn set_tokens(&self, tokens: SignInTokens) {
+        self.tokens.send_replace(tokens);
+    }
+
+    /// The access token the link signs in with now (renewed as it goes).
+    pub fn tokens(&self) -> SignInTokens {
+        self.tokens.borrow().clone()
     }
 
     /// Drops the current connection and connects again at once (e.g. the network changed).
@@ -157,8 +184,9 @@ impl Link {
     }
 
     /// Like [`Link::stop`], but cuts the connection if closing it takes longer than `wait`
-    /// (a dead network); the replica is told it is offline either way.
-    pub async fn stop_within(mut self, wait: Duration) {
+    /// (a dead network); the replica is told it is offline either way. Returns the tokens
+    /// as the link left them (it may have renewed them).
+    pub async fn stop_within(mut self, wait: Duration) -> SignInTokens {
         self.stop.send_replace(true);
         if let Some(mut t) = self.task.take()
             && tokio::time::timeout(wait, &mut t).await.is_err()
@@ -167,6 +195,7 @@ impl Link {
             let _ = t.await;
             self.replica.disconnected(None).await;
         }
+        self.tokens()
     }
 }
 
@@ -180,7 +209,8 @@ async fn run(
     replica: Replica,
     url: String,
     trust: Trust,
-    mut token: watch::Receiver<String>,
+    keep: Arc<watch::Sender<SignInTokens>>,
+    mut token: watch::Receiver<SignInTokens>,
     mut stop: watch::Receiver<bool>,
     wake: Arc<Notify>,
     reconnect: Arc<Notify>,
@@ -200,7 +230,27 @@ async fn run(
         if *stop.borrow() {
             break;
         }
-        let current = token.borrow_and_update().clone();
+        let mut current = token.borrow_and_update().clone();
+        // A token that expired while the device was offline (or soon will) is renewed
+        // before connecting.
+        if let (Some(http), Some(_)) = (&http, &current.refresh_token)
+            && renew_due(&current.token) == Some(Duration::ZERO)
+        {
+            match renew(&replica, http, &keep, &current).await {
+                Ok(renewed) => current = renewed,
+                Err(Renewal::Ended) => {
+                    ended_sign_in(&replica, &keep).await;
+                    if wait_for_sign_in(&mut token, &mut stop).await {
+                        break;
+                    }
+                    backoff = BACKOFF_MIN;
+                    continue;
+                }
+                // Offline: the connection fails too, and is retried with the backoff; the
+                // expired token is no worse than none.
+                Err(Renewal::Retry(_)) => {}
+            }
+        }
         let connecting = tokio::time::timeout(
             WELCOME_TIMEOUT,
             tokio_tungstenite::connect_async_tls_with_config(url.as_str(), None, false, Some(connector.clone())),
@@ -221,9 +271,10 @@ async fn run(
                 let started = tokio::time::Instant::now();
                 // Transfers run while the connection lasts (dropping the guard ends them).
                 let _transfers = http.clone().map(|http| {
-                    Abort(tokio::spawn(crate::transfer::run(replica.clone(), http, current.clone(), wake.clone())))
+                    Abort(tokio::spawn(crate::transfer::run(replica.clone(), http, keep.subscribe(), wake.clone())))
                 });
-                let ended = session(&replica, ws, &current, &mut stop, &wake, &reconnect).await;
+                let renewing = http.as_ref().map(|http| Renewing { http, keep: &keep });
+                let ended = session(&replica, ws, &current, renewing, &mut stop, &wake, &reconnect).await;
                 if matches!(ended, Ended::Retry(_)) && started.elapsed() >= STABLE_AFTER {
                     // It was connected for a while: the next failure starts the backoff over.
                     backoff = BACKOFF_MIN;
@@ -243,16 +294,175 @@ async fn run(
                     () = tokio::time::sleep(wait) => {}
                 }
             }
+            Ended::Expired if current.refresh_token.is_some() && http.is_some() => {
+                // Renewed before the next connection (see above), at once.
+                replica.disconnected(Some("renewing the sign-in".into())).await;
+                backoff = BACKOFF_MIN;
+            }
+            Ended::Expired => {
+                replica.disconnected(Some("the sign-in expired; sign in again".into())).await;
+                if wait_for_sign_in(&mut token, &mut stop).await {
+                    break;
+                }
+                backoff = BACKOFF_MIN;
+            }
+            Ended::SignInEnded => {
+                ended_sign_in(&replica, &keep).await;
+                if wait_for_sign_in(&mut token, &mut stop).await {
+                    break;
+                }
+                backoff = BACKOFF_MIN;
+            }
             Ended::Token(why) | Ended::Refused(why) => {
                 replica.disconnected(Some(why)).await;
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    _ = token.changed() => backoff = BACKOFF_MIN,
+                if wait_for_sign_in(&mut token, &mut stop).await {
+                    break;
                 }
+                backoff = BACKOFF_MIN;
             }
         }
     }
     replica.disconnected(None).await;
+}
+
+/// Waits for new tokens; true when the link is stopped instead.
+async fn wait_for_sign_in(token: &mut watch::Receiver<SignInTokens>, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = stop.changed() => true,
+        _ = token.changed() => false,
+    }
+}
+
+/// The sign-in ended: its tokens are forgotten (on the device too); what the device holds,
+/// its outbox included, stays for the next sign-in.
+async fn ended_sign_in(replica: &Replica, keep: &watch::Sender<SignInTokens>) {
+    keep.send_if_modified(|t| {
+        t.refresh_token = None;
+        false
+    });
+    if let Err(e) = replica.keep_sign_in(None).await {
+        tracing::warn!(error = %e, "forgetting the ended sign-in failed");
+    }
+    let why = "this sign-in has ended (signed out, or ended from another device); sign in again; nothing on this device is lost";
+    replica.disconnected(Some(why.into())).await;
+}
+
+/// Ends the sign-in of `token` on the server at `url` (the sync socket's address), within a
+/// few seconds.
+pub(crate) async fn end_sign_in(url: &str, trust: &Trust, token: &str) -> Result<(), String> {
+    let http = trust
+        .client_config()
+        .ok()
+        .and_then(|tls| crate::transfer::Http::new(url, tls))
+        .ok_or_else(|| "no HTTP client for this address".to_string())?;
+    let r =
+        tokio::time::timeout(Duration::from_secs(3), http.delete("/v1/me/sessions/current").bearer_auth(token).send())
+            .await
+            .map_err(|_| "the server did not answer in time".to_string())?
+            .map_err(|e| e.to_string())?;
+    match r.status().as_u16() {
+        204 | 401 => Ok(()),
+        s => Err(format!("the server answered {s}")),
+    }
+}
+
+/// How the link renews its token during a connection.
+#[derive(Clone, Copy)]
+struct Renewing<'a> {
+    http: &'a crate::transfer::Http,
+    keep: &'a Arc<watch::Sender<SignInTokens>>,
+}
+
+/// Why a renewal gave no token.
+enum Renewal {
+    /// The sign-in has ended (or the refresh token is spent): sign in again.
+    Ended,
+    /// The network or the server failed: try again later.
+    Retry(String),
+}
+
+/// Seconds since the Unix epoch at which `token` (a JWT) expires, read from its payload.
+fn expiry(token: &str) -> Option<u64> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64url(payload)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("exp")?.as_u64()
+}
+
+/// How long until `token` should be renewed (zero: now); none when its expiry is unknown.
+fn renew_due(token: &str) -> Option<Duration> {
+    let exp = expiry(token)?;
+    let iat = token
+        .split('.')
+        .nth(1)
+        .and_then(base64url)
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("iat")?.as_u64())
+        .unwrap_or(exp);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+    let life = Duration::from_secs(exp.saturating_sub(iat));
+    let ahead = RENEW_AHEAD.min(life / 4);
+    Some(Duration::from_secs(exp).saturating_sub(ahead).saturating_sub(now))
+}
+
+fn base64url(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim_end_matches('=').bytes() {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// Renews `current` with its refresh token over HTTP, keeps the new tokens on the device
+/// and in the link, and returns them.
+async fn renew(
+    replica: &Replica,
+    http: &crate::transfer::Http,
+    keep: &watch::Sender<SignInTokens>,
+    current: &SignInTokens,
+) -> Result<SignInTokens, Renewal> {
+    let Some(refresh) = &current.refresh_token else { return Err(Renewal::Ended) };
+    let renewed = http.renew(refresh).await?;
+    // Kept before it is used: the spent token is no good after this.
+    if let Err(e) = replica.keep_sign_in(Some(&renewed)).await {
+        tracing::error!(error = %e, "keeping the renewed sign-in failed");
+    }
+    keep.send_replace(renewed.clone());
+    Ok(renewed)
+}
+
+impl crate::transfer::Http {
+    /// `POST /v1/sessions/refresh`: the sign-in's new tokens.
+    async fn renew(&self, refresh: &str) -> Result<SignInTokens, Renewal> {
+        #[derive(serde::Deserialize)]
+        struct Renewed {
+            token: String,
+            refresh_token: String,
+        }
+        let r = self
+            .post("/v1/sessions/refresh")
+            .json(&serde_json::json!({ "refresh_token": refresh }))
+            .send()
+            .await
+            .map_err(|e| Renewal::Retry(format!("cannot reach the server: {e}")))?;
+        match r.status().as_u16() {
+            200 => {
+                let b: Renewed = r.json().await.map_err(|e| Renewal::Retry(e.to_string()))?;
+                Ok(SignInTokens { token: b.token, refresh_token: Some(b.refresh_token) })
+            }
+            401 | 403 => Err(Renewal::Ended),
+            s => Err(Renewal::Retry(format!("the server answered {s}"))),
+        }
+    }
 }
 
 /// Aborts its task when dropped.
@@ -286,7 +496,8 @@ async fn send_all(ws: &mut Ws, ms: Vec<ClientMessage>) -> Result<(), String> {
 fn closed(frame: Option<CloseFrame>) -> Ended {
     let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
     match code {
-        close::TOKEN_EXPIRED => Ended::Token("the sign-in expired; sign in again".into()),
+        close::TOKEN_EXPIRED => Ended::Expired,
+        close::SIGN_IN_ENDED => Ended::SignInEnded,
         close::TOKEN_INVALID => Ended::Token("the sign-in is not valid; sign in again".into()),
         close::TRY_AGAIN_LATER => {
             Ended::Retry("the server cannot store changes now; they stay on this device and are sent later".into())
@@ -302,12 +513,13 @@ fn closed(frame: Option<CloseFrame>) -> Ended {
 async fn session(
     replica: &Replica,
     mut ws: Ws,
-    token: &str,
+    tokens: &SignInTokens,
+    renewing: Option<Renewing<'_>>,
     stop: &mut watch::Receiver<bool>,
     wake: &Notify,
     reconnect: &Notify,
 ) -> Ended {
-    let welcome = match hello(replica, &mut ws, token).await {
+    let welcome = match hello(replica, &mut ws, &tokens.token).await {
         Ok(welcome) => welcome,
         Err(ended) => return ended,
     };
@@ -315,7 +527,8 @@ async fn session(
         Ok(limits) => limits,
         Err(ended) => return ended,
     };
-    serve(replica, &mut ws, &limits, stop, wake, reconnect).await
+    let renewing = renewing.filter(|_| tokens.refresh_token.is_some());
+    serve(replica, &mut ws, &limits, renewing, stop, wake, reconnect).await
 }
 
 /// Says hello with `token` and waits (a bounded time) for the server's welcome.
@@ -350,6 +563,7 @@ async fn serve(
     replica: &Replica,
     ws: &mut Ws,
     limits: &Limits,
+    renewing: Option<Renewing<'_>>,
     stop: &mut watch::Receiver<bool>,
     wake: &Notify,
     reconnect: &Notify,
@@ -361,6 +575,16 @@ async fn serve(
     let mut silent_beats = 0;
     // Pushes stay well inside the frame the server accepts.
     let push_bytes = limits.frame_bytes_max / 2;
+    // When the connection's token is renewed (never, without a refresh token).
+    let renew_at = |t: &SignInTokens| {
+        renew_due(&t.token)
+            .map_or(tokio::time::Instant::now() + Duration::from_secs(3600), |d| tokio::time::Instant::now() + d)
+    };
+    let far = || tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut renew_next = match &renewing {
+        Some(r) => renew_at(&r.keep.borrow()),
+        None => far(),
+    };
     loop {
         while let Some(p) = replica.next_push(limits.push_mutations_max, push_bytes).await {
             if let Err(e) = send(ws, &p).await {
@@ -386,6 +610,27 @@ async fn serve(
             _ = beat.tick() => {
                 if let Err(ended) = beat_once(replica, ws, &mut silent_beats).await {
                     return ended;
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(renew_next) => {
+                let Some(r) = renewing else { renew_next = far(); continue };
+                let current = r.keep.borrow().clone();
+                match renew(replica, r.http, r.keep, &current).await {
+                    Ok(renewed) => {
+                        renew_next = renew_at(&renewed);
+                        if let Err(e) = send(ws, &ClientMessage::Renew { token: renewed.token }).await {
+                            return Ended::Retry(e);
+                        }
+                    }
+                    Err(Renewal::Ended) => {
+                        let _ = ws.close(None).await;
+                        return Ended::SignInEnded;
+                    }
+                    Err(Renewal::Retry(why)) => {
+                        tracing::info!(why, "renewing the sign-in failed; trying again");
+                        renew_next = tokio::time::Instant::now() + RENEW_RETRY;
+                    }
                 }
                 continue;
             }

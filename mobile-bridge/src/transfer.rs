@@ -50,6 +50,16 @@ impl Http {
             .ok()?;
         Some(Http { client, base: format!("{scheme}://{host}") })
     }
+
+    /// A POST to `path` on the server.
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(format!("{}{path}", self.base))
+    }
+
+    /// A DELETE of `path` on the server.
+    pub(crate) fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.delete(format!("{}{path}", self.base))
+    }
 }
 
 /// Why a transfer stopped.
@@ -104,11 +114,18 @@ fn offset_header(r: &reqwest::Response) -> Option<u64> {
     r.headers().get("upload-offset")?.to_str().ok()?.parse().ok()
 }
 
-/// Runs until dropped (the link aborts it when its connection ends).
-pub async fn run(replica: Replica, http: Http, token: String, push: Arc<Notify>) {
+/// Runs until dropped (the link aborts it when its connection ends), each pass with the
+/// link's access token as it is then (renewed as the link goes).
+pub async fn run(
+    replica: Replica,
+    http: Http,
+    tokens: tokio::sync::watch::Receiver<engine::device::SignInTokens>,
+    push: Arc<Notify>,
+) {
     let mut notices = replica.notices();
     let mut retry = RETRY_MIN;
     loop {
+        let token = tokens.borrow().token.clone();
         let ok = work(&replica, &http, &token, &push).await;
         while notices.try_recv().is_ok() {}
         let wait = if ok {

@@ -92,7 +92,6 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .route("/health", get(health))
         .route("/sync", get(crate::sync::handler))
         .route("/accounts", post(sign_up))
-        .route("/sessions", post(log_in))
         .route("/me", get(me))
         .route("/me/email/code", post(send_email_code))
         .route("/me/email/proof", post(prove_email))
@@ -122,6 +121,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
         .route("/events/{event}/files/{id}", axum::routing::delete(delete_file))
         .route("/events/{event}/advances", get(list_advances).post(create_advance))
         .route("/events/{event}/advances/{id}", patch(update_advance).delete(delete_advance))
+        .merge(crate::signins::routes())
         .merge(crate::frontgate::routes(import_limit_bytes))
         .merge(crate::labor::routes())
         .merge(crate::assets::routes())
@@ -159,7 +159,8 @@ pub fn router(state: AppState, body_limit_bytes: usize, import_limit_bytes: usiz
 async fn writes_need_room(State(st): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
     use axum::http::Method;
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !reads && req.uri().path() != "/v1/sessions" && st.engine.store().guard().check().is_err() {
+    let signing_in = matches!(req.uri().path(), "/v1/sessions" | "/v1/sessions/refresh");
+    if !reads && !signing_in && st.engine.store().guard().check().is_err() {
         return ApiError::storage_unavailable().into_response();
     }
     next.run(req).await
@@ -179,31 +180,36 @@ async fn health(State(st): State<AppState>) -> ApiResult<Response> {
     Ok(Json(json!({ "status": "ok", "schema_version": version })).into_response())
 }
 
-#[derive(Serialize)]
-struct SessionOut {
-    token: String,
-    expires_at: u64,
-    account: engine::model::Account,
+/// A new account's details, and the name of the device it signs in on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignUp {
+    email: String,
+    name: String,
+    password: String,
+    #[serde(default)]
+    device_name: Option<String>,
 }
 
 async fn sign_up(
     State(st): State<AppState>,
     ClientAddr(from): ClientAddr,
-    Body(input): Body<NewAccount>,
+    Body(input): Body<SignUp>,
 ) -> ApiResult<Response> {
     if let Err(wait) = st.attempts.sign_up(from) {
         return Ok(wait.into_response());
     }
-    let account = st.engine.sign_up(input).await?;
-    let (token, expires_at) = st.tokens.issue(&account.id)?;
+    let SignUp { email, name, password, device_name } = input;
+    let account = st.engine.sign_up(NewAccount { email, name, password }).await?;
+    let opened = crate::signins::open(&st, account, device_name.as_deref()).await?;
     // The code that proves the email goes out at once, without holding the answer up.
-    let (engine, mailer, id) = (st.engine.clone(), st.mailer.clone(), account.id.clone());
+    let (engine, mailer, id) = (st.engine.clone(), st.mailer.clone(), opened.account.id.clone());
     tokio::spawn(async move {
         if let Err(e) = mail_code(&engine, &mailer, &id).await {
             tracing::warn!(account = %id, error = %e.message, "the code that proves the email was not sent");
         }
     });
-    Ok(created(SessionOut { token, expires_at, account }))
+    Ok(created(opened))
 }
 
 /// Makes a code for `account` and mails it.
@@ -240,36 +246,6 @@ struct CodeIn {
 /// theirs from now on.
 async fn prove_email(State(st): State<AppState>, Caller(me): Caller, Body(b): Body<CodeIn>) -> ApiResult<Response> {
     Ok(Json(st.engine.prove_email(&me, &b.code).await?).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogIn {
-    email: String,
-    password: String,
-}
-
-/// Signs in. Every attempt counts against the caller's address; a failed one also against the
-/// account, so a password is never guessed faster than a few tries a minute from anywhere.
-async fn log_in(
-    State(st): State<AppState>,
-    ClientAddr(from): ClientAddr,
-    Body(input): Body<LogIn>,
-) -> ApiResult<Response> {
-    if let Err(wait) = st.attempts.sign_in(from, &input.email) {
-        return Ok(wait.into_response());
-    }
-    let account = match st.engine.log_in(&input.email, &input.password).await {
-        Ok(a) => a,
-        Err(e) => {
-            if matches!(e, engine::Error::BadCredentials) {
-                st.attempts.sign_in_failed(&input.email);
-            }
-            return Err(e.into());
-        }
-    };
-    let (token, expires_at) = st.tokens.issue(&account.id)?;
-    Ok(Json(SessionOut { token, expires_at, account }).into_response())
 }
 
 async fn me(State(st): State<AppState>, Caller(me): Caller) -> ApiResult<Json<engine::model::Account>> {

@@ -23,6 +23,20 @@ pub struct Claims {
     pub iss: String,
     pub iat: u64,
     pub exp: u64,
+    /// The sign-in (device session) the token was issued for: it is taken only while that
+    /// sign-in has not ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// Who a verified token speaks for.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub account: String,
+    /// Until when (Unix seconds).
+    pub exp: u64,
+    /// The sign-in it belongs to; none for an identity provider's own token.
+    pub sign_in: Option<String>,
 }
 
 /// Issuer of file links: never accepted as a sign-in (and sign-ins never as links).
@@ -63,14 +77,7 @@ pub struct Tokens {
     external_issuer: Option<String>,
     external_audience: Option<String>,
     ttl: Duration,
-    /// Accounts known to exist, so a verified token costs no database read. Accounts are
-    /// never deleted; if they ever are, deletion must clear this set. Bounded: past
-    /// [`KNOWN_ACCOUNTS_MAX`] it starts over.
-    known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
-
-/// Accounts [`Tokens`] remembers as existing.
-const KNOWN_ACCOUNTS_MAX: usize = 100_000;
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,15 +116,15 @@ impl Tokens {
             external_issuer,
             external_audience,
             ttl,
-            known: Default::default(),
         })
     }
 
-    /// Signs a token for `account`; returns it with its expiry (unix seconds).
-    pub fn issue(&self, account: &str) -> Result<(String, u64), ApiError> {
+    /// Signs an access token for `account`'s sign-in `sign_in`; returns it with its expiry
+    /// (unix seconds).
+    pub fn issue(&self, account: &str, sign_in: &str) -> Result<(String, u64), ApiError> {
         let iat = unix_now();
         let exp = iat + self.ttl.as_secs();
-        let claims = Claims { sub: account.to_string(), iss: ISSUER.into(), iat, exp };
+        let claims = Claims { sub: account.to_string(), iss: ISSUER.into(), iat, exp, sid: Some(sign_in.into()) };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
             tracing::error!(error = %e, "token signing failed");
             ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not sign a token")
@@ -177,8 +184,10 @@ impl Tokens {
         }
     }
 
-    /// Verifies a token and returns who it speaks for and until when (unix seconds).
-    pub async fn verify(&self, state: &AppState, token: &str) -> Result<(String, u64), TokenError> {
+    /// Verifies a token: its signature, expiry and issuer, and for a token this server
+    /// signed, that its sign-in has not ended (one read by key, so an ended sign-in is
+    /// refused at once, on every node).
+    pub async fn verify(&self, state: &AppState, token: &str) -> Result<Verified, TokenError> {
         if token.len() > TOKEN_LEN_MAX {
             return Err(TokenError::Invalid("the token is not valid"));
         }
@@ -189,22 +198,14 @@ impl Tokens {
                 v.leeway = LEEWAY_SECS;
                 v.set_issuer(&[ISSUER]);
                 v.set_required_spec_claims(&["exp", "sub", "iss"]);
-                let data = decode::<Claims>(token, &self.decoding, &v).map_err(|e| Self::reject(&e))?;
-                // A token outlives nothing: its account must still exist.
-                let sub = data.claims.sub;
-                if self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(&sub) {
-                    return Ok((sub, data.claims.exp));
-                }
-                match state.engine.account(&sub).await.map_err(|e| TokenError::Unavailable(e.into()))? {
-                    Some(a) => {
-                        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-                        if known.len() >= KNOWN_ACCOUNTS_MAX {
-                            known.clear();
-                        }
-                        known.insert(a.id.clone());
-                        Ok((a.id, data.claims.exp))
-                    }
-                    None => Err(TokenError::Invalid("the token is not valid")),
+                let c = decode::<Claims>(token, &self.decoding, &v).map_err(|e| Self::reject(&e))?.claims;
+                // A token of no sign-in (signed before sign-ins existed) is not taken: its
+                // device signs in again.
+                let Some(sid) = c.sid else { return Err(TokenError::Invalid("the token is not valid")) };
+                match state.engine.sign_in_account(&sid).await.map_err(|e| TokenError::Unavailable(e.into()))? {
+                    Some(account) if account == c.sub => Ok(Verified { account, exp: c.exp, sign_in: Some(sid) }),
+                    Some(_) => Err(TokenError::Invalid("the token is not valid")),
+                    None => Err(TokenError::Ended),
                 }
             }
             Algorithm::RS256 => {
@@ -238,7 +239,7 @@ impl Tokens {
                         ),
                         e => TokenError::Unavailable(e.into()),
                     })?;
-                Ok((account.id, c.exp))
+                Ok(Verified { account: account.id, exp: c.exp, sign_in: None })
             }
             _ => Err(TokenError::Invalid("the token's algorithm is not accepted")),
         }
@@ -248,8 +249,11 @@ impl Tokens {
 /// Why a token is not taken.
 #[derive(Debug)]
 pub enum TokenError {
-    /// It has expired: sign in again (and resume from the cursors).
+    /// It has expired: renew it (or sign in again) and resume from the cursors.
     Expired,
+    /// Its sign-in has ended (signed out, ended from another device or by the event team,
+    /// a password change, a replayed refresh token): sign in again.
+    Ended,
     /// Not a token of this deployment, tampered with, of an algorithm or issuer not accepted,
     /// or of an account that does not exist; the sentence is the caller's to read.
     Invalid(&'static str),
@@ -260,7 +264,10 @@ pub enum TokenError {
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::Expired => ApiError::unauthenticated("token_expired", "the token has expired; log in again"),
+            TokenError::Expired => {
+                ApiError::unauthenticated("token_expired", "the token has expired; renew it or sign in again")
+            }
+            TokenError::Ended => ApiError::unauthenticated("sign_in_ended", "this sign-in has ended; sign in again"),
             TokenError::Invalid(why) => ApiError::unauthenticated("invalid_token", why),
             TokenError::Unavailable(e) => e,
         }
@@ -271,25 +278,41 @@ impl From<TokenError> for ApiError {
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
 
+/// The caller with the sign-in their token belongs to.
+#[derive(Debug, Clone)]
+pub struct SignedIn(pub Verified);
+
+/// The bearer token of a request.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthenticated("unauthenticated", "this request needs a bearer token"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthenticated("unauthenticated", "the Authorization header must be `Bearer <token>`")
+        })
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let v = state.tokens.verify(state, bearer(parts)?).await?;
+        tracing::Span::current().record("caller", v.account.as_str());
+        Ok(SignedIn(v))
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthenticated("unauthenticated", "this request needs a bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthenticated("unauthenticated", "the Authorization header must be `Bearer <token>`")
-            })?;
-        let (id, _) = state.tokens.verify(state, token).await?;
-        tracing::Span::current().record("caller", id.as_str());
-        Ok(Caller(id))
+        SignedIn::from_request_parts(parts, state).await.map(|SignedIn(v)| Caller(v.account))
     }
 }

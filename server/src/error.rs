@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds a client is told to wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -23,7 +25,7 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
 
     pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
@@ -41,6 +43,8 @@ impl ApiError {
 
 /// How long a client is told to wait before writing again to a server whose storage is full.
 pub const STORAGE_RETRY_AFTER_SECS: u64 = 30;
+/// How long a client is told to wait when the server is at its bound of password hashing.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     /// 507: the server's storage cannot take the request now; nothing of it was kept.
@@ -56,8 +60,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, Json(Body { code: self.code, message: &self.message })).into_response();
-        if self.status == StatusCode::INSUFFICIENT_STORAGE {
-            r.headers_mut().insert(axum::http::header::RETRY_AFTER, STORAGE_RETRY_AFTER_SECS.into());
+        let wait = match self.status {
+            StatusCode::INSUFFICIENT_STORAGE => Some(STORAGE_RETRY_AFTER_SECS),
+            _ => self.retry_after,
+        };
+        if let Some(secs) = wait {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         r
     }
@@ -70,13 +78,18 @@ impl From<engine::Error> for ApiError {
             tracing::error!(%detail, "a write was refused: storage full");
             return ApiError::storage_unavailable();
         }
+        if let E::Busy = &e {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+            err.retry_after = Some(BUSY_RETRY_AFTER_SECS);
+            return err;
+        }
         let status = match &e {
             E::Rule { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             E::Conflict { .. } | E::StaleAccess => StatusCode::CONFLICT,
             E::Forbidden { .. } => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::BadCredentials => StatusCode::UNAUTHORIZED,
-            E::SchemaTooNew { .. } | E::Config(_) | E::Internal(_) | E::Unavailable(_) => {
+            E::SchemaTooNew { .. } | E::Config(_) | E::Internal(_) | E::Unavailable(_) | E::Busy => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };

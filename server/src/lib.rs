@@ -18,6 +18,7 @@ mod frontgate;
 pub mod images;
 mod labor;
 pub mod mail;
+pub mod signins;
 pub mod strip;
 pub mod sync;
 
@@ -48,7 +49,7 @@ pub struct Config {
     pub jwt_public_key_pem: Option<String>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
-    /// Lifetime of the tokens this server signs.
+    /// Lifetime of the access tokens this server signs (renewed by refresh tokens).
     pub token_ttl: Duration,
     /// How often sign-ins and sign-ups may be tried (per address, per account).
     pub attempts: attempts::AttemptLimits,
@@ -91,7 +92,7 @@ impl Config {
             jwt_public_key_pem: None,
             jwt_issuer: None,
             jwt_audience: None,
-            token_ttl: Duration::from_secs(12 * 3600),
+            token_ttl: Duration::from_secs(15 * 60),
             attempts: attempts::AttemptLimits::default(),
             body_limit_bytes: 256 * 1024,
             import_limit_bytes: 16 * 1024 * 1024,

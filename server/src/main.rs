@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use server::attempts::Rate;
 
 /// mimalloc: the server allocates many small, short-lived values (JSON, SurrealDB values);
 /// glibc's allocator spent a fifth of the load generator's profile in malloc and free.
@@ -68,9 +69,33 @@ struct Serve {
     /// The sender of the server's mail.
     #[arg(long, env = "BACKOPS_MAIL_FROM")]
     mail_from: Option<String>,
-    /// Lifetime of issued tokens, in seconds.
-    #[arg(long, env = "BACKOPS_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
+    /// Lifetime of access tokens, in seconds (devices renew them with their refresh token).
+    #[arg(long, env = "BACKOPS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
     token_ttl_secs: u64,
+    /// How long a sign-in lives without a renewal, in seconds (a device offline longer signs
+    /// in again).
+    #[arg(long, env = "BACKOPS_SIGN_IN_IDLE_SECS", default_value_t = 30 * 24 * 3600)]
+    sign_in_idle_secs: u64,
+    /// Sign-ins allowed from one address at once, then per minute (a crew behind one venue
+    /// NAT shares an address; renewals are not counted).
+    #[arg(long, env = "BACKOPS_SIGN_INS_PER_ADDRESS_BURST", default_value_t = server::attempts::AttemptLimits::default().sign_ins_per_address.burst)]
+    sign_ins_per_address_burst: u32,
+    #[arg(long, env = "BACKOPS_SIGN_INS_PER_ADDRESS_PER_MINUTE", default_value_t = server::attempts::AttemptLimits::default().sign_ins_per_address.per_minute)]
+    sign_ins_per_address_per_minute: u32,
+    /// Failed sign-ins allowed to one account at once, then per minute (password guessing).
+    #[arg(long, env = "BACKOPS_FAILED_SIGN_INS_PER_ACCOUNT_BURST", default_value_t = server::attempts::AttemptLimits::default().failures_per_account.burst)]
+    failed_sign_ins_per_account_burst: u32,
+    #[arg(long, env = "BACKOPS_FAILED_SIGN_INS_PER_ACCOUNT_PER_MINUTE", default_value_t = server::attempts::AttemptLimits::default().failures_per_account.per_minute)]
+    failed_sign_ins_per_account_per_minute: u32,
+    /// Sign-ups allowed from one address at once, then per minute.
+    #[arg(long, env = "BACKOPS_SIGN_UPS_PER_ADDRESS_BURST", default_value_t = server::attempts::AttemptLimits::default().sign_ups_per_address.burst)]
+    sign_ups_per_address_burst: u32,
+    #[arg(long, env = "BACKOPS_SIGN_UPS_PER_ADDRESS_PER_MINUTE", default_value_t = server::attempts::AttemptLimits::default().sign_ups_per_address.per_minute)]
+    sign_ups_per_address_per_minute: u32,
+    /// Passwords hashed at once [default: the cores]; as many more wait, and past that a
+    /// sign-in is answered 503 `busy` with `Retry-After`.
+    #[arg(long, env = "BACKOPS_PASSWORD_HASHES_MAX")]
+    password_hashes_max: Option<usize>,
     /// Largest request body, in bytes.
     #[arg(long, env = "BACKOPS_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     body_limit_bytes: usize,
@@ -147,6 +172,16 @@ async fn main() -> anyhow::Result<()> {
     config.jwt_audience = args.jwt_audience;
     config.mail = server::mail::MailConfig { smtp_url: args.smtp_url, dir: args.mail_dir, from: args.mail_from };
     config.attempts.trusted_proxies = args.trusted_proxies;
+    config.attempts.sign_ins_per_address =
+        Rate { burst: args.sign_ins_per_address_burst, per_minute: args.sign_ins_per_address_per_minute };
+    config.attempts.failures_per_account =
+        Rate { burst: args.failed_sign_ins_per_account_burst, per_minute: args.failed_sign_ins_per_account_per_minute };
+    config.attempts.sign_ups_per_address =
+        Rate { burst: args.sign_ups_per_address_burst, per_minute: args.sign_ups_per_address_per_minute };
+    if let Some(n) = args.password_hashes_max {
+        config.engine.hashing = engine::HashingLimits { running: n.max(1), waiting: n.max(1) };
+    }
+    config.engine.sign_in_idle = Duration::from_secs(args.sign_in_idle_secs);
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.body_limit_bytes = args.body_limit_bytes;
     config.import_limit_bytes = args.import_limit_bytes;

@@ -142,7 +142,10 @@ async fn tokens_are_verified() {
     anon.with_token("").get("/v1/orgs").await.err(401, "unauthenticated");
     anon.with_token("not.a.jwt").get("/v1/orgs").await.err(401, "invalid_token");
 
-    let expired = sign(TEST_SECRET, json!({ "sub": u.id, "iss": "backops", "iat": now() - 7200, "exp": now() - 3600 }));
+    let expired = sign(
+        TEST_SECRET,
+        json!({ "sub": u.id, "iss": "backops", "iat": now() - 7200, "exp": now() - 3600, "sid": u.sign_in }),
+    );
     anon.with_token(&expired).get("/v1/orgs").await.err(401, "token_expired");
 
     let forged = sign(

@@ -102,6 +102,8 @@ fn srv_user(srv: &TestServer, u: &tests::User) -> tests::User {
         id: u.id.clone(),
         email: u.email.clone(),
         token: u.token.clone(),
+        sign_in: u.sign_in.clone(),
+        refresh_token: u.refresh_token.clone(),
         api: srv.anonymous().with_token(&u.token),
     }
 }

@@ -106,7 +106,7 @@ async fn an_expired_sign_in_waits_for_a_new_token() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let short = tests::signed_token(&s.vic.id, tests::TEST_SECRET, now + 2);
+    let short = s.vic.token_until(now + 2);
     let phone = Replica::open("mem://", Some("vic-phone")).await.unwrap();
     phone.subscribe(&s.event).await.unwrap();
     let link = Link::start(phone.clone(), &srv.sync_url(), &short);
@@ -194,7 +194,8 @@ async fn a_link_syncs_over_tls_with_a_site_authority_it_was_told_to_trust() {
     let mut trust = mobile_bridge::link::Trust::default();
     assert!(trust.add_pem("not a certificate").is_err());
     assert_eq!(trust.add_pem(&ca_pem), Ok(1));
-    let link = mobile_bridge::Link::start_with(phone.clone(), &url, &s.vic.token, trust);
+    let tokens = engine::device::SignInTokens { token: s.vic.token.clone(), refresh_token: None };
+    let link = mobile_bridge::Link::start_with(phone.clone(), &url, tokens, trust);
     eventually("the snapshot arrives over TLS", async || titles(&phone, &s.event).await == ["Line array"]).await;
     let w =
         LocalWrite { kind: "task".into(), op: MutationOp::Create, record: None, fields: json!({ "title": "Via TLS" }) };
@@ -202,5 +203,113 @@ async fn a_link_syncs_over_tls_with_a_site_authority_it_was_told_to_trust() {
     link.wake();
     eventually("the write is accepted", async || phone.status().pending == 0).await;
     assert!(phone.status().online);
+    link.stop().await;
+}
+
+/// A gate tablet through a show day and a night offline, with short lifetimes standing in
+/// for the real ones (access tokens of 2 s for 15 minutes; an offline night longer than
+/// them): connected, the link renews its token on the open socket and never drops; offline
+/// past the token's expiry and restarted from what the device kept, it renews first, then
+/// pushes its outbox with nobody at it. Signed out by the event team, it says so, keeps its
+/// outbox, and pushes it after the next sign-in.
+#[tokio::test]
+async fn a_gate_tablet_renews_its_sign_in_by_itself_and_keeps_its_outbox_when_it_ends() {
+    let srv = TestServer::start_with(|c| c.token_ttl = Duration::from_secs(2)).await;
+    let s = stage(&srv).await;
+    let signed = srv
+        .anonymous()
+        .post(
+            "/v1/sessions",
+            json!({ "email": s.vic.email, "password": "correct horse battery", "device_name": "gate B" }),
+        )
+        .await
+        .ok();
+    let tokens = engine::device::SignInTokens {
+        token: signed["token"].as_str().unwrap().into(),
+        refresh_token: Some(signed["refresh_token"].as_str().unwrap().into()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("surrealkv://{}", dir.path().join("replica").display());
+    let tablet = Replica::open(&url, Some("gate-b")).await.unwrap();
+    tablet.keep_sign_in(Some(&tokens)).await.unwrap();
+    tablet.subscribe(&s.event).await.unwrap();
+    let link = Link::start_with(tablet.clone(), &srv.sync_url(), tokens.clone(), Default::default());
+    eventually("online", async || tablet.status().online).await;
+
+    // Three token lifetimes on one connection: renewed on the socket, never dropped (every
+    // status the tablet announces is online).
+    let mut notices = tablet.notices();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    while let Ok(n) = notices.try_recv() {
+        if let engine::device::Notice::Status(st) = n {
+            assert!(st.online, "the connection dropped: {:?}", st.last_error);
+        }
+    }
+    let renewed = tablet.kept_sign_in().await.unwrap().unwrap();
+    assert_ne!(renewed, tokens, "the renewed tokens are kept on the device");
+    let pm = srv.signed_in(&s.pm).await;
+    pm.post(&format!("/v1/events/{}/tasks", s.event), json!({ "collaborator": s.audio, "title": "Doors at six" }))
+        .await
+        .ok();
+    eventually("live changes after the renewals", async || {
+        titles(&tablet, &s.event).await.contains(&"Doors at six".to_string())
+    })
+    .await;
+
+    // The night: offline past the token's expiry, a scan-like write made meanwhile, then the
+    // app restarts with nobody at it and connects from what the device kept.
+    link.stop().await;
+    let write = |title: &str| LocalWrite {
+        kind: "task".into(),
+        op: MutationOp::Create,
+        record: None,
+        fields: json!({ "title": title }),
+    };
+    let night = tablet.write(&s.event, write("Written offline")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = tablet.kept_sign_in().await.unwrap().expect("kept across the night");
+    let link = Link::start_with(tablet.clone(), &srv.sync_url(), kept, Default::default());
+    let path = format!("/v1/events/{}/tasks", s.event);
+    let pm = srv.signed_in(&s.pm).await;
+    eventually("the outbox is pushed after the night", async || {
+        tablet.status().pending == 0
+            && pm.get(&path).await.ok().as_array().unwrap().iter().any(|t| t["id"] == night.record.id)
+    })
+    .await;
+
+    // Lost: the event team signs the tablet out. It hears it, forgets the tokens, and keeps
+    // what it writes meanwhile.
+    let people = format!("/v1/events/{}/people/{}/sessions", s.event, s.vic.id);
+    let pm = srv.signed_in(&s.pm).await;
+    let listed = pm.get(&people).await.ok();
+    let id = listed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed[0]["device"], tablet.device());
+    pm.delete(&format!("{people}/{id}")).await.ok();
+    eventually("told the sign-in ended", async || {
+        !tablet.status().online && tablet.status().last_error.is_some_and(|e| e.contains("sign-in has ended"))
+    })
+    .await;
+    assert!(tablet.kept_sign_in().await.unwrap().is_none(), "the ended sign-in's tokens are forgotten");
+    let after = tablet.write(&s.event, write("Written after the sign-out")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tablet.status().pending, 1, "kept, not sent");
+    let again = srv
+        .anonymous()
+        .post(
+            "/v1/sessions",
+            json!({ "email": s.vic.email, "password": "correct horse battery", "device_name": "gate B" }),
+        )
+        .await
+        .ok();
+    link.set_tokens(engine::device::SignInTokens {
+        token: again["token"].as_str().unwrap().into(),
+        refresh_token: Some(again["refresh_token"].as_str().unwrap().into()),
+    });
+    let pm = srv.signed_in(&s.pm).await;
+    eventually("pushed after the new sign-in", async || {
+        tablet.status().pending == 0
+            && pm.get(&path).await.ok().as_array().unwrap().iter().any(|t| t["id"] == after.record.id)
+    })
+    .await;
     link.stop().await;
 }

@@ -23,6 +23,7 @@ mod link;
 mod nodes;
 mod protocol;
 mod rules;
+mod sign_ins;
 mod simulation;
 mod store;
 mod sync;

@@ -534,3 +534,32 @@ async fn a_node_killed_mid_batch_loses_nothing_acknowledged_and_applies_nothing_
     // The killed node's session stops counting once its heartbeat is missed.
     wait_for(panel, Some(false)).await;
 }
+
+/// A sign-in ended on one node closes its socket on another within a second (each node
+/// reads the sign-ins ended every 250 ms), and its HTTP calls there get 401 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_ended_on_one_node_closes_its_socket_on_another() {
+    let db = SurrealServer::start().await;
+    let (a, b) = (db.node().await, db.node().await);
+    let s = stage(&a).await;
+    let tablet = b
+        .anonymous()
+        .post(
+            "/v1/sessions",
+            json!({ "email": s.vic.email, "password": "correct horse battery", "device_name": "gate tablet" }),
+        )
+        .await
+        .ok();
+    let token = tablet["token"].as_str().unwrap();
+    let mut c = SyncClient::connect_device(&b, token, "gate-tablet").await;
+    c.subscribe(&s.event, None).await;
+    let asked = std::time::Instant::now();
+    s.vic.api.delete(&format!("/v1/me/sessions/{}", tablet["session"].as_str().unwrap())).await.ok();
+    let answered = asked.elapsed();
+    b.anonymous().with_token(token).get("/v1/me").await.err(401, "sign_in_ended");
+    let (code, reason) = c.closed().await;
+    let took = asked.elapsed();
+    assert_eq!(code, 4004, "{reason}");
+    println!("the socket on node B closed {:?} after node A's answer", took - answered);
+    assert!(took < std::time::Duration::from_secs(1), "closed after {took:?}");
+}

@@ -213,8 +213,8 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn token(sub: &str, secret: &str, exp: u64) -> String {
-    tests::signed_token(sub, secret, exp)
+fn token(u: &tests::User, secret: &str, exp: u64) -> String {
+    tests::signed_token(&u.id, &u.sign_in, secret, exp)
 }
 
 async fn hello_closes(srv: &TestServer, hello: Value) -> (u16, String) {
@@ -236,12 +236,10 @@ async fn bad_input_gets_its_defined_answer() {
     assert_eq!(hello_closes(&srv, hello(99, &s.vic.token)).await.0, 4001);
     assert_eq!(hello_closes(&srv, json!({ "type": "subscribe", "event": s.event })).await.0, 4000);
     assert_eq!(
-        hello_closes(&srv, hello(1, &token(&s.vic.id, "forged-forged-forged-forged-forged-forged", now() + 600)))
-            .await
-            .0,
+        hello_closes(&srv, hello(1, &token(&s.vic, "forged-forged-forged-forged-forged-forged", now() + 600))).await.0,
         4003
     );
-    assert_eq!(hello_closes(&srv, hello(1, &token(&s.vic.id, TEST_SECRET, now() - 600))).await.0, 4002);
+    assert_eq!(hello_closes(&srv, hello(1, &token(&s.vic, TEST_SECRET, now() - 600))).await.0, 4002);
 
     let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
     vic.send_text("{ not json".into()).await;
@@ -280,7 +278,7 @@ async fn bad_input_gets_its_defined_answer() {
 async fn a_token_that_expires_mid_stream_ends_it() {
     let srv = TestServer::start().await;
     let s = stage(&srv).await;
-    let short = token(&s.vic.id, TEST_SECRET, now() + 2);
+    let short = token(&s.vic, TEST_SECRET, now() + 2);
     let mut vic = SyncClient::connect(&srv, &short).await;
     vic.subscribe(&s.event, None).await;
     let started = std::time::Instant::now();

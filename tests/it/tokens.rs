@@ -149,7 +149,8 @@ async fn forged_tokens_are_refused() {
         encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(tests::TEST_SECRET.as_bytes()))
             .unwrap()
     };
-    let claims = |exp: u64| json!({ "sub": vic.id, "iss": server::auth::ISSUER, "iat": now(), "exp": exp });
+    let claims =
+        |exp: u64| json!({ "sub": vic.id, "iss": server::auth::ISSUER, "iat": now(), "exp": exp, "sid": vic.sign_in });
     let idp = json!({ "sub": "idp|7", "email": "eve@example.test", "email_verified": true, "iss": "https://idp.example.test",
                       "aud": "backops", "iat": now(), "exp": now() + 600 });
     let b64 = |v: serde_json::Value| {

@@ -31,10 +31,11 @@ pub fn code_in(message: &str) -> Option<String> {
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 /// License activation delay of test servers.
 pub const TEST_ACTIVATION_DELAY: Duration = Duration::from_millis(50);
-/// A token for account `sub` signed with `secret` (HS256), expiring at `exp` (Unix seconds).
-pub fn signed_token(sub: &str, secret: &str, exp: u64) -> String {
+/// A token for account `sub`'s sign-in `sid` signed with `secret` (HS256), expiring at `exp`
+/// (Unix seconds).
+pub fn signed_token(sub: &str, sid: &str, secret: &str, exp: u64) -> String {
     let iat = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let claims = json!({ "sub": sub, "iss": "backops", "iat": iat, "exp": exp });
+    let claims = json!({ "sub": sub, "iss": "backops", "iat": iat, "exp": exp, "sid": sid });
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
 }
@@ -257,6 +258,17 @@ impl TestServer {
         }
     }
 
+    /// `u` signed in afresh (a new sign-in), for servers whose access tokens outlive
+    /// nothing much.
+    pub async fn signed_in(&self, u: &User) -> Api {
+        let r = self
+            .anonymous()
+            .post("/v1/sessions", json!({ "email": u.email, "password": "correct horse battery" }))
+            .await
+            .ok();
+        self.anonymous().with_token(r["token"].as_str().expect("token"))
+    }
+
     /// Signs up a new person named `name` without proving the email.
     pub async fn sign_up_unproven(&self, name: &str) -> User {
         let email = format!("{}@example.test", name.to_lowercase());
@@ -268,6 +280,8 @@ impl TestServer {
         let token = r["token"].as_str().expect("token").to_string();
         User {
             id: r["account"]["id"].as_str().expect("account id").to_string(),
+            sign_in: r["session"].as_str().expect("sign-in id").to_string(),
+            refresh_token: r["refresh_token"].as_str().expect("refresh token").to_string(),
             email,
             api: self.anonymous().with_token(&token),
             token,
@@ -286,11 +300,21 @@ impl Drop for TestServer {
 pub struct User {
     pub id: String,
     pub email: String,
+    /// The access token of the sign-in made at sign-up, its id, and the refresh token that
+    /// renews it.
     pub token: String,
+    pub sign_in: String,
+    pub refresh_token: String,
     pub api: Api,
 }
 
 impl User {
+    /// A token of this user's sign-in expiring at `exp` (Unix seconds), signed as the test
+    /// servers sign.
+    pub fn token_until(&self, exp: u64) -> String {
+        signed_token(&self.id, &self.sign_in, TEST_SECRET, exp)
+    }
+
     /// The personal organization every account gets.
     pub async fn personal_org(&self) -> String {
         let orgs = self.api.get("/v1/orgs").await.ok();

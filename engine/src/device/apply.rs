@@ -131,6 +131,8 @@ impl Replica {
                 }
             }
             ServerMessage::Refused { event, code, message } => self.on_refused(&event, code, &message).await?,
+            // The link's business (it renews the connection's token).
+            ServerMessage::Renewed { .. } => {}
             ServerMessage::Error { message, .. } => {
                 let st = self.inner.state.lock().await;
                 self.refresh_status(&st, |s| s.last_error = Some(message));

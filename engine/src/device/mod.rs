@@ -22,6 +22,7 @@ mod frontgate;
 mod labor;
 mod mirror;
 mod pages;
+mod signin;
 mod write;
 
 use std::{
@@ -35,6 +36,7 @@ use tokio::sync::{Mutex, broadcast};
 
 pub use apply::PUSHES_IN_FLIGHT;
 pub use frontgate::{GateStatus, ScanOutcome};
+pub use signin::SignInTokens;
 pub use write::{LocalWrite, Written};
 
 use crate::{

@@ -19,7 +19,7 @@ use std::{
 };
 
 use engine::{
-    device::{LocalWrite, Notice, Replica},
+    device::{LocalWrite, Notice, Replica, SignInTokens},
     protocol::MutationOp,
 };
 use tokio::{runtime::Handle, sync::broadcast::error::RecvError};
@@ -35,6 +35,16 @@ mod files;
 mod gate;
 mod labor;
 mod tabs;
+
+/// A token's shape checked (three base64url parts), trimmed.
+fn checked_token(token: &str) -> Result<String, BackOpsError> {
+    let t = token.trim();
+    let looks_like_a_token = t.len() <= TOKEN_BYTES_MAX
+        && t.split('.').count() == 3
+        && t.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    if looks_like_a_token { Ok(t.into()) } else { Err(BackOpsError::invalid("that is not a BackOps sign-in token")) }
+}
 
 /// Longest a token may be.
 const TOKEN_BYTES_MAX: usize = 8 * 1024;
@@ -82,7 +92,7 @@ pub struct BackOpsClient {
 
 #[derive(Default)]
 struct Session {
-    token: Option<String>,
+    token: Option<SignInTokens>,
     url: Option<String>,
     trust: Trust,
     link: Option<Link>,
@@ -126,13 +136,15 @@ impl BackOpsClient {
             budget_bytes: engine::device::files::BUDGET_DEFAULT,
         };
         let replica = runtime.block_on(Replica::open_with_files(&url, device_name.as_deref(), Some(files)))?;
+        // A sign-in kept from before (a restart with nobody at the device) connects again.
+        let kept = runtime.block_on(replica.kept_sign_in())?;
         let client = BackOpsClient {
             handle: runtime.handle().clone(),
             device: replica.device().into(),
             replica: Mutex::new(Some(replica.clone())),
             runtime: RwLock::new(Some(runtime)),
             transition: Mutex::default(),
-            session: Mutex::default(),
+            session: Mutex::new(Session { token: kept, ..Session::default() }),
             listener: Arc::default(),
             feeding: Mutex::default(),
         };
@@ -151,34 +163,60 @@ impl BackOpsClient {
         self.run(async { Ok(r.account().await) })
     }
 
-    /// Signs in with a token from the BackOps sign-in. A connected client uses it from its
-    /// next connection (and reconnects at once if it was waiting for one).
+    /// Signs in with an access token alone (it is not renewed: past its expiry the app
+    /// signs in again). A connected client uses it from its next connection (and reconnects
+    /// at once if it was waiting for one). Prefer [`BackOpsClient::sign_in_device`].
     pub fn sign_in(&self, token: String) -> Result<(), BackOpsError> {
-        self.ready()?;
-        let t = token.trim();
-        let looks_like_a_token = t.len() <= TOKEN_BYTES_MAX
-            && t.split('.').count() == 3
-            && t.split('.')
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        if !looks_like_a_token {
-            return Err(BackOpsError::invalid("that is not a BackOps sign-in token"));
-        }
-        let _t = lock(&self.transition);
-        let mut s = lock(&self.session);
-        if let Some(link) = &s.link {
-            link.set_token(t);
-        }
-        s.token = Some(t.into());
-        Ok(())
+        self.signed_in(SignInTokens { token: checked_token(&token)?, refresh_token: None })
     }
 
-    /// Forgets the token and disconnects. What the device holds stays: signing in again as
-    /// the same person picks up where it was; another person's first connection starts the
-    /// device over once nothing is waiting to be sent.
+    /// Signs in with the tokens of a device sign-in (`token` and `refresh_token` from
+    /// `POST /v1/sessions`): the client renews the access token by itself before it
+    /// expires, and after any time offline while the sign-in lives (30 days unused by
+    /// default), and keeps both on the device, so it connects again after a restart with
+    /// nobody at it. If the sign-in is ended (signed out elsewhere, by the event team, a
+    /// password change), the status says so and the client waits for a new sign-in; nothing
+    /// on the device is lost.
+    pub fn sign_in_device(&self, token: String, refresh_token: String) -> Result<(), BackOpsError> {
+        let refresh = refresh_token.trim();
+        if refresh.is_empty() || refresh.len() > TOKEN_BYTES_MAX || !refresh.contains('.') {
+            return Err(BackOpsError::invalid("that is not a BackOps refresh token"));
+        }
+        self.signed_in(SignInTokens { token: checked_token(&token)?, refresh_token: Some(refresh.into()) })
+    }
+
+    /// The access token the client signs in with now (renewed as it goes), for the app's own
+    /// calls to the HTTP API; none before a sign-in.
+    pub fn access_token(&self) -> Option<String> {
+        let s = lock(&self.session);
+        match &s.link {
+            Some(link) => Some(link.tokens().token),
+            None => s.token.as_ref().map(|t| t.token.clone()),
+        }
+    }
+
+    /// Forgets the sign-in (on the device too) and disconnects; a renewable sign-in is also
+    /// ended on the server when it can be reached within a few seconds. What the device
+    /// holds stays: signing in again as the same person picks up where it was; another
+    /// person's first connection starts the device over once nothing is waiting to be sent.
     pub fn sign_out(&self) -> Result<(), BackOpsError> {
         let _t = lock(&self.transition);
-        lock(&self.session).token = None;
-        self.stop_link()
+        let current = {
+            let mut s = lock(&self.session);
+            let current = s.link.as_ref().map(Link::tokens).or_else(|| s.token.clone());
+            s.token = None;
+            current.filter(|t| t.refresh_token.is_some()).zip(s.url.clone().zip(Some(s.trust.clone())))
+        };
+        self.stop_link()?;
+        let r = self.replica()?;
+        self.run(r.keep_sign_in(None))?;
+        if let Some((tokens, (url, trust))) = current {
+            let ended = self.block_on(crate::link::end_sign_in(&url, &trust, &tokens.token));
+            if let Ok(Err(why)) | Err(why) = ended.map_err(|e| e.to_string()) {
+                tracing::info!(why, "the sign-in was forgotten here but could not be ended on the server");
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the device connected to the server at `server_url` (`https://host`, `ws://host:port`
@@ -188,17 +226,17 @@ impl BackOpsClient {
         let url = sync_url(&server_url)?;
         let _t = lock(&self.transition);
         self.ready()?;
-        let token = {
+        {
             let mut s = lock(&self.session);
-            let token =
-                s.token.clone().ok_or_else(|| BackOpsError::not_ready("sign_in", "sign in before connecting"))?;
+            if s.token.is_none() {
+                return Err(BackOpsError::not_ready("sign_in", "sign in before connecting"));
+            }
             if s.link.is_some() && s.url.as_deref() == Some(url.as_str()) {
                 return Ok(());
             }
             s.url = Some(url);
-            token
-        };
-        self.relink(token)
+        }
+        self.relink()
     }
 
     /// Also trusts the certificate authorities in `pem` on `wss://` (for a server on a
@@ -210,9 +248,9 @@ impl BackOpsClient {
         let relink = {
             let mut s = lock(&self.session);
             s.trust.add_pem(&pem).map_err(BackOpsError::invalid)?;
-            s.token.clone().filter(|_| s.link.is_some())
+            s.token.is_some() && s.link.is_some()
         };
-        relink.map_or(Ok(()), |token| self.relink(token))
+        if relink { self.relink() } else { Ok(()) }
     }
 
     /// Stops syncing; local reads and writes go on, and writes wait for the next connection.
@@ -300,17 +338,18 @@ impl BackOpsClient {
 impl BackOpsClient {
     /// (Re)starts the link with the session's address and trust. The caller holds
     /// `transition`.
-    fn relink(&self, token: String) -> Result<(), BackOpsError> {
+    fn relink(&self) -> Result<(), BackOpsError> {
         self.stop_link()?;
-        let (url, trust) = {
+        let (url, trust, token) = {
             let s = lock(&self.session);
-            (s.url.clone(), s.trust.clone())
+            (s.url.clone(), s.trust.clone(), s.token.clone())
         };
+        let token = token.ok_or_else(|| BackOpsError::not_ready("sign_in", "sign in before connecting"))?;
         let url = url.ok_or_else(|| BackOpsError::not_ready("connect", "connect to a server first"))?;
         let replica = self.replica()?;
         let link = {
             let _runtime = self.handle.enter();
-            Link::start_with(replica, &url, &token, trust)
+            Link::start_with(replica, &url, token, trust)
         };
         lock(&self.session).link = Some(link);
         Ok(())
@@ -320,8 +359,26 @@ impl BackOpsClient {
     fn stop_link(&self) -> Result<(), BackOpsError> {
         let link = lock(&self.session).link.take();
         if let Some(link) = link {
-            self.block_on(link.stop_within(DISCONNECT_WAIT))?;
+            let left = self.block_on(link.stop_within(DISCONNECT_WAIT))?;
+            // The link renewed the tokens as it went: the spent ones must not be used again.
+            let mut s = lock(&self.session);
+            if s.token.is_some() {
+                s.token = Some(left);
+            }
         }
+        Ok(())
+    }
+
+    /// Takes new tokens: kept on the device, and handed to a running link.
+    fn signed_in(&self, tokens: SignInTokens) -> Result<(), BackOpsError> {
+        let r = self.replica()?;
+        let _t = lock(&self.transition);
+        self.run(r.keep_sign_in(Some(&tokens)))?;
+        let mut s = lock(&self.session);
+        if let Some(link) = &s.link {
+            link.set_tokens(tokens.clone());
+        }
+        s.token = Some(tokens);
         Ok(())
     }
 

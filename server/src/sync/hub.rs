@@ -114,6 +114,8 @@ pub struct Hub {
     /// Commits this node made, and the signal to tell the other nodes (see `tell_commits`).
     committed: AtomicU64,
     commits_to_tell: Notify,
+    /// The sockets of each sign-in on this node.
+    sign_ins: Arc<super::signins::OpenSignIns>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -134,7 +136,9 @@ impl Hub {
             node_timing,
             committed: AtomicU64::new(0),
             commits_to_tell: Notify::new(),
+            sign_ins: Arc::default(),
         });
+        hub.sign_ins.watch(hub.engine.clone(), hub.shutdown.clone());
         // This node's heartbeat (the devices panel counts the sessions of nodes alive), and
         // its sessions' end when it stops.
         let weak = Arc::downgrade(&hub);
@@ -254,6 +258,23 @@ impl Hub {
             }
         });
         hub
+    }
+
+    /// Notes a socket of a sign-in, to close it when the sign-in ends; dropping what it
+    /// returns forgets it.
+    pub(super) fn sign_in_opened(
+        &self,
+        sign_in: &str,
+        session: u64,
+        kill: watch::Sender<Option<Closing>>,
+    ) -> super::signins::Registered {
+        self.sign_ins.opened(sign_in, session, kill)
+    }
+
+    /// Closes this node's sockets of sign-ins that just ended (other nodes find them by
+    /// polling).
+    pub fn sign_ins_ended(&self, ids: &[String]) {
+        self.sign_ins.ended(ids);
     }
 
     /// The heartbeat time (Unix ms) from which a node counts as alive.

@@ -6,6 +6,7 @@
 //! behind. Delivering the change log to sessions is the [`Hub`]'s (`hub.rs`).
 
 mod hub;
+mod signins;
 
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
 
@@ -83,11 +84,18 @@ async fn connection(mut socket: WebSocket, st: AppState) {
         let reason = "device must be 1 to 64 characters of A-Z a-z 0-9 _ . : -";
         return refuse(socket, close::BAD_HELLO, reason).await;
     }
-    let (account, exp) = match st.tokens.verify(&st, &token).await {
+    let verified = match st.tokens.verify(&st, &token).await {
         Ok(v) => v,
         Err(TokenError::Expired) => return refuse(socket, close::TOKEN_EXPIRED, "the token has expired").await,
+        Err(TokenError::Ended) => return refuse(socket, close::SIGN_IN_ENDED, "this sign-in has ended").await,
         Err(_) => return refuse(socket, close::TOKEN_INVALID, "the token is not valid").await,
     };
+    let (account, exp, sign_in) = (verified.account, verified.exp, verified.sign_in);
+    if let Some(sid) = &sign_in
+        && let Err(e) = st.engine.sign_in_device(sid, &device).await
+    {
+        tracing::warn!(error = ?e, "noting a sign-in's device failed");
+    }
     let hub = st.hub.clone();
     let id = hub.next_session.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("sync", session = id, account = %account, device = %device);
@@ -97,11 +105,22 @@ async fn connection(mut socket: WebSocket, st: AppState) {
         let (tx, rx) = mpsc::channel::<Out>(hub.limits.queue_frames_max);
         let (kill, killed) = watch::channel::<Option<Closing>>(None);
         let writer = tokio::spawn(write_frames(sink, rx, killed, kill.clone(), silence_max(&hub.limits)));
-        let mut session =
-            Session { out: SessionQueue { session: id, tx, kill }, hub, account, device, protocol, events: Vec::new() };
+        // Ending the sign-in closes this connection (on whichever node it ends).
+        let signed_in = sign_in.as_ref().map(|sid| hub.sign_in_opened(sid, id, kill.clone()));
+        let mut session = Session {
+            out: SessionQueue { session: id, tx, kill },
+            hub,
+            tokens: st.clone(),
+            account,
+            sign_in,
+            device,
+            protocol,
+            events: Vec::new(),
+        };
         session.send(&session.welcome()).await;
         let ended = session.serve(&mut stream, exp).await;
         session.end(ended).await;
+        drop(signed_in);
         // The closing handshake: what the client still sends is read and dropped until its
         // close arrives (at most CLOSE_TIMEOUT and CLOSE_DRAIN_FRAMES: a flooding client gets
         // no more of the server's time), so that unread bytes do not make the connection end
@@ -235,7 +254,11 @@ fn too_large(e: &axum::Error) -> bool {
 struct Session {
     hub: Arc<Hub>,
     out: SessionQueue,
+    /// The server's state, for verifying a renewed token.
+    tokens: AppState,
     account: String,
+    /// The sign-in of the token it was opened with (none: an identity provider's token).
+    sign_in: Option<String>,
     device: String,
     /// The protocol version the client speaks (it said so in its hello).
     protocol: u32,
@@ -271,8 +294,7 @@ impl Session {
     /// left, or a close was decided elsewhere).
     async fn serve(&mut self, stream: &mut SplitStream<WebSocket>, exp: u64) -> Option<Closing> {
         let mut shutdown = self.hub.shutdown.clone();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let expires = tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now));
+        let mut expires = expires_in(exp);
         let idle_max = silence_max(&self.hub.limits);
         let mut killed = self.out.kill.subscribe();
         let closing = |code, reason: &str| Some(Closing { code, reason: reason.into(), after_queued: false });
@@ -318,6 +340,13 @@ impl Session {
                 }
             };
             match serde_json::from_str::<ClientMessage>(&text) {
+                Ok(ClientMessage::Renew { token }) => match self.renew(&token).await {
+                    Ok(exp) => {
+                        expires = expires_in(exp);
+                        self.send(&ServerMessage::Renewed { expires_at: exp }).await;
+                    }
+                    Err(c) => return Some(c),
+                },
                 Ok(msg) => self.answer(msg).await,
                 Err(e) => {
                     let code = if serde_json::from_str::<serde_json::Value>(&text).is_err() {
@@ -332,6 +361,18 @@ impl Session {
         }
     }
 
+    /// Takes a renewed token of the same sign-in: its expiry, or why the session ends.
+    async fn renew(&self, token: &str) -> Result<u64, Closing> {
+        let closing = |code, reason: &str| Closing { code, reason: reason.into(), after_queued: true };
+        match self.tokens.tokens.verify(&self.tokens, token).await {
+            Ok(v) if v.account == self.account && v.sign_in == self.sign_in => Ok(v.exp),
+            Ok(_) => Err(closing(close::TOKEN_INVALID, "the renewed token is of another sign-in")),
+            Err(TokenError::Ended) => Err(closing(close::SIGN_IN_ENDED, "this sign-in has ended")),
+            Err(TokenError::Expired) => Err(closing(close::TOKEN_EXPIRED, "the renewed token has expired")),
+            Err(_) => Err(closing(close::TOKEN_INVALID, "the renewed token is not valid")),
+        }
+    }
+
     /// Answers one message of the client's.
     async fn answer(&mut self, msg: ClientMessage) {
         match msg {
@@ -339,6 +380,7 @@ impl Session {
                 self.error(ErrorCode::AlreadyHello, "hello is sent once per connection").await
             }
             ClientMessage::Ping => self.pong().await,
+            ClientMessage::Renew { .. } => {}
             ClientMessage::Unsubscribe { event } => self.unsubscribe(event).await,
             ClientMessage::Push { event, mutations } => self.push(event, mutations).await,
             ClientMessage::Subscribe { event, cursor } => self.subscribe(event, cursor).await,
@@ -510,6 +552,12 @@ impl Session {
         };
         let _ = self.out.kill.send(Some(c));
     }
+}
+
+/// The instant a token expiring at `exp` (Unix seconds) expires.
+fn expires_in(exp: u64) -> tokio::time::Instant {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
 }
 
 fn first_line(s: &str) -> String {

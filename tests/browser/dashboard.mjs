@@ -6,16 +6,14 @@
 // the event and collaborators, and where to write screenshots.
 
 import assert from "node:assert/strict";
-import fs, { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import fs from "node:fs";
 import { join } from "node:path";
 
-import { launch } from "./chromium.mjs";
+import { WAIT_MS, signIn, start, step, until } from "./harness.mjs";
 
 const setup = JSON.parse(process.env.BACKOPS_E2E ?? "{}");
 
 const { base, event, audio, client, pm, vic, cara, artifacts } = setup;
-const WAIT_MS = 10_000;
 
 async function http(who, method, path, body) {
   const resp = await fetch(base + path, {
@@ -27,64 +25,12 @@ async function http(who, method, path, body) {
   return { status: resp.status, body: text ? JSON.parse(text) : null };
 }
 
-async function until(what, check, ms = WAIT_MS) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const tasks = async (who) => (await http(who, "GET", `/v1/events/${event}/tasks`)).body;
 const taskTitled = async (who, title) => (await tasks(who)).find((t) => t.title === title);
 
-let failed = false;
-async function step(name, f) {
-  if (failed) return;
-  const t0 = Date.now();
-  try {
-    await f();
-    console.log(`ok - ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed = true;
-    console.log(`FAILED - ${name}\n${e.stack ?? e}`);
-  }
-}
-
 // ---- the browser ----
 
-const profile = mkdtempSync(join(tmpdir(), "backops-chromium-"));
-// Playwright gives each launch a fresh profile of its own; Chromium's other state (caches,
-// crash reports) goes to a fresh directory too.
-const browser = await launch(setup.dashboard_dir, setup.chromium, [
-  `--disk-cache-dir=${join(profile, "cache")}`,
-  `--crash-dumps-dir=${join(profile, "crashes")}`,
-]);
-
-/** A person's own browser window: its WebSocket frames in both directions are kept. */
-async function open(who, viewport) {
-  const context = await browser.newContext({ viewport, baseURL: base });
-  const page = await context.newPage();
-  const frames = { received: [], sent: [] };
-  page.on("websocket", (ws) => {
-    ws.on("framereceived", (f) => frames.received.push({ at: Date.now(), text: String(f.payload) }));
-    ws.on("framesent", (f) => frames.sent.push({ at: Date.now(), text: String(f.payload) }));
-  });
-  page.on("pageerror", (e) => console.log(`[${who.name}] page error: ${e.message}`));
-  await page.goto("/");
-  return { context, page, frames, who };
-}
-
-async function signIn(w) {
-  await w.page.getByLabel("Email").fill(w.who.email);
-  await w.page.getByLabel("Password").fill(w.who.password);
-  await w.page.getByRole("button", { name: "Sign in" }).click();
-  await w.page.getByTestId("event-link").first().click();
-  await w.page.getByTestId("event").waitFor({ timeout: WAIT_MS });
-  await w.page.locator('[data-testid=connection][data-state=live]').waitFor({ timeout: WAIT_MS });
-}
+const { open, finish } = await start(setup);
 
 const card = (w, title) => w.page.locator(`[data-testid=task-card][data-title="${title}"]`);
 const parsed = (frames) => frames.map((f) => JSON.parse(f.text));
@@ -451,6 +397,4 @@ await step("an edit the server refuses is rolled back on screen, with its reason
   await p.getByTestId("read-only").waitFor({ timeout: WAIT_MS });
 });
 
-await browser.close();
-rmSync(profile, { recursive: true, force: true });
-process.exit(failed ? 1 : 0);
+await finish();

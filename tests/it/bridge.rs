@@ -85,6 +85,9 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
     std::fs::write(&photo, tests::files::jpeg(640, 480, 60)).unwrap();
     let upstream = srv.base.trim_start_matches("http://").parse().unwrap();
     let proxy = tests::files::CutProxy::start(upstream, 30_000).await;
+    // A server whose access tokens last 2 s, standing in for 15 minutes across a show day.
+    let short = smtp.server_with(|c| c.token_ttl = std::time::Duration::from_secs(2)).await;
+    let short_stage = stage(&short).await;
     let setup = json!({
         "base": srv.base,
         "event": s.event,
@@ -98,6 +101,14 @@ async fn python_drives_the_compiled_library_against_a_real_server() {
         "photo": photo,
         "proxy": proxy.base,
         "maildir": smtp.delivered(),
+        "short": {
+            "base": short.base,
+            "event": short_stage.event,
+            "audio": short_stage.audio,
+            "vic_email": short_stage.vic.email,
+            "pm_email": short_stage.pm.email,
+            "password": "correct horse battery",
+        },
     });
     let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
     let python_path = std::env::join_paths([bindings.path(), script_dir.as_path()]).unwrap();

@@ -7,6 +7,40 @@ use std::{path::Path, time::Duration};
 use serde_json::{Value, json};
 use tests::{Stage, SyncClient, TestServer, files::upload_file, stage, task};
 
+/// The repository's root and the Chromium the browser tests drive, checked to be there.
+fn browser_prerequisites() -> (std::path::PathBuf, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    assert!(
+        root.join("server/dashboard/node_modules/playwright-core").is_dir(),
+        "the browser test drives Chromium with playwright-core: run `npm ci` in server/dashboard (.ci/run does)"
+    );
+    let chromium = std::env::var("BACKOPS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "the browser test needs Chromium at {chromium}: `apt-get install chromium` (.ci/run does), or set BACKOPS_CHROMIUM"
+    );
+    (root, chromium)
+}
+
+/// Runs `tests/browser/<script>` with `setup` in BACKOPS_E2E; returns what it said, failing
+/// when it failed.
+async fn run_browser(root: &Path, script: &str, setup: Value) -> String {
+    let script = root.join("tests/browser").join(script);
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(script)
+            .env("BACKOPS_E2E", setup.to_string())
+            .output()
+            .expect("node runs (Node.js 20 or later)")
+    })
+    .await
+    .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    println!("{said}");
+    assert!(run.status.success(), "the browser scenarios failed:\n{said}");
+    said
+}
+
 fn at(minutes_from_now: i64) -> String {
     engine::time::format(chrono::Utc::now() + chrono::Duration::minutes(minutes_from_now))
 }
@@ -224,17 +258,8 @@ async fn staffed(srv: &TestServer, s: &Stage) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_in_a_real_browser() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let (root, chromium) = browser_prerequisites();
     let dashboard = root.join("server/dashboard");
-    assert!(
-        dashboard.join("node_modules/playwright-core").is_dir(),
-        "the browser test drives Chromium with playwright-core: run `npm ci` in server/dashboard (.ci/run does)"
-    );
-    let chromium = std::env::var("BACKOPS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "the browser test needs Chromium at {chromium}: `apt-get install chromium` (.ci/run does), or set BACKOPS_CHROMIUM"
-    );
 
     // Codes that prove an email go through a real SMTP server; the page's newcomer reads
     // theirs from its maildir.
@@ -274,19 +299,7 @@ async fn the_dashboard_in_a_real_browser() {
     for (k, v) in extra.as_object().unwrap() {
         setup[k] = v.clone();
     }
-    let script = root.join("tests/browser/dashboard.mjs");
-    let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(script)
-            .env("BACKOPS_E2E", setup.to_string())
-            .output()
-            .expect("node runs (Node.js 20 or later)")
-    })
-    .await
-    .unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    println!("{said}");
-    assert!(run.status.success(), "the browser scenarios failed:\n{said}");
+    let said = run_browser(&root, "dashboard.mjs", setup).await;
     assert_eq!(said.matches("ok - ").count(), 12, "every scenario ran:\n{said}");
     for shot in ["seat-holder-overview.png", "seat-holder-field.png", "free-member.png"] {
         assert!(std::fs::metadata(artifacts.join(shot)).map(|m| m.len() > 10_000).unwrap_or(false), "{shot}");
@@ -300,4 +313,26 @@ async fn the_dashboard_in_a_real_browser() {
         assert_eq!(titles.iter().filter(|x| **x == t).count(), 1, "{t}: {titles:?}");
     }
     assert!(!titles.contains(&"Forged") && !titles.contains(&"Renamed while offline"), "{titles:?}");
+}
+
+/// The page's sign-in across a show day (tests/browser/sign_in.mjs), against a server whose
+/// access tokens last 3 s.
+#[tokio::test]
+async fn the_dashboard_renews_its_sign_in_and_signs_out_in_a_real_browser() {
+    let (root, chromium) = browser_prerequisites();
+    let smtp = tests::mail::SmtpSink::start().await;
+    let srv = smtp.server_with(|c| c.token_ttl = Duration::from_secs(3)).await;
+    let s = stage(&srv).await;
+    let person = |u: &tests::User, name: &str| json!({ "id": u.id, "email": u.email, "password": "correct horse battery", "name": name });
+    let setup = json!({
+        "base": srv.base,
+        "event": s.event,
+        "audio": s.audio,
+        "pm": person(&s.pm, "Pm"),
+        "vic": person(&s.vic, "Vic"),
+        "chromium": chromium,
+        "dashboard_dir": root.join("server/dashboard"),
+    });
+    let said = run_browser(&root, "sign_in.mjs", setup).await;
+    assert_eq!(said.matches("ok - ").count(), 4, "every scenario ran:\n{said}");
 }

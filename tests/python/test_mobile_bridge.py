@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 from mobile_bridge import (
@@ -421,6 +422,71 @@ class MobileBridge(unittest.TestCase):
                    lambda: vendor.advances(EVENT, None)[0].status == AdvanceStatus.DONE)
         office.shutdown()
         vendor.shutdown()
+
+    def test_a_gate_tablet_keeps_its_sign_in_alive_through_a_day_and_a_night(self):
+        # A server whose access tokens last 2 s: three lifetimes connected, then a "night"
+        # offline past the token's expiry and a restart with nobody at the tablet.
+        short = SETUP["short"]
+
+        def sign_in(email, device):
+            body = json.dumps({"email": email, "password": short["password"], "device_name": device}).encode()
+            req = urllib.request.Request(short["base"] + "/v1/sessions", data=body, method="POST",
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=WAIT_MAX) as r:
+                return json.loads(r.read())
+
+        def short_api(method, path, token, body=None):
+            req = urllib.request.Request(
+                short["base"] + path, method=method,
+                data=None if body is None else json.dumps(body).encode(),
+                headers={"authorization": "Bearer " + token, "content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=WAIT_MAX) as r:
+                raw = r.read()
+                return json.loads(raw) if raw else None
+
+        event = short["event"]
+        signed = sign_in(short["vic_email"], "gate B lane 1")
+        tablet = self.open("gate-b", "gate-b-lane-1")
+        with self.assertRaises(BackOpsError.Invalid):
+            tablet.sign_in_device(signed["token"], "")
+        heard = Recorder()
+        tablet.set_listener(heard)
+        tablet.sign_in_device(signed["token"], signed["refresh_token"])
+        tablet.subscribe(event)
+        tablet.connect(short["base"])
+        eventually("online", lambda: tablet.sync_status().online)
+        with heard.lock:
+            before = len(heard.statuses)
+        time.sleep(6)
+        with heard.lock:
+            during = heard.statuses[before:]
+        self.assertTrue(all(s.online for s in during) and tablet.sync_status().online,
+                        "renewed on the open connection, never dropped: %r" % during)
+        self.assertNotEqual(tablet.access_token(), signed["token"], "the access token was renewed")
+
+        # The night: offline, a write, the token expires, the app is restarted.
+        tablet.disconnect()
+        tablet.create_task(event, NewTask(title="Written at night", collaborator=short["audio"]))
+        time.sleep(3)
+        tablet.shutdown()
+        del tablet
+        morning = self.open("gate-b", None)
+        morning.connect(short["base"])  # no sign-in: the kept one, renewed first
+        eventually("the outbox drains", lambda: morning.sync_status().pending == 0 and morning.sync_status().online)
+        pm = sign_in(short["pm_email"], "office")["token"]
+        server = short_api("GET", "/v1/events/%s/tasks" % event, pm)
+        self.assertEqual(len([t for t in server if t["title"] == "Written at night"]), 1)
+
+        # Signing out on the tablet ends the sign-in on the server too.
+        token = morning.access_token()
+        morning.sign_out()
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            short_api("GET", "/v1/me", token)
+        self.assertEqual(e.exception.code, 401)
+        self.assertEqual(json.loads(e.exception.read())["code"], "sign_in_ended")
+        with self.assertRaises(BackOpsError.NotReady):
+            morning.connect(short["base"])
+        morning.shutdown()
 
     def test_writes_made_offline_survive_the_app_being_killed(self):
         client = self.synced_cara("cara")

@@ -20,9 +20,16 @@ export interface Account {
 }
 
 export interface Session {
+  /** The access token (minutes), renewed with `refresh_token` before it expires. */
   token: string;
   expires_at: number;
+  /** Spent at each renewal, which gives a new one. */
+  refresh_token?: string;
+  /** The sign-in's id (this browser's entry in the list of sign-ins). */
+  session?: string;
   account: Account;
+  /** When this page received the token (ms): renewals are timed from it. */
+  received_at?: number;
 }
 
 export interface Access {
@@ -92,10 +99,23 @@ async function call<T>(method: string, path: string, token: string | null, body?
   return data as T;
 }
 
+/** How this browser names itself in a person's list of sign-ins. */
+function deviceName(): string {
+  const ua = typeof navigator === "undefined" ? "" : navigator.userAgent;
+  const browser = /Edg\//.test(ua) ? "Edge" : /Firefox\//.test(ua) ? "Firefox" : /Chrom/.test(ua) ? "Chrome" : /Safari\//.test(ua) ? "Safari" : "a browser";
+  const os = /Android/.test(ua) ? "Android" : /iPhone|iPad/.test(ua) ? "iOS" : /Mac OS/.test(ua) ? "macOS" : /Windows/.test(ua) ? "Windows" : /Linux/.test(ua) ? "Linux" : "";
+  return `Dashboard, ${browser}${os ? ` on ${os}` : ""}`;
+}
+
+const received = (s: Session): Session => ({ ...s, received_at: Date.now() });
+
 export const api = {
-  signIn: (email: string, password: string) => call<Session>("POST", "/sessions", null, { email, password }),
+  signIn: (email: string, password: string) =>
+    call<Session>("POST", "/sessions", null, { email, password, device_name: deviceName() }).then(received),
   signUp: (email: string, name: string, password: string) =>
-    call<Session>("POST", "/accounts", null, { email, name, password }),
+    call<Session>("POST", "/accounts", null, { email, name, password, device_name: deviceName() }).then(received),
+  renew: (refresh: string) => call<Session>("POST", "/sessions/refresh", null, { refresh_token: refresh }).then(received),
+  signOut: (token: string) => call<void>("DELETE", "/me/sessions/current", token),
   me: (token: string) => call<Account>("GET", "/me", token),
   sendCode: (token: string) => call<{ sent_to: string; expires_at: string }>("POST", "/me/email/code", token, {}),
   proveEmail: (token: string, code: string) => call<Account>("POST", "/me/email/proof", token, { code }),

@@ -5,11 +5,11 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 
 import { ApiError, api, type EventView, type Org, type Session } from "./api";
+import { STORE_SESSION, SignIn as Kept, storedSession } from "./signin";
 import { type Connection, type Mutation, SyncClient, mutationId } from "./sync";
 import { type Ctx, tick, toast, toasts } from "./state";
 import { EventPage } from "./views/event";
 
-const STORE_SESSION = "backops.session";
 const STORE_DEVICE = "backops.device";
 const storePending = (account: string) => `backops.pending.${account}`;
 
@@ -34,7 +34,8 @@ function deviceId(): string {
 
 const ACCESS_KINDS = new Set(["seat", "collab_member", "collaborator", "module_grant", "event"]);
 
-function connect(session: Session, signOut: (why: string) => void): Ctx {
+function connect(kept: Kept, signOut: (why: string) => void): Ctx {
+  const session = kept.session;
   const onAccess = new Set<(event: string) => void>();
   let scheduled = false;
   const bump = () => {
@@ -55,13 +56,34 @@ function connect(session: Session, signOut: (why: string) => void): Ctx {
       bump();
       if (client.connection.state === "signed_out") signOut(client.connection.reason);
     },
+    renew: () => kept.renew(),
     onRejected: (_e, m, code, message) => toast(`${describe(m)} was refused and undone: ${message} (${code})`),
     onFrame: (m) => {
       if (m.type !== "changes") return;
       if (m.changes.some((c) => c.op === "narrow" || ACCESS_KINDS.has(c.kind))) onAccess.forEach((f) => f(m.event));
     },
   });
-  return { session, client, onAccess };
+  return { session, client, onAccess, signIn: kept };
+}
+
+/** Keeps `s` (renewed as it goes) and connects with it; a token already due is renewed first. */
+async function start(s: Session, signOut: (why: string) => void): Promise<Ctx | null> {
+  let ctx: Ctx | null = null;
+  let ended = false;
+  const kept = new Kept(
+    s,
+    (token) => ctx?.client.setToken(token),
+    (why) => {
+      ended = true;
+      signOut(why);
+    },
+  );
+  // Offline, the renewal is tried again as the page goes; the page still opens.
+  if (kept.due()) await kept.renew();
+  if (ended) return null;
+  ctx = connect(kept, signOut);
+  kept.start();
+  return ctx;
 }
 
 function describe(m: Mutation): string {
@@ -90,16 +112,17 @@ function App() {
   const signOut = (why: string) => {
     localStorage.removeItem(STORE_SESSION);
     setCtx((c) => {
+      c?.signIn.stop();
       c?.client.close();
       return null;
     });
     setNotice(why);
   };
+  const begin = (s: Session) => void start(s, signOut).then((c) => c && setCtx(c));
 
   useEffect(() => {
-    const s = readJson<Session>(STORE_SESSION);
-    if (s && s.expires_at * 1000 > Date.now() + 30_000) setCtx(connect(s, signOut));
-    else if (s) signOut("Your session has expired: sign in again.");
+    const s = storedSession();
+    if (s) begin(s);
   }, []);
 
   if (!ctx) {
@@ -107,9 +130,8 @@ function App() {
       <SignIn
         notice={notice}
         done={(s) => {
-          localStorage.setItem(STORE_SESSION, JSON.stringify(s));
           setNotice("");
-          setCtx(connect(s, signOut));
+          begin(s);
         }}
       />
     );
@@ -127,8 +149,11 @@ function App() {
         </span>
         <button
           class="link"
+          data-testid="sign-out"
           onClick={() => {
             const n = ctx.client.pendingCount();
+            // Ended on the server too: the token and its refresh token are no good anywhere.
+            api.signOut(ctx.session.token).catch(() => undefined);
             signOut(n ? `Signed out. ${n} edit${n > 1 ? "s" : ""} not yet sent will go the next time you sign in here.` : "Signed out.");
           }}
         >
@@ -220,7 +245,11 @@ function SignIn({ done, notice }: { done: (s: Session) => void; notice: string }
           <img src="/icon.svg" alt="" width="28" height="28" /> BackOps
         </h1>
         <p class="muted">The production office's live view of your events.</p>
-        {notice && <p class="notice">{notice}</p>}
+        {notice && (
+          <p class="notice" data-testid="signin-notice">
+            {notice}
+          </p>
+        )}
         {creating && (
           <label>
             Your name

@@ -4,10 +4,13 @@
 import { signal } from "@preact/signals";
 
 import type { Session } from "./api";
+import type { SignIn } from "./signin";
 import type { SyncClient } from "./sync";
 
 export interface Ctx {
+  /** Changed in place when the token is renewed: read `session.token` when calling. */
   session: Session;
+  signIn: SignIn;
   client: SyncClient;
   /** Listeners for access-relevant changes of an event (seats, memberships, narrowing). */
   onAccess: Set<(event: string) => void>;

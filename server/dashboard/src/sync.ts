@@ -49,6 +49,7 @@ export type ServerMessage =
   | { type: "resync"; event: string; reason: string }
   | { type: "refused"; event: string; code: string; message: string }
   | { type: "pong"; cursors: Record<string, number> }
+  | { type: "renewed"; expires_at: number }
   | { type: "error"; code: string; message: string };
 
 /** Close codes the application uses (docs/protocol.md "Errors and close codes"). */
@@ -58,6 +59,7 @@ export const Close = {
   UnsupportedVersion: 4001,
   TokenExpired: 4002,
   TokenInvalid: 4003,
+  SignInEnded: 4004,
   SlowConsumer: 4008,
   Idle: 4009,
 } as const;
@@ -213,6 +215,11 @@ export interface SyncOptions {
   onRejected?: (event: string, mutation: Mutation, code: string, message: string) => void;
   /** Tests and tools may watch every frame received. */
   onFrame?: (m: ServerMessage) => void;
+  /**
+   * The token expired on an open connection: renew it (true) and the client reconnects at
+   * once; false leaves it signed out.
+   */
+  renew?: () => Promise<boolean>;
   /** Opens the socket (defaults to the browser's WebSocket). */
   socket?: (url: string) => WebSocket;
 }
@@ -290,6 +297,12 @@ export class SyncClient {
     return project(this.feeds.get(event), kind, this.overlay(event));
   }
 
+  /** A renewed access token: the open connection takes it (`renew`), later ones sign in with it. */
+  setToken(token: string): void {
+    this.opts.token = token;
+    this.send({ type: "renew", token });
+  }
+
   pendingCount(): number {
     let n = 0;
     for (const l of this.pending.values()) n += l.length;
@@ -323,13 +336,30 @@ export class SyncClient {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.heartbeat) clearInterval(this.heartbeat);
-      if (e.code === Close.TokenInvalid || e.code === Close.TokenExpired || e.code === Close.UnsupportedVersion) {
-        this.connection = { state: "signed_out", reason: e.reason || "signed out" };
+      if (e.code === Close.TokenExpired && this.opts.renew) {
+        this.connection = { state: "reconnecting", attempt: 1, reason: "renewing the sign-in" };
         this.changed();
+        void this.opts.renew().then((ok) => {
+          if (ok) this.open();
+          else this.signedOut("Your sign-in has expired: sign in again.");
+        });
+        return;
+      }
+      if (e.code === Close.SignInEnded) {
+        this.signedOut("This sign-in was ended (signed out on another device, a password change, or by your event's team). Sign in again; edits not yet sent are kept.");
+        return;
+      }
+      if (e.code === Close.TokenInvalid || e.code === Close.TokenExpired || e.code === Close.UnsupportedVersion) {
+        this.signedOut(e.reason || "signed out");
         return;
       }
       this.retry(e.reason || (typeof navigator !== "undefined" && !navigator.onLine ? "offline" : "connection lost"));
     };
+  }
+
+  private signedOut(reason: string): void {
+    this.connection = { state: "signed_out", reason };
+    this.changed();
   }
 
   private retry(reason: string): void {
@@ -410,6 +440,7 @@ export class SyncClient {
           this.landed(event);
         }
         break;
+      case "renewed":
       case "error":
         break;
     }

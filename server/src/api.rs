@@ -51,6 +51,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                     "unsupported_media_type",
                     "send the body as JSON with `Content-Type: application/json`",
                 ),
+                other if crate::listen::timed_out(&other) => body_timeout(),
                 other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
@@ -63,6 +64,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }),
         }
     }
+}
+
+/// 408: the request body did not arrive within the server's time for it.
+pub(crate) fn body_timeout() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "the request body did not arrive in time; send it again")
 }
 
 /// Query string parsing with JSON errors.

@@ -17,6 +17,7 @@ pub mod files;
 mod frontgate;
 pub mod images;
 mod labor;
+pub mod listen;
 pub mod mail;
 pub mod signins;
 pub mod strip;
@@ -59,6 +60,8 @@ pub struct Config {
     pub import_limit_bytes: usize,
     /// Limits of the sync socket.
     pub sync: Limits,
+    /// Limits of plain HTTP: header and body time, connections.
+    pub http: listen::HttpLimits,
     /// Where file contents are kept.
     pub file_store: FileStore,
     /// Images processed at once (thumbnails), each on a blocking thread of its own.
@@ -97,6 +100,7 @@ impl Config {
             body_limit_bytes: 256 * 1024,
             import_limit_bytes: 16 * 1024 * 1024,
             sync: Limits::default(),
+            http: listen::HttpLimits::default(),
             file_store: FileStore::Directory,
             image_workers: 2,
             image_limits: images::ImageLimits::default(),
@@ -258,14 +262,15 @@ pub async fn serve(
     let app = api::router(state, config.body_limit_bytes, config.import_limit_bytes);
     tracing::info!(addr = %listener.local_addr()?, "listening");
     let mut stopping = stop.subscribe();
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let serve =
+        listen::serve(listener, app, config.http.clone(), config.attempts.trusted_proxies.clone(), stop.subscribe());
+    tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
     let drain = config.drain_timeout;
     tokio::select! {
-        r = std::future::IntoFuture::into_future(serve) => r?,
+        r = serve => r?,
         () = async move {
             let _ = stopping.wait_for(|s| *s).await;
             tokio::time::sleep(drain).await;

@@ -96,6 +96,21 @@ struct Serve {
     /// sign-in is answered 503 `busy` with `Retry-After`.
     #[arg(long, env = "BACKOPS_PASSWORD_HASHES_MAX")]
     password_hashes_max: Option<usize>,
+    /// Seconds a client has to send a request's headers (also how long a kept-alive
+    /// connection may wait for its next request).
+    #[arg(long, env = "BACKOPS_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    http_header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body, plus one per 32 KiB it declares
+    /// (upload chunks have their own idle limit instead).
+    #[arg(long, env = "BACKOPS_HTTP_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    http_body_timeout_secs: u64,
+    /// Connections the node holds at most (sync sockets included); past it new ones are
+    /// closed at once.
+    #[arg(long, env = "BACKOPS_CONNECTIONS_MAX", default_value_t = server::listen::HttpLimits::default().connections_max)]
+    connections_max: usize,
+    /// Connections from one address at most (trusted proxies are not counted).
+    #[arg(long, env = "BACKOPS_CONNECTIONS_PER_ADDRESS_MAX", default_value_t = server::listen::HttpLimits::default().connections_per_address_max)]
+    connections_per_address_max: usize,
     /// Largest request body, in bytes.
     #[arg(long, env = "BACKOPS_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     body_limit_bytes: usize,
@@ -184,6 +199,12 @@ async fn main() -> anyhow::Result<()> {
     config.engine.sign_in_idle = Duration::from_secs(args.sign_in_idle_secs);
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.body_limit_bytes = args.body_limit_bytes;
+    config.http = server::listen::HttpLimits {
+        header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(args.http_body_timeout_secs.max(1)),
+        connections_max: args.connections_max.max(1),
+        connections_per_address_max: args.connections_per_address_max.max(1),
+    };
     config.import_limit_bytes = args.import_limit_bytes;
     config.engine.license_activation_delay = Duration::from_millis(args.license_activation_delay_ms);
     config.engine.log_retention = args.log_retention;

@@ -17,6 +17,7 @@ mod files;
 mod frontgate;
 mod fuzz;
 mod getting_set_up;
+mod http_bounds;
 mod labor;
 mod layout;
 mod link;

@@ -244,3 +244,65 @@ async fn a_sign_in_unused_for_its_idle_lifetime_ends() {
     srv.anonymous().with_token(renewed["token"].as_str().unwrap()).get("/v1/me").await.err(401, "sign_in_ended");
     assert!(vic.api.get("/v1/me/sessions").await.status == 401);
 }
+
+/// Password hashing runs behind a bounded queue: a flood of sign-ins past it is answered
+/// 503 `busy` with `Retry-After` at once instead of queuing argon2's memory without end,
+/// and the node signs people in again as soon as the flood stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_sign_ins_past_the_hashing_queue_is_told_to_come_back() {
+    let srv = TestServer::start_with(|c| {
+        c.engine.password_hashing = engine::PasswordHashing::Standard;
+        c.engine.hashing = engine::HashingLimits { running: 1, waiting: 1 };
+    })
+    .await;
+    let vic = srv.sign_up("Vic").await;
+    let http = reqwest::Client::new();
+    let flood: Vec<_> = (0..24)
+        .map(|i| {
+            let req = http
+                .post(format!("{}/v1/sessions", srv.base))
+                .json(&json!({ "email": format!("guess{i}@example.test"), "password": "wrong password" }));
+            tokio::spawn(async move { req.send().await.unwrap() })
+        })
+        .collect();
+    let (mut busy, mut refused) = (0, 0);
+    for r in flood {
+        let r = r.await.unwrap();
+        match r.status().as_u16() {
+            503 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["code"], "busy");
+                busy += 1;
+            }
+            401 => refused += 1,
+            other => panic!("unexpected {other}: {}", r.text().await.unwrap()),
+        }
+    }
+    assert!(busy > 0 && refused >= 2, "{busy} told to come back, {refused} checked");
+    // A renewal costs no password hash: it is never busy.
+    renew(&srv, &vic.refresh_token).await.ok();
+    sign_in(&srv, &vic, "after the flood").await;
+}
+
+/// The per-address sign-in limit is a setting; renewals are not counted against it.
+#[tokio::test]
+async fn renewals_are_not_counted_against_the_sign_in_limit() {
+    let srv = TestServer::start_with(|c| {
+        c.attempts.sign_ins_per_address = server::attempts::Rate { burst: 2, per_minute: 1 };
+    })
+    .await;
+    let vic = srv.sign_up("Vic").await;
+    sign_in(&srv, &vic, "one").await;
+    sign_in(&srv, &vic, "two").await;
+    let third = srv
+        .anonymous()
+        .post("/v1/sessions", json!({ "email": vic.email, "password": "correct horse battery" }))
+        .await
+        .err(429, "too_many_attempts");
+    assert!(third["message"].as_str().unwrap().contains("try again"));
+    let mut refresh = vic.refresh_token.clone();
+    for _ in 0..10 {
+        refresh = renew(&srv, &refresh).await.ok()["refresh_token"].as_str().unwrap().to_string();
+    }
+}

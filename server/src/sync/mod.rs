@@ -49,7 +49,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Frames a closing session reads (and drops) at most while it waits for the client's close.
 const CLOSE_DRAIN_FRAMES: usize = 256;
 
-pub async fn handler(ws: WebSocketUpgrade, State(st): State<AppState>) -> Response {
+pub async fn handler(
+    ws: WebSocketUpgrade,
+    State(st): State<AppState>,
+    held: Option<axum::Extension<crate::listen::Held>>,
+) -> Response {
     let limit = st.hub.limits.frame_bytes_max;
     // Small socket buffers: most connections are idle most of the time, and memory per
     // connection is what limits how many devices one server follows.
@@ -57,7 +61,11 @@ pub async fn handler(ws: WebSocketUpgrade, State(st): State<AppState>) -> Respon
         .max_frame_size(limit)
         .read_buffer_size(SOCKET_READ_BUFFER_BYTES)
         .write_buffer_size(SOCKET_WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| connection(socket, st))
+        .on_upgrade(move |socket| async move {
+            // The socket counts against the node's connections while it is open.
+            let _held = held;
+            connection(socket, st).await
+        })
 }
 
 /// Closes a socket that has not started a session.

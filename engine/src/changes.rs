@@ -577,11 +577,19 @@ impl Engine {
                  LET $gone = (DELETE change:[$e, 0]..=[$e, $upto] RETURN VALUE record::id($before.id)[1]);
                  LET $floor = math::max(array::concat($gone, [0]));
                  DELETE applied:[$e, '']..[$e, $top] WHERE seq <= $floor;
-                 DELETE refused:[$e, '']..[$e, $top] WHERE seq <= $floor;
+                 -- Refusals outlive the log: a device retrying after a long night must hear
+                 -- the refusal, never an acceptance. Past their keeping time they go, and
+                 -- the device's mark remembers up to which counter answers were forgotten.
+                 LET $old = (DELETE refused:[$e, '']..[$e, $top] WHERE seq <= $floor AND at < $keep_since
+                     RETURN VALUE record::id($before.id));
+                 FOR $k IN $old {
+                     UPDATE type::record('mark', [$k[0], $k[1], $k[2]]) SET forgot = math::max([forgot ?? 0, $k[3]]) RETURN NONE;
+                 };
                  UPDATE type::record('event_seq', $e) SET floor = math::max([floor ?? 0, $floor]);
                  RETURN $floor;
                  COMMIT TRANSACTION;",
-                json!({ "e": event, "upto": upto, "top": "\u{10FFFF}" }),
+                json!({ "e": event, "upto": upto, "top": "\u{10FFFF}",
+                        "keep_since": crate::time::format(chrono::Utc::now() - chrono::TimeDelta::from_std(self.config.refusals_kept).unwrap_or(chrono::TimeDelta::MAX)) }),
             )
             .await?
             .last_value()?;

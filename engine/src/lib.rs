@@ -69,6 +69,10 @@ pub struct EngineConfig {
     /// Paths besides an embedded store's files whose file systems the reserve is kept on
     /// (the server's file storage).
     pub disk_paths: Vec<std::path::PathBuf>,
+    /// How long the refusal of a device's mutation is kept after the log entries of its
+    /// time are trimmed: a retry within it hears the refusal again; after it, `expired`
+    /// (never an acceptance).
+    pub refusals_kept: Duration,
     /// How long a sign-in lives without being renewed (a device offline longer signs in
     /// again); every renewal starts it over.
     pub sign_in_idle: Duration,
@@ -112,6 +116,7 @@ impl Default for EngineConfig {
             disk_reserve_bytes: disk::RESERVE_DEFAULT,
             disk_paths: Vec::new(),
             sign_in_idle: Duration::from_secs(30 * 24 * 3600),
+            refusals_kept: Duration::from_secs(90 * 24 * 3600),
             hashing: HashingLimits::default(),
         }
     }

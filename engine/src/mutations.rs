@@ -142,11 +142,24 @@ pub struct Pushed {
     pub failed: Option<Error>,
 }
 
-/// A device's mark for one event: the highest counter applied and the head its commit left.
+/// A device's mark for one event: the highest counter applied and the head its commit left,
+/// and up to which counter the answers were forgotten (refusals kept past their time).
 #[derive(Clone, Copy, Debug, Deserialize)]
 struct Mark {
     n: u64,
     seq: i64,
+    #[serde(default)]
+    forgot: Option<u64>,
+}
+
+/// The answer to a retry of a mutation whose answer is no longer kept: never an acceptance,
+/// which would let the edit vanish unheard.
+fn expired(m: &Mutation) -> MutationResult {
+    MutationResult::Rejected {
+        mutation: m.id.clone(),
+        code: "expired".into(),
+        message: "this change was pushed long ago and its answer is no longer kept; check the record and make the change again if it is missing".into(),
+    }
 }
 
 impl Engine {
@@ -183,6 +196,14 @@ impl Engine {
             },
             false => None,
         };
+        // No standing in the event at all (or no such event): every mutation is refused and
+        // nothing is recorded, so pushes to events one cannot see cost no storage.
+        if let Some(Err(e @ Error::NotFound { .. })) = &standing {
+            drop(judging);
+            let results =
+                ms.iter().map(|m| done.get(&m.id).cloned().unwrap_or_else(|| rejected(m, e.clone()))).collect();
+            return Pushed { results, failed: None };
+        }
         let overlay = Overlay::default();
         let mut planned: Vec<std::result::Result<String, MutationResult>> = Vec::with_capacity(ms.len());
         let mut taken: Vec<(usize, Write)> = Vec::new();
@@ -451,7 +472,10 @@ impl Engine {
         let mark: Option<Mark> = match valid.iter().any(|m| m.n.is_some()) {
             true => self
                 .store
-                .run("SELECT n, seq FROM type::record('mark', $k)", json!({ "k": mark_key(event, actor, device) }))
+                .run(
+                    "SELECT n, seq, forgot FROM type::record('mark', $k)",
+                    json!({ "k": mark_key(event, actor, device) }),
+                )
                 .await?
                 .first(0)?,
             false => None,
@@ -482,6 +506,7 @@ impl Engine {
                             code: r.code.clone(),
                             message: r.message.clone(),
                         },
+                        None if m.n.is_some_and(|n| mark.forgot.is_some_and(|f| n <= f)) => expired(m),
                         None => MutationResult::Accepted {
                             mutation: m.id.clone(),
                             record: m.record.clone().unwrap_or_default(),

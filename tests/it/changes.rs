@@ -138,3 +138,96 @@ async fn the_heads_of_many_events_in_one_read() {
     assert_eq!(f.engine.heads(&asked).await.unwrap(), [(f.event.clone(), head)]);
     assert!(f.engine.heads(&[]).await.unwrap().is_empty());
 }
+
+fn numbered(
+    n: u64,
+    op: engine::protocol::MutationOp,
+    record: Option<&str>,
+    fields: serde_json::Value,
+) -> engine::protocol::Mutation {
+    serde_json::from_value(serde_json::json!({
+        "id": format!("m-{n}"), "n": n, "kind": "task", "op": op, "record": record, "fields": fields,
+    }))
+    .unwrap()
+}
+
+fn code(r: &engine::protocol::MutationResult) -> String {
+    match r {
+        engine::protocol::MutationResult::Rejected { code, .. } => code.clone(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// A device's refused mutation is answered as refused when it is retried after the log of its
+/// time was trimmed (it used to be answered "accepted", and the edit vanished unheard); once
+/// refusals are past their keeping time, the retry is answered `expired`, never accepted.
+#[tokio::test]
+async fn a_refusal_outlives_the_trimmed_log_and_is_never_forgotten_as_an_acceptance() {
+    use engine::protocol::MutationOp::{Create, Update};
+    for (kept, answer) in [(std::time::Duration::from_secs(3600), "not_found"), (std::time::Duration::ZERO, "expired")]
+    {
+        let f = fixture_with("mem://", |c| {
+            c.log_retention = 10;
+            c.refusals_kept = kept;
+        })
+        .await;
+        let e = &f.engine;
+        let ms = [
+            numbered(1, Create, None, serde_json::json!({ "title": "Accepted" })),
+            numbered(2, Update, Some("no-such-task"), serde_json::json!({ "title": "Refused" })),
+        ];
+        let first = e.apply_mutations(&f.owner, &f.event, "tablet", &ms).await.results;
+        assert!(matches!(first[0], engine::protocol::MutationResult::Accepted { .. }), "{first:?}");
+        assert_eq!(code(&first[1]), "not_found");
+        // The log moves far past the refusal and is trimmed.
+        for i in 0..40 {
+            e.create_task(&f.owner, &f.event, task(format!("t{i}"))).await.unwrap();
+        }
+        assert!(e.log_floor(&f.event).await.unwrap() > 5, "the log was trimmed");
+        // The tablet never heard the answers and retries both.
+        let again = e.apply_mutations(&f.owner, &f.event, "tablet", &ms).await.results;
+        assert_eq!(code(&again[1]), answer, "kept {kept:?}");
+        if answer == "expired" {
+            assert_eq!(code(&again[0]), "expired", "an answer no longer known is never an acceptance");
+        } else {
+            assert!(matches!(again[0], engine::protocol::MutationResult::Accepted { .. }), "{again:?}");
+        }
+    }
+}
+
+/// A push to an event the account has no standing in (or to none at all) is refused whole,
+/// and nothing of it is stored: pushing cannot fill the disk.
+#[tokio::test]
+async fn a_push_without_standing_is_refused_and_stores_nothing() {
+    use engine::protocol::MutationOp::Create;
+    let f = fixture("mem://").await;
+    let e = &f.engine;
+    let stranger = tests::proven(
+        e,
+        engine::NewAccount {
+            email: "stranger@example.test".into(),
+            name: "Stranger".into(),
+            password: "a long password".into(),
+        },
+    )
+    .await
+    .id;
+    let ms: Vec<_> =
+        (1..=50).map(|n| numbered(n, Create, None, serde_json::json!({ "title": "x".repeat(1000) }))).collect();
+    for event in [f.event.as_str(), "no-such-event"] {
+        let pushed = e.apply_mutations(&stranger, event, "tablet", &ms).await;
+        assert!(pushed.failed.is_none());
+        assert_eq!(pushed.results.len(), 50);
+        assert!(pushed.results.iter().all(|r| code(r) == "not_found"));
+    }
+    let mut rows = e
+        .store()
+        .run(
+            "RETURN array::len((SELECT id FROM refused)); RETURN array::len((SELECT id FROM mark));",
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    let (refused, marks): (Option<i64>, Option<i64>) = (rows.value(0).unwrap(), rows.value(1).unwrap());
+    assert_eq!((refused.unwrap_or(0), marks.unwrap_or(0)), (0, 0), "nothing stored for the stranger's pushes");
+}

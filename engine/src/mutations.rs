@@ -163,6 +163,21 @@ fn expired(m: &Mutation) -> MutationResult {
 }
 
 impl Engine {
+    /// Whose pushes to `event` `actor`'s count with, for the server's quotas: the
+    /// collaborator they are a member of, or the event team (seat holders and the owning
+    /// organization's managers); none when they have no standing in the event (such a push
+    /// is refused whole and costs nothing).
+    pub async fn push_scope(&self, actor: &str, event: &str) -> Result<Option<String>> {
+        match self.standing_for_write(actor, event).await {
+            Ok((ev, s)) => Ok(Some(match (&s.membership, s.seat) {
+                (Some(m), false) => format!("{}|{}", ev.id, m.collaborator),
+                _ => format!("{}|team", ev.id),
+            })),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Applies a batch of one device's mutations in order, committing all accepted ones in
     /// ONE transaction (group commit): mutations are planned one after another — each sees
     /// the effects of the earlier ones — and a refused mutation simply contributes nothing.

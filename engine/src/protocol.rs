@@ -1,4 +1,4 @@
-//! The sync protocol, version 2: every message that crosses the sync socket, in one place.
+//! The sync protocol, version 3: every message that crosses the sync socket, in one place.
 //!
 //! Messages are JSON text frames tagged by `type`. This is the only module that derives
 //! serde for the wire; `schemas/protocol/` mirrors it as JSON Schema and `docs/protocol.md`
@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// The protocol version this build speaks. Version 3 adds `deferred` answers (quotas).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// The oldest version a server still answers. Version 1 clients name their mutations by id
 /// only (no counter `n`): the server remembers each of their mutations with a record of its
 /// own, which costs a third of a batch's write time; version 2 clients number them.
@@ -148,6 +148,11 @@ pub enum MutationResult {
     Accepted { mutation: String, record: String, seq: i64 },
     /// Refused: a reason code and a sentence; nothing was changed.
     Rejected { mutation: String, code: String, message: String },
+    /// Not judged now (protocol 3): the person or their collaborator pushed more this minute
+    /// than the server's quotas allow (`code`: `quota_exceeded`). Nothing was changed; keep
+    /// the mutation and push it again after `retry_after_ms` — the later mutations of the
+    /// same event on this connection are deferred with it, so the order holds.
+    Deferred { mutation: String, code: String, message: String, retry_after_ms: u64 },
 }
 
 /// A record as clients hold it.

@@ -591,6 +591,8 @@ async fn serve(
                 return Ended::Retry(e);
             }
         }
+        // Pushes the server deferred (its quotas) go again when it said.
+        let hold = replica.push_hold().await.map_or_else(far, tokio::time::Instant::from_std);
         let first = tokio::select! {
             biased;
             _ = stop.changed() => {
@@ -613,6 +615,7 @@ async fn serve(
                 }
                 continue;
             }
+            () = tokio::time::sleep_until(hold) => continue,
             () = tokio::time::sleep_until(renew_next) => {
                 let Some(r) = renewing else { renew_next = far(); continue };
                 let current = r.keep.borrow().clone();

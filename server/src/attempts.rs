@@ -69,11 +69,56 @@ impl Bucket {
     }
 }
 
+/// Token buckets by key, kept in memory (at most [`BUCKETS_MAX`]; full ones are dropped
+/// first when there are more).
+#[derive(Default)]
+pub struct Buckets {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl Buckets {
+    /// Spends `cost` (0 to only look) of `key`'s allowance at `rate`, or says when enough is
+    /// back. A cost above the burst is let through when the bucket is full (and leaves it
+    /// owing), so nothing is refused for ever.
+    pub fn spend(&self, key: &str, rate: Rate, cost: f64) -> Result<(), TooMany> {
+        self.take(key, rate, cost, true)
+    }
+
+    /// Whether `cost` could be spent now, spending nothing.
+    pub fn check(&self, key: &str, rate: Rate, cost: f64) -> Result<(), TooMany> {
+        self.take(key, rate, cost, false)
+    }
+
+    fn take(&self, key: &str, rate: Rate, cost: f64, spend: bool) -> Result<(), TooMany> {
+        let now = Instant::now();
+        let per_sec = f64::from(rate.per_minute.max(1)) / 60.0;
+        let burst = f64::from(rate.burst.max(1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(key) {
+            buckets.retain(|_, b| b.at(now) < b.burst);
+            if buckets.len() >= BUCKETS_MAX {
+                buckets.clear();
+            }
+        }
+        let b = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now, burst, per_sec });
+        b.tokens = b.at(now);
+        b.at = now;
+        let need = cost.clamp(1.0, burst);
+        if b.tokens >= need {
+            if spend {
+                b.tokens -= cost;
+            }
+            return Ok(());
+        }
+        Err(TooMany(Duration::from_secs_f64(((need - b.tokens) / per_sec).ceil().max(1.0))))
+    }
+}
+
 /// The buckets, by key (`"in:" + address`, `"fail:" + email`, `"up:" + address`).
 #[derive(Default)]
 pub struct Attempts {
     pub limits: AttemptLimits,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Buckets,
 }
 
 impl std::fmt::Debug for Attempts {
@@ -102,24 +147,24 @@ impl IntoResponse for TooMany {
 
 impl Attempts {
     pub fn new(limits: AttemptLimits) -> Attempts {
-        Attempts { limits, buckets: Mutex::default() }
+        Attempts { limits, buckets: Buckets::default() }
     }
 
     /// A sign-up from `from`.
     pub fn sign_up(&self, from: IpAddr) -> Result<(), TooMany> {
-        self.spend(&format!("up:{from}"), self.limits.sign_ups_per_address, 1.0)
+        self.buckets.spend(&format!("up:{from}"), self.limits.sign_ups_per_address, 1.0)
     }
 
     /// A sign-in from `from` to the account of `email`: counted against the address, and
     /// refused while the account has no failure left to spend.
     pub fn sign_in(&self, from: IpAddr, email: &str) -> Result<(), TooMany> {
-        self.spend(&format!("in:{from}"), self.limits.sign_ins_per_address, 1.0)?;
-        self.spend(&Self::account_key(email), self.limits.failures_per_account, 0.0)
+        self.buckets.spend(&format!("in:{from}"), self.limits.sign_ins_per_address, 1.0)?;
+        self.buckets.spend(&Self::account_key(email), self.limits.failures_per_account, 0.0)
     }
 
     /// A sign-in to the account of `email` failed: one failure spent.
     pub fn sign_in_failed(&self, email: &str) {
-        let _ = self.spend(&Self::account_key(email), self.limits.failures_per_account, 1.0);
+        let _ = self.buckets.spend(&Self::account_key(email), self.limits.failures_per_account, 1.0);
     }
 
     fn account_key(email: &str) -> String {
@@ -141,29 +186,6 @@ impl Attempts {
             .filter_map(|a| a.trim().parse().ok())
             .collect();
         hops.into_iter().rev().find(|a| !trusted.contains(a)).unwrap_or(peer.ip())
-    }
-
-    /// Spends `cost` (1, or 0 to only look) of `key`'s attempts at `rate`, or says when the
-    /// next one is allowed.
-    fn spend(&self, key: &str, rate: Rate, cost: f64) -> Result<(), TooMany> {
-        let now = Instant::now();
-        let per_sec = f64::from(rate.per_minute.max(1)) / 60.0;
-        let burst = f64::from(rate.burst.max(1));
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= BUCKETS_MAX && !buckets.contains_key(key) {
-            buckets.retain(|_, b| b.at(now) < b.burst);
-            if buckets.len() >= BUCKETS_MAX {
-                buckets.clear();
-            }
-        }
-        let b = buckets.entry(key.to_string()).or_insert(Bucket { tokens: burst, at: now, burst, per_sec });
-        b.tokens = b.at(now);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= cost;
-            return Ok(());
-        }
-        Err(TooMany(Duration::from_secs_f64(((1.0 - b.tokens) / per_sec).ceil())))
     }
 }
 

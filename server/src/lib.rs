@@ -19,6 +19,7 @@ pub mod images;
 mod labor;
 pub mod listen;
 pub mod mail;
+pub mod quotas;
 pub mod signins;
 pub mod strip;
 pub mod sync;
@@ -60,6 +61,8 @@ pub struct Config {
     pub import_limit_bytes: usize,
     /// Limits of the sync socket.
     pub sync: Limits,
+    /// How much one person and one collaborator may push a minute.
+    pub quotas: quotas::PushQuotas,
     /// Limits of plain HTTP: header and body time, connections.
     pub http: listen::HttpLimits,
     /// Where file contents are kept.
@@ -101,6 +104,7 @@ impl Config {
             import_limit_bytes: 16 * 1024 * 1024,
             sync: Limits::default(),
             http: listen::HttpLimits::default(),
+            quotas: quotas::PushQuotas::default(),
             file_store: FileStore::Directory,
             image_workers: 2,
             image_limits: images::ImageLimits::default(),
@@ -197,7 +201,8 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         engine_config.disk_paths.push(dir.clone());
     }
     let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), engine_config).await?;
-    let hub = sync::Hub::new(engine.clone(), config.sync.clone(), config.node_timing, shutdown);
+    let quotas = quotas::Quotas::new(config.quotas.clone());
+    let hub = sync::Hub::new(engine.clone(), config.sync.clone(), config.node_timing, quotas, shutdown);
     let blobs: Arc<dyn blobs::BlobStore> = match &config.file_store {
         FileStore::Directory => Arc::new(blobs::DirBlobs::new(config.data_dir.join("blobs"))?),
         FileStore::SharedDirectory(dir) => Arc::new(blobs::DirBlobs::new(dir)?),

@@ -111,6 +111,26 @@ struct Serve {
     /// Connections from one address at most (trusted proxies are not counted).
     #[arg(long, env = "BACKOPS_CONNECTIONS_PER_ADDRESS_MAX", default_value_t = server::listen::HttpLimits::default().connections_per_address_max)]
     connections_per_address_max: usize,
+    /// Mutations one person may push at once, then per minute.
+    #[arg(long, env = "BACKOPS_PUSH_MUTATIONS_PER_ACCOUNT_BURST", default_value_t = server::quotas::PushQuotas::default().mutations_per_account.burst)]
+    push_mutations_per_account_burst: u32,
+    #[arg(long, env = "BACKOPS_PUSH_MUTATIONS_PER_ACCOUNT_PER_MINUTE", default_value_t = server::quotas::PushQuotas::default().mutations_per_account.per_minute)]
+    push_mutations_per_account_per_minute: u32,
+    /// Bytes of mutations one person may push at once, then per minute.
+    #[arg(long, env = "BACKOPS_PUSH_BYTES_PER_ACCOUNT_BURST", default_value_t = server::quotas::PushQuotas::default().bytes_per_account.burst)]
+    push_bytes_per_account_burst: u32,
+    #[arg(long, env = "BACKOPS_PUSH_BYTES_PER_ACCOUNT_PER_MINUTE", default_value_t = server::quotas::PushQuotas::default().bytes_per_account.per_minute)]
+    push_bytes_per_account_per_minute: u32,
+    /// Mutations one collaborator's people (or an event's team) may push at once, then per minute.
+    #[arg(long, env = "BACKOPS_PUSH_MUTATIONS_PER_COLLABORATOR_BURST", default_value_t = server::quotas::PushQuotas::default().mutations_per_collaborator.burst)]
+    push_mutations_per_collaborator_burst: u32,
+    #[arg(long, env = "BACKOPS_PUSH_MUTATIONS_PER_COLLABORATOR_PER_MINUTE", default_value_t = server::quotas::PushQuotas::default().mutations_per_collaborator.per_minute)]
+    push_mutations_per_collaborator_per_minute: u32,
+    /// Bytes of mutations one collaborator's people may push at once, then per minute.
+    #[arg(long, env = "BACKOPS_PUSH_BYTES_PER_COLLABORATOR_BURST", default_value_t = server::quotas::PushQuotas::default().bytes_per_collaborator.burst)]
+    push_bytes_per_collaborator_burst: u32,
+    #[arg(long, env = "BACKOPS_PUSH_BYTES_PER_COLLABORATOR_PER_MINUTE", default_value_t = server::quotas::PushQuotas::default().bytes_per_collaborator.per_minute)]
+    push_bytes_per_collaborator_per_minute: u32,
     /// Largest request body, in bytes.
     #[arg(long, env = "BACKOPS_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
     body_limit_bytes: usize,
@@ -198,6 +218,24 @@ async fn main() -> anyhow::Result<()> {
     }
     config.engine.sign_in_idle = Duration::from_secs(args.sign_in_idle_secs);
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
+    config.quotas = server::quotas::PushQuotas {
+        mutations_per_account: Rate {
+            burst: args.push_mutations_per_account_burst,
+            per_minute: args.push_mutations_per_account_per_minute,
+        },
+        bytes_per_account: Rate {
+            burst: args.push_bytes_per_account_burst,
+            per_minute: args.push_bytes_per_account_per_minute,
+        },
+        mutations_per_collaborator: Rate {
+            burst: args.push_mutations_per_collaborator_burst,
+            per_minute: args.push_mutations_per_collaborator_per_minute,
+        },
+        bytes_per_collaborator: Rate {
+            burst: args.push_bytes_per_collaborator_burst,
+            per_minute: args.push_bytes_per_collaborator_per_minute,
+        },
+    };
     config.body_limit_bytes = args.body_limit_bytes;
     config.http = server::listen::HttpLimits {
         header_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),

@@ -23,6 +23,7 @@ mod layout;
 mod link;
 mod nodes;
 mod protocol;
+mod quotas;
 mod rules;
 mod sign_ins;
 mod simulation;

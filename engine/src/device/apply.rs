@@ -214,10 +214,16 @@ impl Replica {
     /// The next push to send, while fewer than [`PUSHES_IN_FLIGHT`] wait for their answer:
     /// the oldest mutations not sent on this connection, of one event, at most `max` and
     /// about `max_bytes` of JSON.
+    /// Until when pushes wait because the server deferred some (its quotas).
+    pub async fn push_hold(&self) -> Option<std::time::Instant> {
+        let st = self.inner.state.lock().await;
+        st.link.as_ref()?.hold_until.filter(|h| std::time::Instant::now() < *h)
+    }
+
     pub async fn next_push(&self, max: usize, max_bytes: usize) -> Option<ClientMessage> {
         let mut st = self.inner.state.lock().await;
         let link = st.link.as_ref()?;
-        if link.in_flight.len() >= PUSHES_IN_FLIGHT {
+        if link.in_flight.len() >= PUSHES_IN_FLIGHT || link.hold_until.is_some_and(|h| std::time::Instant::now() < h) {
             return None;
         }
         let sent: HashSet<u64> = link.in_flight.iter().flat_map(|(_, ns)| ns.iter().copied()).collect();
@@ -458,7 +464,9 @@ impl Replica {
         let mut rejected = Vec::new();
         for r in results {
             let id = match &r {
-                MutationResult::Accepted { mutation, .. } | MutationResult::Rejected { mutation, .. } => mutation,
+                MutationResult::Accepted { mutation, .. }
+                | MutationResult::Rejected { mutation, .. }
+                | MutationResult::Deferred { mutation, .. } => mutation,
             };
             let Some(&n) = by_id.get(id) else { continue };
             match r {
@@ -466,6 +474,13 @@ impl Replica {
                     // Kept in memory only: after a restart the mutation is pushed again and
                     // answered the same (the server applies it at most once).
                     st.outbox.accept(n, seq);
+                }
+                // Stays in the outbox; pushes wait as long as the server asked.
+                MutationResult::Deferred { retry_after_ms, .. } => {
+                    if let Some(l) = st.link.as_mut() {
+                        let until = std::time::Instant::now() + std::time::Duration::from_millis(retry_after_ms);
+                        l.hold_until = Some(l.hold_until.map_or(until, |h| h.max(until)));
+                    }
                 }
                 MutationResult::Rejected { mut code, mut message, .. } => {
                     if lost && code == "not_found" {

@@ -174,6 +174,8 @@ struct Link {
     unsubscribed: Vec<String>,
     /// The pushes waiting for their acks, oldest first: event and outbox numbers.
     in_flight: Vec<(String, Vec<u64>)>,
+    /// Pushes wait until then: the server deferred some for its quotas.
+    hold_until: Option<std::time::Instant>,
 }
 
 #[derive(Clone, Debug, Default)]

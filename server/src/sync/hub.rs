@@ -116,6 +116,8 @@ pub struct Hub {
     commits_to_tell: Notify,
     /// The sockets of each sign-in on this node.
     sign_ins: Arc<super::signins::OpenSignIns>,
+    /// How much may be pushed a minute.
+    pub(super) quotas: crate::quotas::Quotas,
 }
 
 impl std::fmt::Debug for Hub {
@@ -125,7 +127,13 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(engine: Engine, limits: Limits, node_timing: NodeTiming, shutdown: watch::Receiver<bool>) -> Arc<Hub> {
+    pub fn new(
+        engine: Engine,
+        limits: Limits,
+        node_timing: NodeTiming,
+        quotas: crate::quotas::Quotas,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             engine,
             limits,
@@ -137,6 +145,7 @@ impl Hub {
             committed: AtomicU64::new(0),
             commits_to_tell: Notify::new(),
             sign_ins: Arc::default(),
+            quotas,
         });
         hub.sign_ins.watch(hub.engine.clone(), hub.shutdown.clone());
         // This node's heartbeat (the devices panel counts the sessions of nodes alive), and

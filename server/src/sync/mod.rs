@@ -124,6 +124,7 @@ async fn connection(mut socket: WebSocket, st: AppState) {
             device,
             protocol,
             events: Vec::new(),
+            deferred: HashMap::new(),
         };
         session.send(&session.welcome()).await;
         let ended = session.serve(&mut stream, exp).await;
@@ -272,6 +273,10 @@ struct Session {
     protocol: u32,
     /// The events it follows, in the order it subscribed.
     events: Vec<String>,
+    /// Per event, the lowest counter `n` of a push deferred for the quotas: later pushes of
+    /// the event are deferred too until it comes again, so no later mutation is applied
+    /// before it (the device's mark would pass over it).
+    deferred: HashMap<String, u64>,
 }
 
 impl Session {
@@ -390,7 +395,11 @@ impl Session {
             ClientMessage::Ping => self.pong().await,
             ClientMessage::Renew { .. } => {}
             ClientMessage::Unsubscribe { event } => self.unsubscribe(event).await,
-            ClientMessage::Push { event, mutations } => self.push(event, mutations).await,
+            ClientMessage::Push { event, mutations } => {
+                if self.within_quotas(&event, &mutations).await {
+                    self.push(event, mutations).await
+                }
+            }
             ClientMessage::Subscribe { event, cursor } => self.subscribe(event, cursor).await,
         }
     }
@@ -409,6 +418,61 @@ impl Session {
             self.hub.device_seen(&event, &self.account, &self.device, Seen::Left, cursor).await;
             self.events.retain(|e| e != &event);
         }
+    }
+
+    /// Whether a push may be applied now under the quotas (see `crate::quotas`); if not, it
+    /// is answered (`deferred`, protocol 3) or the connection closes (try again later).
+    async fn within_quotas(&mut self, event: &str, mutations: &[engine::protocol::Mutation]) -> bool {
+        let first = mutations.iter().filter_map(|m| m.n).min();
+        let held_back = self.deferred.get(event).copied();
+        let wait = match held_back {
+            // A later push while an earlier one waits: it waits too.
+            Some(lowest) if first.is_none_or(|n| n > lowest) => Some(Duration::from_secs(1)),
+            _ => {
+                let scope = match self.hub.engine.push_scope(&self.account, event).await {
+                    Ok(Some(scope)) => scope,
+                    // No standing: the engine refuses the push whole, at no cost.
+                    Ok(None) => return true,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "reading a push's scope failed");
+                        return true;
+                    }
+                };
+                let bytes = serde_json::to_vec(mutations).map_or(0, |v| v.len());
+                self.hub.quotas.spend(&self.account, &scope, mutations.len(), bytes).err()
+            }
+        };
+        let Some(wait) = wait else {
+            if held_back.is_some() {
+                self.deferred.remove(event);
+            }
+            return true;
+        };
+        if self.protocol < 3 {
+            let reason = format!(
+                "quota_exceeded: this account pushed more than it may this minute; push again in {} s",
+                wait.as_secs().max(1)
+            );
+            let closing = Closing { code: close::TRY_AGAIN_LATER, reason, after_queued: true };
+            let _ = self.out.kill.send(Some(closing));
+            return false;
+        }
+        if let Some(n) = first {
+            let lowest = self.deferred.entry(event.to_string()).or_insert(n);
+            *lowest = (*lowest).min(n);
+        }
+        let message = "more was pushed this minute than the server's quotas allow; push it again later";
+        let results = mutations
+            .iter()
+            .map(|m| engine::protocol::MutationResult::Deferred {
+                mutation: m.id.clone(),
+                code: "quota_exceeded".into(),
+                message: message.into(),
+                retry_after_ms: wait.as_millis() as u64,
+            })
+            .collect();
+        self.send(&ServerMessage::Ack { event: event.to_string(), results }).await;
+        false
     }
 
     /// A push needs no subscription: every mutation is judged by the rules, and a device that

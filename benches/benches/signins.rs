@@ -13,8 +13,14 @@
 //!    how many were told busy, and how many wrong passwords for the one account were
 //!    actually checked (the per-account limit).
 //!
-//! Run: `cargo bench -p benches --bench signins -- [CREW] [SPREAD] [GUESS]` (defaults
-//! 2000 60 30). All traffic stays on 127.0.0.1–5; every loop is bounded by time or count.
+//! 3. Quota: a tablet back online pushes BACKLOG task creates over its socket (protocol 3,
+//!    batches of 500, two in flight, as the device link does) under the default push
+//!    quotas, pushing deferred ones again when told. Reported: when all were applied, how
+//!    many answers were `deferred`, and the pace after the burst.
+//!
+//! Run: `cargo bench -p benches --bench signins -- [CREW] [SPREAD] [GUESS] [BACKLOG]`
+//! (defaults 2000 60 30 8000). All traffic stays on 127.0.0.1–5; every loop is bounded by
+//! time or count.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -138,14 +144,19 @@ async fn main() {
     }
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let arg = |i: usize, d: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
-    let (crew, spread, guess) = (arg(0, 2000) as usize, arg(1, 60), arg(2, 30));
+    let (crew, spread, guess, backlog) = (arg(0, 2000) as usize, arg(1, 60), arg(2, 30), arg(3, 8000));
     let (child, base) = spawn_server("mem");
     let pid = child.id();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     println!("server pid {pid}, {cores} cores; signing up {crew} crew…");
     let t0 = Instant::now();
     sign_up(&base, crew + 200).await;
-    println!("signed up {} in {:.1} s; RSS {} KiB", crew + 200, t0.elapsed().as_secs_f64(), status_kib(&pid.to_string(), "VmRSS:"));
+    println!(
+        "signed up {} in {:.1} s; RSS {} KiB",
+        crew + 200,
+        t0.elapsed().as_secs_f64(),
+        status_kib(&pid.to_string(), "VmRSS:")
+    );
 
     // 1. Doors.
     let cpu0 = cpu_secs(pid);
@@ -196,7 +207,11 @@ async fn main() {
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let target = k % 2 == 0;
-                    let email = if target { "crew0@example.test".to_string() } else { format!("nobody{a}-{k}-{i}@example.test") };
+                    let email = if target {
+                        "crew0@example.test".to_string()
+                    } else {
+                        format!("nobody{a}-{k}-{i}@example.test")
+                    };
                     let r = http
                         .post(format!("{base}/v1/sessions"))
                         .json(&json!({ "email": email, "password": format!("guess {i}") }))
@@ -262,5 +277,104 @@ async fn main() {
         10.0 + 5.0 * minutes,
         cpu_secs(pid) - cpu1,
     );
+    quota(&base, backlog).await;
     drop(child);
+}
+
+/// Part 3: a backlog pushed under the default quotas (see the module's note).
+async fn quota(base: &str, backlog: u64) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let http = client(Ipv4Addr::LOCALHOST);
+    let signed: serde_json::Value = http
+        .post(format!("{base}/v1/sessions"))
+        .json(&json!({ "email": "crew1@example.test", "password": PASSWORD }))
+        .send()
+        .await
+        .expect("sign-in")
+        .json()
+        .await
+        .expect("json");
+    let token = signed["token"].as_str().expect("token").to_string();
+    let auth = |r: reqwest::RequestBuilder| r.bearer_auth(&token);
+    let org: serde_json::Value =
+        auth(http.get(format!("{base}/v1/orgs"))).send().await.expect("orgs").json().await.expect("json");
+    let org = org[0]["id"].as_str().expect("org").to_string();
+    auth(http.put(format!("{base}/v1/orgs/{org}/billing/payment-method")))
+        .json(&json!({ "kind": "card", "provider_token": "tok", "last4": "4242" }))
+        .send()
+        .await
+        .expect("card");
+    auth(http.put(format!("{base}/v1/orgs/{org}/billing/address")))
+        .json(&json!({ "line1": "1 Dock Rd", "city": "Austin", "zip": "78701", "country": "US" }))
+        .send()
+        .await
+        .expect("address");
+    let lic: serde_json::Value = auth(http.post(format!("{base}/v1/orgs/{org}/licenses")))
+        .json(&json!({ "kind": "event_pro", "quantity": 1 }))
+        .send()
+        .await
+        .expect("license")
+        .json()
+        .await
+        .expect("json");
+    let event = loop {
+        let r = auth(http.post(format!("{base}/v1/orgs/{org}/events")))
+            .json(&json!({ "name": "Quota Fest", "default_collaborator_name": "Prod", "license": lic["id"] }))
+            .send()
+            .await
+            .expect("event");
+        if r.status() == 201 {
+            break r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ws_url = format!("{}/v1/sync", base.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.expect("socket");
+    let hello = json!({ "type": "hello", "protocol": 3, "token": token, "device": "quota-tablet" });
+    ws.send(Message::Text(hello.to_string().into())).await.expect("hello");
+    let batch = |from: u64| {
+        let ms: Vec<serde_json::Value> = (from..(from + 500).min(backlog + 1))
+            .map(|n| json!({ "id": format!("b-{n}"), "n": n, "kind": "task", "op": "create", "fields": { "title": format!("Backlog {n}") } }))
+            .collect();
+        json!({ "type": "push", "event": event, "mutations": ms }).to_string()
+    };
+    let started = Instant::now();
+    let (mut next, mut in_flight, mut applied, mut deferred) = (1u64, std::collections::VecDeque::new(), 0u64, 0u64);
+    let mut burst_done: Option<Duration> = None;
+    let mut hold_until = Instant::now();
+    while applied < backlog && started.elapsed() < Duration::from_secs(600) {
+        while in_flight.len() < 2 && next <= backlog && Instant::now() >= hold_until {
+            ws.send(Message::Text(batch(next).into())).await.expect("push");
+            in_flight.push_back(next);
+            next += 500;
+        }
+        let frame = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
+        let Ok(Some(Ok(Message::Text(t)))) = frame else { continue };
+        let v: serde_json::Value = serde_json::from_str(&t).expect("json");
+        if v["type"] != "ack" {
+            continue;
+        }
+        let from = in_flight.pop_front().expect("an ack answers a push");
+        let results = v["results"].as_array().expect("results");
+        let ok = results.iter().filter(|r| r["status"] == "accepted").count() as u64;
+        applied += ok;
+        if ok == 0 && results.iter().any(|r| r["status"] == "deferred") {
+            deferred += results.len() as u64;
+            burst_done.get_or_insert(started.elapsed());
+            let wait = results[0]["retry_after_ms"].as_u64().unwrap_or(1000);
+            hold_until = hold_until.max(Instant::now() + Duration::from_millis(wait));
+            // Pushed again from the earliest deferred batch, in order (a later one in flight
+            // is deferred behind it).
+            next = next.min(from);
+        }
+    }
+    let all = started.elapsed();
+    let after =
+        burst_done.map_or(0.0, |b| (applied as f64 - 5000.0).max(0.0) / (all - b).as_secs_f64().max(0.001) * 60.0);
+    println!(
+        "quota: {applied} of {backlog} mutations applied after {:.1} s; {deferred} answers deferred; after the 5,000 burst about {:.0} a minute (default quota 2,000)",
+        all.as_secs_f64(),
+        after,
+    );
 }

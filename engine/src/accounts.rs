@@ -56,17 +56,19 @@ fn hasher(mode: PasswordHashing) -> Argon2<'static> {
 /// Password hashing's bound: `running` hashes at once on blocking threads, and at most
 /// `admitted` requests holding or awaiting one; past it the request is refused at once.
 pub(crate) struct Hashing {
-    running: tokio::sync::Semaphore,
-    admitted: std::sync::atomic::AtomicUsize,
+    running: std::sync::Arc<tokio::sync::Semaphore>,
+    admitted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     admitted_max: usize,
 }
 
-/// One admitted request; leaving gives its place back.
-struct Admitted<'a>(&'a Hashing);
+/// One admitted request; its place is given back when the hash is done — not when the
+/// request is dropped (a client that hangs up mid-hash would otherwise free a place while
+/// its hash still runs, and hang-ups could run hashes without bound).
+struct Admitted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.admitted.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -74,8 +76,8 @@ impl Hashing {
     fn new(limits: crate::HashingLimits) -> Hashing {
         let running = limits.running.max(1);
         Hashing {
-            running: tokio::sync::Semaphore::new(running),
-            admitted: std::sync::atomic::AtomicUsize::new(0),
+            running: std::sync::Arc::new(tokio::sync::Semaphore::new(running)),
+            admitted: std::sync::Arc::default(),
             admitted_max: running + limits.waiting,
         }
     }
@@ -87,9 +89,14 @@ impl Hashing {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Busy);
         }
-        let _admitted = Admitted(self);
-        let _permit = self.running.acquire().await.map_err(|_| Error::Busy)?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| Error::Internal(format!("password hashing task: {e}")))
+        let admitted = Admitted(self.admitted.clone());
+        let permit = self.running.clone().acquire_owned().await.map_err(|_| Error::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _held = (admitted, permit);
+            work()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task: {e}")))
     }
 }
 

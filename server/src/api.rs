@@ -205,6 +205,7 @@ async fn sign_up(
     if let Err(wait) = st.attempts.sign_up(from) {
         return Ok(wait.into_response());
     }
+    let _turn = st.passwords.turn(from).await.map_err(|_| ApiError::from(engine::Error::Busy))?;
     let SignUp { email, name, password, device_name } = input;
     let account = st.engine.sign_up(NewAccount { email, name, password }).await?;
     let opened = crate::signins::open(&st, account, device_name.as_deref()).await?;

@@ -84,6 +84,16 @@ impl Buckets {
         self.take(key, rate, cost, true)
     }
 
+    /// Gives `amount` back to `key`'s allowance (up to its burst).
+    pub fn refund(&self, key: &str, amount: f64) {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = buckets.get_mut(key) {
+            b.tokens = (b.at(now) + amount).min(b.burst);
+            b.at = now;
+        }
+    }
+
     /// Whether `cost` could be spent now, spending nothing.
     pub fn check(&self, key: &str, rate: Rate, cost: f64) -> Result<(), TooMany> {
         self.take(key, rate, cost, false)
@@ -156,15 +166,18 @@ impl Attempts {
     }
 
     /// A sign-in from `from` to the account of `email`: counted against the address, and
-    /// refused while the account has no failure left to spend.
+    /// one failure of the account is reserved before the password is checked (so that
+    /// guesses checked at the same moment cannot pass the account's limit together); a
+    /// sign-in that succeeds gives it back ([`Attempts::sign_in_succeeded`]).
     pub fn sign_in(&self, from: IpAddr, email: &str) -> Result<(), TooMany> {
+        self.buckets.check(&Self::account_key(email), self.limits.failures_per_account, 1.0)?;
         self.buckets.spend(&format!("in:{from}"), self.limits.sign_ins_per_address, 1.0)?;
-        self.buckets.spend(&Self::account_key(email), self.limits.failures_per_account, 0.0)
+        self.buckets.spend(&Self::account_key(email), self.limits.failures_per_account, 1.0)
     }
 
-    /// A sign-in to the account of `email` failed: one failure spent.
-    pub fn sign_in_failed(&self, email: &str) {
-        let _ = self.buckets.spend(&Self::account_key(email), self.limits.failures_per_account, 1.0);
+    /// The sign-in to `email`'s account succeeded: its reserved failure is given back.
+    pub fn sign_in_succeeded(&self, email: &str) {
+        self.buckets.refund(&Self::account_key(email), 1.0);
     }
 
     fn account_key(email: &str) -> String {

@@ -15,6 +15,7 @@ pub mod devices;
 mod error;
 pub mod files;
 mod frontgate;
+pub mod gate;
 pub mod images;
 mod labor;
 pub mod listen;
@@ -61,6 +62,8 @@ pub struct Config {
     pub import_limit_bytes: usize,
     /// Limits of the sync socket.
     pub sync: Limits,
+    /// Password checks at once, and waiting, per address and in all.
+    pub password_gate: gate::PasswordGateLimits,
     /// How much one person and one collaborator may push a minute.
     pub quotas: quotas::PushQuotas,
     /// Limits of plain HTTP: header and body time, connections.
@@ -105,6 +108,7 @@ impl Config {
             sync: Limits::default(),
             http: listen::HttpLimits::default(),
             quotas: quotas::PushQuotas::default(),
+            password_gate: gate::PasswordGateLimits::default(),
             file_store: FileStore::Directory,
             image_workers: 2,
             image_limits: images::ImageLimits::default(),
@@ -148,6 +152,8 @@ pub struct AppState {
     pub hub: Arc<sync::Hub>,
     pub files: Arc<files::Files>,
     pub attempts: Arc<attempts::Attempts>,
+    /// Fair turns at password checks (see `gate`).
+    pub passwords: Arc<gate::PasswordGate>,
     pub mailer: Arc<mail::Mailer>,
 }
 
@@ -222,6 +228,7 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
         hub,
         files: Arc::new(files),
         attempts: Arc::new(attempts::Attempts::new(config.attempts.clone())),
+        passwords: Arc::new(gate::PasswordGate::new(config.password_gate)),
         mailer: Arc::new(mailer),
     })
 }

@@ -92,8 +92,9 @@ struct Serve {
     sign_ups_per_address_burst: u32,
     #[arg(long, env = "BACKOPS_SIGN_UPS_PER_ADDRESS_PER_MINUTE", default_value_t = server::attempts::AttemptLimits::default().sign_ups_per_address.per_minute)]
     sign_ups_per_address_per_minute: u32,
-    /// Passwords hashed at once [default: the cores]; as many more wait, and past that a
-    /// sign-in is answered 503 `busy` with `Retry-After`.
+    /// Passwords checked at once [default: the cores]; twice as many may wait per address
+    /// (turns go round the addresses), 64 in all, and past that a sign-in is answered 503
+    /// `busy` with `Retry-After`.
     #[arg(long, env = "BACKOPS_PASSWORD_HASHES_MAX")]
     password_hashes_max: Option<usize>,
     /// Seconds a client has to send a request's headers (also how long a kept-alive
@@ -214,7 +215,10 @@ async fn main() -> anyhow::Result<()> {
     config.attempts.sign_ups_per_address =
         Rate { burst: args.sign_ups_per_address_burst, per_minute: args.sign_ups_per_address_per_minute };
     if let Some(n) = args.password_hashes_max {
-        config.engine.hashing = engine::HashingLimits { running: n.max(1), waiting: n.max(1) };
+        let n = n.max(1);
+        config.engine.hashing = engine::HashingLimits { running: n, waiting: n };
+        config.password_gate.running = n;
+        config.password_gate.waiting_per_address = 2 * n;
     }
     config.engine.sign_in_idle = Duration::from_secs(args.sign_in_idle_secs);
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);

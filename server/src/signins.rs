@@ -75,16 +75,16 @@ async fn sign_in(
 ) -> ApiResult<Response> {
     let account = match (b.email, b.password, b.identity_token) {
         (Some(email), Some(password), None) => {
+            let _turn = st.passwords.turn(from).await.map_err(|_| ApiError::from(engine::Error::Busy))?;
             if let Err(wait) = st.attempts.sign_in(from, &email) {
                 return Ok(wait.into_response());
             }
             match st.engine.log_in(&email, &password).await {
-                Ok(a) => a,
-                Err(e) => {
-                    if matches!(e, engine::Error::BadCredentials) {
-                        st.attempts.sign_in_failed(&email);
-                    }
-                    return Err(e.into());
+                Err(e @ engine::Error::BadCredentials) => return Err(e.into()),
+                // Signed in, or not a wrong guess: the reserved failure goes back.
+                other => {
+                    st.attempts.sign_in_succeeded(&email);
+                    other?
                 }
             }
         }
@@ -189,25 +189,24 @@ async fn change_password(
     Body(b): Body<PasswordIn>,
 ) -> ApiResult<Response> {
     let account = st.engine.account(&me.account).await?.ok_or_else(ApiError::not_found)?;
+    let _turn = st.passwords.turn(from).await.map_err(|_| ApiError::from(engine::Error::Busy))?;
     if let Err(wait) = st.attempts.sign_in(from, &account.email) {
         return Ok(wait.into_response());
     }
-    let ids =
-        match st.engine.change_password(&me.account, &b.current_password, &b.new_password, me.sign_in.as_deref()).await
-        {
-            Ok(ids) => ids,
-            Err(e) => {
-                if matches!(e, engine::Error::BadCredentials) {
-                    st.attempts.sign_in_failed(&account.email);
-                    return Err(ApiError::new(
-                        StatusCode::FORBIDDEN,
-                        "wrong_password",
-                        "the current password is not right",
-                    ));
-                }
-                return Err(e.into());
-            }
-        };
+    let ids = match st
+        .engine
+        .change_password(&me.account, &b.current_password, &b.new_password, me.sign_in.as_deref())
+        .await
+    {
+        Err(engine::Error::BadCredentials) => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "wrong_password", "the current password is not right"));
+        }
+        // Not a wrong guess: the reserved failure goes back.
+        other => {
+            st.attempts.sign_in_succeeded(&account.email);
+            other?
+        }
+    };
     st.hub.sign_ins_ended(&ids);
     Ok(Json(serde_json::json!({ "ended": ids.len() })).into_response())
 }

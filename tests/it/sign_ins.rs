@@ -252,7 +252,7 @@ async fn a_sign_in_unused_for_its_idle_lifetime_ends() {
 async fn a_flood_of_sign_ins_past_the_hashing_queue_is_told_to_come_back() {
     let srv = TestServer::start_with(|c| {
         c.engine.password_hashing = engine::PasswordHashing::Standard;
-        c.engine.hashing = engine::HashingLimits { running: 1, waiting: 1 };
+        c.password_gate = server::gate::PasswordGateLimits { running: 1, waiting_per_address: 1, waiting_max: 8 };
     })
     .await;
     let vic = srv.sign_up("Vic").await;
@@ -305,4 +305,55 @@ async fn renewals_are_not_counted_against_the_sign_in_limit() {
     for _ in 0..10 {
         refresh = renew(&srv, &refresh).await.ok()["refresh_token"].as_str().unwrap().to_string();
     }
+}
+
+/// Turns at password checks go round the addresses: a flood of guesses from one address
+/// delays an honest sign-in from another by about one check, and never turns it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_does_not_turn_away_a_sign_in_from_another() {
+    let srv = TestServer::start_with(|c| {
+        c.engine.password_hashing = engine::PasswordHashing::Standard;
+        c.password_gate = server::gate::PasswordGateLimits { running: 1, waiting_per_address: 2, waiting_max: 16 };
+    })
+    .await;
+    let vic = srv.sign_up("Vic").await;
+    let flooder =
+        reqwest::Client::builder().local_address("127.0.0.1".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flood: Vec<_> = (0..16)
+        .map(|i| {
+            let (http, base, stop, busy) = (flooder.clone(), srv.base.clone(), stop.clone(), busy.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http
+                        .post(format!("{base}/v1/sessions"))
+                        .json(&json!({ "email": format!("nobody{i}@example.test"), "password": "guess" }))
+                        .send()
+                        .await
+                        .unwrap();
+                    if r.status() == 503 {
+                        busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let honest =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    for _ in 0..3 {
+        let r = honest
+            .post(format!("{}/v1/sessions", srv.base))
+            .json(&json!({ "email": vic.email, "password": "correct horse battery" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the honest sign-in got its turn: {}", r.text().await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flood {
+        f.await.unwrap();
+    }
+    assert!(busy.load(std::sync::atomic::Ordering::Relaxed) > 0, "the flood itself was turned away");
 }

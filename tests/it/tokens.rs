@@ -66,6 +66,25 @@ async fn external_identity_provider_tokens() {
     assert_eq!(orgs[0]["kind"], "personal");
     // The same person again is the same account.
     assert_eq!(rita.get("/v1/me").await.ok()["id"], me["id"]);
+    // The provider's token opens a sign-in of the device's own, renewable and revocable.
+    let signed = anon
+        .post("/v1/sessions", json!({ "identity_token": idp_token(good.clone()), "device_name": "Rita's tablet" }))
+        .await
+        .ok();
+    assert_eq!(signed["account"]["id"], me["id"]);
+    let own = anon.with_token(signed["token"].as_str().unwrap());
+    assert_eq!(own.get("/v1/me/sessions").await.ok()[0]["name"], "Rita's tablet");
+    anon.post("/v1/sessions/refresh", json!({ "refresh_token": signed["refresh_token"] })).await.ok();
+    // Not with an expired one, nor with both a password and a token.
+    let mut stale = good.clone();
+    stale["exp"] = json!(now() - 600);
+    anon.post("/v1/sessions", json!({ "identity_token": idp_token(stale) })).await.err(401, "token_expired");
+    anon.post(
+        "/v1/sessions",
+        json!({ "identity_token": idp_token(good.clone()), "email": "rita@example.test", "password": "x" }),
+    )
+    .await
+    .err(400, "invalid_body");
     // Such an account has no password to log in with.
     anon.post("/v1/sessions", json!({ "email": "rita@example.test", "password": "" }))
         .await

@@ -119,6 +119,9 @@ pub fn test_config(data_dir: &std::path::Path) -> server::Config {
     c.jwt_secret = Some(TEST_SECRET.into());
     c.engine.license_activation_delay = TEST_ACTIVATION_DELAY;
     c.engine.password_hashing = engine::PasswordHashing::Fast;
+    // The harness's people hold one access token for a whole run (a soak runs 30 minutes);
+    // renewal has tests of its own, with lifetimes of seconds.
+    c.token_ttl = Duration::from_secs(12 * 3600);
     // The mail the server sends (codes that prove an email) as files the harness reads.
     c.mail.dir = Some(data_dir.join("mail"));
     // Tests sign many people up and in from one address; the limits have their own test.

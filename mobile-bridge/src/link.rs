@@ -105,7 +105,7 @@ enum Ended {
     Expired,
     /// The sign-in has ended (signed out elsewhere, ended by the event team, a password
     /// change): the kept tokens are forgotten and the link waits for a new sign-in.
-    SignInEnded,
+    SignInOver,
     /// The replica refused the connection (another account's changes are pending).
     Refused(String),
     Stopped,
@@ -131,7 +131,6 @@ impl Link {
     /// `trust`'s certificate authorities on `wss://`.
     pub fn start_with(replica: Replica, url: &str, tokens: SignInTokens, trust: Trust) -> Link {
         let token_tx = Arc::new(watch::Sender::new(tokens));
-        let token_rx = token_tx.subscribe();
         let (stop, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let reconnect = Arc::new(Notify::new());
@@ -140,7 +139,6 @@ impl Link {
             url.to_string(),
             trust,
             token_tx.clone(),
-            token_rx,
             stop_rx,
             wake.clone(),
             reconnect.clone(),
@@ -210,7 +208,6 @@ async fn run(
     url: String,
     trust: Trust,
     keep: Arc<watch::Sender<SignInTokens>>,
-    mut token: watch::Receiver<SignInTokens>,
     mut stop: watch::Receiver<bool>,
     wake: Arc<Notify>,
     reconnect: Arc<Notify>,
@@ -225,6 +222,7 @@ async fn run(
     };
     // File transfers go over HTTP to the same server, on the same TLS settings.
     let http = trust.client_config().ok().and_then(|tls| crate::transfer::Http::new(&url, tls));
+    let mut token = keep.subscribe();
     let mut backoff = BACKOFF_MIN;
     loop {
         if *stop.borrow() {
@@ -306,7 +304,7 @@ async fn run(
                 }
                 backoff = BACKOFF_MIN;
             }
-            Ended::SignInEnded => {
+            Ended::SignInOver => {
                 ended_sign_in(&replica, &keep).await;
                 if wait_for_sign_in(&mut token, &mut stop).await {
                     break;
@@ -497,7 +495,7 @@ fn closed(frame: Option<CloseFrame>) -> Ended {
     let (code, reason) = frame.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new()));
     match code {
         close::TOKEN_EXPIRED => Ended::Expired,
-        close::SIGN_IN_ENDED => Ended::SignInEnded,
+        close::SIGN_IN_ENDED => Ended::SignInOver,
         close::TOKEN_INVALID => Ended::Token("the sign-in is not valid; sign in again".into()),
         close::TRY_AGAIN_LATER => {
             Ended::Retry("the server cannot store changes now; they stay on this device and are sent later".into())
@@ -628,7 +626,7 @@ async fn serve(
                     }
                     Err(Renewal::Ended) => {
                         let _ = ws.close(None).await;
-                        return Ended::SignInEnded;
+                        return Ended::SignInOver;
                     }
                     Err(Renewal::Retry(why)) => {
                         tracing::info!(why, "renewing the sign-in failed; trying again");

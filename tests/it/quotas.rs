@@ -156,3 +156,23 @@ async fn a_device_over_the_quota_drains_its_outbox_as_told() {
     assert_eq!(held.len(), 12);
     link.stop().await;
 }
+
+/// Bytes count too: a person's pushes are bounded by their size a minute, whatever their
+/// number.
+#[tokio::test]
+async fn the_bytes_a_person_pushes_are_bounded_too() {
+    let srv = TestServer::start_with(|c| c.quotas.bytes_per_account = Rate { burst: 1_000, per_minute: 60 }).await;
+    let s = stage(&srv).await;
+    let mut c = hello3(&srv, &s.vic.token, "vic-laptop").await;
+    let big = |n: u64| {
+        json!({ "id": format!("b-{n}"), "n": n, "kind": "task", "op": "create",
+                "fields": { "collaborator": s.audio, "title": format!("Big {n} {}", "x".repeat(190)) } })
+    };
+    c.send(json!({ "type": "push", "event": s.event, "mutations": [big(1), big(2)] })).await;
+    let first = c.next_of("ack").await;
+    assert!(first["results"].as_array().unwrap().iter().all(|r| r["status"] == "accepted"), "{first}");
+    c.send(json!({ "type": "push", "event": s.event, "mutations": [big(3)] })).await;
+    let second = c.next_of("ack").await;
+    assert_eq!(second["results"][0]["status"], "deferred", "{second}");
+    assert_eq!(second["results"][0]["code"], "quota_exceeded");
+}

@@ -19,10 +19,13 @@ pub const ENDED_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How far back each read looks behind the latest end it saw: nodes' clocks may differ.
 const CLOCK_SKEW_MS: i64 = 60_000;
 
-/// Sockets by sign-in, then by session.
+/// One sign-in's sockets on this node: each session's kill switch, by session.
+type Sockets = HashMap<u64, watch::Sender<Option<Closing>>>;
+
+/// Sockets by sign-in.
 #[derive(Default)]
 pub struct OpenSignIns {
-    open: Mutex<HashMap<String, HashMap<u64, watch::Sender<Option<Closing>>>>>,
+    open: Mutex<HashMap<String, Sockets>>,
 }
 
 /// A socket's place in [`OpenSignIns`]; dropping it gives the place up.

@@ -216,14 +216,7 @@ async fn a_link_syncs_over_tls_with_a_site_authority_it_was_told_to_trust() {
 async fn a_gate_tablet_renews_its_sign_in_by_itself_and_keeps_its_outbox_when_it_ends() {
     let srv = TestServer::start_with(|c| c.token_ttl = Duration::from_secs(2)).await;
     let s = stage(&srv).await;
-    let signed = srv
-        .anonymous()
-        .post(
-            "/v1/sessions",
-            json!({ "email": s.vic.email, "password": "correct horse battery", "device_name": "gate B" }),
-        )
-        .await
-        .ok();
+    let signed = srv.device_sign_in(&s.vic, Some("gate B")).await;
     let tokens = engine::device::SignInTokens {
         token: signed["token"].as_str().unwrap().into(),
         refresh_token: Some(signed["refresh_token"].as_str().unwrap().into()),
@@ -293,14 +286,7 @@ async fn a_gate_tablet_renews_its_sign_in_by_itself_and_keeps_its_outbox_when_it
     let after = tablet.write(&s.event, write("Written after the sign-out")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(tablet.status().pending, 1, "kept, not sent");
-    let again = srv
-        .anonymous()
-        .post(
-            "/v1/sessions",
-            json!({ "email": s.vic.email, "password": "correct horse battery", "device_name": "gate B" }),
-        )
-        .await
-        .ok();
+    let again = srv.device_sign_in(&s.vic, Some("gate B")).await;
     link.set_tokens(engine::device::SignInTokens {
         token: again["token"].as_str().unwrap().into(),
         refresh_token: Some(again["refresh_token"].as_str().unwrap().into()),

@@ -542,14 +542,7 @@ async fn a_sign_in_ended_on_one_node_closes_its_socket_on_another() {
     let db = SurrealServer::start().await;
     let (a, b) = (db.node().await, db.node().await);
     let s = stage(&a).await;
-    let tablet = b
-        .anonymous()
-        .post(
-            "/v1/sessions",
-            json!({ "email": s.vic.email, "password": "correct horse battery", "device_name": "gate tablet" }),
-        )
-        .await
-        .ok();
+    let tablet = b.device_sign_in(&s.vic, Some("gate tablet")).await;
     let token = tablet["token"].as_str().unwrap();
     let mut c = SyncClient::connect_device(&b, token, "gate-tablet").await;
     c.subscribe(&s.event, None).await;

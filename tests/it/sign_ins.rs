@@ -14,10 +14,7 @@ async fn renew(srv: &TestServer, refresh: &str) -> tests::Reply {
 
 /// Signs `u` in again on a device named `device`: its tokens and sign-in id.
 async fn sign_in(srv: &TestServer, u: &User, device: &str) -> Value {
-    srv.anonymous()
-        .post("/v1/sessions", json!({ "email": u.email, "password": "correct horse battery", "device_name": device }))
-        .await
-        .ok()
+    srv.device_sign_in(u, Some(device)).await
 }
 
 #[tokio::test]

@@ -264,12 +264,18 @@ impl TestServer {
     /// `u` signed in afresh (a new sign-in), for servers whose access tokens outlive
     /// nothing much.
     pub async fn signed_in(&self, u: &User) -> Api {
-        let r = self
-            .anonymous()
-            .post("/v1/sessions", json!({ "email": u.email, "password": "correct horse battery" }))
-            .await
-            .ok();
+        let r = self.device_sign_in(u, None).await;
         self.anonymous().with_token(r["token"].as_str().expect("token"))
+    }
+
+    /// Signs `u` in afresh with their password, on a device named `device` if given: the
+    /// answer of `POST /v1/sessions` (tokens, the sign-in's id, the account).
+    pub async fn device_sign_in(&self, u: &User, device: Option<&str>) -> Value {
+        let mut body = json!({ "email": u.email, "password": "correct horse battery" });
+        if let Some(d) = device {
+            body["device_name"] = json!(d);
+        }
+        self.anonymous().post("/v1/sessions", body).await.ok()
     }
 
     /// Signs up a new person named `name` without proving the email.

@@ -321,45 +321,182 @@ struct Row {
     data: Value,
 }
 
+/// Which of an event's records of one kind a read for one standing must cover: the narrowest
+/// indexed read that still holds every record the access function could pick (a superset;
+/// each row is then judged on its own).
+#[derive(Clone, Debug, PartialEq)]
+enum Cover {
+    Nothing,
+    All,
+    /// The records of these collaborators (their places in the read's list of
+    /// collaborators, `$c0`, `$c1`, …), through the index of the kind's owner field.
+    Collaborators(Vec<usize>),
+    /// The person's own records.
+    Person,
+}
+
+/// A collaborator that stands for every collaborator a standing is not a member of: access
+/// treats them all alike.
+const ANOTHER: &str = "\u{0}another collaborator";
+
+/// What a read of `kind` must cover to find every record `pick` takes, for a person whose
+/// collaborators (now, or before an access change) are `collaborators`.
+fn cover(kind: Kind, person: &str, collaborators: &[String], pick: &impl Fn(Kind, &[String]) -> bool) -> Cover {
+    use crate::kind::{Owners, person_scope};
+    match kind.info().owners {
+        Owners::Event if pick(kind, &[]) => Cover::All,
+        Owners::Event => Cover::Nothing,
+        Owners::Person(_) => {
+            if pick(kind, &[person_scope("\u{0}another person")]) || pick(kind, &[]) {
+                Cover::All
+            } else if pick(kind, &[person_scope(person)]) {
+                Cover::Person
+            } else {
+                Cover::Nothing
+            }
+        }
+        Owners::Itself | Owners::Field(_) | Owners::Tags(_) => {
+            // A record of no collaborator, or of one the person is not in, that could be
+            // picked: only a read of all of them finds it.
+            if pick(kind, &[ANOTHER.to_string()]) || pick(kind, &[]) {
+                return Cover::All;
+            }
+            let mine: Vec<usize> =
+                (0..collaborators.len()).filter(|&i| pick(kind, std::slice::from_ref(&collaborators[i]))).collect();
+            if mine.is_empty() { Cover::Nothing } else { Cover::Collaborators(mine) }
+        }
+    }
+}
+
+/// The query of one kind's records in `$e` that `cover` names, shaped as `{kind, id, data}`
+/// (`$p`: the person; `$c0`, `$c1`, …: the collaborators), or none for nothing.
+fn cover_query(kind: Kind, cover: &Cover) -> Option<String> {
+    use crate::kind::Owners;
+    let select = format!(
+        "SELECT '{kind}' AS kind, record::id(id) AS id, object::extend(object::remove($this, 'id'), {{ id: record::id(id) }}) AS data"
+    );
+    match cover {
+        Cover::Nothing => None,
+        Cover::All => Some(record_query(kind)),
+        Cover::Person => Some(match kind.info().owners {
+            Owners::Person(f) => format!("{select} FROM {kind} WHERE event = $e AND {f} = $p"),
+            _ => record_query(kind),
+        }),
+        Cover::Collaborators(cs) => {
+            let one = |i: &usize| match kind.info().owners {
+                Owners::Itself => format!("{select} FROM type::record('{kind}', $c{i}) WHERE event = $e"),
+                Owners::Field(f) => format!("{select} FROM {kind} WHERE event = $e AND {f} = $c{i}"),
+                // Through the index of the array's elements; the event is checked on the rows.
+                Owners::Tags(f) => format!("{select} FROM {kind} WHERE $c{i} IN {f}"),
+                _ => record_query(kind),
+            };
+            match cs.as_slice() {
+                [] => None,
+                [i] => Some(one(i)),
+                _ => Some(format!(
+                    "array::concat({})",
+                    cs.iter().map(|i| format!("({})", one(i))).collect::<Vec<_>>().join(", ")
+                )),
+            }
+        }
+    }
+}
+
+/// The reads of `kinds` for one standing (kinds with nothing to read are left out), and the
+/// parameters they take besides `$e` and `$p`.
+fn covered_reads(
+    kinds: &[Kind],
+    person: &str,
+    collaborators: &[String],
+    pick: &impl Fn(Kind, &[String]) -> bool,
+) -> (Vec<(Kind, String)>, serde_json::Map<String, Value>) {
+    let params = collaborators.iter().enumerate().map(|(i, c)| (format!("c{i}"), json!(c))).collect();
+    let reads =
+        kinds.iter().filter_map(|k| cover_query(*k, &cover(*k, person, collaborators, pick)).map(|q| (*k, q))).collect();
+    (reads, params)
+}
+
 impl Engine {
     /// `account`'s standing in `event` and the records it may see, read in one transaction
     /// together with the event's head seq. A person with no standing gets "not found".
+    ///
+    /// The records are read by the person's scopes (their collaborators, the modules
+    /// granted, their own records, the event's setup for a seat holder) through indexes,
+    /// never the whole event to filter: the standing is read first, and the records' read
+    /// reads it again in its transaction — if it moved meanwhile, the read is made again for
+    /// the new one.
     pub async fn snapshot(&self, account: &str, event: &str) -> Result<Snapshot> {
-        self.read_view(account, event, true).await
+        let mut guess = self.read_view(account, event, Reads::None).await?.view.standing;
+        for _ in 0..3 {
+            let snap = self.read_view(account, event, Reads::For(&guess)).await?;
+            if snap.view.standing == guess {
+                return Ok(snap);
+            }
+            guess = snap.view.standing;
+        }
+        // Access keeps moving: every record of the event, judged row by row.
+        self.read_view(account, event, Reads::Everything).await
     }
 
-    /// The current records of `event` visible under `after` but not under `before` (and,
-    /// for a seat granted, those `before` received with fewer fields).
-    pub async fn widened(&self, event: &str, before: &Standing, after: &Standing) -> Result<Vec<Record>> {
+    /// The current records of `kinds` in `event` visible under `after` but not under
+    /// `before` (and, for a seat granted, those `before` received with fewer fields).
+    pub async fn widened(
+        &self,
+        event: &str,
+        kinds: &[Kind],
+        before: &Standing,
+        after: &Standing,
+    ) -> Result<Vec<Record>> {
         let fuller = !before.seat && after.seat;
-        self.records_for(event, &Kind::ALL, after, |kind, of| !visible(before, kind, of) || fuller && kind.shaped())
-            .await
+        let mut collaborators: Vec<String> = Vec::new();
+        for s in [after, before] {
+            if let Some(m) = &s.membership
+                && !collaborators.contains(&m.collaborator)
+            {
+                collaborators.push(m.collaborator.clone());
+            }
+        }
+        self.records_for(event, kinds, after, &collaborators, |kind, of| {
+            !visible(before, kind, of) || fuller && kind.shaped()
+        })
+        .await
     }
 
     /// The current records of `kinds` in `event` as `standing` receives them.
     pub async fn reshaped(&self, event: &str, kinds: &[String], standing: &Standing) -> Result<Vec<Record>> {
         let kinds: Vec<Kind> = Kind::ALL.into_iter().filter(|k| kinds.iter().any(|x| k == &x.as_str())).collect();
-        self.records_for(event, &kinds, standing, |_, _| true).await
+        let collaborators: Vec<String> = standing.membership.iter().map(|m| m.collaborator.clone()).collect();
+        self.records_for(event, &kinds, standing, &collaborators, |_, _| true).await
     }
 
-    /// The records of `kinds` in `event` visible under `s` that `also` picks, shaped for `s`.
+    /// The records of `kinds` in `event` visible under `s` that `also` picks, shaped for `s`,
+    /// read by the scopes that can hold them (`collaborators`: the person's, now and before).
     async fn records_for(
         &self,
         event: &str,
         kinds: &[Kind],
         s: &Standing,
+        collaborators: &[String],
         also: impl Fn(Kind, &[String]) -> bool,
     ) -> Result<Vec<Record>> {
-        let mut sql = String::new();
-        for kind in kinds {
-            sql.push_str(&format!("{};\n", record_query(*kind)));
+        let pick = |kind: Kind, of: &[String]| visible(s, kind, of) && also(kind, of);
+        let (reads, mut params) = covered_reads(kinds, &s.person, collaborators, &pick);
+        if reads.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut rows = self.store.run(&sql, json!({ "e": event })).await?;
+        // A read of several scopes is an expression, not a statement.
+        let sql: String = reads
+            .iter()
+            .map(|(_, q)| if q.starts_with("SELECT") { format!("{q};\n") } else { format!("RETURN {q};\n") })
+            .collect();
+        params.insert("e".into(), json!(event));
+        params.insert("p".into(), json!(s.person));
+        let mut rows = self.store.run(&sql, Value::Object(params)).await?;
         let mut out = Vec::new();
-        for i in 0..kinds.len() {
+        for i in 0..reads.len() {
             for r in rows.all::<Row>(i)? {
                 let owners = r.kind.owners(&r.id, &r.data);
-                if visible(s, r.kind, &owners) && also(r.kind, &owners) {
+                if in_event(&r, event) && pick(r.kind, &owners) {
                     let data = shape(s, r.kind, r.data);
                     out.push(Record { kind: r.kind.to_string(), id: r.id, data });
                 }
@@ -370,11 +507,11 @@ impl Engine {
 
     /// `account`'s current view of `event` and the event's head, without records.
     pub async fn view(&self, account: &str, event: &str) -> Result<(View, i64)> {
-        let s = self.read_view(account, event, false).await?;
+        let s = self.read_view(account, event, Reads::None).await?;
         Ok((s.view, s.cursor))
     }
 
-    async fn read_view(&self, account: &str, event: &str, with_records: bool) -> Result<Snapshot> {
+    async fn read_view(&self, account: &str, event: &str, reads: Reads<'_>) -> Result<Snapshot> {
         // One transaction, one returned object: a consistent view at `head`.
         let mut sql = String::from(
             "BEGIN TRANSACTION;
@@ -385,11 +522,30 @@ impl Engine {
              LET $role = IF $org != NONE { (SELECT VALUE role FROM type::record('org_member', $org + '|' + $p))[0] } ELSE { NONE };
              LET $grants = (SELECT collaborator, module FROM module_grant WHERE event = $e);\n",
         );
-        let kinds: &[Kind] = if with_records { &Kind::ALL } else { &[] };
-        for kind in kinds {
-            sql.push_str(&format!("LET $r_{kind} = ({});\n", record_query(*kind)));
-        }
-        let lists: Vec<String> = kinds.iter().map(|k| format!("$r_{k}")).collect();
+        let mut params = serde_json::Map::new();
+        let lists: Vec<String> = match reads {
+            Reads::None => Vec::new(),
+            Reads::Everything => Kind::ALL
+                .iter()
+                .map(|kind| {
+                    sql.push_str(&format!("LET $r_{kind} = ({});\n", record_query(*kind)));
+                    format!("$r_{kind}")
+                })
+                .collect(),
+            Reads::For(s) => {
+                let collaborators: Vec<String> = s.membership.iter().map(|m| m.collaborator.clone()).collect();
+                let pick = |kind: Kind, of: &[String]| visible(s, kind, of);
+                let (covered, p) = covered_reads(&Kind::ALL, account, &collaborators, &pick);
+                params = p;
+                covered
+                    .into_iter()
+                    .map(|(kind, q)| {
+                        sql.push_str(&format!("LET $r_{kind} = ({q});\n"));
+                        format!("$r_{kind}")
+                    })
+                    .collect()
+            }
+        };
         sql.push_str(&format!(
             "RETURN {{ head: $head, org: $org, seat: $seat, member: $member, role: $role, grants: $grants, records: array::flatten([{}]) }};\nCOMMIT TRANSACTION;",
             lists.join(", ")
@@ -420,9 +576,11 @@ impl Engine {
             collaborator: String,
             module: Module,
         }
+        params.insert("e".into(), json!(event));
+        params.insert("p".into(), json!(account));
         let out: Out = self
             .store
-            .run(&sql, json!({ "e": event, "p": account }))
+            .run(&sql, Value::Object(params))
             .await?
             .last_value()?
             .ok_or_else(|| Error::Internal("snapshot returned nothing".into()))?;
@@ -447,13 +605,28 @@ impl Engine {
         let mut records = Vec::new();
         for r in out.records {
             let owners = r.kind.owners(&r.id, &r.data);
-            if visible(&standing, r.kind, &owners) {
+            if in_event(&r, event) && visible(&standing, r.kind, &owners) {
                 let data = shape(&standing, r.kind, r.data);
                 records.push(Record { kind: r.kind.to_string(), id: r.id, data });
             }
         }
         Ok(Snapshot { view: View { account: account.into(), standing, grants }, cursor: head, records })
     }
+}
+
+/// Which records a [`Engine::read_view`] reads besides the standing.
+#[derive(Clone, Copy)]
+enum Reads<'a> {
+    None,
+    /// What this standing may see, by its scopes.
+    For(&'a Standing),
+    Everything,
+}
+
+/// Whether a row read by a scope is of `event` (a read by a collaborator's tags is not
+/// limited to the event in the database).
+fn in_event(r: &Row, event: &str) -> bool {
+    r.kind == Kind::Event || r.data.get("event").and_then(Value::as_str).is_none_or(|e| e == event)
 }
 
 /// Every record of one kind in an event, shaped as `{kind, id, data}`.

@@ -44,6 +44,21 @@ pub struct Limits {
     /// subscriptions and a few pushes: far below).
     pub messages_burst: u32,
     pub messages_per_minute: u32,
+    /// Subscriptions one account may start at once; after that, `subscribes_per_minute`
+    /// (each costs the server a snapshot or a catch-up). A subscribe past it waits up to a
+    /// few seconds for its turn, or is refused with `rate_limited` and `retry_after_ms`.
+    #[serde(default = "subscribes_burst")]
+    pub subscribes_burst: u32,
+    #[serde(default = "subscribes_per_minute")]
+    pub subscribes_per_minute: u32,
+}
+
+fn subscribes_burst() -> u32 {
+    128
+}
+
+fn subscribes_per_minute() -> u32 {
+    120
 }
 
 impl Default for Limits {
@@ -59,6 +74,8 @@ impl Default for Limits {
             heartbeat_ms: 15_000,
             messages_burst: 300,
             messages_per_minute: 600,
+            subscribes_burst: subscribes_burst(),
+            subscribes_per_minute: subscribes_per_minute(),
         }
     }
 }
@@ -223,6 +240,9 @@ pub enum ServerMessage {
         event: String,
         code: RefusalCode,
         message: String,
+        /// When to subscribe again (`rate_limited`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// Answers `ping` with the connection's cursors: every change up to them has been sent
     /// (changes the client may not see are never sent, so this is how its cursor moves).
@@ -248,6 +268,9 @@ pub enum RefusalCode {
     TooManySubscriptions,
     /// The server could not start the subscription; try again later.
     Internal,
+    /// The account started more subscriptions than `subscribes_per_minute` allows; subscribe
+    /// again after `retry_after_ms`.
+    RateLimited,
     /// A code this build does not know (a newer server's): taken as a passing refusal.
     #[serde(other)]
     Other,

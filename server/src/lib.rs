@@ -72,6 +72,8 @@ pub struct Config {
     pub file_store: FileStore,
     /// Images processed at once (thumbnails), each on a blocking thread of its own.
     pub image_workers: usize,
+    /// Snapshots read at once by this node's sync sockets; more wait their turn.
+    pub snapshots_at_once: usize,
     /// Bounds of image decoding.
     pub image_limits: images::ImageLimits,
     /// Uploads opened longer ago than this are forgotten with their partial bytes.
@@ -111,6 +113,7 @@ impl Config {
             password_gate: gate::PasswordGateLimits::default(),
             file_store: FileStore::Directory,
             image_workers: 2,
+            snapshots_at_once: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             image_limits: images::ImageLimits::default(),
             upload_expiry: Duration::from_secs(7 * 24 * 3600),
             file_sweep_interval: Duration::from_secs(3600),
@@ -208,7 +211,14 @@ pub async fn prepare(config: &Config, shutdown: watch::Receiver<bool>) -> Result
     }
     let engine = Engine::open(&config.database_url, config.database_auth.as_ref(), engine_config).await?;
     let quotas = quotas::Quotas::new(config.quotas.clone());
-    let hub = sync::Hub::new(engine.clone(), config.sync.clone(), config.node_timing, quotas, shutdown);
+    let hub = sync::Hub::new(
+        engine.clone(),
+        config.sync.clone(),
+        config.node_timing,
+        quotas,
+        config.snapshots_at_once,
+        shutdown,
+    );
     let blobs: Arc<dyn blobs::BlobStore> = match &config.file_store {
         FileStore::Directory => Arc::new(blobs::DirBlobs::new(config.data_dir.join("blobs"))?),
         FileStore::SharedDirectory(dir) => Arc::new(blobs::DirBlobs::new(dir)?),

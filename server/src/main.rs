@@ -154,6 +154,9 @@ struct Serve {
     /// Images processed at once (thumbnails).
     #[arg(long, env = "BACKOPS_IMAGE_WORKERS", default_value_t = 2)]
     image_workers: usize,
+    /// Snapshots the sync sockets read at once (more wait their turn); default: the cores.
+    #[arg(long, env = "BACKOPS_SNAPSHOTS_AT_ONCE")]
+    snapshots_at_once: Option<usize>,
     /// Hours after which an upload is forgotten with its partial bytes (a client coming
     /// back later starts that file over).
     #[arg(long, env = "BACKOPS_UPLOAD_EXPIRY_HOURS", default_value_t = 168)]
@@ -254,6 +257,9 @@ async fn main() -> anyhow::Result<()> {
     config.engine.org_storage_limit_bytes = args.org_storage_limit_bytes;
     config.engine.disk_reserve_bytes = args.disk_reserve_mib.saturating_mul(1024 * 1024);
     config.image_workers = args.image_workers;
+    if let Some(n) = args.snapshots_at_once {
+        config.snapshots_at_once = n.max(1);
+    }
     config.upload_expiry = Duration::from_secs(args.upload_expiry_hours.saturating_mul(3600));
     if let Some(dir) = args.blob_dir {
         config.file_store = server::FileStore::SharedDirectory(dir);

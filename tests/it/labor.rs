@@ -195,3 +195,44 @@ async fn punches_refuse_bad_input_clearly() {
     let dee = srv.sign_up("Dee").await;
     dee.api.get(&format!("/v1/events/{ev}/timecards")).await.err(404, "not_found");
 }
+
+/// The labor module granted again to a collaborator whose members are connected: every
+/// member gets the module's data back (read once for all of them) and their own punches —
+/// never another member's.
+#[tokio::test]
+async fn a_module_granted_again_gives_each_connected_member_their_own_punches_only() {
+    let srv = TestServer::start().await;
+    let s = stage(&srv).await;
+    let ev = s.event.clone();
+    crew(&s).await;
+    let lee = srv.sign_up("Lee").await;
+    s.pm.api.post(&format!("/v1/events/{ev}/collaborators/{}/members", s.audio), json!({ "email": lee.email })).await.ok();
+    let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
+    let mut lee_phone = SyncClient::connect(&srv, &lee.token).await;
+    vic.subscribe(&ev, None).await;
+    lee_phone.subscribe(&ev, None).await;
+    let vic_punch = pid(21);
+    let lee_punch = pid(22);
+    assert_eq!(statuses(&push(&mut vic, &ev, vec![punch(&vic_punch, "in", "2026-07-04T13:00:00Z")]).await), ["accepted"]);
+    assert_eq!(
+        statuses(&push(&mut lee_phone, &ev, vec![punch(&lee_punch, "in", "2026-07-04T13:05:00Z")]).await),
+        ["accepted"]
+    );
+
+    let path = format!("/v1/events/{ev}/collaborators/{}/modules/labor", s.audio);
+    s.pm.api.delete(&path).await.ok();
+    s.pm.api.put(&path, json!({})).await.ok();
+    for (c, who) in [(&mut vic, &s.vic), (&mut lee_phone, &lee)] {
+        let (want, head) = fresh(&srv, &who.token, &ev).await;
+        c.sync_to(&ev, head).await;
+        assert_eq!(c.held(&ev), want, "{} holds exactly what a fresh snapshot gives", who.email);
+        assert!(want.iter().any(|(k, _)| k == "labor_rules"), "the module's data came back: {want:?}");
+    }
+    let held = |c: &SyncClient, id: &str| c.held(&ev).iter().any(|(k, i)| k == "punch" && i == id);
+    assert!(held(&vic, &vic_punch) && !held(&vic, &lee_punch));
+    assert!(held(&lee_phone, &lee_punch) && !held(&lee_phone, &vic_punch));
+    let frames: String = vic.log.iter().map(Value::to_string).collect();
+    assert!(!frames.contains(&lee_punch), "Vic's session was sent Lee's punch");
+    let frames: String = lee_phone.log.iter().map(Value::to_string).collect();
+    assert!(!frames.contains(&vic_punch), "Lee's session was sent Vic's punch");
+}

@@ -130,7 +130,7 @@ impl Replica {
                     s.snapshot = None;
                 }
             }
-            ServerMessage::Refused { event, code, message } => self.on_refused(&event, code, &message).await?,
+            ServerMessage::Refused { event, code, message, .. } => self.on_refused(&event, code, &message).await?,
             // The link's business (it renews the connection's token).
             ServerMessage::Renewed { .. } => {}
             ServerMessage::Error { message, .. } => {

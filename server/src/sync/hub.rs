@@ -18,7 +18,8 @@ use std::{
 
 use axum::extract::ws::Utf8Bytes;
 use engine::{
-    Engine,
+    Engine, Kind,
+    access::Standing,
     changes::Change,
     feed::{Step, View, ViewKey},
     protocol::{Limits, ServerMessage, WireChange, close},
@@ -61,21 +62,6 @@ pub(super) struct SessionQueue {
     pub(super) kill: watch::Sender<Option<Closing>>,
 }
 
-impl SessionQueue {
-    /// Queues a frame without waiting. A full queue closes the session as a slow consumer.
-    pub(super) fn offer(&self, frame: Utf8Bytes, resume: &HashMap<String, i64>) -> bool {
-        match self.tx.try_send(Out::Frame(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let reason = serde_json::json!({ "resume": resume }).to_string();
-                let _ = self.kill.send(Some(Closing { code: close::SLOW_CONSUMER, reason, after_queued: false }));
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
-
 pub(super) fn frame(msg: &ServerMessage) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
 }
@@ -90,7 +76,68 @@ pub(super) struct Sub {
 struct FeedState {
     /// The seq up to which this feed has fanned out.
     fanned: i64,
+    /// The sessions the feed delivers to.
     subs: HashMap<u64, Sub>,
+    /// Sessions catching up on their own (outside this lock), to join `subs` near the head.
+    catching: HashMap<u64, Arc<Catching>>,
+}
+
+/// A session catching up on one event by itself: from an old cursor, or paused by the feed
+/// because its queue had no room for a batch. Its task reads the log from its cursor and
+/// waits for the socket (flow control, not a cut), then joins the feed under its lock when
+/// near the head.
+struct Catching {
+    /// Everything up to here has been queued for the client.
+    cursor: AtomicI64,
+    /// Set when the session leaves the event: the task stops, sending nothing more.
+    gone: watch::Sender<bool>,
+}
+
+/// How far behind the feed a catching session may be to join it under the feed's lock
+/// (what it reads there): about one read of the log.
+const JOIN_GAP: i64 = 500;
+/// Tries a catching session makes to find the feed within [`JOIN_GAP`] (the feed moves
+/// meanwhile) before it joins under the lock from wherever it is.
+const JOIN_TRIES: u32 = 8;
+/// How long a catching session waits for room in its queue before looking again.
+const ROOM_WAIT: Duration = Duration::from_millis(10);
+/// How long a widening read is kept for other sessions that widen at the same seq the same
+/// way (a module granted to a collaborator whose members are connected).
+const WIDEN_KEPT: Duration = Duration::from_secs(30);
+/// Widening reads kept at most.
+const WIDEN_KEPT_MAX: usize = 16;
+
+/// The frames of one widening, by the seq it happens at and the two standings (without the
+/// person: only kinds nobody owns alone are in it), read once for every session it serves.
+type Widening = Arc<tokio::sync::OnceCell<Arc<Vec<Utf8Bytes>>>>;
+
+#[derive(Default)]
+struct Widenings {
+    kept: std::sync::Mutex<Vec<(String, tokio::time::Instant, Widening)>>,
+}
+
+impl Widenings {
+    fn get(&self, key: String) -> Widening {
+        let now = tokio::time::Instant::now();
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|(_, at, _)| now.duration_since(*at) < WIDEN_KEPT);
+        if let Some((_, _, w)) = kept.iter().find(|(k, _, _)| *k == key) {
+            return w.clone();
+        }
+        if kept.len() >= WIDEN_KEPT_MAX {
+            kept.remove(0);
+        }
+        let w = Widening::default();
+        kept.push((key, now, w.clone()));
+        w
+    }
+}
+
+/// A piece of what one view is sent of a batch: changes to put into frames, or frames made
+/// already (a widening shared by many sessions) whose last cursor is `seq`.
+enum Piece {
+    Change(WireChange),
+    Built(Arc<Vec<Utf8Bytes>>, i64),
 }
 
 struct EventFeed {
@@ -118,6 +165,12 @@ pub struct Hub {
     sign_ins: Arc<super::signins::OpenSignIns>,
     /// How much may be pushed a minute.
     pub(super) quotas: crate::quotas::Quotas,
+    /// Widening reads shared by the sessions that widen alike.
+    widenings: Widenings,
+    /// Snapshots read at once on this node; the others wait their turn.
+    pub(super) snapshots: tokio::sync::Semaphore,
+    /// Subscriptions started, by account (`Limits::subscribes_per_minute`).
+    pub(super) subscribes: crate::attempts::Buckets,
 }
 
 impl std::fmt::Debug for Hub {
@@ -132,6 +185,7 @@ impl Hub {
         limits: Limits,
         node_timing: NodeTiming,
         quotas: crate::quotas::Quotas,
+        snapshots_at_once: usize,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Hub> {
         let hub = Arc::new(Hub {
@@ -146,6 +200,9 @@ impl Hub {
             commits_to_tell: Notify::new(),
             sign_ins: Arc::default(),
             quotas,
+            widenings: Widenings::default(),
+            snapshots: tokio::sync::Semaphore::new(snapshots_at_once.max(1)),
+            subscribes: crate::attempts::Buckets::default(),
         });
         hub.sign_ins.watch(hub.engine.clone(), hub.shutdown.clone());
         // This node's heartbeat (the devices panel counts the sessions of nodes alive), and
@@ -328,7 +385,7 @@ impl Hub {
             event: event.to_string(),
             wake: Notify::new(),
             fanned: AtomicI64::new(head),
-            state: Mutex::new(FeedState { fanned: head, subs: HashMap::new() }),
+            state: Mutex::new(FeedState { fanned: head, subs: HashMap::new(), catching: HashMap::new() }),
         });
         feeds.insert(event.to_string(), f.clone());
         let hub = self.clone();
@@ -362,7 +419,7 @@ impl Hub {
                         }
                     };
                 let Some(last) = batch.last().map(|c| c.seq) else { break };
-                self.fan_out(&feed.event, &mut st, &batch).await;
+                self.fan_out(&feed, &mut st, &batch).await;
                 st.fanned = last;
                 feed.fanned.store(last, Ordering::Relaxed);
             }
@@ -371,16 +428,21 @@ impl Hub {
 
     /// Delivers one batch to every subscriber: once per view for the common case, one by one
     /// for subscribers whose own access changes in it or who are not aligned with the feed.
-    async fn fan_out(&self, event: &str, st: &mut FeedState, batch: &[Change]) {
+    /// A subscriber whose queue has no room for the whole batch is paused: it leaves the
+    /// feed and catches up by itself from its cursor as its socket takes the frames.
+    async fn fan_out(self: &Arc<Self>, feed: &Arc<EventFeed>, st: &mut FeedState, batch: &[Change]) {
+        let event = feed.event.as_str();
         let first = batch[0].seq;
         let last = batch[batch.len() - 1].seq;
         let subjects: Vec<&str> = batch.iter().filter_map(|c| c.subject.as_deref()).collect();
         // A module grant changes a whole collaborator's access (and every view keeps the
-        // event's grants): such a batch is judged for each subscriber.
+        // event's grants): such a batch is judged for each subscriber (its widening is read
+        // once, see `widen`).
         let grants = batch.iter().any(|c| c.kind == "module_grant");
         let personal = batch.iter().any(|c| c.kind.personal());
         let mut shared: HashMap<ViewKey, Vec<Utf8Bytes>> = HashMap::new();
         let mut dropped = Vec::new();
+        let mut paused = Vec::new();
         for (id, sub) in st.subs.iter_mut() {
             if sub.cursor >= last {
                 continue;
@@ -388,19 +450,15 @@ impl Hub {
             if sub.cursor < first - 1 {
                 // Entries this subscriber still needed were trimmed from the log: it must
                 // resync, never skip them silently. Its resume cursor is below the floor.
-                let _ = sub.out.kill.send(Some(Closing {
-                    code: close::SLOW_CONSUMER,
-                    after_queued: false,
-                    reason: serde_json::json!({ "resume": { event: sub.cursor } }).to_string(),
-                }));
+                trimmed(&sub.out, event, sub.cursor);
                 dropped.push(*id);
                 continue;
             }
             let own = grants || subjects.contains(&sub.view.account.as_str()) || sub.cursor + 1 != first;
-            let delivered = if own {
-                let frames = self.judge(event, &mut sub.view, sub.cursor, batch).await;
-                let resume = HashMap::from([(event.to_string(), sub.cursor)]);
-                frames.into_iter().all(|f| sub.out.offer(f, &resume))
+            let (frames, view) = if own {
+                let mut view = sub.view.clone();
+                let frames = self.judge(event, &mut view, sub.cursor, batch).await;
+                (frames, Some(view))
             } else {
                 let key = sub.view.key(personal);
                 let frames = match shared.get(&key) {
@@ -412,44 +470,46 @@ impl Hub {
                         frames
                     }
                 };
-                let resume = HashMap::from([(event.to_string(), sub.cursor)]);
-                frames.into_iter().all(|f| sub.out.offer(f, &resume))
+                (frames, None)
             };
-            if delivered {
-                sub.cursor = last;
-            } else {
-                dropped.push(*id);
+            match sub.out.tx.try_reserve_many(frames.len()) {
+                Ok(permits) => {
+                    for (permit, f) in permits.zip(frames) {
+                        permit.send(Out::Frame(f));
+                    }
+                    sub.cursor = last;
+                    if let Some(v) = view {
+                        sub.view = v;
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(())) => paused.push(*id),
+                Err(mpsc::error::TrySendError::Closed(())) => dropped.push(*id),
             }
         }
         for id in dropped {
             st.subs.remove(&id);
         }
+        for id in paused {
+            if let Some(sub) = st.subs.remove(&id) {
+                self.catch_up(feed, st, sub);
+            }
+        }
     }
 
     /// Judges `batch` (entries after `cursor`) for one view and returns the frames to send.
     async fn judge(&self, event: &str, view: &mut View, cursor: i64, batch: &[Change]) -> Vec<Utf8Bytes> {
-        let mut wire = Vec::new();
+        let mut pieces = Vec::new();
         for c in batch.iter().filter(|c| c.seq > cursor) {
             for step in view.step(c) {
                 match step {
-                    Step::Send(w) => wire.push(w),
-                    // The record that widened it (a seat) was sent by its own step already.
-                    Step::Widen { seq, before, after } => match self.engine.widened(event, &before, &after).await {
-                        Ok(records) => wire.extend(
-                            records
-                                .into_iter()
-                                .filter(|r| !(r.kind == c.kind.as_str() && r.id == c.record))
-                                .map(|r| WireChange::Upsert { seq, kind: r.kind, id: r.id, data: r.data }),
-                        ),
-                        Err(e) => tracing::warn!(event, error = ?e, "widening a view failed"),
-                    },
+                    Step::Send(w) => pieces.push(Piece::Change(w)),
+                    Step::Widen { seq, before, after } => {
+                        pieces.extend(self.widen(event, c, seq, &before, &after).await);
+                    }
                     Step::Reshape { seq, kinds, standing } => {
                         match self.engine.reshaped(event, &kinds, &standing).await {
-                            Ok(records) => wire.extend(records.into_iter().map(|r| WireChange::Upsert {
-                                seq,
-                                kind: r.kind,
-                                id: r.id,
-                                data: r.data,
+                            Ok(records) => pieces.extend(records.into_iter().map(|r| {
+                                Piece::Change(WireChange::Upsert { seq, kind: r.kind, id: r.id, data: r.data })
                             })),
                             Err(e) => tracing::warn!(event, error = ?e, "reshaping a view failed"),
                         }
@@ -458,49 +518,291 @@ impl Hub {
             }
         }
         let Some(last) = batch.last().map(|c| c.seq) else { return Vec::new() };
-        if wire.is_empty() {
-            return Vec::new();
+        self.frames(event, pieces, last)
+    }
+
+    /// What a view widened at `seq` by `c` is sent: the records visible under `after` but
+    /// not `before` — the person's own (read for them) first, then the rest, read once for
+    /// every session that widens alike and kept a while for sessions that reach `seq`
+    /// later. The record that widened it (a seat) was sent by its own step already.
+    async fn widen(&self, event: &str, c: &Change, seq: i64, before: &Standing, after: &Standing) -> Vec<Piece> {
+        let not_this = |r: &engine::protocol::Record| !(r.kind == c.kind.as_str() && r.id == c.record);
+        let (personal, others): (Vec<Kind>, Vec<Kind>) = Kind::ALL.into_iter().partition(|k| k.personal());
+        let mut pieces = Vec::new();
+        match self.engine.widened(event, &personal, before, after).await {
+            Ok(records) => pieces.extend(
+                records
+                    .into_iter()
+                    .filter(not_this)
+                    .map(|r| Piece::Change(WireChange::Upsert { seq, kind: r.kind, id: r.id, data: r.data })),
+            ),
+            Err(e) => tracing::warn!(event, error = ?e, "widening a view failed"),
         }
-        let n = wire.len();
-        let mut frames = Vec::new();
-        let mut sent = 0;
-        for chunk in sized_chunks(&wire, self.limits.changes_per_frame_max, self.limits.frame_out_bytes_target) {
-            sent += chunk.len();
-            // Intermediate frames move the cursor to their own last entry; the last frame to
-            // the end of the batch.
-            let cursor = if sent == n { last } else { chunk.last().map_or(last, wire_seq) };
-            frames.push(frame(&ServerMessage::Changes { event: event.into(), changes: chunk.to_vec(), cursor }));
+        // Without the person, the standings say only what every member alike may see.
+        let anyone = |s: &Standing| Standing { person: String::new(), ..s.clone() };
+        let (before, after) = (anyone(before), anyone(after));
+        let key = format!("{event}\u{0}{seq}\u{0}{before:?}\u{0}{after:?}");
+        let widening = self.widenings.get(key);
+        let built = widening
+            .get_or_try_init(|| async {
+                let records = self.engine.widened(event, &others, &before, &after).await?;
+                let wire: Vec<WireChange> = records
+                    .into_iter()
+                    .filter(not_this)
+                    .map(|r| WireChange::Upsert { seq, kind: r.kind, id: r.id, data: r.data })
+                    .collect();
+                let chunks = sized_chunks(&wire, self.limits.changes_per_frame_max, self.limits.frame_out_bytes_target);
+                let n = chunks.len();
+                // Every frame but the last leaves the cursor before `seq`: a client cut off
+                // in the middle resumes with the widening again, not past it.
+                let frames = chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let cursor = if i + 1 == n { seq } else { seq - 1 };
+                        frame(&ServerMessage::Changes { event: event.into(), changes: chunk.to_vec(), cursor })
+                    })
+                    .collect();
+                Ok::<_, engine::Error>(Arc::new(frames))
+            })
+            .await;
+        match built {
+            Ok(frames) if !frames.is_empty() => pieces.push(Piece::Built(frames.clone(), seq)),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(event, error = ?e, "widening a view failed"),
+        }
+        pieces
+    }
+
+    /// Puts `pieces` into frames. A frame's cursor is the seq of its last change — one less
+    /// when the next frame carries more of that seq, so a client cut off between them
+    /// resumes with the rest — and the batch's last frame moves it to `last`, the end of
+    /// the batch.
+    fn frames(&self, event: &str, pieces: Vec<Piece>, last: i64) -> Vec<Utf8Bytes> {
+        enum Unit {
+            Changes(Vec<WireChange>),
+            Built(Utf8Bytes, i64),
+        }
+        let mut units = Vec::new();
+        let mut run: Vec<WireChange> = Vec::new();
+        let flush = |run: &mut Vec<WireChange>, units: &mut Vec<Unit>| {
+            for chunk in sized_chunks(run, self.limits.changes_per_frame_max, self.limits.frame_out_bytes_target) {
+                units.push(Unit::Changes(chunk.to_vec()));
+            }
+            run.clear();
+        };
+        for p in pieces {
+            match p {
+                Piece::Change(w) => run.push(w),
+                Piece::Built(frames, seq) => {
+                    flush(&mut run, &mut units);
+                    units.extend(frames.iter().map(|f| Unit::Built(f.clone(), seq)));
+                }
+            }
+        }
+        flush(&mut run, &mut units);
+        let first_seq = |u: &Unit| match u {
+            Unit::Changes(c) => c.first().map_or(i64::MAX, wire_seq),
+            Unit::Built(_, seq) => *seq,
+        };
+        let n = units.len();
+        let mut frames = Vec::with_capacity(n);
+        for i in 0..n {
+            match &units[i] {
+                Unit::Built(f, _) => frames.push(f.clone()),
+                Unit::Changes(changes) => {
+                    let own = changes.last().map_or(last, wire_seq);
+                    let cursor = match units.get(i + 1) {
+                        None => last,
+                        Some(next) if first_seq(next) <= own => own - 1,
+                        Some(_) => own,
+                    };
+                    frames.push(frame(&ServerMessage::Changes { event: event.into(), changes: changes.clone(), cursor }));
+                }
+            }
         }
         frames
     }
 
-    /// Registers a subscription that has everything up to `cursor`; catches it up to the
-    /// feed's position first, so no change is missed or sent twice.
-    pub(super) async fn register(self: &Arc<Self>, event: &str, head: i64, mut sub: Sub) {
+    /// Registers a subscription that has everything up to `cursor`. Behind the feed, it
+    /// catches up by itself first (see [`Catching`]): the feed's other sessions are not held
+    /// up while it reads.
+    pub(super) async fn register(self: &Arc<Self>, event: &str, head: i64, sub: Sub) {
         let feed = self.feed(event, head);
         let mut st = feed.state.lock().await;
-        if st.subs.is_empty() {
+        if st.subs.is_empty() && st.catching.is_empty() {
             // Nobody else follows this event: the feed starts where this subscriber is.
             st.fanned = sub.cursor;
             feed.fanned.store(sub.cursor, Ordering::Relaxed);
         }
-        while sub.cursor < st.fanned {
-            let batch = match self.engine.changes_since(event, sub.cursor, self.limits.changes_per_frame_max).await {
-                Ok(b) if !b.is_empty() => b,
-                _ => break,
-            };
-            let upto = batch.iter().map(|c| c.seq).filter(|s| *s <= st.fanned).max().unwrap_or(sub.cursor);
-            let batch: Vec<Change> = batch.into_iter().filter(|c| c.seq <= upto).collect();
-            let frames = self.judge(event, &mut sub.view, sub.cursor, &batch).await;
-            let resume = HashMap::from([(event.to_string(), sub.cursor)]);
-            if !frames.into_iter().all(|f| sub.out.offer(f, &resume)) {
+        if sub.cursor >= st.fanned {
+            st.subs.insert(sub.out.session, sub);
+            drop(st);
+            feed.wake.notify_one();
+            return;
+        }
+        self.catch_up(&feed, &mut st, sub);
+    }
+
+    /// Starts `sub` catching up by itself from its cursor; it joins the feed near its head.
+    fn catch_up(self: &Arc<Self>, feed: &Arc<EventFeed>, st: &mut FeedState, sub: Sub) {
+        let (gone, stop) = watch::channel(false);
+        let mark = Arc::new(Catching { cursor: AtomicI64::new(sub.cursor), gone });
+        st.catching.insert(sub.out.session, mark.clone());
+        let (hub, feed) = (self.clone(), feed.clone());
+        tokio::spawn(async move { hub.catching(feed, sub, mark, stop).await });
+    }
+
+    /// The task of a catching session: read the log from its cursor and queue what its view
+    /// is sent, waiting for room (the client's pace), outside the feed's lock; then join the
+    /// feed under the lock for the last stretch, so nothing is missed or sent twice.
+    async fn catching(
+        self: Arc<Self>,
+        feed: Arc<EventFeed>,
+        mut sub: Sub,
+        mark: Arc<Catching>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let event = feed.event.clone();
+        let id = sub.out.session;
+        let mut tries = 0;
+        loop {
+            if *stop.borrow() {
                 return;
             }
+            let fanned = feed.fanned.load(Ordering::Relaxed);
+            if fanned != IDLE && fanned - sub.cursor > JOIN_GAP && tries < JOIN_TRIES {
+                // Far behind: a stretch outside the lock.
+                match self.read_on(&event, &mut sub, &mark, &mut stop, i64::MAX).await {
+                    Ahead::Moved => continue,
+                    Ahead::AtHead => tries += 1,
+                    Ahead::Gone => return self.forget(&feed, id).await,
+                }
+                continue;
+            }
+            let mut st = feed.state.lock().await;
+            if !st.catching.contains_key(&id) {
+                return;
+            }
+            if st.subs.is_empty() {
+                st.fanned = sub.cursor;
+                feed.fanned.store(sub.cursor, Ordering::Relaxed);
+            }
+            if st.fanned - sub.cursor > JOIN_GAP && tries < JOIN_TRIES {
+                tries += 1;
+                continue;
+            }
+            // Up to the feed's position under its lock, only with room for each batch whole:
+            // without room the lock is let go and the session waits for its socket.
+            let mut waiting = None;
+            while sub.cursor < st.fanned {
+                let batch = match self.engine.changes_since(&event, sub.cursor, self.limits.changes_per_frame_max).await
+                {
+                    Ok(b) if !b.is_empty() => b,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(event, error = ?e, "reading the change log for a catch-up failed");
+                        break;
+                    }
+                };
+                if batch[0].seq != sub.cursor + 1 {
+                    trimmed(&sub.out, &event, sub.cursor);
+                    st.catching.remove(&id);
+                    return;
+                }
+                let upto = batch.iter().map(|c| c.seq).filter(|s| *s <= st.fanned).max().unwrap_or(sub.cursor);
+                let batch: Vec<Change> = batch.into_iter().filter(|c| c.seq <= upto).collect();
+                let mut view = sub.view.clone();
+                let frames = self.judge(&event, &mut view, sub.cursor, &batch).await;
+                match sub.out.tx.try_reserve_many(frames.len()) {
+                    Ok(permits) => {
+                        for (permit, f) in permits.zip(frames) {
+                            permit.send(Out::Frame(f));
+                        }
+                        sub.view = view;
+                        sub.cursor = upto;
+                        mark.cursor.store(upto, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Full(())) => {
+                        waiting = Some((frames, view, upto));
+                        break;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(())) => {
+                        st.catching.remove(&id);
+                        return;
+                    }
+                }
+            }
+            let Some((frames, view, upto)) = waiting else {
+                st.catching.remove(&id);
+                st.subs.insert(id, sub);
+                drop(st);
+                feed.wake.notify_one();
+                return;
+            };
+            drop(st);
+            // No room: these frames go out at the socket's pace, outside the lock.
+            for f in frames {
+                if !self.queue(&sub.out, f, &mut stop).await {
+                    return self.forget(&feed, id).await;
+                }
+            }
+            sub.view = view;
             sub.cursor = upto;
+            mark.cursor.store(upto, Ordering::Relaxed);
         }
-        st.subs.insert(sub.out.session, sub);
-        drop(st);
-        feed.wake.notify_one();
+    }
+
+    /// One read of the log after `sub`'s cursor (up to `upto`), judged for its view and
+    /// queued at the socket's pace.
+    async fn read_on(
+        &self,
+        event: &str,
+        sub: &mut Sub,
+        mark: &Catching,
+        stop: &mut watch::Receiver<bool>,
+        upto: i64,
+    ) -> Ahead {
+        let batch = match self.engine.changes_since(event, sub.cursor, self.limits.changes_per_frame_max).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(event, error = ?e, "reading the change log for a catch-up failed");
+                tokio::time::sleep(ROOM_WAIT).await;
+                return Ahead::Moved;
+            }
+        };
+        let batch: Vec<Change> = batch.into_iter().filter(|c| c.seq <= upto).collect();
+        let Some(last) = batch.last().map(|c| c.seq) else { return Ahead::AtHead };
+        if batch[0].seq != sub.cursor + 1 {
+            trimmed(&sub.out, event, sub.cursor);
+            return Ahead::Gone;
+        }
+        let frames = self.judge(event, &mut sub.view, sub.cursor, &batch).await;
+        for f in frames {
+            if !self.queue(&sub.out, f, stop).await {
+                return Ahead::Gone;
+            }
+        }
+        sub.cursor = last;
+        mark.cursor.store(last, Ordering::Relaxed);
+        Ahead::Moved
+    }
+
+    /// Queues a frame when there is room; false when the session left the event or ended.
+    async fn queue(&self, out: &SessionQueue, f: Utf8Bytes, stop: &mut watch::Receiver<bool>) -> bool {
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => false,
+            sent = out.tx.send(Out::Frame(f)) => sent.is_ok(),
+        }
+    }
+
+    /// Forgets a catching session that ended.
+    async fn forget(&self, feed: &EventFeed, id: u64) {
+        feed.state.lock().await.catching.remove(&id);
     }
 
     /// Notes a device's sync on `event`, and writes it to the database when it is due (on
@@ -521,6 +823,10 @@ impl Hub {
     pub(super) async fn unregister(&self, event: &str, session: u64) -> Option<i64> {
         let feed = self.feeds.lock().ok()?.get(event).cloned()?;
         let mut st = feed.state.lock().await;
+        if let Some(c) = st.catching.remove(&session) {
+            let _ = c.gone.send(true);
+            return Some(c.cursor.load(Ordering::Relaxed));
+        }
         st.subs.remove(&session).map(|s| s.cursor)
     }
 
@@ -528,14 +834,37 @@ impl Hub {
         let mut out = HashMap::new();
         for e in events {
             let feed = self.feeds.lock().ok().and_then(|f| f.get(e).cloned());
-            if let Some(feed) = feed
-                && let Some(s) = feed.state.lock().await.subs.get(&session)
-            {
-                out.insert(e.clone(), s.cursor);
+            if let Some(feed) = feed {
+                let st = feed.state.lock().await;
+                let cursor = match (st.subs.get(&session), st.catching.get(&session)) {
+                    (Some(s), _) => Some(s.cursor),
+                    (None, Some(c)) => Some(c.cursor.load(Ordering::Relaxed)),
+                    _ => None,
+                };
+                out.extend(cursor.map(|c| (e.clone(), c)));
             }
         }
         out
     }
+}
+
+/// How a stretch of a catch-up ended.
+enum Ahead {
+    Moved,
+    /// Nothing more in the log.
+    AtHead,
+    /// The session left the event or ended, or the log was trimmed past it.
+    Gone,
+}
+
+/// Closes a session whose next entries were trimmed from the log: it must resync, never
+/// skip them silently. Its resume cursor is below the floor.
+fn trimmed(out: &SessionQueue, event: &str, cursor: i64) {
+    let _ = out.kill.send(Some(Closing {
+        code: close::SLOW_CONSUMER,
+        after_queued: false,
+        reason: serde_json::json!({ "resume": { event: cursor } }).to_string(),
+    }));
 }
 
 /// Splits `items` into runs of at most `max_items` whose JSON stays within about

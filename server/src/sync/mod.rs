@@ -48,6 +48,9 @@ const WRITE_COALESCE_FRAMES_MAX: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Frames a closing session reads (and drops) at most while it waits for the client's close.
 const CLOSE_DRAIN_FRAMES: usize = 256;
+/// The longest a subscribe waits for the account's subscription allowance before it is
+/// refused with `rate_limited`.
+const SUBSCRIBE_WAIT_MAX: Duration = Duration::from_secs(2);
 
 pub async fn handler(
     ws: WebSocketUpgrade,
@@ -300,7 +303,8 @@ impl Session {
     }
 
     async fn refused(&self, event: &str, code: RefusalCode, message: &str) {
-        self.send(&ServerMessage::Refused { event: event.into(), code, message: message.into() }).await;
+        let msg = ServerMessage::Refused { event: event.into(), code, message: message.into(), retry_after_ms: None };
+        self.send(&msg).await;
     }
 
     /// Reads and answers frames until the session must end; returns why (None: the client
@@ -510,6 +514,37 @@ impl Session {
             let message = "this connection follows as many events as it may";
             return self.refused(&event, RefusalCode::TooManySubscriptions, message).await;
         }
+        // Each subscription costs a snapshot or a catch-up: an account may start
+        // `subscribes_burst` at once, then `subscribes_per_minute`. A short wait is waited
+        // out; a longer one is refused with when to come back.
+        let rate = crate::attempts::Rate {
+            burst: self.hub.limits.subscribes_burst,
+            per_minute: self.hub.limits.subscribes_per_minute,
+        };
+        if let Err(crate::attempts::TooMany(wait)) = self.hub.subscribes.spend(&self.account, rate, 1.0) {
+            if wait > SUBSCRIBE_WAIT_MAX {
+                let msg = ServerMessage::Refused {
+                    event,
+                    code: RefusalCode::RateLimited,
+                    message: format!(
+                        "this account started more subscriptions than the server allows a minute; subscribe again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                    retry_after_ms: Some(wait.as_millis() as u64),
+                };
+                return self.send(&msg).await;
+            }
+            tokio::time::sleep(wait).await;
+            if self.hub.subscribes.spend(&self.account, rate, 1.0).is_err() {
+                let msg = ServerMessage::Refused {
+                    event,
+                    code: RefusalCode::RateLimited,
+                    message: "this account started more subscriptions than the server allows a minute; subscribe again in a few seconds".into(),
+                    retry_after_ms: Some(SUBSCRIBE_WAIT_MAX.as_millis() as u64),
+                };
+                return self.send(&msg).await;
+            }
+        }
         if self.follow(&event, cursor).await {
             let at = self.hub.cursors(std::slice::from_ref(&event), self.out.session).await.get(&event).copied();
             self.hub.device_seen(&event, &self.account, &self.device, Seen::Joined, at).await;
@@ -567,7 +602,12 @@ impl Session {
         let (view, start, head) = match resumable {
             Some(c) => (view, c, head),
             None => {
-                let Ok(snap) = hub.engine.snapshot(account, event).await else {
+                // Snapshots are read a few at a time on each node (a queue, not a refusal):
+                // 2,000 phones at call time take their turns instead of all reading at once.
+                let turn = hub.snapshots.acquire().await;
+                let snap = hub.engine.snapshot(account, event).await;
+                drop(turn);
+                let Ok(snap) = snap else {
                     self.refused(event, RefusalCode::NotFound, "event not found").await;
                     return false;
                 };

@@ -157,7 +157,7 @@ FOR $w IN $writes {
     };
 };
 FOR $p IN $pages {
-    CREATE type::record('change', [$event, $base + $p.last]) CONTENT { first: $base + $p.first, entries: $p.entries, about: $p.about } RETURN NONE;
+    CREATE type::record('change', [$event, $base + $p.last]) CONTENT { first: $base + $p.first, entries: $p.entries, about: $p.about, at: $at } RETURN NONE;
 };
 -- Fails the transaction if the mutation was applied before (`already_applied`).
 FOR $a IN $applied {
@@ -172,6 +172,11 @@ FOR $m IN $marks {
 RETURN $row;
 COMMIT TRANSACTION;"
 );
+
+/// How often one node looks at an event's oldest log pages for entries past their time.
+const TRIM_LOOK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Pages one look reads at most.
+const TRIM_LOOK_PAGES: usize = 256;
 
 /// Which pages a read of the log takes (see [`Engine::log_pages`]).
 enum Pages {
@@ -485,10 +490,15 @@ impl Engine {
         self.shared.access.seen(event, row.access);
         // Nobody listening is fine: the feed also polls.
         let _ = self.commits.send((event.to_string(), row.n));
-        let keep = self.config.log_retention.max(1);
+        let keep = self.config.log_entries_max.max(1);
         let floor = self.known_floor(event).await?;
         if row.n - floor > keep + (keep / 10).max(1) {
             self.trim_log(event, row.n - keep).await?;
+        } else if self.trim_due(event, self.config.log_retention) {
+            let upto = self.log_older_than(event, self.config.log_retention).await?;
+            if upto > floor {
+                self.trim_log(event, upto).await?;
+            }
         }
         Ok(entries)
     }
@@ -547,6 +557,65 @@ impl Engine {
             .flatten()
             .filter(|c| c.seq > after && (c.subject.as_deref() == Some(person) || c.kind == Kind::ModuleGrant))
             .collect())
+    }
+
+    /// Whether the log of `event` is due to be looked at for entries past their time (at
+    /// most every [`TRIM_LOOK_INTERVAL`] per event on each node, or every tenth of the time
+    /// entries are kept when that is shorter).
+    fn trim_due(&self, event: &str, kept: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        let interval = TRIM_LOOK_INTERVAL.min(kept / 10);
+        let mut looked = self.shared.trims_looked.lock().unwrap_or_else(|e| e.into_inner());
+        match looked.get(event) {
+            Some(at) if now.duration_since(*at) < interval => false,
+            _ => {
+                looked.insert(event.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// The last seq of the oldest pages of `event`'s log committed more than `kept` ago (0:
+    /// none), looking at [`TRIM_LOOK_PAGES`] pages at most: a log far past its time is
+    /// trimmed in steps, one at each look.
+    async fn log_older_than(&self, event: &str, kept: std::time::Duration) -> Result<i64> {
+        #[derive(Deserialize)]
+        struct Old {
+            last: i64,
+            #[serde(default)]
+            at: Option<String>,
+            /// Pages written before they carried their time: their entries say it.
+            #[serde(default)]
+            entries: Option<Entries>,
+        }
+        let cutoff = crate::time::format(
+            chrono::Utc::now() - chrono::TimeDelta::from_std(kept).unwrap_or(chrono::TimeDelta::MAX),
+        );
+        let pages: Vec<Old> = self
+            .store
+            .run(
+                "SELECT record::id(id)[1] AS last, at, IF at = NONE { entries } ELSE { NONE } AS entries
+                 FROM change:[$e, 0]..=[$e, $top] LIMIT $n",
+                json!({ "e": event, "top": i64::MAX, "n": TRIM_LOOK_PAGES }),
+            )
+            .await?
+            .all(0)?;
+        let mut upto = 0;
+        for p in pages {
+            let at = match (p.at, p.entries) {
+                (Some(at), _) => at,
+                (None, Some(Entries::Text(t))) => {
+                    serde_json::from_str::<Vec<Change>>(&t)?.last().map(|c| c.at.clone()).unwrap_or_default()
+                }
+                (None, Some(Entries::List(l))) => l.last().map(|c| c.at.clone()).unwrap_or_default(),
+                (None, None) => String::new(),
+            };
+            if at >= cutoff {
+                break;
+            }
+            upto = p.last;
+        }
+        Ok(upto)
     }
 
     /// The highest seq of `event` whose entry is no longer retained (0: nothing trimmed).

@@ -56,9 +56,14 @@ pub struct EngineConfig {
     /// Strength of password hashing. Production uses the argon2 defaults; tests may lower
     /// it to keep the suite quick.
     pub password_hashing: PasswordHashing,
-    /// Change-log entries kept per event. Older entries are trimmed (in steps of a tenth);
-    /// a client resuming from a trimmed cursor gets `resync` and a fresh snapshot.
-    pub log_retention: i64,
+    /// How long change-log entries are kept: a device offline for less resumes with the
+    /// changes it missed. Older entries are trimmed (each node looks at an event's oldest
+    /// pages at most every minute); a client resuming from a trimmed cursor gets `resync`
+    /// and a fresh snapshot.
+    pub log_retention: Duration,
+    /// The most change-log entries kept per event whatever their age, the bound on the log's
+    /// storage (trimmed in steps of a tenth).
+    pub log_entries_max: i64,
     /// Largest file an upload may announce, in bytes.
     pub file_limit_bytes: u64,
     /// Most bytes of files one organization may hold; no limit when absent.
@@ -110,7 +115,8 @@ impl Default for EngineConfig {
         EngineConfig {
             license_activation_delay: Duration::from_secs(2),
             password_hashing: PasswordHashing::Standard,
-            log_retention: 500_000,
+            log_retention: Duration::from_secs(72 * 3600),
+            log_entries_max: 10_000_000,
             file_limit_bytes: files::FILE_LIMIT_DEFAULT,
             org_storage_limit_bytes: None,
             disk_reserve_bytes: disk::RESERVE_DEFAULT,
@@ -145,6 +151,8 @@ struct Shared {
     access: cache::AccessCache,
     /// Each event's log floor as this process last knew it.
     floors: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// When this process last looked at each event's log for entries past their time.
+    trims_looked: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Stamps the edits made without a device's clock (the HTTP API) and follows the
     /// stamps devices send.
     clock: hlc::Clock,
@@ -158,6 +166,7 @@ impl Default for Shared {
             hashing: Default::default(),
             access: Default::default(),
             floors: Default::default(),
+            trims_looked: Default::default(),
             clock: hlc::Clock::new("server"),
             field_locks: Default::default(),
         }

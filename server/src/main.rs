@@ -138,9 +138,14 @@ struct Serve {
     /// Largest credential import (CSV), in bytes.
     #[arg(long, env = "BACKOPS_IMPORT_LIMIT_BYTES", default_value_t = 16 * 1024 * 1024)]
     import_limit_bytes: usize,
-    /// Change-log entries kept per event; older cursors resync with a fresh snapshot.
-    #[arg(long, env = "BACKOPS_LOG_RETENTION", default_value_t = 500_000)]
-    log_retention: i64,
+    /// Hours change-log entries are kept: a device offline for less resumes with the changes
+    /// it missed; an older cursor resyncs with a fresh snapshot.
+    #[arg(long, env = "BACKOPS_LOG_RETENTION_HOURS", default_value_t = 72)]
+    log_retention_hours: u64,
+    /// The most change-log entries kept per event whatever their age (the bound on the log's
+    /// storage).
+    #[arg(long, env = "BACKOPS_LOG_ENTRIES_MAX", default_value_t = 10_000_000)]
+    log_entries_max: i64,
     /// Largest file, in bytes.
     #[arg(long, env = "BACKOPS_FILE_LIMIT_BYTES", default_value_t = engine::files::FILE_LIMIT_DEFAULT)]
     file_limit_bytes: u64,
@@ -252,7 +257,8 @@ async fn main() -> anyhow::Result<()> {
     };
     config.import_limit_bytes = args.import_limit_bytes;
     config.engine.license_activation_delay = Duration::from_millis(args.license_activation_delay_ms);
-    config.engine.log_retention = args.log_retention;
+    config.engine.log_retention = Duration::from_secs(args.log_retention_hours.saturating_mul(3600));
+    config.engine.log_entries_max = args.log_entries_max;
     config.engine.file_limit_bytes = args.file_limit_bytes;
     config.engine.org_storage_limit_bytes = args.org_storage_limit_bytes;
     config.engine.disk_reserve_bytes = args.disk_reserve_mib.saturating_mul(1024 * 1024);

@@ -111,7 +111,7 @@ async fn deleting_a_missing_record_moves_nothing() {
 /// Retention really drops old entries, moves the floor, and keeps what is newer intact.
 #[tokio::test]
 async fn retention_trims_the_oldest_entries_and_records_the_floor() {
-    let f = fixture_with("mem://", |c| c.log_retention = 10).await;
+    let f = fixture_with("mem://", |c| c.log_entries_max = 10).await;
     let e = &f.engine;
     for i in 0..30 {
         e.create_task(&f.owner, &f.event, task(format!("t{i}"))).await.unwrap();
@@ -167,7 +167,7 @@ async fn a_refusal_outlives_the_trimmed_log_and_is_never_forgotten_as_an_accepta
     for (kept, answer) in [(std::time::Duration::from_secs(3600), "not_found"), (std::time::Duration::ZERO, "expired")]
     {
         let f = fixture_with("mem://", |c| {
-            c.log_retention = 10;
+            c.log_entries_max = 10;
             c.refusals_kept = kept;
         })
         .await;

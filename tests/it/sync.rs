@@ -320,9 +320,39 @@ async fn many_writers_reach_a_seat_holder_in_seq_order() {
     assert!(seqs.len() >= 40);
 }
 
+/// The log is kept by time: a phone away for less than the retention resumes with exactly
+/// the changes it missed, however many; one away for longer gets a resync.
+#[tokio::test]
+async fn the_log_is_kept_for_a_time_and_older_cursors_resync() {
+    let srv = TestServer::start_with(|c| c.engine.log_retention = Duration::from_secs(3)).await;
+    let s = stage(&srv).await;
+    let mut early = SyncClient::connect(&srv, &s.vic.token).await;
+    early.subscribe(&s.event, None).await;
+    converged(&srv, &mut early, &s.vic, &s.event).await;
+    early.disconnect().await;
+    task(&s, &s.pm, &s.audio, "before the break").await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let mut recent = SyncClient::connect(&srv, &s.vic.token).await;
+    recent.subscribe(&s.event, None).await;
+    recent.disconnect().await;
+    // Writes after the retention passed trim the entries older than it.
+    for i in 0..30 {
+        task(&s, &s.pm, &s.audio, &format!("after the break {i}")).await;
+    }
+    recent.reconnect(&srv, &s.vic.token).await;
+    let held = converged(&srv, &mut recent, &s.vic, &s.event).await;
+    assert_eq!(ids(&held, "task").len(), 31);
+    assert!(!recent.log.iter().any(|m| m["type"] == "resync"), "resumed, not resynced");
+    assert_eq!(recent.log.iter().filter(|m| m["type"] == "snapshot" && m["last"] == true).count(), 1);
+    early.reconnect(&srv, &s.vic.token).await;
+    let resync = early.next_of("resync").await;
+    assert_eq!(resync["reason"], "cursor_expired");
+    converged(&srv, &mut early, &s.vic, &s.event).await;
+}
+
 #[tokio::test]
 async fn a_cursor_older_than_the_log_gets_a_resync_never_a_gap() {
-    let srv = TestServer::start_with(|c| c.engine.log_retention = 5).await;
+    let srv = TestServer::start_with(|c| c.engine.log_entries_max = 5).await;
     let s = stage(&srv).await;
     let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
     vic.subscribe(&s.event, None).await;

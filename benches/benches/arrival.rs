@@ -264,13 +264,11 @@ async fn main() {
         reconcile.as_secs_f64()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let flags = engine.list_scan_flags(&s.pm.id, &ev).await.unwrap();
+    let ask = engine::paging::PageAsk { after: None, limit: Some(engine::paging::PAGE_MAX) };
+    let flags = engine.list_scan_flags(&s.pm.id, &ev, &ask).await.unwrap().items;
     let dups = flags.iter().filter(|f| f.code == engine::model::ScanFlagCode::DuplicateEntry).count();
-    let scans = engine.list_scans(&s.pm.id, &ev, Default::default()).await.unwrap().len();
-    println!(
-        "duplicates: {injected} injected, {dups} flagged by the server ({scans} scans listed, at most {})",
-        engine::frontgate::SCAN_LIST_MAX
-    );
+    let scans = engine.list_scans(&s.pm.id, &ev, Default::default()).await.unwrap().items.len();
+    println!("duplicates: {injected} injected, {dups} flagged by the server ({scans} scans on the first page)");
     for lane in &mut lanes {
         if let Some(l) = lane.link.take() {
             l.stop().await;

@@ -45,7 +45,9 @@ fn writes(c: &mut Criterion) {
         })
     });
     c.bench_function("engine/list_tasks_mem", |b| {
-        b.iter(|| rt.block_on(f.engine.list_tasks(&f.owner, &f.event, ListFilter::default())).expect("list").len())
+        b.iter(|| {
+            rt.block_on(f.engine.list_tasks(&f.owner, &f.event, ListFilter::default())).expect("list").items.len()
+        })
     });
 }
 

@@ -9,6 +9,7 @@ use crate::{
     access::{Action, Module, Target, decide, require},
     kind::Kind,
     model::{Asset, AssetState, CustodyFlag, CustodyMove},
+    paging::{Order, Page, PageAsk, event_vars},
     plan::Write,
     time,
 };
@@ -38,34 +39,43 @@ impl Engine {
         Ok(ev)
     }
 
-    /// Every asset with where it is now; `overdue_only` keeps those out past their due time.
-    pub async fn list_assets(&self, actor: &str, event: &str, overdue_only: bool) -> Result<Vec<AssetState>> {
+    /// A page of the assets by tag, each with where it is now (read from its own custody
+    /// moves, by index); `overdue_only` keeps those out past their due time, so such a page
+    /// may hold fewer than it asked.
+    pub async fn list_assets(
+        &self,
+        actor: &str,
+        event: &str,
+        overdue_only: bool,
+        ask: &PageAsk,
+    ) -> Result<Page<AssetState>> {
         let ev = self.assets_module(actor, event).await?;
-        let mut rows = self
+        let page: Page<Asset> = self.page("asset", "event = $e", event_vars(&ev.id), Order::by(&["tag"]), ask).await?;
+        let tags: Vec<&str> = page.items.iter().map(|a| a.tag.as_str()).collect();
+        let moves: Vec<CustodyMove> = self
             .store
             .run(
-                &format!(
-                    "SELECT *, record::id(id) AS id FROM asset WHERE event = $e ORDER BY tag LIMIT {ASSET_LIST_MAX};
-                     SELECT *, record::id(id) AS id FROM custody WHERE event = $e;"
-                ),
-                json!({ "e": ev.id }),
+                "RETURN array::flatten($tags.map(|$t| (SELECT *, record::id(id) AS id FROM custody WHERE event = $e AND asset = $t)));",
+                json!({ "e": ev.id, "tags": tags }),
             )
-            .await?;
-        let assets: Vec<Asset> = rows.all(0)?;
-        let moves: Vec<CustodyMove> = rows.all(1)?;
-        let mut by_asset: BTreeMap<&str, Vec<&CustodyMove>> = BTreeMap::new();
+            .await?
+            .all(0)?;
+        let mut by_asset: BTreeMap<String, Vec<&CustodyMove>> = BTreeMap::new();
         for m in &moves {
-            by_asset.entry(m.asset.as_str()).or_default().push(m);
+            by_asset.entry(m.asset.clone()).or_default().push(m);
         }
         let now = time::now();
-        Ok(assets
+        let next = page.next;
+        let items = page
+            .items
             .into_iter()
             .map(|a| {
                 let of = by_asset.get(a.tag.as_str()).cloned().unwrap_or_default();
                 state(a, &of, &now)
             })
             .filter(|s| !overdue_only || s.overdue)
-            .collect())
+            .collect();
+        Ok(Page { items, next })
     }
 
     /// One asset's custody history, oldest first by clock.
@@ -78,8 +88,8 @@ impl Engine {
         Ok(by_clock(&moves).into_iter().cloned().collect())
     }
 
-    pub async fn list_custody_flags(&self, actor: &str, event: &str) -> Result<Vec<CustodyFlag>> {
+    pub async fn list_custody_flags(&self, actor: &str, event: &str, ask: &PageAsk) -> Result<Page<CustodyFlag>> {
         let ev = self.assets_module(actor, event).await?;
-        self.list(Kind::CustodyFlag, &ev.id, None, "raised_at").await
+        self.page("custody_flag", "event = $e", event_vars(&ev.id), Order::by(&["raised_at"]), ask).await
     }
 }

@@ -411,8 +411,10 @@ fn covered_reads(
     pick: &impl Fn(Kind, &[String]) -> bool,
 ) -> (Vec<(Kind, String)>, serde_json::Map<String, Value>) {
     let params = collaborators.iter().enumerate().map(|(i, c)| (format!("c{i}"), json!(c))).collect();
-    let reads =
-        kinds.iter().filter_map(|k| cover_query(*k, &cover(*k, person, collaborators, pick)).map(|q| (*k, q))).collect();
+    let reads = kinds
+        .iter()
+        .filter_map(|k| cover_query(*k, &cover(*k, person, collaborators, pick)).map(|q| (*k, q)))
+        .collect();
     (reads, params)
 }
 

@@ -10,6 +10,7 @@ use crate::{
     changes::COMMIT_WRITES_MAX,
     kind::Kind,
     model::{Credential, Gate, ModuleGrant, Scan, ScanFlag, Zone},
+    paging::{Order, Page, PageAsk, event_vars},
     plan::Write,
     time,
 };
@@ -114,7 +115,7 @@ impl Engine {
     ) -> Result<Vec<T>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Module(Module::Gate)), "event")?;
-        self.list(table, &ev.id, None, "created_at").await
+        self.list_all(table, &ev.id, "created_at").await
     }
 
     pub async fn list_zones(&self, actor: &str, event: &str) -> Result<Vec<Zone>> {
@@ -176,8 +177,9 @@ impl Engine {
         Ok(shape_credential(&s, c))
     }
 
-    /// A page of the event's credentials by uid, as the caller may see them.
-    pub async fn list_credentials(&self, actor: &str, event: &str, page: CredentialPage) -> Result<Vec<Value>> {
+    /// A page of the event's credentials by uid, as the caller may see them; `next` is the
+    /// last uid of a page that has more after it.
+    pub async fn list_credentials(&self, actor: &str, event: &str, page: CredentialPage) -> Result<Page<Value>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Module(Module::Gate)), "event")?;
         let limit = page.limit.unwrap_or(CREDENTIAL_PAGE_MAX).clamp(1, CREDENTIAL_PAGE_MAX);
@@ -185,13 +187,21 @@ impl Engine {
             .store
             .run(
                 &format!(
-                    "SELECT *, record::id(id) AS id FROM credential WHERE event = $e AND uid > $after ORDER BY uid LIMIT {limit}"
+                    "SELECT *, record::id(id) AS id FROM credential WHERE event = $e AND uid > $after ORDER BY uid LIMIT {}",
+                    limit + 1
                 ),
                 json!({ "e": ev.id, "after": page.after.unwrap_or_default() }),
             )
             .await?
             .all(0)?;
-        Ok(rows.into_iter().map(|c| shape_credential(&s, c)).collect())
+        let mut rows = rows;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().and_then(|c| c.get("uid")?.as_str().map(String::from))
+        } else {
+            None
+        };
+        Ok(Page { items: rows.into_iter().map(|c| shape_credential(&s, c)).collect(), next })
     }
 
     /// Imports credentials from CSV in one request: every row is checked first and a file
@@ -256,7 +266,7 @@ impl Engine {
     }
 
     /// Scans of the event, newest first (by clock), for the event team and gate members.
-    pub async fn list_scans(&self, actor: &str, event: &str, filter: ScanFilter) -> Result<Vec<Scan>> {
+    pub async fn list_scans(&self, actor: &str, event: &str, filter: ScanFilter) -> Result<Page<Scan>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Module(Module::Gate)), "event")?;
         let mut cond = String::from("event = $e");
@@ -266,29 +276,15 @@ impl Engine {
         if filter.gate.is_some() {
             cond.push_str(" AND gate = $g");
         }
-        self.store
-            .run(
-                &format!(
-                    "SELECT *, record::id(id) AS id FROM scan WHERE {cond} ORDER BY hlc DESC LIMIT {SCAN_LIST_MAX}"
-                ),
-                json!({ "e": ev.id, "c": filter.credential, "g": filter.gate }),
-            )
-            .await?
-            .all(0)
+        let vars = json!({ "e": ev.id, "c": filter.credential, "g": filter.gate });
+        let ask = PageAsk { after: filter.after.clone(), limit: filter.limit };
+        self.page("scan", &cond, vars, Order::newest_first(&["hlc"]), &ask).await
     }
 
     /// The flags raised on the event's scans, newest first.
-    pub async fn list_scan_flags(&self, actor: &str, event: &str) -> Result<Vec<ScanFlag>> {
+    pub async fn list_scan_flags(&self, actor: &str, event: &str, ask: &PageAsk) -> Result<Page<ScanFlag>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Module(Module::Gate)), "event")?;
-        self.store
-            .run(
-                &format!(
-                    "SELECT *, record::id(id) AS id FROM scan_flag WHERE event = $e ORDER BY raised_at DESC LIMIT {SCAN_LIST_MAX}"
-                ),
-                json!({ "e": ev.id }),
-            )
-            .await?
-            .all(0)
+        self.page("scan_flag", "event = $e", event_vars(&ev.id), Order::newest_first(&["raised_at"]), ask).await
     }
 }

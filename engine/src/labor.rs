@@ -8,6 +8,7 @@ use crate::{
     access::{Action, Module, Target, decide, require},
     kind::Kind,
     model::{LaborPeriod, LaborRules, Punch, Timecard},
+    paging::{Order, Page, PageAsk},
 };
 use serde_json::json;
 
@@ -18,7 +19,7 @@ impl Engine {
     }
 
     async fn labor_periods(&self, event: &str) -> Result<Vec<LaborPeriod>> {
-        self.list(Kind::LaborPeriod, event, None, "first_day").await
+        self.list_all(Kind::LaborPeriod, event, "first_day").await
     }
 
     /// See [`crate::plan::field::record_punch`]; planned again while another judgement of the
@@ -46,24 +47,18 @@ impl Engine {
     }
 
     /// Punches in time order: the caller's own, or for a seat holder anyone's.
-    pub async fn list_punches(&self, actor: &str, event: &str, filter: LaborFilter) -> Result<Vec<Punch>> {
+    pub async fn list_punches(&self, actor: &str, event: &str, filter: LaborFilter) -> Result<Page<Punch>> {
         let (ev, s) = self.standing(actor, event).await?;
+        let ask = PageAsk { after: filter.after.clone(), limit: filter.limit };
         let person = self.labor_person(&s, filter.person)?;
-        let cond = if person.is_some() { "AND person = $p" } else { "" };
-        self.store
-            .run(
-                &format!(
-                    "SELECT *, record::id(id) AS id FROM punch WHERE event = $e {cond} ORDER BY device_time LIMIT {LABOR_LIST_MAX}"
-                ),
-                json!({ "e": ev.id, "p": person }),
-            )
-            .await?
-            .all(0)
+        let cond = if person.is_some() { "event = $e AND person = $p" } else { "event = $e" };
+        self.page("punch", cond, json!({ "e": ev.id, "p": person }), Order::by(&["device_time"]), &ask).await
     }
 
     /// Timecards by day: the caller's own, or for a seat holder anyone's.
-    pub async fn list_timecards(&self, actor: &str, event: &str, filter: LaborFilter) -> Result<Vec<Timecard>> {
+    pub async fn list_timecards(&self, actor: &str, event: &str, filter: LaborFilter) -> Result<Page<Timecard>> {
         let (ev, s) = self.standing(actor, event).await?;
+        let ask = PageAsk { after: filter.after.clone(), limit: filter.limit };
         let person = self.labor_person(&s, filter.person)?;
         let mut cond = String::new();
         if person.is_some() {
@@ -72,15 +67,8 @@ impl Engine {
         if filter.day.is_some() {
             cond.push_str(" AND day = $d");
         }
-        self.store
-            .run(
-                &format!(
-                    "SELECT *, record::id(id) AS id FROM timecard WHERE event = $e{cond} ORDER BY day, person LIMIT {LABOR_LIST_MAX}"
-                ),
-                json!({ "e": ev.id, "p": person, "d": filter.day }),
-            )
-            .await?
-            .all(0)
+        let vars = json!({ "e": ev.id, "p": person, "d": filter.day });
+        self.page("timecard", &format!("event = $e{cond}"), vars, Order::by(&["day", "person"]), &ask).await
     }
 
     /// Approves a timecard (the event team's); see [`crate::plan::labor::approve_timecard`].

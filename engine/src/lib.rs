@@ -25,6 +25,7 @@ pub mod model;
 pub(crate) mod mutations;
 pub use mutations::{MUTATION_ID_LEN_MAX, Pushed};
 mod orgs;
+pub mod paging;
 pub mod plan;
 pub mod proof;
 pub mod protocol;

@@ -47,11 +47,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 14, name: "identity", sql: include_str!("../../schemas/surreal/0014_identity.surql") },
     Migration { version: 15, name: "email_proof", sql: include_str!("../../schemas/surreal/0015_email_proof.surql") },
     Migration { version: 16, name: "sign_ins", sql: include_str!("../../schemas/surreal/0016_sign_ins.surql") },
-    Migration {
-        version: 17,
-        name: "scoped_reads",
-        sql: include_str!("../../schemas/surreal/0017_scoped_reads.surql"),
-    },
+    Migration { version: 17, name: "scoped_reads", sql: include_str!("../../schemas/surreal/0017_scoped_reads.surql") },
 ];
 
 /// Credentials for a SurrealDB server reached over `ws://`/`wss://`.

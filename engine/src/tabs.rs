@@ -11,18 +11,28 @@ use crate::{
     access::{Action, Standing, Tab, Target, decide, require},
     kind::Kind,
     model::{Activity, Advance, AdvanceCounts, AdvanceStatus, Dashboard, FileMeta, Task, TaskCounts, TaskStatus},
+    paging::{Order, Page, PageAsk},
     plan::tabs,
     rules::{ActivityPatch, AdvancePatch, NewActivity, NewAdvance, NewFile, NewTask, TaskPatch},
     time,
 };
 
-/// Most rows one list returns; lists are per collaborator or per event and bounded.
-pub const LIST_ROWS_MAX: usize = 10_000;
-
+/// Which rows of a tab's list: one collaborator's (or every one the caller sees), and which
+/// page (see [`crate::paging`]).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
     pub collaborator: Option<String>,
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+impl ListFilter {
+    fn page(&self) -> PageAsk {
+        PageAsk { after: self.after.clone(), limit: self.limit }
+    }
 }
 
 fn one(c: &str) -> [String; 1] {
@@ -46,24 +56,31 @@ impl Engine {
         }
     }
 
+    /// One page of a tab's records in `order`: the event's, or one collaborator's.
     pub(crate) async fn list<T: DeserializeOwned>(
         &self,
         kind: Kind,
         event: &str,
         scope: Option<String>,
-        order: &str,
-    ) -> Result<Vec<T>> {
+        order: Order,
+        ask: &PageAsk,
+    ) -> Result<Page<T>> {
         let filter = match (&scope, kind) {
             (None, _) => "",
-            (Some(_), Kind::Activity) => "AND $c IN collaborators",
-            (Some(_), _) => "AND collaborator = $c",
+            (Some(_), Kind::Activity) => " AND $c IN collaborators",
+            (Some(_), _) => " AND collaborator = $c",
         };
+        let vars = json!({ "tb": kind.as_str(), "e": event, "c": scope });
+        self.page("type::table($tb)", &format!("event = $e{filter}"), vars, order, ask).await
+    }
+
+    /// Every record of a kind of the event's setup that stays small (zones, gates, locked
+    /// periods), in `order`.
+    pub(crate) async fn list_all<T: DeserializeOwned>(&self, kind: Kind, event: &str, order: &str) -> Result<Vec<T>> {
         self.store
             .run(
-                &format!(
-                    "SELECT *, record::id(id) AS id FROM type::table($tb) WHERE event = $e {filter} ORDER BY {order} LIMIT {LIST_ROWS_MAX}"
-                ),
-                json!({ "tb": kind.as_str(), "e": event, "c": scope }),
+                &format!("SELECT *, record::id(id) AS id FROM type::table($tb) WHERE event = $e ORDER BY {order}, id"),
+                json!({ "tb": kind.as_str(), "e": event }),
             )
             .await?
             .all(0)
@@ -71,10 +88,10 @@ impl Engine {
 
     // ---- tasks ----
 
-    pub async fn list_tasks(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<Task>> {
+    pub async fn list_tasks(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<Task>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Tasks)?;
-        self.list(Kind::Task, &ev.id, scope, "created_at").await
+        self.list(Kind::Task, &ev.id, scope, Order::by(&["created_at"]), &filter.page()).await
     }
 
     pub async fn create_task(&self, actor: &str, event: &str, input: NewTask) -> Result<Task> {
@@ -97,10 +114,10 @@ impl Engine {
 
     // ---- schedule ----
 
-    pub async fn list_activities(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<Activity>> {
+    pub async fn list_activities(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<Activity>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Schedule)?;
-        self.list(Kind::Activity, &ev.id, scope, "starts_at").await
+        self.list(Kind::Activity, &ev.id, scope, Order::by(&["starts_at"]), &filter.page()).await
     }
 
     pub async fn create_activity(&self, actor: &str, event: &str, input: NewActivity) -> Result<Activity> {
@@ -123,10 +140,10 @@ impl Engine {
 
     // ---- files ----
 
-    pub async fn list_files(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<FileMeta>> {
+    pub async fn list_files(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<FileMeta>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Files)?;
-        self.list(Kind::FileMeta, &ev.id, scope, "created_at").await
+        self.list(Kind::FileMeta, &ev.id, scope, Order::by(&["created_at"]), &filter.page()).await
     }
 
     /// Adds a file to a collaborator's folder from the caller's finished upload of the same
@@ -146,10 +163,10 @@ impl Engine {
 
     // ---- advances ----
 
-    pub async fn list_advances(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Vec<Advance>> {
+    pub async fn list_advances(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<Advance>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Advances)?;
-        self.list(Kind::Advance, &ev.id, scope, "created_at").await
+        self.list(Kind::Advance, &ev.id, scope, Order::by(&["created_at"]), &filter.page()).await
     }
 
     /// Sends an advance form to a collaborator (the event team's job: seat holders).

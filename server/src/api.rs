@@ -2,7 +2,7 @@
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State, rejection::JsonRejection},
+    extract::{DefaultBodyLimit, FromRequest, OriginalUri, Path, Query, Request, State, rejection::JsonRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, patch, post, put},
@@ -83,6 +83,28 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
             .map(|Query(v)| Q(v))
             .map_err(|_| ApiError::bad_request("invalid_query", "the query string does not fit this endpoint"))
     }
+}
+
+/// A page of a list as its answer: the rows as a JSON array and, when more follow, a
+/// `Link: </v1/…?…&after=CURSOR>; rel="next"` header — the same request with the next page's
+/// cursor (see `engine::paging`). No list stops silently.
+pub(crate) fn paged<T: Serialize>(uri: &axum::http::Uri, page: engine::paging::Page<T>) -> Response {
+    let mut resp = Json(page.items).into_response();
+    if let Some(next) = page.next {
+        let after = format!("after={next}");
+        let query: Vec<&str> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("after="))
+            .chain([after.as_str()])
+            .collect();
+        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(axum::http::header::LINK, v);
+        }
+    }
+    resp
 }
 
 pub(crate) fn created<T: Serialize>(v: T) -> Response {
@@ -527,9 +549,10 @@ macro_rules! tab_handlers {
             State(st): State<AppState>,
             Caller(me): Caller,
             Path(ev): Path<String>,
+            OriginalUri(uri): OriginalUri,
             Q(f): Q<ListFilter>,
         ) -> ApiResult<Response> {
-            Ok(Json(st.engine.$engine_list(&me, &ev, f).await?).into_response())
+            Ok(paged(&uri, st.engine.$engine_list(&me, &ev, f).await?))
         }
 
         async fn $create(

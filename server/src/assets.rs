@@ -4,16 +4,19 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{OriginalUri, Path, State},
     response::{IntoResponse, Response},
     routing::get,
 };
-use engine::assets::{NewAsset, NewMove};
+use engine::{
+    assets::{NewAsset, NewMove},
+    paging::PageAsk,
+};
 use serde::Deserialize;
 
 use crate::{
     AppState,
-    api::{Body, Q, created},
+    api::{Body, Q, created, paged},
     auth::Caller,
     error::ApiResult,
 };
@@ -30,15 +33,21 @@ pub fn routes() -> Router<AppState> {
 struct AssetFilter {
     #[serde(default)]
     overdue: bool,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
 }
 
 async fn list_assets(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Q(f): Q<AssetFilter>,
 ) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_assets(&me, &ev, f.overdue).await?).into_response())
+    let ask = PageAsk { after: f.after, limit: f.limit };
+    Ok(paged(&uri, st.engine.list_assets(&me, &ev, f.overdue, &ask).await?))
 }
 
 async fn create_asset(
@@ -94,6 +103,12 @@ async fn record_move(
     Ok(created(st.engine.record_custody(&me, &ev, m).await?))
 }
 
-async fn flags(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_custody_flags(&me, &ev).await?).into_response())
+async fn flags(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    Q(ask): Q<PageAsk>,
+) -> ApiResult<Response> {
+    Ok(paged(&uri, st.engine.list_custody_flags(&me, &ev, &ask).await?))
 }

@@ -9,14 +9,14 @@ use std::sync::OnceLock;
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{OriginalUri, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use sha2::{Digest, Sha256};
 
-use crate::{AppState, auth::Caller, error::ApiResult};
+use crate::{AppState, api::Q, auth::Caller, error::ApiResult};
 
 /// The embedded assets: path, media type, bytes. `app.js` is esbuild's bundle of
 /// `dashboard/src`; `.ci/run` rebuilds it and fails when the committed copy is stale.
@@ -79,15 +79,21 @@ fn asset(i: usize, headers: &HeaderMap) -> Response {
     resp
 }
 
-/// Devices listed at most, the most recent first.
-const DEVICES_LISTED_MAX: usize = 1_000;
-
 /// The devices that synced the event (through any server), with their last sync and
-/// whether they are connected now: for seat holders (the event's whole picture).
-async fn devices(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
-    let stored = st.engine.devices_seen(&me, &ev, DEVICES_LISTED_MAX).await?;
+/// whether they are connected now, a page at a time, the most recent first: for seat
+/// holders (the event's whole picture).
+async fn devices(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    Q(ask): Q<engine::paging::PageAsk>,
+) -> ApiResult<Response> {
+    let stored = st.engine.devices_seen(&me, &ev, &ask).await?;
     let sessions = st.engine.device_sessions(&me, &ev, st.hub.nodes_alive_since()).await?;
-    Ok(Json(st.hub.devices.merge(&ev, stored, sessions)).into_response())
+    let next = stored.next.clone();
+    let items = st.hub.devices.merge(&ev, stored.items, sessions);
+    Ok(crate::api::paged(&uri, engine::paging::Page { items, next }))
 }
 
 async fn people(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {

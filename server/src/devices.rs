@@ -194,15 +194,6 @@ impl Devices {
                 }
             })
             .collect();
-        out.extend(live.into_values().map(|d| DeviceOut {
-            connected: d.sessions > 0,
-            sessions: d.sessions,
-            cursor: d.cursor,
-            first_seen: d.first_seen,
-            last_seen: d.last_seen,
-            account: d.account,
-            device: d.device,
-        }));
         out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.device.cmp(&b.device)));
         out
     }

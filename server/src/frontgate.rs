@@ -5,7 +5,7 @@
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, State, rejection::BytesRejection},
+    extract::{DefaultBodyLimit, OriginalUri, Path, State, rejection::BytesRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, patch, post, put},
@@ -13,12 +13,13 @@ use axum::{
 use engine::{
     CredentialPatch, NewCredential, NewGate, NewZone,
     frontgate::{CredentialPage, IMPORT_ERRORS_MAX, ScanFilter},
+    paging::PageAsk,
 };
 use serde_json::json;
 
 use crate::{
     AppState,
-    api::{Body, Q, created},
+    api::{Body, Q, created, paged},
     auth::Caller,
     error::{ApiError, ApiResult},
 };
@@ -90,9 +91,10 @@ async fn list_credentials(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Q(page): Q<CredentialPage>,
 ) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_credentials(&me, &ev, page).await?).into_response())
+    Ok(paged(&uri, st.engine.list_credentials(&me, &ev, page).await?))
 }
 
 async fn create_credential(
@@ -161,11 +163,18 @@ async fn list_scans(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Q(filter): Q<ScanFilter>,
 ) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_scans(&me, &ev, filter).await?).into_response())
+    Ok(paged(&uri, st.engine.list_scans(&me, &ev, filter).await?))
 }
 
-async fn list_flags(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_scan_flags(&me, &ev).await?).into_response())
+async fn list_flags(
+    State(st): State<AppState>,
+    Caller(me): Caller,
+    Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    Q(ask): Q<PageAsk>,
+) -> ApiResult<Response> {
+    Ok(paged(&uri, st.engine.list_scan_flags(&me, &ev, &ask).await?))
 }

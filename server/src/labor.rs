@@ -4,7 +4,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{OriginalUri, Path, State},
     response::{IntoResponse, Response},
     routing::{get, put},
 };
@@ -12,7 +12,7 @@ use engine::labor::{LaborFilter, NewPeriod, RulesPatch};
 
 use crate::{
     AppState,
-    api::{Body, Q, created},
+    api::{Body, Q, created, paged},
     auth::Caller,
     error::ApiResult,
 };
@@ -30,18 +30,20 @@ async fn list_punches(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Q(filter): Q<LaborFilter>,
 ) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_punches(&me, &ev, filter).await?).into_response())
+    Ok(paged(&uri, st.engine.list_punches(&me, &ev, filter).await?))
 }
 
 async fn list_timecards(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Q(filter): Q<LaborFilter>,
 ) -> ApiResult<Response> {
-    Ok(Json(st.engine.list_timecards(&me, &ev, filter).await?).into_response())
+    Ok(paged(&uri, st.engine.list_timecards(&me, &ev, filter).await?))
 }
 
 async fn approve(

@@ -71,6 +71,7 @@ async fn kept_facts_are_checked_at_commit_against_changes_made_elsewhere() {
         .list_tasks(&f.owner, &f.event, Default::default())
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|t| t.title)
         .collect();

@@ -252,3 +252,55 @@ async fn other_tenants_ids_are_not_found() {
     let still = alice.api.get(&format!("/v1/events/{a_event}/tasks")).await.ok();
     assert_eq!(still[0]["title"], "Secret");
 }
+
+/// Every list pages: `limit` rows `after` the cursor of the page before, the next page named
+/// by a `Link` header, nothing repeated or skipped — even with rows written between pages —
+/// and the list's own filters kept from page to page. A cursor that is not one is refused.
+#[tokio::test]
+async fn lists_page_with_a_next_link_and_never_stop_silently() {
+    let srv = TestServer::start().await;
+    let s = tests::stage(&srv).await;
+    let ev = &s.event;
+    let mut made = Vec::new();
+    for i in 0..25 {
+        made.push(tests::task(&s, &s.pm, &s.audio, &format!("Truss {i}")).await);
+    }
+    for i in 0..5 {
+        tests::task(&s, &s.pm, &s.client, &format!("Client {i}")).await;
+    }
+    // Vic sees Audio's tasks only; ten at a time is three pages.
+    let (first, next) = s.vic.api.page(&format!("/v1/events/{ev}/tasks?limit=10")).await;
+    assert_eq!(first.len(), 10);
+    let next = next.expect("a next page");
+    assert!(next.starts_with(&format!("/v1/events/{ev}/tasks?limit=10&after=")), "{next}");
+    // A row written between pages comes in a later page, once.
+    made.push(tests::task(&s, &s.pm, &s.audio, "Truss late").await);
+    let (rest, pages) = s.vic.api.all_pages(&next).await;
+    assert_eq!(pages, 2);
+    let mut ids: Vec<String> = first.iter().chain(&rest).map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no row twice");
+    made.sort();
+    assert_eq!(ids, made, "every task of Audio, and only Audio's");
+    // The filter travels with the link: the seat holder's Client pages hold Client's tasks.
+    let (client, pages) = s.pm.api.all_pages(&format!("/v1/events/{ev}/tasks?collaborator={}&limit=2", s.client)).await;
+    assert_eq!((client.len(), pages), (5, 3));
+    assert!(client.iter().all(|t| t["collaborator"] == s.client.as_str()));
+    // A whole list in one page has no link.
+    let (all, next) = s.pm.api.page(&format!("/v1/events/{ev}/tasks")).await;
+    assert_eq!((all.len(), next), (31, None));
+
+    let bad = s.pm.api.get(&format!("/v1/events/{ev}/tasks?after=not-a-cursor")).await.err(422, "invalid_input");
+    assert!(bad["message"].as_str().unwrap().contains("after"), "{bad}");
+    s.pm.api.get(&format!("/v1/events/{ev}/tasks?limit=0")).await.err(422, "invalid_input");
+    s.pm.api.get(&format!("/v1/events/{ev}/tasks?limit=10001")).await.err(422, "invalid_input");
+    // A cursor of one list is no cursor of another's order.
+    let scans_cursor = next_after(&s.pm.api.page(&format!("/v1/events/{ev}/tasks?limit=1")).await.1.unwrap());
+    s.pm.api.get(&format!("/v1/events/{ev}/timecards?after={scans_cursor}")).await.err(422, "invalid_input");
+}
+
+fn next_after(link: &str) -> String {
+    link.split("after=").nth(1).unwrap().split('&').next().unwrap().to_string()
+}

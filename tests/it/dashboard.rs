@@ -116,6 +116,16 @@ async fn devices_and_names_are_shown_only_to_whom_the_event_allows() {
     assert_eq!(after[0]["cursor"].as_i64(), Some(cursor));
     assert_eq!(after[0]["last_seen"].as_str().map(str::len), Some(24), "{after}");
     let (pm, vic) = (srv_user(&srv, &s.pm), srv_user(&srv, &s.vic));
+    // Devices page like every list: a crew of phones never stops at a bound.
+    for name in ["cara-phone", "cara-tablet"] {
+        let mut c = SyncClient::connect_device(&srv, &s.cara.token, name).await;
+        c.subscribe(ev, None).await;
+        c.disconnect().await;
+    }
+    let (all, pages) = pm.api.all_pages(&format!("/v1/events/{ev}/devices?limit=1")).await;
+    let mut names: Vec<&str> = all.iter().map(|d| d["device"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!((names, pages), (vec!["cara-phone", "cara-tablet", "vic-phone"], 3));
 
     // Members see neither the devices nor people outside their collaborator; strangers
     // don't learn the event exists.

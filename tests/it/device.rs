@@ -559,7 +559,7 @@ async fn a_tab_is_read_a_page_at_a_time() {
     let second = phone.replica.tasks_page(&s.event, ListFilter::default(), first.next.as_deref(), 10).await.unwrap();
     let ids: Vec<String> = second.items.into_iter().map(|t| t.id).collect();
     assert_eq!(ids, whole[10..20]);
-    let of_audio = ListFilter { collaborator: Some(s.audio.clone()) };
+    let of_audio = ListFilter { collaborator: Some(s.audio.clone()), ..Default::default() };
     assert_eq!(phone.replica.tasks_page(&s.event, of_audio, None, 100).await.unwrap().items.len(), 24);
     let bad = phone.replica.tasks_page(&s.event, ListFilter::default(), Some("nonsense"), 10).await.unwrap_err();
     assert_eq!(bad.code(), "invalid_input");

@@ -206,14 +206,20 @@ async fn a_module_granted_again_gives_each_connected_member_their_own_punches_on
     let ev = s.event.clone();
     crew(&s).await;
     let lee = srv.sign_up("Lee").await;
-    s.pm.api.post(&format!("/v1/events/{ev}/collaborators/{}/members", s.audio), json!({ "email": lee.email })).await.ok();
+    s.pm.api
+        .post(&format!("/v1/events/{ev}/collaborators/{}/members", s.audio), json!({ "email": lee.email }))
+        .await
+        .ok();
     let mut vic = SyncClient::connect(&srv, &s.vic.token).await;
     let mut lee_phone = SyncClient::connect(&srv, &lee.token).await;
     vic.subscribe(&ev, None).await;
     lee_phone.subscribe(&ev, None).await;
     let vic_punch = pid(21);
     let lee_punch = pid(22);
-    assert_eq!(statuses(&push(&mut vic, &ev, vec![punch(&vic_punch, "in", "2026-07-04T13:00:00Z")]).await), ["accepted"]);
+    assert_eq!(
+        statuses(&push(&mut vic, &ev, vec![punch(&vic_punch, "in", "2026-07-04T13:00:00Z")]).await),
+        ["accepted"]
+    );
     assert_eq!(
         statuses(&push(&mut lee_phone, &ev, vec![punch(&lee_punch, "in", "2026-07-04T13:05:00Z")]).await),
         ["accepted"]

@@ -614,13 +614,16 @@ async fn check_quiesced(w: &World) {
 
     // The duplicate entries flagged are exactly those the scans hold, by clock.
     let pm = &w.s.pm.id;
-    let scans: Vec<Scan> = engine.list_scans(pm, &w.s.event, Default::default()).await.unwrap();
+    // Every row in one page (the lists page at PAGE_MAX rows at most; a run makes far fewer).
+    let all = engine::paging::PageAsk { after: None, limit: Some(engine::paging::PAGE_MAX) };
+    let filter = engine::frontgate::ScanFilter { limit: all.limit, ..Default::default() };
+    let scans: Vec<Scan> = engine.list_scans(pm, &w.s.event, filter).await.unwrap().items;
     let mut want = BTreeSet::new();
     for uid in CREDENTIALS {
         let of: Vec<&Scan> = scans.iter().filter(|s| s.credential == *uid).collect();
         want.extend(engine::frontgate::duplicate_entries(&of).into_iter().map(|(dup, _)| dup));
     }
-    let flags: Vec<ScanFlag> = engine.list_scan_flags(pm, &w.s.event).await.unwrap();
+    let flags: Vec<ScanFlag> = engine.list_scan_flags(pm, &w.s.event, &all).await.unwrap().items;
     let flagged: BTreeSet<String> =
         flags.into_iter().filter(|f| f.code == ScanFlagCode::DuplicateEntry).map(|f| f.scan).collect();
     assert_eq!(flagged, want, "duplicate entries flagged vs held by the scans\n{}", w.log.join("\n"));
@@ -633,10 +636,10 @@ async fn check_quiesced(w: &World) {
         want.extend(engine::assets::double_checkouts(&refs).into_iter().map(|(dup, _)| dup));
     }
     let flagged: BTreeSet<String> =
-        engine.list_custody_flags(pm, &w.s.event).await.unwrap().into_iter().map(|f| f.custody).collect();
+        engine.list_custody_flags(pm, &w.s.event, &all).await.unwrap().items.into_iter().map(|f| f.custody).collect();
     assert_eq!(flagged, want, "double check-outs flagged vs held by the moves\n{}", w.log.join("\n"));
     let doubles = want.len();
-    let punches = engine.list_punches(pm, &w.s.event, Default::default()).await.unwrap();
+    let punches = engine.list_punches(pm, &w.s.event, Default::default()).await.unwrap().items;
     println!(
         "  {} scans made, {} on the server, {dups} duplicate entries flagged; {} punches made, {} on the server; {} custody moves, {doubles} double check-outs",
         w.scans,

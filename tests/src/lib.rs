@@ -448,6 +448,38 @@ impl Api {
         Self::reply(req.send().await?).await
     }
 
+    /// `GET path` (a list page, which must succeed): its rows and the path of the next page,
+    /// from the `Link: <…>; rel="next"` header.
+    pub async fn page(&self, path: &str) -> (Vec<Value>, Option<String>) {
+        let mut req = self.http.get(format!("{}{}", self.base, path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let next = resp.headers().get(reqwest::header::LINK).map(|l| {
+            let l = l.to_str().expect("a Link header of text");
+            assert!(l.ends_with("; rel=\"next\""), "{l}");
+            l.trim_start_matches('<').split('>').next().expect("a link").to_string()
+        });
+        let reply = Self::reply(resp).await.expect("reply");
+        let rows = reply.ok().as_array().unwrap_or_else(|| panic!("GET {path} is not a list")).clone();
+        (rows, next)
+    }
+
+    /// Every row of a paged list, following its `next` links; and how many pages it took.
+    pub async fn all_pages(&self, path: &str) -> (Vec<Value>, usize) {
+        let (mut rows, mut next) = self.page(path).await;
+        let mut pages = 1;
+        while let Some(p) = next {
+            let (more, after) = self.page(&p).await;
+            rows.extend(more);
+            next = after;
+            pages += 1;
+            assert!(pages < 10_000, "a list that never ends");
+        }
+        (rows, pages)
+    }
+
     /// `GET path` (a JSON list, which must succeed), each item's text `field`.
     pub async fn strings(&self, path: &str, field: &str) -> Vec<String> {
         let list = self.get(path).await.ok();

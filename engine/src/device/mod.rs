@@ -66,7 +66,7 @@ pub const DISK_RESERVE: u64 = 16 * 1024 * 1024;
 /// Rejections kept for the app to show.
 pub const REJECTIONS_KEPT: usize = 100;
 /// Most records one local read returns (like the server's lists).
-pub const READ_ROWS_MAX: usize = crate::tabs::LIST_ROWS_MAX;
+pub const READ_ROWS_MAX: usize = crate::paging::PAGE_MAX;
 /// The upper end of key ranges over text: above every id and kind.
 const TOP: &str = "\u{10FFFF}";
 
@@ -683,7 +683,7 @@ impl Replica {
         let (ev, _) = self.event(event).await?;
         let c = crate::rules::collaborator_asked(&ev.default_collaborator, &s, collaborator)?;
         let collab: Value = self.load(event, "collaborator", &c)?.ok_or(Error::not_found("collaborator"))?;
-        let only = ListFilter { collaborator: Some(c.clone()) };
+        let only = ListFilter { collaborator: Some(c.clone()), ..Default::default() };
         let mut d = Dashboard {
             collaborator: c.clone(),
             name: collab["name"].as_str().unwrap_or_default().into(),

@@ -7,6 +7,7 @@ use crate::{
     Engine, Result,
     access::{Action, Target, decide, require},
     model::{DeviceSeen, DeviceSessions},
+    paging::{Order, Page, PageAsk, event_vars},
 };
 
 impl Engine {
@@ -36,19 +37,12 @@ impl Engine {
         Ok(())
     }
 
-    /// The devices that synced an event, the most recent first (at most `limit`): for seat
-    /// holders, who see the event as a whole.
-    pub async fn devices_seen(&self, actor: &str, event: &str, limit: usize) -> Result<Vec<DeviceSeen>> {
+    /// A page of the devices that synced an event, the most recent first: for seat holders,
+    /// who see the event as a whole.
+    pub async fn devices_seen(&self, actor: &str, event: &str, ask: &PageAsk) -> Result<Page<DeviceSeen>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Setup), "event")?;
-        self.store
-            .run(
-                "SELECT account, device, cursor, first_seen, last_seen, live FROM device_seen
-                     WHERE event = $e ORDER BY last_seen DESC LIMIT $n;",
-                json!({ "e": ev.id, "n": limit }),
-            )
-            .await?
-            .all(0)
+        self.page("device_seen", "event = $e", event_vars(&ev.id), Order::newest_first(&["last_seen"]), ask).await
     }
 
     /// Notes that the sync node `node` is alive at `now_ms` (Unix milliseconds, its clock),

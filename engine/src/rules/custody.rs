@@ -19,8 +19,6 @@ use serde::Deserialize;
 pub const TAG_LEN_MAX: usize = 64;
 /// Longest custody note, in characters.
 pub const NOTE_LEN_MAX: usize = 2_000;
-/// Most assets, moves or flags one list returns.
-pub const ASSET_LIST_MAX: usize = 10_000;
 
 pub fn asset_key(event: &str, tag: &str) -> String {
     format!("{event}|{tag}")

@@ -42,8 +42,6 @@ pub const IMPORT_ROWS_MAX: usize = 100_000;
 pub const IMPORT_ERRORS_MAX: usize = 100;
 /// Most credentials one page of the list returns.
 pub const CREDENTIAL_PAGE_MAX: usize = 5_000;
-/// Most scans or flags one list returns (newest first).
-pub const SCAN_LIST_MAX: usize = 1_000;
 
 /// The key of a module grant.
 pub fn grant_key(event: &str, collaborator: &str, module: Module) -> String {
@@ -531,6 +529,11 @@ pub struct ScanFilter {
     pub credential: Option<String>,
     #[serde(default)]
     pub gate: Option<String>,
+    /// The page (see `crate::paging`).
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// A page of the credential list.

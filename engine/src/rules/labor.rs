@@ -20,8 +20,6 @@ use serde::Deserialize;
 /// A shift open longer than this without an `out` is closed as missing its `out`; the
 /// punches after it start over.
 pub const SHIFT_HOURS_MAX: i64 = 24;
-/// Most punches, timecards or periods one list returns.
-pub const LABOR_LIST_MAX: usize = 10_000;
 
 const HOUR_MS: f64 = 3_600_000.0;
 
@@ -66,6 +64,11 @@ pub struct LaborFilter {
     pub person: Option<String>,
     #[serde(default)]
     pub day: Option<String>,
+    /// The page (see `crate::paging`).
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 pub fn timecard_key(event: &str, person: &str, day: &str) -> String {

@@ -75,7 +75,31 @@ export interface Links {
 
 const BASE = "/v1";
 
-async function call<T>(method: string, path: string, token: string | null, body?: unknown): Promise<T> {
+/** The path of the next page a list's answer names (`Link: <…>; rel="next"`), if any. */
+function nextPage(resp: Response): string | null {
+  const m = /^<([^>]+)>;\s*rel="next"$/.exec(resp.headers.get("Link") ?? "");
+  return m && m[1].startsWith(BASE + "/") ? m[1].slice(BASE.length) : null;
+}
+
+/** Every row of a paged list: its pages one after another, up to `max` rows. */
+async function all<T>(path: string, token: string, max = 100_000): Promise<T[]> {
+  const rows: T[] = [];
+  let next: string | null = path;
+  while (next !== null && rows.length < max) {
+    let link: string | null = null;
+    rows.push(...(await call<T[]>("GET", next, token, undefined, (r) => (link = nextPage(r)))));
+    next = link;
+  }
+  return rows;
+}
+
+async function call<T>(
+  method: string,
+  path: string,
+  token: string | null,
+  body?: unknown,
+  seen?: (resp: Response) => void,
+): Promise<T> {
   const headers: Record<string, string> = {};
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -85,6 +109,7 @@ async function call<T>(method: string, path: string, token: string | null, body?
   } catch {
     throw new ApiError(0, "network", "The server cannot be reached. Check the connection and try again.");
   }
+  seen?.(resp);
   if (resp.status === 204) return undefined as T;
   let data: unknown = null;
   try {
@@ -123,8 +148,7 @@ export const api = {
   events: (token: string) => call<EventView[]>("GET", "/events", token),
   event: (token: string, event: string) => call<EventView>("GET", `/events/${encodeURIComponent(event)}`, token),
   people: (token: string, event: string) => call<Person[]>("GET", `/events/${encodeURIComponent(event)}/people`, token),
-  devices: (token: string, event: string) =>
-    call<DeviceSeen[]>("GET", `/events/${encodeURIComponent(event)}/devices`, token),
+  devices: (token: string, event: string) => all<DeviceSeen>(`/events/${encodeURIComponent(event)}/devices`, token),
   links: (token: string, event: string, file: string) =>
     call<Links>("POST", `/events/${encodeURIComponent(event)}/files/${encodeURIComponent(file)}/links`, token, {}),
 };

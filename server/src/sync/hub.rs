@@ -617,7 +617,11 @@ impl Hub {
                         Some(next) if first_seq(next) <= own => own - 1,
                         Some(_) => own,
                     };
-                    frames.push(frame(&ServerMessage::Changes { event: event.into(), changes: changes.clone(), cursor }));
+                    frames.push(frame(&ServerMessage::Changes {
+                        event: event.into(),
+                        changes: changes.clone(),
+                        cursor,
+                    }));
                 }
             }
         }

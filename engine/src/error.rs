@@ -47,6 +47,11 @@ pub enum Error {
     /// done; try again after a moment (HTTP 503 with `Retry-After`).
     #[error("the server is busy; try again in a moment")]
     Busy,
+    /// The database server cannot be reached (restarting, or the network to it is down):
+    /// the request was not done, or its outcome is unknown; the same request may succeed
+    /// in a moment (HTTP 503 with `Retry-After`). The node reconnects by itself.
+    #[error("the database cannot be reached right now; try again in a moment")]
+    DatabaseUnavailable,
     /// A storage failure or broken invariant. The detail is for logs only.
     #[error("internal error")]
     Internal(String),
@@ -85,6 +90,7 @@ impl Error {
             Error::StaleAccess => "access_changed",
             Error::Unavailable(_) => "storage_unavailable",
             Error::Busy => "busy",
+            Error::DatabaseUnavailable => "database_unavailable",
             Error::Internal(_) => "internal",
         }
     }
@@ -92,7 +98,7 @@ impl Error {
     /// Whether this is the server's own failure rather than an answer to the request: the
     /// request was not judged, and may be made again.
     pub fn is_server_side(&self) -> bool {
-        matches!(self, Error::Internal(_) | Error::Unavailable(_) | Error::Busy)
+        matches!(self, Error::Internal(_) | Error::Unavailable(_) | Error::Busy | Error::DatabaseUnavailable)
     }
 }
 

@@ -21,6 +21,13 @@ pub const DATABASE: &str = "main";
 const TX_RETRIES_MAX: u32 = 16;
 /// How long opening an embedded store waits for its files to be released.
 const LOCK_WAIT_MAX: Duration = Duration::from_secs(5);
+/// How often a node asks a database server whether it is reachable.
+const REACH_INTERVAL: Duration = Duration::from_millis(500);
+/// How long that question may take before the server counts as unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest one request to a database server may take: past it, it counts as lost with
+/// the connection (the server was killed or cut off mid-request).
+const REMOTE_QUERY_MAX: Duration = Duration::from_secs(30);
 
 /// One numbered schema migration, compiled into the binary from `schemas/surreal/`.
 pub struct Migration {
@@ -67,6 +74,9 @@ pub struct Store {
     guard: crate::disk::DiskGuard,
     /// SurrealKV in this process (not a SurrealDB server reached over the network).
     embedded: bool,
+    /// A SurrealDB server reached over the network, and whether it answers now (see
+    /// [`Store::watch_reach`]); none for a store in this process.
+    reach: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -116,7 +126,51 @@ impl Store {
             .check()?;
         }
         db.use_ns(NAMESPACE).use_db(DATABASE).await?;
-        Ok(Store { db: std::sync::Arc::new(db), guard, embedded: url.starts_with("surrealkv://") })
+        let db = std::sync::Arc::new(db);
+        let reach = remote.then(|| Self::watch_reach(&db, url));
+        Ok(Store { db, guard, embedded: url.starts_with("surrealkv://"), reach })
+    }
+
+    /// Asks the database server every [`REACH_INTERVAL`] whether it answers. The SDK
+    /// reconnects by itself after the server restarts (every second, replaying the sign-in
+    /// and the namespace), but requests meanwhile would wait for it: while the server does
+    /// not answer, requests fail at once with [`Error::DatabaseUnavailable`] instead.
+    fn watch_reach(db: &std::sync::Arc<Surreal<Any>>, url: &str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        use std::sync::atomic::Ordering;
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (weak, flag, url) = (std::sync::Arc::downgrade(db), up.clone(), url.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REACH_INTERVAL).await;
+                let Some(db) = weak.upgrade() else { return };
+                let answered = tokio::time::timeout(REACH_TIMEOUT, db.query("RETURN 1")).await.is_ok_and(|r| r.is_ok());
+                drop(db);
+                let was = flag.swap(answered, Ordering::Relaxed);
+                match (was, answered) {
+                    (true, false) => {
+                        tracing::error!(%url, "the database server does not answer; requests get 503 until it does")
+                    }
+                    (false, true) => tracing::warn!(%url, "the database server answers again"),
+                    _ => {}
+                }
+            }
+        });
+        up
+    }
+
+    /// Whether requests may go to the store now (a database server that does not answer:
+    /// no).
+    fn reachable(&self) -> bool {
+        self.reach.as_ref().is_none_or(|r| r.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A database server's request failed or took too long: take the server for
+    /// unreachable until it answers the watch again.
+    fn lost(&self) -> Error {
+        if let Some(r) = &self.reach {
+            r.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        Error::DatabaseUnavailable
     }
 
     /// The disk guard of this store (see [`crate::disk`]): its reserve is 0, never refusing,
@@ -194,6 +248,9 @@ impl Store {
         if self.guard.broken() && crate::disk::may_write(sql) {
             return Err(crate::disk::broken());
         }
+        if !self.reachable() {
+            return Err(Error::DatabaseUnavailable);
+        }
         let mut attempt = 0;
         loop {
             let mut q = self.db.query(sql);
@@ -202,7 +259,20 @@ impl Store {
                     q = q.bind((k.clone(), v.clone()));
                 }
             }
-            let mut response = q.await.map_err(|e| self.failed(e.into()))?;
+            let mut response = match &self.reach {
+                None => q.await.map_err(|e| self.failed(e.into()))?,
+                // A request to a server lost mid-way fails (or never comes back): its outcome
+                // is unknown, and it is the caller's to try again.
+                Some(_) => match tokio::time::timeout(REMOTE_QUERY_MAX, q).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) if e.is_connection() => {
+                        tracing::warn!(error = %e, "a request to the database server was lost with its connection");
+                        return Err(self.lost());
+                    }
+                    Ok(Err(e)) => return Err(self.failed(e.into())),
+                    Err(_) => return Err(self.lost()),
+                },
+            };
             let errors = response.take_errors();
             if errors.is_empty() {
                 return Ok(Rows(response));

@@ -93,7 +93,7 @@ impl From<engine::Error> for BackOpsError {
                     message: "this device is out of storage: nothing was saved; free some space and try again".into(),
                 }
             }
-            E::Busy => BackOpsError::Conflict { code, message: e.to_string() },
+            E::Busy | E::DatabaseUnavailable => BackOpsError::Conflict { code, message: e.to_string() },
             E::Internal(detail) => BackOpsError::storage(detail),
         }
     }

@@ -78,8 +78,8 @@ impl From<engine::Error> for ApiError {
             tracing::error!(%detail, "a write was refused: storage full");
             return ApiError::storage_unavailable();
         }
-        if let E::Busy = &e {
-            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+        if matches!(e, E::Busy | E::DatabaseUnavailable) {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string());
             err.retry_after = Some(BUSY_RETRY_AFTER_SECS);
             return err;
         }
@@ -89,9 +89,12 @@ impl From<engine::Error> for ApiError {
             E::Forbidden { .. } => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
             E::BadCredentials => StatusCode::UNAUTHORIZED,
-            E::SchemaTooNew { .. } | E::Config(_) | E::Internal(_) | E::Unavailable(_) | E::Busy => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            E::SchemaTooNew { .. }
+            | E::Config(_)
+            | E::Internal(_)
+            | E::Unavailable(_)
+            | E::Busy
+            | E::DatabaseUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = ?e, "request failed");

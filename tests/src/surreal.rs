@@ -24,6 +24,8 @@ pub struct SurrealServer {
     pub url: String,
     /// The root user it was started with.
     pub auth: RemoteAuth,
+    /// Where it keeps its data (`memory`, or `surrealkv://PATH`).
+    storage: String,
 }
 
 /// Where the binary is: `BACKOPS_SURREAL_BIN`, else where [`BUILD`] puts it, else the
@@ -41,6 +43,35 @@ pub fn binary() -> PathBuf {
 impl SurrealServer {
     /// Starts a server in memory and waits until it is ready.
     pub async fn start() -> SurrealServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let auth = RemoteAuth { username: "root".into(), password: "root-test-password".into() };
+        Self::launch(port, auth, "memory".into()).await
+    }
+
+    /// Starts a server keeping its data in SurrealKV under `dir`, so that it can be killed
+    /// and started again on the same files ([`SurrealServer::kill`], [`SurrealServer::restart`]).
+    pub async fn start_on_disk(dir: &std::path::Path) -> SurrealServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let auth = RemoteAuth { username: "root".into(), password: "root-test-password".into() };
+        Self::launch(port, auth, format!("surrealkv://{}", dir.join("surreal").display())).await
+    }
+
+    /// Kills the server with SIGKILL, mid-whatever it was doing.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and storage, and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let port: u16 = self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        let again = Self::launch(port, self.auth.clone(), self.storage.clone()).await;
+        // The new process takes the place of the old one (whose drop kills nothing more).
+        *self = again;
+    }
+
+    async fn launch(port: u16, auth: RemoteAuth, storage: String) -> SurrealServer {
         let bin = binary();
         assert!(
             bin.is_file(),
@@ -48,17 +79,15 @@ impl SurrealServer {
              (.ci/run does), or set BACKOPS_SURREAL_BIN",
             bin.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
-        let auth = RemoteAuth { username: "root".into(), password: "root-test-password".into() };
         let child = Command::new(&bin)
             .args(["start", "--no-banner", "--log", "warn", "--bind", &format!("127.0.0.1:{port}")])
-            .args(["--username", &auth.username, "--password", &auth.password, "memory"])
+            .args(["--username", &auth.username, "--password", &auth.password, &storage])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let server = SurrealServer { child, url: format!("ws://127.0.0.1:{port}"), auth };
+        let server = SurrealServer { child, url: format!("ws://127.0.0.1:{port}"), auth, storage };
         let deadline = tokio::time::Instant::now() + READY_MAX;
         loop {
             let probe = bin.clone();

@@ -228,7 +228,7 @@ impl Hub {
                 let now = unix_ms();
                 let since = now - node_timing.silent_max.as_millis() as i64;
                 if let Err(e) = hub.engine.node_alive(&d.node, &d.started_at, now, since).await {
-                    tracing::warn!(error = ?e, "recording this node's heartbeat failed");
+                    background_failed(&e, "recording this node's heartbeat failed");
                 }
             }
         });
@@ -270,7 +270,7 @@ impl Hub {
                 }
                 let commits = told.committed.load(Ordering::Relaxed) as i64;
                 if let Err(e) = told.engine.node_committed(&told.devices.node, commits).await {
-                    tracing::warn!(error = ?e, "telling the other nodes of this node's commits failed");
+                    background_failed(&e, "telling the other nodes of this node's commits failed");
                 }
                 drop(told);
                 tokio::time::sleep(TELL_INTERVAL).await;
@@ -303,7 +303,7 @@ impl Hub {
                 if full {
                     match hub.engine.nodes_alive(hub.nodes_alive_since()).await {
                         Ok(alive) => others = alive.into_iter().filter(|n| *n != hub.devices.node).collect(),
-                        Err(e) => tracing::warn!(error = ?e, "reading the nodes alive failed"),
+                        Err(e) => background_failed(&e, "reading the nodes alive failed"),
                     }
                 }
                 let moved = match hub.engine.node_commit_counts(&others).await {
@@ -313,7 +313,7 @@ impl Hub {
                         moved
                     }
                     Err(e) => {
-                        tracing::warn!(error = ?e, "reading the nodes' commit counts failed");
+                        background_failed(&e, "reading the nodes' commit counts failed");
                         true
                     }
                 };
@@ -372,7 +372,7 @@ impl Hub {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = ?e, "reading the heads of followed events failed"),
+            Err(e) => background_failed(&e, "reading the heads of followed events failed"),
         }
     }
 
@@ -849,6 +849,16 @@ impl Hub {
             }
         }
         out
+    }
+}
+
+/// Logs a failure of the node's background work: a warning, unless the database cannot
+/// be reached (the store says so once for the whole outage; the work is tried again).
+fn background_failed(e: &engine::Error, what: &str) {
+    if matches!(e, engine::Error::DatabaseUnavailable) {
+        tracing::debug!(what, "the database cannot be reached");
+    } else {
+        tracing::warn!(error = ?e, "{what}");
     }
 }
 

@@ -162,6 +162,9 @@ fn expired(m: &Mutation) -> MutationResult {
     }
 }
 
+/// Ids longer than this are left to their planner (which refuses them) rather than read with
+/// the batch's records.
+const PREFETCH_ID_LEN_MAX: usize = 128;
 impl Engine {
     /// Whose pushes to `event` `actor`'s count with, for the server's quotas: the
     /// collaborator they are a member of, or the event team (seat holders and the owning
@@ -220,6 +223,22 @@ impl Engine {
             return Pushed { results, failed: None };
         }
         let overlay = Overlay::default();
+        // The records the batch names, read at once rather than one by one as each is planned.
+        let named: Vec<(Kind, String)> = ms
+            .iter()
+            .filter(|m| !done.contains_key(&m.id))
+            .filter_map(|m| Some((Kind::parse(&m.kind)?, m.record.clone()?)))
+            .filter(|(_, id)| !id.trim().is_empty() && id.len() <= PREFETCH_ID_LEN_MAX)
+            .collect();
+        if named.len() > 1 {
+            // Only a shortcut: what it cannot read (an id the store does not take) each
+            // planner reads, and judges, on its own.
+            match self.prefetch(event, &named).await {
+                Ok(found) => overlay.keep_stored(found),
+                Err(e @ (Error::DatabaseUnavailable | Error::Unavailable(_))) => return stopped(e),
+                Err(e) => tracing::debug!(error = ?e, "reading a batch's records at once failed"),
+            }
+        }
         let mut planned: Vec<std::result::Result<String, MutationResult>> = Vec::with_capacity(ms.len());
         let mut taken: Vec<(usize, Write)> = Vec::new();
         let mut effects = Vec::new();

@@ -27,6 +27,9 @@ use crate::{
 #[derive(Default)]
 pub(crate) struct Overlay {
     records: Mutex<HashMap<(Kind, String), Option<Value>>>,
+    /// The stored records the batch's mutations name, read for the whole batch at once
+    /// ([`Engine::prefetch`]): none where absent.
+    stored: Mutex<HashMap<(Kind, String), Option<Value>>>,
     collaborators: Mutex<HashMap<String, bool>>,
     /// Judgements the batch has planned, by subject: the commit counts them in order.
     judged: Mutex<HashMap<String, i64>>,
@@ -47,6 +50,15 @@ impl Overlay {
 
     fn judged(&self, key: &str) -> i64 {
         self.judged.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or(0)
+    }
+
+    /// Keeps what a batch read of the stored records found.
+    pub(crate) fn keep_stored(&self, found: HashMap<(Kind, String), Option<Value>>) {
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).extend(found);
+    }
+
+    fn stored(&self, kind: Kind, id: &str) -> Option<Option<Value>> {
+        self.stored.lock().unwrap_or_else(|e| e.into_inner()).get(&(kind, id.to_string())).cloned()
     }
 
     fn planned(&self, kind: Kind, id: &str) -> Option<Option<Value>> {
@@ -142,6 +154,9 @@ impl Facts for DbFacts<'_> {
     async fn record(&self, kind: Kind, id: &str) -> Result<Option<Value>> {
         if let Some(planned) = self.overlay.and_then(|o| o.planned(kind, id)) {
             return Ok(planned.filter(|v| v.get("event").and_then(Value::as_str) == Some(self.ev.id.as_str())));
+        }
+        if let Some(stored) = self.overlay.and_then(|o| o.stored(kind, id)) {
+            return Ok(stored);
         }
         self.engine.load(kind, &self.ev.id, id).await
     }
@@ -284,6 +299,42 @@ impl Engine {
             )
             .await?
             .first(0)
+    }
+
+    /// The stored records of `event` among `wanted`, read in one request (one statement per
+    /// kind): what a pushed batch's planners will ask for one by one. Absent ones are `None`.
+    pub(crate) async fn prefetch(
+        &self,
+        event: &str,
+        wanted: &[(Kind, String)],
+    ) -> Result<HashMap<(Kind, String), Option<Value>>> {
+        let mut by_kind: std::collections::BTreeMap<&'static str, (Kind, Vec<&str>)> = Default::default();
+        for (k, id) in wanted {
+            by_kind.entry(k.as_str()).or_insert_with(|| (*k, Vec::new())).1.push(id);
+        }
+        let mut out: HashMap<(Kind, String), Option<Value>> =
+            wanted.iter().map(|(k, id)| ((*k, id.clone()), None)).collect();
+        if by_kind.is_empty() {
+            return Ok(out);
+        }
+        let mut sql = String::new();
+        let mut vars = serde_json::Map::new();
+        vars.insert("e".into(), json!(event));
+        for (i, (table, (_, ids))) in by_kind.iter().enumerate() {
+            sql.push_str(&format!(
+                "SELECT *, record::id(id) AS id FROM $ids{i}.map(|$k| type::record('{table}', $k)) WHERE event = $e;\n"
+            ));
+            vars.insert(format!("ids{i}"), json!(ids));
+        }
+        let mut rows = self.store.run(&sql, Value::Object(vars)).await?;
+        for (i, (kind, _)) in by_kind.values().enumerate() {
+            for v in rows.all::<Value>(i)? {
+                if let Some(id) = v.get("id").and_then(Value::as_str) {
+                    out.insert((*kind, id.to_string()), Some(v.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The records of `kind` in `event` whose `field` is `value`, as stored.

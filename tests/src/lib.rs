@@ -480,10 +480,10 @@ impl Api {
         (rows, pages)
     }
 
-    /// `GET path` (a JSON list, which must succeed), each item's text `field`.
+    /// `GET path` (a JSON list, which must succeed; every page of it), each item's text
+    /// `field`.
     pub async fn strings(&self, path: &str, field: &str) -> Vec<String> {
-        let list = self.get(path).await.ok();
-        let items = list.as_array().unwrap_or_else(|| panic!("GET {path} is not a list: {list}"));
+        let (items, _) = self.all_pages(path).await;
         items.iter().map(|v| v[field].as_str().unwrap_or_else(|| panic!("no {field} in {v}")).to_string()).collect()
     }
 
@@ -775,6 +775,11 @@ impl SyncClient {
 
     pub async fn send(&mut self, v: Value) {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    }
+
+    /// Sends a message to a server that may have let the connection go: whether it left.
+    pub async fn try_send(&mut self, v: Value) -> bool {
+        self.ws.send(Message::Text(v.to_string().into())).await.is_ok()
     }
 
     pub async fn send_text(&mut self, t: String) {

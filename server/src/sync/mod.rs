@@ -546,8 +546,6 @@ impl Session {
             }
         }
         if self.follow(&event, cursor).await {
-            let at = self.hub.cursors(std::slice::from_ref(&event), self.out.session).await.get(&event).copied();
-            self.hub.device_seen(&event, &self.account, &self.device, Seen::Joined, at).await;
             self.events.push(event);
         }
     }
@@ -568,6 +566,10 @@ impl Session {
                 return false;
             }
         };
+        // The device is recorded as following the event once its access is known, before
+        // anything is sent: whoever looks at the event's devices sees it from its first frame.
+        hub.device_seen(event, account, &self.device, Seen::Joined, Some(cursor.unwrap_or(head).clamp(0, head))).await;
+        let left = || hub.device_seen(event, account, &self.device, Seen::Left, None);
         let floor = hub.engine.log_floor(event).await.unwrap_or(i64::MAX);
         let resync = |reason: &str| ServerMessage::Resync { event: event.into(), reason: reason.into() };
         let resumable = match cursor {
@@ -608,10 +610,12 @@ impl Session {
                 let snap = hub.engine.snapshot(account, event).await;
                 drop(turn);
                 let Ok(snap) = snap else {
+                    left().await;
                     self.refused(event, RefusalCode::NotFound, "event not found").await;
                     return false;
                 };
                 if !self.send_snapshot(event, snap.cursor, &snap.records).await {
+                    left().await;
                     return false;
                 }
                 (snap.view, snap.cursor, snap.cursor)

@@ -267,7 +267,7 @@ async fn main() {
     let ask = engine::paging::PageAsk { after: None, limit: Some(engine::paging::PAGE_MAX) };
     let flags = engine.list_scan_flags(&s.pm.id, &ev, &ask).await.unwrap().items;
     let dups = flags.iter().filter(|f| f.code == engine::model::ScanFlagCode::DuplicateEntry).count();
-    let scans = engine.list_scans(&s.pm.id, &ev, Default::default()).await.unwrap().items.len();
+    let scans = engine.list_scans(&s.pm.id, &ev, Default::default(), &ask).await.unwrap().items.len();
     println!("duplicates: {injected} injected, {dups} flagged by the server ({scans} scans on the first page)");
     for lane in &mut lanes {
         if let Some(l) = lane.link.take() {

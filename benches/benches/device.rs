@@ -138,14 +138,10 @@ async fn main() {
     // 3. Local reads, no network.
     fresh.drop_connection().await;
     for (label, filter, expect) in [
-        (
-            "tab of 10,000 tasks",
-            ListFilter { collaborator: Some(s.client.clone()), ..Default::default() },
-            10_000.min(records),
-        ),
+        ("tab of 10,000 tasks", ListFilter { collaborator: Some(s.client.clone()) }, 10_000.min(records)),
         (
             "tab of 500 tasks",
-            ListFilter { collaborator: Some(catering.clone()), ..Default::default() },
+            ListFilter { collaborator: Some(catering.clone()) },
             records.saturating_sub(10_000).min(500),
         ),
     ] {
@@ -166,7 +162,7 @@ async fn main() {
     }
     // The same 10,000-row tab a page of 200 at a time, as a screen scrolls it: every page of
     // it, five times over.
-    let big = ListFilter { collaborator: Some(s.client.clone()), ..Default::default() };
+    let big = ListFilter { collaborator: Some(s.client.clone()) };
     let mut times = Vec::new();
     let mut seen = 0;
     for _ in 0..5 {

@@ -46,7 +46,10 @@ fn writes(c: &mut Criterion) {
     });
     c.bench_function("engine/list_tasks_mem", |b| {
         b.iter(|| {
-            rt.block_on(f.engine.list_tasks(&f.owner, &f.event, ListFilter::default())).expect("list").items.len()
+            rt.block_on(f.engine.list_tasks(&f.owner, &f.event, ListFilter::default(), &Default::default()))
+                .expect("list")
+                .items
+                .len()
         })
     });
 }

@@ -9,6 +9,9 @@
 //!    WRITERS concurrent HTTP clients (default 64).
 //!    Every task's title carries its send time, so each client measures write → client
 //!    latency (p50/p99/max); reports achieved writes/s, deliveries/s and the server's CPU.
+//!    With PACED > 0 the writes are pushed instead, as one device does: PACED task creates in
+//!    one push every 200 ms over a seat holder's sync socket, for S seconds (WRITES_PER_S and
+//!    WRITERS are then unused).
 //! 2. Burst: one seat holder pushes B task creates over its sync socket in batches; reports
 //!    how fast the server delivers them to every client that may see them (records/s).
 //! 3. Ceiling: a bare tokio-tungstenite server (in this process) broadcasting pre-serialized
@@ -16,8 +19,8 @@
 //!
 //! Idle memory: the server process's RSS growth per subscribed connection.
 //!
-//! Run: `cargo bench -p benches --bench fanout -- CLIENTS WRITES_PER_S SECONDS [mem|surrealkv] [BURST] [WRITERS]`
-//! (defaults 1000 1000 10 surrealkv 20000 64). All traffic stays on 127.0.0.1; every loop is bounded.
+//! Run: `cargo bench -p benches --bench fanout -- CLIENTS WRITES_PER_S SECONDS [mem|surrealkv] [BURST] [WRITERS] [PACED]`
+//! (defaults 1000 1000 10 surrealkv 20000 64 0). All traffic stays on 127.0.0.1; every loop is bounded.
 
 use std::{
     sync::{
@@ -125,9 +128,15 @@ async fn main() {
     let store = args.get(3).cloned().unwrap_or_else(|| "surrealkv".into());
     let burst: u64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let writers: u64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let paced: u64 = args.get(6).and_then(|a| a.parse().ok()).unwrap_or(0);
     let seats = (clients / 20).max(1);
     println!(
-        "fanout: {clients} clients ({seats} seat holders), {rate} writes/s for {secs} s by {writers} writers, burst {burst}, store {store}"
+        "fanout: {clients} clients ({seats} seat holders), {} for {secs} s, burst {burst}, store {store}",
+        if paced > 0 {
+            format!("one device pushing {paced} every 200 ms")
+        } else {
+            format!("{rate} writes/s by {writers} writers")
+        }
     );
 
     let (mut child, base) = tests::bench::spawn_server(&store);
@@ -172,7 +181,35 @@ async fn main() {
     let started = Instant::now();
     let started_us = now_us();
     let mut handles = Vec::new();
-    for w in 0..writers {
+    // Mutation numbers of the seat holder's device ("load"), shared by the paced pushes and
+    // the burst: each push's numbers follow the last.
+    let mut n0 = 0u64;
+    if paced > 0 {
+        let pusher = follow(&url, &owner.token, &event).await;
+        let (mut out, mut acks) = pusher.split();
+        // Acks and the pusher's own changes are read and dropped.
+        let drain = tokio::spawn(async move { while let Some(Ok(_)) = acks.next().await {} });
+        let every = Duration::from_millis(200);
+        let pushes = secs * 1000 / 200;
+        let audience: Vec<u64> = (0..COLLABORATORS).map(|k| crowd.audience(k)).collect();
+        for i in 0..pushes {
+            tokio::time::sleep_until((started + every * i as u32).into()).await;
+            let mutations: Vec<Value> = (n0..n0 + paced)
+                .map(|j| {
+                    let k = (j as usize) % COLLABORATORS;
+                    expected.fetch_add(audience[k], Ordering::Relaxed);
+                    json!({ "id": format!("p{j}"), "n": j + 1, "kind": "task", "op": "create",
+                            "fields": { "collaborator": collabs[k], "title": format!("t:{}", now_us()) } })
+                })
+                .collect();
+            n0 += paced;
+            sent.fetch_add(paced, Ordering::Relaxed);
+            let push = json!({ "type": "push", "event": event, "mutations": mutations });
+            out.send(Message::Text(push.to_string().into())).await.expect("push");
+        }
+        handles.push(drain);
+    }
+    for w in 0..if paced > 0 { 0 } else { writers } {
         let api = owner.api.clone();
         let event = event.clone();
         let collabs = collabs.clone();
@@ -200,6 +237,7 @@ async fn main() {
             }
         }));
     }
+    let drain = if paced > 0 { handles.pop() } else { None };
     for h in handles {
         h.await.expect("writer");
     }
@@ -211,6 +249,9 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = stats.deliveries.load(Ordering::Relaxed);
+    if let Some(d) = drain {
+        d.abort();
+    }
     let span_secs = (stats.last_us.load(Ordering::Relaxed).saturating_sub(started_us)) as f64 / 1e6;
     let writes = sent.load(Ordering::Relaxed);
     println!(
@@ -239,7 +280,7 @@ async fn main() {
                 let n = batch.min(burst - i);
                 let mutations: Vec<Value> = (i..i + n)
                     .map(|j| {
-                        json!({ "id": format!("b{j}"), "n": j + 1, "kind": "task", "op": "create",
+                        json!({ "id": format!("b{j}"), "n": n0 + j + 1, "kind": "task", "op": "create",
                                 "fields": { "collaborator": collabs[(j as usize) % COLLABORATORS], "title": format!("b:{j}") } })
                     })
                     .collect();

@@ -46,9 +46,10 @@ impl Engine {
         &self,
         actor: &str,
         event: &str,
-        overdue_only: bool,
+        filter: AssetFilter,
         ask: &PageAsk,
     ) -> Result<Page<AssetState>> {
+        let overdue_only = filter.overdue;
         let ev = self.assets_module(actor, event).await?;
         let page: Page<Asset> = self.page("asset", "event = $e", event_vars(&ev.id), Order::by(&["tag"]), ask).await?;
         let tags: Vec<&str> = page.items.iter().map(|a| a.tag.as_str()).collect();

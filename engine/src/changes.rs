@@ -157,7 +157,7 @@ FOR $w IN $writes {
     };
 };
 FOR $p IN $pages {
-    CREATE type::record('change', [$event, $base + $p.last]) CONTENT { first: $base + $p.first, entries: $p.entries, about: $p.about, at: $at } RETURN NONE;
+    CREATE type::record('change', [$event, $base + $p.last]) CONTENT { first: $base + $p.first, entries: $p.entries, about: $p.about, kinds: $p.kinds, at: $at } RETURN NONE;
 };
 -- Fails the transaction if the mutation was applied before (`already_applied`).
 FOR $a IN $applied {
@@ -184,6 +184,18 @@ enum Pages {
     First(usize),
     /// Every one with an entry that alters someone's access (`about`).
     AlteringAccess,
+}
+
+/// Pages of the log a catch-up looks at in one read ([`Engine::changes_for`]).
+const SKIM_PAGES: usize = 256;
+
+/// What [`Engine::changes_for`] read: the changes it kept, the seq it covered, and the first
+/// seq of the first page it found (a log trimmed past the cursor starts later).
+#[derive(Debug)]
+pub struct Covered {
+    pub changes: Vec<Change>,
+    pub through: i64,
+    pub first: Option<i64>,
 }
 
 /// One page of the log as stored: entries `first..` in order (without their `event` and
@@ -437,7 +449,8 @@ impl Engine {
         }
         // The log's pages: runs of at most LOG_PAGE_ENTRIES_MAX entries, each keyed by the
         // seq of its last entry; `about` lists the offsets of entries that alter someone's
-        // access, so a read for those skips the pages without any.
+        // access, so a read for those skips the pages without any; `kinds` the kinds of its
+        // entries, so a catch-up skips the pages of kinds its view never receives.
         let mut pages = Vec::new();
         let mut from = 0;
         for chunk in logged.chunks(LOG_PAGE_ENTRIES_MAX) {
@@ -447,6 +460,10 @@ impl Engine {
             if !about.is_empty() {
                 p["about"] = json!(about);
             }
+            let mut kinds: Vec<&str> = entries[from..from + chunk.len()].iter().map(|e| e.kind.as_str()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            p["kinds"] = json!(kinds);
             pages.push(p);
             from += chunk.len();
         }
@@ -531,6 +548,48 @@ impl Engine {
             out.windows(2).all(|w| w[1].seq == w[0].seq + 1),
             "a read of the log is a run of consecutive seqs"
         );
+        Ok(out)
+    }
+
+    /// Changes of `event` after `after` of the pages holding one of `kinds` or an entry that
+    /// alters someone's access, at most about `limit` (whole pages), and the seq the read
+    /// covered: a catch-up for a view that receives only `kinds` (until its access changes,
+    /// which ends the read) skips the rest without reading their entries. Pages written
+    /// before pages named their kinds are read whole.
+    pub async fn changes_for(&self, event: &str, after: i64, limit: usize, kinds: &[Kind]) -> Result<Covered> {
+        #[derive(Deserialize)]
+        struct Skim {
+            first: i64,
+            last: i64,
+            #[serde(default)]
+            about: Option<Value>,
+            #[serde(default)]
+            entries: Option<Entries>,
+        }
+        let read: Vec<Skim> = self
+            .store
+            .run(
+                "SELECT first, record::id(id)[1] AS last, about,
+                    IF about != NONE OR kinds = NONE OR kinds CONTAINSANY $kinds { entries } ELSE { NONE } AS entries
+                 FROM change:[$e, $from]..=[$e, $top] LIMIT $pages",
+                json!({ "e": event, "from": after.saturating_add(1), "top": i64::MAX, "pages": SKIM_PAGES,
+                        "kinds": kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>() }),
+            )
+            .await?
+            .all(0)?;
+        let mut out = Covered { changes: Vec::new(), through: after, first: read.first().map(|p| p.first) };
+        for page in read {
+            let alters = page.about.is_some();
+            if let Some(entries) = page.entries {
+                let changes = Page { first: page.first, entries }.into_changes(event)?;
+                out.changes.extend(changes.into_iter().filter(|c| c.seq > after));
+            }
+            out.through = page.last;
+            // Access changed: the view's kinds may be others from here on.
+            if alters || out.changes.len() >= limit.min(READ_CHANGES_MAX) {
+                break;
+            }
+        }
         Ok(out)
     }
 

@@ -25,6 +25,14 @@ pub fn visible(s: &Standing, kind: Kind, owners: &[String]) -> bool {
     kind.target(owners).is_some_and(|target| decide(s, Action::Read, target) == Decision::Allow)
 }
 
+/// The kinds of which `s` may receive some record (a catch-up reads the log's pages of
+/// these only, until the access changes).
+pub fn kinds_seen(s: &Standing) -> Vec<Kind> {
+    let collaborators: Vec<String> = s.membership.iter().map(|m| m.collaborator.clone()).collect();
+    let pick = |kind: Kind, of: &[String]| visible(s, kind, of);
+    Kind::ALL.into_iter().filter(|k| cover(*k, &s.person, &collaborators, &pick) != Cover::Nothing).collect()
+}
+
 /// A visible record as `s` may receive it: some kinds travel with fewer fields to some
 /// people (a gate device gets no credential holder's contact details).
 pub fn shape(s: &Standing, kind: Kind, data: Value) -> Value {

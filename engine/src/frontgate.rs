@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use crate::{
     Engine, Error, Result,
     access::{Action, Module, Target, decide, require},
-    changes::COMMIT_WRITES_MAX,
     kind::Kind,
     model::{Credential, Gate, ModuleGrant, Scan, ScanFlag, Zone},
     paging::{Order, Page, PageAsk, event_vars},
@@ -17,6 +16,9 @@ use crate::{
 use serde_json::{Value, json};
 
 pub use crate::rules::gate::*;
+/// Credentials written by one commit of an import.
+const IMPORT_COMMIT_ROWS: usize = 250;
+
 impl Engine {
     fn module_of(name: &str) -> Result<Module> {
         Module::parse(name).ok_or_else(|| Error::invalid("module must be one of gate, labor, assets"))
@@ -179,7 +181,7 @@ impl Engine {
 
     /// A page of the event's credentials by uid, as the caller may see them; `next` is the
     /// last uid of a page that has more after it.
-    pub async fn list_credentials(&self, actor: &str, event: &str, page: CredentialPage) -> Result<Page<Value>> {
+    pub async fn list_credentials(&self, actor: &str, event: &str, page: &PageAsk) -> Result<Page<Value>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Module(Module::Gate)), "event")?;
         let limit = page.limit.unwrap_or(CREDENTIAL_PAGE_MAX).clamp(1, CREDENTIAL_PAGE_MAX);
@@ -190,7 +192,7 @@ impl Engine {
                     "SELECT *, record::id(id) AS id FROM credential WHERE event = $e AND uid > $after ORDER BY uid LIMIT {}",
                     limit + 1
                 ),
-                json!({ "e": ev.id, "after": page.after.unwrap_or_default() }),
+                json!({ "e": ev.id, "after": page.after.clone().unwrap_or_default() }),
             )
             .await?
             .all(0)?;
@@ -207,8 +209,8 @@ impl Engine {
     /// Imports credentials from CSV in one request: every row is checked first and a file
     /// with malformed rows imports nothing (the answer lists them by line). A uid already in
     /// the event is updated (its status stays as it is), so importing the same file again
-    /// changes nothing. The rows commit in parts of at most [`COMMIT_WRITES_MAX`]: each part
-    /// reaches devices as one burst of the feed.
+    /// changes nothing. The rows commit in parts of [`IMPORT_COMMIT_ROWS`]: each part reaches
+    /// devices as one burst of the feed, and the event's other writes go between them.
     pub async fn import_credentials(
         &self,
         actor: &str,
@@ -252,8 +254,10 @@ impl Engine {
                 }
             }
         }
+        // In commits of a few hundred: the event's other writes (a lane's scans at gates open)
+        // take their turns between them instead of waiting for the whole import.
         while !writes.is_empty() {
-            let rest = writes.split_off(writes.len().min(COMMIT_WRITES_MAX));
+            let rest = writes.split_off(writes.len().min(IMPORT_COMMIT_ROWS));
             self.commit(&ev.id, std::mem::replace(&mut writes, rest)).await?;
         }
         Ok(Ok(report))
@@ -266,7 +270,7 @@ impl Engine {
     }
 
     /// Scans of the event, newest first (by clock), for the event team and gate members.
-    pub async fn list_scans(&self, actor: &str, event: &str, filter: ScanFilter) -> Result<Page<Scan>> {
+    pub async fn list_scans(&self, actor: &str, event: &str, filter: ScanFilter, ask: &PageAsk) -> Result<Page<Scan>> {
         let (ev, s) = self.standing(actor, event).await?;
         require(decide(&s, Action::Read, Target::Module(Module::Gate)), "event")?;
         let mut cond = String::from("event = $e");
@@ -277,8 +281,7 @@ impl Engine {
             cond.push_str(" AND gate = $g");
         }
         let vars = json!({ "e": ev.id, "c": filter.credential, "g": filter.gate });
-        let ask = PageAsk { after: filter.after.clone(), limit: filter.limit };
-        self.page("scan", &cond, vars, Order::newest_first(&["hlc"]), &ask).await
+        self.page("scan", &cond, vars, Order::newest_first(&["hlc"]), ask).await
     }
 
     /// The flags raised on the event's scans, newest first.

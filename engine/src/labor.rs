@@ -47,18 +47,28 @@ impl Engine {
     }
 
     /// Punches in time order: the caller's own, or for a seat holder anyone's.
-    pub async fn list_punches(&self, actor: &str, event: &str, filter: LaborFilter) -> Result<Page<Punch>> {
+    pub async fn list_punches(
+        &self,
+        actor: &str,
+        event: &str,
+        filter: LaborFilter,
+        ask: &PageAsk,
+    ) -> Result<Page<Punch>> {
         let (ev, s) = self.standing(actor, event).await?;
-        let ask = PageAsk { after: filter.after.clone(), limit: filter.limit };
         let person = self.labor_person(&s, filter.person)?;
         let cond = if person.is_some() { "event = $e AND person = $p" } else { "event = $e" };
-        self.page("punch", cond, json!({ "e": ev.id, "p": person }), Order::by(&["device_time"]), &ask).await
+        self.page("punch", cond, json!({ "e": ev.id, "p": person }), Order::by(&["device_time"]), ask).await
     }
 
     /// Timecards by day: the caller's own, or for a seat holder anyone's.
-    pub async fn list_timecards(&self, actor: &str, event: &str, filter: LaborFilter) -> Result<Page<Timecard>> {
+    pub async fn list_timecards(
+        &self,
+        actor: &str,
+        event: &str,
+        filter: LaborFilter,
+        ask: &PageAsk,
+    ) -> Result<Page<Timecard>> {
         let (ev, s) = self.standing(actor, event).await?;
-        let ask = PageAsk { after: filter.after.clone(), limit: filter.limit };
         let person = self.labor_person(&s, filter.person)?;
         let mut cond = String::new();
         if person.is_some() {
@@ -68,7 +78,7 @@ impl Engine {
             cond.push_str(" AND day = $d");
         }
         let vars = json!({ "e": ev.id, "p": person, "d": filter.day });
-        self.page("timecard", &format!("event = $e{cond}"), vars, Order::by(&["day", "person"]), &ask).await
+        self.page("timecard", &format!("event = $e{cond}"), vars, Order::by(&["day", "person"]), ask).await
     }
 
     /// Approves a timecard (the event team's); see [`crate::plan::labor::approve_timecard`].

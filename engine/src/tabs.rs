@@ -17,22 +17,11 @@ use crate::{
     time,
 };
 
-/// Which rows of a tab's list: one collaborator's (or every one the caller sees), and which
-/// page (see [`crate::paging`]).
+/// Which rows of a tab's list: one collaborator's (or every one the caller sees).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
     pub collaborator: Option<String>,
-    #[serde(default)]
-    pub after: Option<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-}
-
-impl ListFilter {
-    fn page(&self) -> PageAsk {
-        PageAsk { after: self.after.clone(), limit: self.limit }
-    }
 }
 
 fn one(c: &str) -> [String; 1] {
@@ -88,10 +77,10 @@ impl Engine {
 
     // ---- tasks ----
 
-    pub async fn list_tasks(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<Task>> {
+    pub async fn list_tasks(&self, actor: &str, event: &str, filter: ListFilter, page: &PageAsk) -> Result<Page<Task>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Tasks)?;
-        self.list(Kind::Task, &ev.id, scope, Order::by(&["created_at"]), &filter.page()).await
+        self.list(Kind::Task, &ev.id, scope, Order::by(&["created_at"]), page).await
     }
 
     pub async fn create_task(&self, actor: &str, event: &str, input: NewTask) -> Result<Task> {
@@ -114,10 +103,16 @@ impl Engine {
 
     // ---- schedule ----
 
-    pub async fn list_activities(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<Activity>> {
+    pub async fn list_activities(
+        &self,
+        actor: &str,
+        event: &str,
+        filter: ListFilter,
+        page: &PageAsk,
+    ) -> Result<Page<Activity>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Schedule)?;
-        self.list(Kind::Activity, &ev.id, scope, Order::by(&["starts_at"]), &filter.page()).await
+        self.list(Kind::Activity, &ev.id, scope, Order::by(&["starts_at"]), page).await
     }
 
     pub async fn create_activity(&self, actor: &str, event: &str, input: NewActivity) -> Result<Activity> {
@@ -140,10 +135,16 @@ impl Engine {
 
     // ---- files ----
 
-    pub async fn list_files(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<FileMeta>> {
+    pub async fn list_files(
+        &self,
+        actor: &str,
+        event: &str,
+        filter: ListFilter,
+        page: &PageAsk,
+    ) -> Result<Page<FileMeta>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Files)?;
-        self.list(Kind::FileMeta, &ev.id, scope, Order::by(&["created_at"]), &filter.page()).await
+        self.list(Kind::FileMeta, &ev.id, scope, Order::by(&["created_at"]), page).await
     }
 
     /// Adds a file to a collaborator's folder from the caller's finished upload of the same
@@ -163,10 +164,16 @@ impl Engine {
 
     // ---- advances ----
 
-    pub async fn list_advances(&self, actor: &str, event: &str, filter: ListFilter) -> Result<Page<Advance>> {
+    pub async fn list_advances(
+        &self,
+        actor: &str,
+        event: &str,
+        filter: ListFilter,
+        page: &PageAsk,
+    ) -> Result<Page<Advance>> {
         let (ev, s) = self.standing(actor, event).await?;
         let scope = self.list_scope(&s, &filter, Tab::Advances)?;
-        self.list(Kind::Advance, &ev.id, scope, Order::by(&["created_at"]), &filter.page()).await
+        self.list(Kind::Advance, &ev.id, scope, Order::by(&["created_at"]), page).await
     }
 
     /// Sends an advance form to a collaborator (the event team's job: seat holders).

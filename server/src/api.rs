@@ -85,6 +85,71 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
     }
 }
 
+/// A list's request, read from its query string: the list's own filter `F` and which page
+/// (`after`, `limit`: the same two parameters on every list). Answered by [`paged`] with the
+/// request's URI, so the next page's link keeps the filter.
+pub(crate) struct Listed<F> {
+    pub filter: F,
+    pub page: engine::paging::PageAsk,
+    pub uri: axum::http::Uri,
+}
+
+/// The filter of a list that has none: any parameter other than the page's is refused.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoFilter {}
+
+impl<S: Send + Sync, F: DeserializeOwned> axum::extract::FromRequestParts<S> for Listed<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |o| o.0.clone());
+        let (page, filter): (Vec<&str>, Vec<&str>) = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .partition(|p| matches!(p.split('=').next(), Some("after" | "limit")));
+        fn parse<T: DeserializeOwned>(params: &[&str]) -> Result<T, ApiError> {
+            format!("/?{}", params.join("&"))
+                .parse::<axum::http::Uri>()
+                .ok()
+                .and_then(|u| Query::<T>::try_from_uri(&u).ok())
+                .map(|Query(v)| v)
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "the query string does not fit this endpoint"))
+        }
+        Ok(Listed { filter: parse(&filter)?, page: parse(&page)?, uri })
+    }
+}
+
+/// The handler of a list: one engine call with the caller, the event, the list's filter (if
+/// it has one) and the page asked, answered a page at a time by [`paged`].
+macro_rules! list_handler {
+    ($name:ident, $filter:ty, $engine:ident) => {
+        async fn $name(
+            axum::extract::State(st): axum::extract::State<$crate::AppState>,
+            $crate::auth::Caller(me): $crate::auth::Caller,
+            axum::extract::Path(ev): axum::extract::Path<String>,
+            list: $crate::api::Listed<$filter>,
+        ) -> $crate::error::ApiResult<axum::response::Response> {
+            let page = st.engine.$engine(&me, &ev, list.filter, &list.page).await?;
+            Ok($crate::api::paged(&list.uri, page))
+        }
+    };
+    ($name:ident, $engine:ident) => {
+        async fn $name(
+            axum::extract::State(st): axum::extract::State<$crate::AppState>,
+            $crate::auth::Caller(me): $crate::auth::Caller,
+            axum::extract::Path(ev): axum::extract::Path<String>,
+            list: $crate::api::Listed<$crate::api::NoFilter>,
+        ) -> $crate::error::ApiResult<axum::response::Response> {
+            let page = st.engine.$engine(&me, &ev, &list.page).await?;
+            Ok($crate::api::paged(&list.uri, page))
+        }
+    };
+}
+pub(crate) use list_handler;
+
 /// A page of a list as its answer: the rows as a JSON array and, when more follow, a
 /// `Link: </v1/…?…&after=CURSOR>; rel="next"` header — the same request with the next page's
 /// cursor (see `engine::paging`). No list stops silently.
@@ -545,15 +610,7 @@ async fn dashboard(
 /// List, create, update and delete handlers of one tab, each a single engine call.
 macro_rules! tab_handlers {
     ($list:ident, $create:ident, $new:ty, $engine_list:ident, $engine_create:ident) => {
-        async fn $list(
-            State(st): State<AppState>,
-            Caller(me): Caller,
-            Path(ev): Path<String>,
-            OriginalUri(uri): OriginalUri,
-            Q(f): Q<ListFilter>,
-        ) -> ApiResult<Response> {
-            Ok(paged(&uri, st.engine.$engine_list(&me, &ev, f).await?))
-        }
+        list_handler!($list, ListFilter, $engine_list);
 
         async fn $create(
             State(st): State<AppState>,

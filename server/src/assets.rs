@@ -4,19 +4,16 @@
 
 use axum::{
     Json, Router,
-    extract::{OriginalUri, Path, State},
+    extract::{Path, State},
     response::{IntoResponse, Response},
     routing::get,
 };
-use engine::{
-    assets::{NewAsset, NewMove},
-    paging::PageAsk,
-};
+use engine::assets::{AssetFilter, NewAsset, NewMove};
 use serde::Deserialize;
 
 use crate::{
     AppState,
-    api::{Body, Q, created, paged},
+    api::{Body, created, list_handler},
     auth::Caller,
     error::ApiResult,
 };
@@ -28,27 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{event}/custody-flags", get(flags))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AssetFilter {
-    #[serde(default)]
-    overdue: bool,
-    #[serde(default)]
-    after: Option<String>,
-    #[serde(default)]
-    limit: Option<usize>,
-}
-
-async fn list_assets(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(f): Q<AssetFilter>,
-) -> ApiResult<Response> {
-    let ask = PageAsk { after: f.after, limit: f.limit };
-    Ok(paged(&uri, st.engine.list_assets(&me, &ev, f.overdue, &ask).await?))
-}
+list_handler!(list_assets, AssetFilter, list_assets);
 
 async fn create_asset(
     State(st): State<AppState>,
@@ -103,12 +80,4 @@ async fn record_move(
     Ok(created(st.engine.record_custody(&me, &ev, m).await?))
 }
 
-async fn flags(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(ask): Q<PageAsk>,
-) -> ApiResult<Response> {
-    Ok(paged(&uri, st.engine.list_custody_flags(&me, &ev, &ask).await?))
-}
+list_handler!(flags, list_custody_flags);

@@ -9,14 +9,14 @@ use std::sync::OnceLock;
 
 use axum::{
     Json, Router,
-    extract::{OriginalUri, Path, State},
+    extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use sha2::{Digest, Sha256};
 
-use crate::{AppState, api::Q, auth::Caller, error::ApiResult};
+use crate::{AppState, auth::Caller, error::ApiResult};
 
 /// The embedded assets: path, media type, bytes. `app.js` is esbuild's bundle of
 /// `dashboard/src`; `.ci/run` rebuilds it and fails when the committed copy is stale.
@@ -86,14 +86,13 @@ async fn devices(
     State(st): State<AppState>,
     Caller(me): Caller,
     Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(ask): Q<engine::paging::PageAsk>,
+    list: crate::api::Listed<crate::api::NoFilter>,
 ) -> ApiResult<Response> {
-    let stored = st.engine.devices_seen(&me, &ev, &ask).await?;
+    let stored = st.engine.devices_seen(&me, &ev, &list.page).await?;
     let sessions = st.engine.device_sessions(&me, &ev, st.hub.nodes_alive_since()).await?;
     let next = stored.next.clone();
     let items = st.hub.devices.merge(&ev, stored.items, sessions);
-    Ok(crate::api::paged(&uri, engine::paging::Page { items, next }))
+    Ok(crate::api::paged(&list.uri, engine::paging::Page { items, next }))
 }
 
 async fn people(State(st): State<AppState>, Caller(me): Caller, Path(ev): Path<String>) -> ApiResult<Response> {

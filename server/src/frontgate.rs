@@ -5,21 +5,20 @@
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, OriginalUri, Path, State, rejection::BytesRejection},
+    extract::{DefaultBodyLimit, Path, State, rejection::BytesRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, patch, post, put},
 };
 use engine::{
     CredentialPatch, NewCredential, NewGate, NewZone,
-    frontgate::{CredentialPage, IMPORT_ERRORS_MAX, ScanFilter},
-    paging::PageAsk,
+    frontgate::{IMPORT_ERRORS_MAX, ScanFilter},
 };
 use serde_json::json;
 
 use crate::{
     AppState,
-    api::{Body, Q, created, paged},
+    api::{Body, created, list_handler},
     auth::Caller,
     error::{ApiError, ApiResult},
 };
@@ -87,15 +86,7 @@ async fn create_gate(
     Ok(created(st.engine.create_gate(&me, &ev, b).await?))
 }
 
-async fn list_credentials(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(page): Q<CredentialPage>,
-) -> ApiResult<Response> {
-    Ok(paged(&uri, st.engine.list_credentials(&me, &ev, page).await?))
-}
+list_handler!(list_credentials, list_credentials);
 
 async fn create_credential(
     State(st): State<AppState>,
@@ -159,22 +150,6 @@ async fn import_credentials(
     }
 }
 
-async fn list_scans(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(filter): Q<ScanFilter>,
-) -> ApiResult<Response> {
-    Ok(paged(&uri, st.engine.list_scans(&me, &ev, filter).await?))
-}
+list_handler!(list_scans, ScanFilter, list_scans);
 
-async fn list_flags(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(ask): Q<PageAsk>,
-) -> ApiResult<Response> {
-    Ok(paged(&uri, st.engine.list_scan_flags(&me, &ev, &ask).await?))
-}
+list_handler!(list_flags, list_scan_flags);

@@ -4,7 +4,7 @@
 
 use axum::{
     Json, Router,
-    extract::{OriginalUri, Path, State},
+    extract::{Path, State},
     response::{IntoResponse, Response},
     routing::{get, put},
 };
@@ -12,7 +12,7 @@ use engine::labor::{LaborFilter, NewPeriod, RulesPatch};
 
 use crate::{
     AppState,
-    api::{Body, Q, created, paged},
+    api::{Body, created, list_handler},
     auth::Caller,
     error::ApiResult,
 };
@@ -26,25 +26,9 @@ pub fn routes() -> Router<AppState> {
         .route("/events/{event}/labor/periods", get(list_periods).post(lock_period))
 }
 
-async fn list_punches(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(filter): Q<LaborFilter>,
-) -> ApiResult<Response> {
-    Ok(paged(&uri, st.engine.list_punches(&me, &ev, filter).await?))
-}
+list_handler!(list_punches, LaborFilter, list_punches);
 
-async fn list_timecards(
-    State(st): State<AppState>,
-    Caller(me): Caller,
-    Path(ev): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    Q(filter): Q<LaborFilter>,
-) -> ApiResult<Response> {
-    Ok(paged(&uri, st.engine.list_timecards(&me, &ev, filter).await?))
-}
+list_handler!(list_timecards, LaborFilter, list_timecards);
 
 async fn approve(
     State(st): State<AppState>,

@@ -68,7 +68,7 @@ async fn kept_facts_are_checked_at_commit_against_changes_made_elsewhere() {
 
     let titles: Vec<String> = f
         .engine
-        .list_tasks(&f.owner, &f.event, Default::default())
+        .list_tasks(&f.owner, &f.event, Default::default(), &Default::default())
         .await
         .unwrap()
         .items

@@ -92,7 +92,9 @@ async fn entries_carry_what_access_needs() {
     assert_eq!((deleted.op, deleted.record.as_str()), (Op::Delete, t.id.as_str()));
     assert_eq!(deleted.collaborators_before, vec![other.id.clone()]);
     assert!(deleted.data.is_none());
-    assert!(e.list_tasks(&f.owner, &f.event, ListFilter::default()).await.unwrap().items.is_empty());
+    assert!(
+        e.list_tasks(&f.owner, &f.event, ListFilter::default(), &Default::default()).await.unwrap().items.is_empty()
+    );
 }
 
 #[tokio::test]

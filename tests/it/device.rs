@@ -29,6 +29,7 @@ async fn heads(srv: &TestServer, s: &Stage) -> HashMap<String, i64> {
 async fn server_view(srv: &TestServer, token: &str, event: &str) -> Vec<(String, String, Value)> {
     let mut c = tests::SyncClient::connect(srv, token).await;
     c.subscribe(event, None).await;
+    c.settle(event).await;
     let mut v: Vec<(String, String, Value)> =
         c.replica[event].iter().map(|((k, id), d)| (k.clone(), id.clone(), d.clone())).collect();
     v.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
@@ -559,7 +560,7 @@ async fn a_tab_is_read_a_page_at_a_time() {
     let second = phone.replica.tasks_page(&s.event, ListFilter::default(), first.next.as_deref(), 10).await.unwrap();
     let ids: Vec<String> = second.items.into_iter().map(|t| t.id).collect();
     assert_eq!(ids, whole[10..20]);
-    let of_audio = ListFilter { collaborator: Some(s.audio.clone()), ..Default::default() };
+    let of_audio = ListFilter { collaborator: Some(s.audio.clone()) };
     assert_eq!(phone.replica.tasks_page(&s.event, of_audio, None, 100).await.unwrap().items.len(), 24);
     let bad = phone.replica.tasks_page(&s.event, ListFilter::default(), Some("nonsense"), 10).await.unwrap_err();
     assert_eq!(bad.code(), "invalid_input");

@@ -616,8 +616,7 @@ async fn check_quiesced(w: &World) {
     let pm = &w.s.pm.id;
     // Every row in one page (the lists page at PAGE_MAX rows at most; a run makes far fewer).
     let all = engine::paging::PageAsk { after: None, limit: Some(engine::paging::PAGE_MAX) };
-    let filter = engine::frontgate::ScanFilter { limit: all.limit, ..Default::default() };
-    let scans: Vec<Scan> = engine.list_scans(pm, &w.s.event, filter).await.unwrap().items;
+    let scans: Vec<Scan> = engine.list_scans(pm, &w.s.event, Default::default(), &all).await.unwrap().items;
     let mut want = BTreeSet::new();
     for uid in CREDENTIALS {
         let of: Vec<&Scan> = scans.iter().filter(|s| s.credential == *uid).collect();
@@ -639,7 +638,7 @@ async fn check_quiesced(w: &World) {
         engine.list_custody_flags(pm, &w.s.event, &all).await.unwrap().items.into_iter().map(|f| f.custody).collect();
     assert_eq!(flagged, want, "double check-outs flagged vs held by the moves\n{}", w.log.join("\n"));
     let doubles = want.len();
-    let punches = engine.list_punches(pm, &w.s.event, Default::default()).await.unwrap().items;
+    let punches = engine.list_punches(pm, &w.s.event, Default::default(), &all).await.unwrap().items;
     println!(
         "  {} scans made, {} on the server, {dups} duplicate entries flagged; {} punches made, {} on the server; {} custody moves, {doubles} double check-outs",
         w.scans,

@@ -843,6 +843,26 @@ impl SyncClient {
         }
     }
 
+    /// Reads on until the subscription to `event` is at the head, for an event nobody writes
+    /// to meanwhile: once two pongs a moment apart name the same cursor (every change up to
+    /// a pong's cursor came before it). A snapshot may be one shared by sessions of the same
+    /// access, a few entries behind, with the rest following it as changes.
+    pub async fn settle(&mut self, event: &str) {
+        let mut last = -1;
+        let deadline = tokio::time::Instant::now() + WAIT_MAX;
+        loop {
+            self.send(json!({ "type": "ping" })).await;
+            let at = self.next_of("pong").await["cursors"][event].as_i64().unwrap_or(-1);
+            if at == last && at >= self.cursors.get(event).copied().unwrap_or(0) {
+                self.cursors.insert(event.to_string(), at);
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never settled at the head of {event}");
+            last = at;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
     /// Subscribes (from `cursor` when given) and waits until the snapshot is complete or
     /// the catch-up reached the event's head `until`.
     pub async fn subscribe(&mut self, event: &str, cursor: Option<i64>) {
@@ -969,7 +989,10 @@ pub async fn assert_allowed_now(engine: &Engine, account: &str, event: &str, fra
     }
 }
 
-/// What `token`'s holder gets of `event` from a fresh snapshot, and the snapshot's cursor.
+/// What `token`'s holder gets of `event` from a fresh subscription once it is at the head —
+/// its snapshot (which may be one shared by sessions of the same access, a few entries
+/// behind) and the changes after it — and that cursor. For an event nobody writes to
+/// meanwhile.
 pub async fn fresh(srv: &TestServer, token: &str, event: &str) -> (Vec<(String, String)>, i64) {
     let mut c = SyncClient::connect(srv, token).await;
     c.send(json!({ "type": "subscribe", "event": event })).await;
@@ -981,5 +1004,6 @@ pub async fn fresh(srv: &TestServer, token: &str, event: &str) -> (Vec<(String, 
             Received::Closed { code, reason } => panic!("closed {code} {reason}"),
         }
     }
+    c.settle(event).await;
     (c.held(event), c.cursors[event])
 }

@@ -683,7 +683,7 @@ impl Replica {
         let (ev, _) = self.event(event).await?;
         let c = crate::rules::collaborator_asked(&ev.default_collaborator, &s, collaborator)?;
         let collab: Value = self.load(event, "collaborator", &c)?.ok_or(Error::not_found("collaborator"))?;
-        let only = ListFilter { collaborator: Some(c.clone()), ..Default::default() };
+        let only = ListFilter { collaborator: Some(c.clone()) };
         let mut d = Dashboard {
             collaborator: c.clone(),
             name: collab["name"].as_str().unwrap_or_default().into(),

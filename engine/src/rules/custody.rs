@@ -24,6 +24,15 @@ pub fn asset_key(event: &str, tag: &str) -> String {
     format!("{event}|{tag}")
 }
 
+/// Filters of the asset list.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetFilter {
+    /// Only the assets out past their due time.
+    #[serde(default)]
+    pub overdue: bool,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewAsset {

@@ -529,22 +529,6 @@ pub struct ScanFilter {
     pub credential: Option<String>,
     #[serde(default)]
     pub gate: Option<String>,
-    /// The page (see `crate::paging`).
-    #[serde(default)]
-    pub after: Option<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
-}
-
-/// A page of the credential list.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialPage {
-    /// The uid after which the page starts.
-    #[serde(default)]
-    pub after: Option<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
 }
 
 #[cfg(test)]

@@ -64,11 +64,6 @@ pub struct LaborFilter {
     pub person: Option<String>,
     #[serde(default)]
     pub day: Option<String>,
-    /// The page (see `crate::paging`).
-    #[serde(default)]
-    pub after: Option<String>,
-    #[serde(default)]
-    pub limit: Option<usize>,
 }
 
 pub fn timecard_key(event: &str, person: &str, day: &str) -> String {

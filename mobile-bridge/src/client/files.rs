@@ -20,7 +20,7 @@ use super::SyncListener;
 impl BackOpsClient {
     /// The Files tab.
     pub fn files(&self, event: String, collaborator: Option<String>) -> Result<Vec<FileInfo>, BackOpsError> {
-        self.list(self.replica()?.files(&event, ListFilter { collaborator, ..Default::default() }))
+        self.list(self.replica()?.files(&event, ListFilter { collaborator }))
     }
 
     /// Takes a photo into the event's Files tab (the caller's own folder): its bytes are

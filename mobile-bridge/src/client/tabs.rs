@@ -55,7 +55,7 @@ impl BackOpsClient {
     /// The Tasks tab: the person's collaborator's tasks, or for a seat holder the whole
     /// event's (or one collaborator's).
     pub fn tasks(&self, event: String, collaborator: Option<String>) -> Result<Vec<Task>, BackOpsError> {
-        self.list(self.replica()?.tasks(&event, ListFilter { collaborator, ..Default::default() }))
+        self.list(self.replica()?.tasks(&event, ListFilter { collaborator }))
     }
 
     /// One page of the Tasks tab, by creation, for a list that scrolls through thousands: at
@@ -68,19 +68,19 @@ impl BackOpsClient {
         after: Option<String>,
         limit: u32,
     ) -> Result<TaskPage, BackOpsError> {
-        let filter = ListFilter { collaborator, ..Default::default() };
+        let filter = ListFilter { collaborator };
         let page = self.run(self.replica()?.tasks_page(&event, filter, after.as_deref(), limit as usize))?;
         Ok(TaskPage { items: page.items.into_iter().map(Task::from).collect(), next: page.next })
     }
 
     /// The Schedule tab, by start time.
     pub fn schedule(&self, event: String, collaborator: Option<String>) -> Result<Vec<Activity>, BackOpsError> {
-        self.list(self.replica()?.activities(&event, ListFilter { collaborator, ..Default::default() }))
+        self.list(self.replica()?.activities(&event, ListFilter { collaborator }))
     }
 
     /// The Advances tab.
     pub fn advances(&self, event: String, collaborator: Option<String>) -> Result<Vec<Advance>, BackOpsError> {
-        self.list(self.replica()?.advances(&event, ListFilter { collaborator, ..Default::default() }))
+        self.list(self.replica()?.advances(&event, ListFilter { collaborator }))
     }
 
     // ---- writes: shown at once, sent when online ----

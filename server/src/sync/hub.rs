@@ -26,6 +26,7 @@ use engine::{
 };
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 
+use super::kept::Kept;
 use crate::devices::{NodeTiming, Seen};
 
 /// How often the node reads the heads of every event it follows (one query for all of
@@ -107,32 +108,6 @@ const WIDEN_KEPT: Duration = Duration::from_secs(30);
 /// Widening reads kept at most.
 const WIDEN_KEPT_MAX: usize = 16;
 
-/// The frames of one widening, by the seq it happens at and the two standings (without the
-/// person: only kinds nobody owns alone are in it), read once for every session it serves.
-type Widening = Arc<tokio::sync::OnceCell<Arc<Vec<Utf8Bytes>>>>;
-
-#[derive(Default)]
-struct Widenings {
-    kept: std::sync::Mutex<Vec<(String, tokio::time::Instant, Widening)>>,
-}
-
-impl Widenings {
-    fn get(&self, key: String) -> Widening {
-        let now = tokio::time::Instant::now();
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        kept.retain(|(_, at, _)| now.duration_since(*at) < WIDEN_KEPT);
-        if let Some((_, _, w)) = kept.iter().find(|(k, _, _)| *k == key) {
-            return w.clone();
-        }
-        if kept.len() >= WIDEN_KEPT_MAX {
-            kept.remove(0);
-        }
-        let w = Widening::default();
-        kept.push((key, now, w.clone()));
-        w
-    }
-}
-
 /// A piece of what one view is sent of a batch: changes to put into frames, or frames made
 /// already (a widening shared by many sessions) whose last cursor is `seq`.
 enum Piece {
@@ -165,8 +140,12 @@ pub struct Hub {
     sign_ins: Arc<super::signins::OpenSignIns>,
     /// How much may be pushed a minute.
     pub(super) quotas: crate::quotas::Quotas,
-    /// Widening reads shared by the sessions that widen alike.
-    widenings: Widenings,
+    /// Widening reads shared by the sessions that widen alike: the frames of one widening,
+    /// by the seq it happens at and the two standings (without the person: only kinds
+    /// nobody owns alone are in it).
+    widenings: Kept<Vec<Utf8Bytes>>,
+    /// Snapshots shared by the sessions of one standing (see `snapshots.rs`).
+    pub(super) snapshots_kept: Kept<super::snapshots::Shared>,
     /// Snapshots read at once on this node; the others wait their turn.
     pub(super) snapshots: tokio::sync::Semaphore,
     /// Subscriptions started, by account (`Limits::subscribes_per_minute`).
@@ -188,6 +167,9 @@ impl Hub {
         snapshots_at_once: usize,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Hub> {
+        // A kept snapshot's cursor stays well inside the log's retention.
+        let snapshots_kept =
+            Kept::new(super::snapshots::KEPT.min(engine.config().log_retention / 10), super::snapshots::KEPT_MAX);
         let hub = Arc::new(Hub {
             engine,
             limits,
@@ -200,7 +182,8 @@ impl Hub {
             commits_to_tell: Notify::new(),
             sign_ins: Arc::default(),
             quotas,
-            widenings: Widenings::default(),
+            widenings: Kept::new(WIDEN_KEPT, WIDEN_KEPT_MAX),
+            snapshots_kept,
             snapshots: tokio::sync::Semaphore::new(snapshots_at_once.max(1)),
             subscribes: crate::attempts::Buckets::default(),
         });
@@ -767,20 +750,27 @@ impl Hub {
         stop: &mut watch::Receiver<bool>,
         upto: i64,
     ) -> Ahead {
-        let batch = match self.engine.changes_since(event, sub.cursor, self.limits.changes_per_frame_max).await {
-            Ok(b) => b,
+        // Only the pages of kinds this view receives: a phone back after 400,000 scans it
+        // never sees reads none of them.
+        let kinds = engine::feed::kinds_seen(&sub.view.standing);
+        let limit = self.limits.changes_per_frame_max;
+        let read = match self.engine.changes_for(event, sub.cursor, limit, &kinds).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(event, error = ?e, "reading the change log for a catch-up failed");
                 tokio::time::sleep(ROOM_WAIT).await;
                 return Ahead::Moved;
             }
         };
-        let batch: Vec<Change> = batch.into_iter().filter(|c| c.seq <= upto).collect();
-        let Some(last) = batch.last().map(|c| c.seq) else { return Ahead::AtHead };
-        if batch[0].seq != sub.cursor + 1 {
+        if read.first.is_some_and(|f| f > sub.cursor + 1) {
             trimmed(&sub.out, event, sub.cursor);
             return Ahead::Gone;
         }
+        let last = read.through.min(upto);
+        if last <= sub.cursor {
+            return Ahead::AtHead;
+        }
+        let batch: Vec<Change> = read.changes.into_iter().filter(|c| c.seq <= last).collect();
         let frames = self.judge(event, &mut sub.view, sub.cursor, &batch).await;
         for f in frames {
             if !self.queue(&sub.out, f, stop).await {

@@ -6,7 +6,9 @@
 //! behind. Delivering the change log to sessions is the [`Hub`]'s (`hub.rs`).
 
 mod hub;
+mod kept;
 mod signins;
+mod snapshots;
 
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering, time::Duration};
 
@@ -20,9 +22,7 @@ use axum::{
 use engine::{
     Error,
     feed::Resume,
-    protocol::{
-        ClientMessage, ErrorCode, PROTOCOL_OLDEST, PROTOCOL_VERSION, Record, RefusalCode, ServerMessage, close,
-    },
+    protocol::{ClientMessage, ErrorCode, PROTOCOL_OLDEST, PROTOCOL_VERSION, RefusalCode, ServerMessage, close},
 };
 use futures_util::{
     SinkExt, StreamExt,
@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 pub use hub::Hub;
-use hub::{Closing, Out, SessionQueue, Sub, frame, sized_chunks};
+use hub::{Closing, Out, SessionQueue, Sub, frame};
 
 use crate::{AppState, auth::TokenError, devices::Seen};
 
@@ -604,44 +604,25 @@ impl Session {
         let (view, start, head) = match resumable {
             Some(c) => (view, c, head),
             None => {
-                // Snapshots are read a few at a time on each node (a queue, not a refusal):
-                // 2,000 phones at call time take their turns instead of all reading at once.
-                let turn = hub.snapshots.acquire().await;
-                let snap = hub.engine.snapshot(account, event).await;
-                drop(turn);
-                let Ok(snap) = snap else {
+                // Read a few at a time on each node (a queue, not a refusal), and shared by
+                // the sessions of one standing: 2,000 phones at call time are a few reads.
+                let Ok(snap) = hub.snapshot(account, event, &view, head).await else {
                     left().await;
                     self.refused(event, RefusalCode::NotFound, "event not found").await;
                     return false;
                 };
-                if !self.send_snapshot(event, snap.cursor, &snap.records).await {
-                    left().await;
-                    return false;
+                for f in &snap.shared.frames {
+                    if self.out.tx.send(Out::Frame(f.clone())).await.is_err() {
+                        left().await;
+                        return false;
+                    }
                 }
+                // Live changes follow from the snapshot's cursor: a shared snapshot read
+                // before this session's head is caught up from there.
                 (snap.view, snap.cursor, snap.cursor)
             }
         };
         hub.register(event, head, Sub { view, cursor: start, out: self.out.clone() }).await;
-        true
-    }
-
-    /// Sends a snapshot in chunks (one empty chunk for an empty event). False: the session
-    /// is gone.
-    async fn send_snapshot(&self, event: &str, cursor: i64, records: &[Record]) -> bool {
-        let limits = &self.hub.limits;
-        let chunks: Vec<&[Record]> = if records.is_empty() {
-            vec![&[]]
-        } else {
-            sized_chunks(records, limits.snapshot_chunk_records_max, limits.frame_out_bytes_target)
-        };
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let msg =
-                ServerMessage::Snapshot { event: event.into(), cursor, records: chunk.to_vec(), last: i + 1 == n };
-            if self.out.tx.send(Out::Frame(frame(&msg))).await.is_err() {
-                return false;
-            }
-        }
         true
     }
 

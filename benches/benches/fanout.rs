@@ -187,8 +187,22 @@ async fn main() {
     if paced > 0 {
         let pusher = follow(&url, &owner.token, &event).await;
         let (mut out, mut acks) = pusher.split();
-        // Acks and the pusher's own changes are read and dropped.
-        let drain = tokio::spawn(async move { while let Some(Ok(_)) = acks.next().await {} });
+        // When each push went, for its ack: push → ack is the server's apply and commit; the
+        // rest of write → client is the fan-out.
+        let pushed_at = Arc::new(Mutex::new(std::collections::VecDeque::<Instant>::new()));
+        let acked = Arc::new(Mutex::new(Vec::<f64>::new()));
+        let (at, ack_ms) = (pushed_at.clone(), acked.clone());
+        let drain = tokio::spawn(async move {
+            while let Some(Ok(m)) = acks.next().await {
+                if let Message::Text(t) = m
+                    && t.contains("\"ack\"")
+                    && serde_json::from_str::<Value>(&t).is_ok_and(|v| v["type"] == "ack")
+                    && let Some(sent) = at.lock().unwrap().pop_front()
+                {
+                    ack_ms.lock().unwrap().push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        });
         let every = Duration::from_millis(200);
         let pushes = secs * 1000 / 200;
         let audience: Vec<u64> = (0..COLLABORATORS).map(|k| crowd.audience(k)).collect();
@@ -205,8 +219,18 @@ async fn main() {
             n0 += paced;
             sent.fetch_add(paced, Ordering::Relaxed);
             let push = json!({ "type": "push", "event": event, "mutations": mutations });
+            pushed_at.lock().unwrap().push_back(Instant::now());
             out.send(Message::Text(push.to_string().into())).await.expect("push");
         }
+        // The last acks, then push → ack.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !pushed_at.lock().unwrap().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut a = acked.lock().unwrap().clone();
+        a.sort_by(f64::total_cmp);
+        let q = |p: f64| a.get(((a.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN);
+        println!("paced: {} pushes of {paced}; push → ack p50 {:.1} ms, p99 {:.1} ms", a.len(), q(0.5), q(0.99));
         handles.push(drain);
     }
     for w in 0..if paced > 0 { 0 } else { writers } {

@@ -608,7 +608,14 @@ async fn the_database_server_killed_mid_load_comes_back_and_nothing_acknowledged
     }
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     db.kill();
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Down until the nodes have answered some writes without it (at most 15 s: on a busy
+    // machine the first answers come after the node's reach check times out).
+    let down = tokio::time::Instant::now();
+    while outcomes.lock().unwrap().iter().filter(|o| o.0 != 201).count() < 3
+        && down.elapsed() < std::time::Duration::from_secs(15)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let during = outcomes.lock().unwrap().len();
     db.restart().await;
     // Both nodes take writes again by themselves.

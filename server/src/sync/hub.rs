@@ -81,6 +81,38 @@ struct FeedState {
     subs: HashMap<u64, Sub>,
     /// Sessions catching up on their own (outside this lock), to join `subs` near the head.
     catching: HashMap<u64, Arc<Catching>>,
+    /// The last changes fanned out (consecutive, up to `fanned`): a session joining a little
+    /// behind the feed (a shared snapshot, a catch-up's last stretch) takes them from here
+    /// under the lock instead of reading the log there, which would hold up live delivery.
+    recent: std::collections::VecDeque<Change>,
+}
+
+/// Changes a feed keeps in memory for sessions joining behind it.
+const RECENT_MAX: usize = 2_048;
+
+impl FeedState {
+    /// Starts the feed at `cursor` (nobody follows it from further back).
+    fn restart(&mut self, cursor: i64) {
+        self.fanned = cursor;
+        self.recent.clear();
+    }
+
+    fn remember(&mut self, batch: &[Change]) {
+        if self.recent.back().is_some_and(|c| batch.first().is_some_and(|b| b.seq != c.seq + 1)) {
+            self.recent.clear();
+        }
+        self.recent.extend(batch.iter().cloned());
+        while self.recent.len() > RECENT_MAX {
+            self.recent.pop_front();
+        }
+    }
+
+    /// The changes after `cursor` up to `fanned`, if they are all still kept.
+    fn recent_after(&self, cursor: i64) -> Option<Vec<Change>> {
+        let first = self.recent.front()?.seq;
+        (cursor + 1 >= first && self.recent.back()?.seq == self.fanned)
+            .then(|| self.recent.iter().filter(|c| c.seq > cursor).cloned().collect())
+    }
 }
 
 /// A session catching up on one event by itself: from an old cursor, or paused by the feed
@@ -368,7 +400,12 @@ impl Hub {
             event: event.to_string(),
             wake: Notify::new(),
             fanned: AtomicI64::new(head),
-            state: Mutex::new(FeedState { fanned: head, subs: HashMap::new(), catching: HashMap::new() }),
+            state: Mutex::new(FeedState {
+                fanned: head,
+                subs: HashMap::new(),
+                catching: HashMap::new(),
+                recent: Default::default(),
+            }),
         });
         feeds.insert(event.to_string(), f.clone());
         let hub = self.clone();
@@ -403,6 +440,7 @@ impl Hub {
                     };
                 let Some(last) = batch.last().map(|c| c.seq) else { break };
                 self.fan_out(&feed, &mut st, &batch).await;
+                st.remember(&batch);
                 st.fanned = last;
                 feed.fanned.store(last, Ordering::Relaxed);
             }
@@ -619,8 +657,23 @@ impl Hub {
         let mut st = feed.state.lock().await;
         if st.subs.is_empty() && st.catching.is_empty() {
             // Nobody else follows this event: the feed starts where this subscriber is.
-            st.fanned = sub.cursor;
+            st.restart(sub.cursor);
             feed.fanned.store(sub.cursor, Ordering::Relaxed);
+        }
+        let mut sub = sub;
+        if sub.cursor < st.fanned
+            && let Some(behind) = st.recent_after(sub.cursor)
+        {
+            // A little behind (a shared snapshot): what it lacks is in memory.
+            let mut view = sub.view.clone();
+            let frames = self.judge(event, &mut view, sub.cursor, &behind).await;
+            if let Ok(permits) = sub.out.tx.try_reserve_many(frames.len()) {
+                for (permit, f) in permits.zip(frames) {
+                    permit.send(Out::Frame(f));
+                }
+                sub.view = view;
+                sub.cursor = st.fanned;
+            }
         }
         if sub.cursor >= st.fanned {
             st.subs.insert(sub.out.session, sub);
@@ -672,7 +725,7 @@ impl Hub {
                 return;
             }
             if st.subs.is_empty() {
-                st.fanned = sub.cursor;
+                st.restart(sub.cursor);
                 feed.fanned.store(sub.cursor, Ordering::Relaxed);
             }
             if st.fanned - sub.cursor > JOIN_GAP && tries < JOIN_TRIES {
@@ -683,13 +736,19 @@ impl Hub {
             // without room the lock is let go and the session waits for its socket.
             let mut waiting = None;
             while sub.cursor < st.fanned {
-                let batch = match self.engine.changes_since(&event, sub.cursor, self.limits.changes_per_frame_max).await
-                {
-                    Ok(b) if !b.is_empty() => b,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(event, error = ?e, "reading the change log for a catch-up failed");
-                        break;
+                // From the feed's memory when it still holds the stretch: no read under the lock.
+                let kept = st.recent_after(sub.cursor).filter(|b| !b.is_empty());
+                let batch = match kept {
+                    Some(b) => b,
+                    None => {
+                        match self.engine.changes_since(&event, sub.cursor, self.limits.changes_per_frame_max).await {
+                            Ok(b) if !b.is_empty() => b,
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(event, error = ?e, "reading the change log for a catch-up failed");
+                                break;
+                            }
+                        }
                     }
                 };
                 if batch[0].seq != sub.cursor + 1 {

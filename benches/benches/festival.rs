@@ -226,17 +226,24 @@ async fn connect(url: &str, token: &str, device: &str) -> Ws {
     try_connect(url, token, device).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The next text frame, or what ended the connection instead.
+async fn next_text(ws: &mut Ws) -> Result<tokio_tungstenite::tungstenite::Utf8Bytes, String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t),
+            Some(Ok(Message::Close(c))) => return Err(format!("closed: {c:?}")),
+            None | Some(Err(_)) => return Err("connection lost".into()),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
 /// Reads until the subscription's snapshot is complete: the records it held, and the cursor;
 /// what happened instead when the server closed or refused it.
 async fn try_snapshot(ws: &mut Ws, kind: &str) -> Result<(u64, i64), String> {
     let mut held = 0;
     loop {
-        let t = match ws.next().await {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => return Err(format!("closed: {c:?}")),
-            None | Some(Err(_)) => return Err("connection lost".into()),
-            Some(Ok(_)) => continue,
-        };
+        let t = next_text(ws).await?;
         let v: Value = serde_json::from_str(&t).expect("json");
         match v["type"].as_str() {
             Some("snapshot") => {
@@ -267,12 +274,7 @@ async fn skim_snapshot(ws: &mut Ws) -> Result<i64, String> {
         code: Option<String>,
     }
     loop {
-        let t = match ws.next().await {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => return Err(format!("closed: {c:?}")),
-            None | Some(Err(_)) => return Err("connection lost".into()),
-            Some(Ok(_)) => continue,
-        };
+        let t = next_text(ws).await?;
         let v: Skim = serde_json::from_str(&t).map_err(|e| format!("frame: {e}"))?;
         match v.kind.as_str() {
             "snapshot" if v.last => return Ok(v.cursor),
